@@ -1,0 +1,310 @@
+"""The preference store: append-only JSONL sessions plus the sketch arrays they reference.
+
+    data/preferences/
+      sessions/<session>.jsonl   one PreferenceRecord per line, append-only
+      beziers/<sample_id>.npy    float32 (32, 4, 2)
+      noise/<sample_id>.npy      float32 (32, 8), optional: the x0 that generated the sketch
+
+Crash safety: arrays are written atomically (tmp file + fsync + ``os.replace``) before any record
+refers to them; :meth:`PreferenceStore.append` writes all its records in one ``write`` on an
+``O_APPEND`` descriptor and fsyncs. A crash can therefore only leave a torn *last* line, which readers
+ignore with a warning; a malformed line elsewhere is reported with ``file:line`` and skipped.
+
+    store = PreferenceStore("data/preferences")
+    rel_a, noise_a = store.save_sample("r1-0001a", beziers_a, noise_a)
+    store.append([PreferenceRecord(...)], session="round-1")
+    for rec in store.records(): ...
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Literal
+
+import numpy as np
+from pydantic import ValidationError
+
+from driftsketch.sketch import FLAT_SHAPE, SketchError, validate_sketch
+from dpo.records import PreferenceRecord, check_safe_name
+
+try:  # advisory lock so two writers (a pull and a bot) cannot interleave dedup checks
+    import fcntl
+except ImportError:  # pragma: no cover - non-POSIX
+    fcntl = None
+
+DEFAULT_ROOT = Path("data/preferences")
+
+
+class StoreError(ValueError):
+    """A record or array in the store that cannot be used; the message names the record or file."""
+
+
+class StoreWarning(UserWarning):
+    """A skipped line (torn or malformed) while reading a session file."""
+
+
+@dataclass
+class ReadResult:
+    """All valid records in file order, plus one message per skipped line."""
+
+    records: list[PreferenceRecord] = field(default_factory=list)
+    issues: list[str] = field(default_factory=list)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _validate_noise(arr: np.ndarray, where: str) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.size == FLAT_SHAPE[0] * FLAT_SHAPE[1] and arr.shape in (FLAT_SHAPE, (32, 4, 2)):
+        arr = arr.reshape(FLAT_SHAPE)
+    if arr.shape != FLAT_SHAPE:
+        raise StoreError(f"{where}: expected noise shape {FLAT_SHAPE}, got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.isfinite(arr)):
+        raise StoreError(f"{where}: noise must be finite floats")
+    return arr.astype(np.float32, copy=False)
+
+
+class PreferenceStore:
+    """Read and append preference records under ``root`` (see module docstring for the layout)."""
+
+    def __init__(self, root: str | Path = DEFAULT_ROOT):
+        self.root = Path(root)
+
+    @property
+    def sessions_dir(self) -> Path:
+        return self.root / "sessions"
+
+    # ---- arrays -------------------------------------------------------------------------------
+    def save_sample(self, sample_id: str, beziers: np.ndarray,
+                    noise: np.ndarray | None = None) -> tuple[str, str | None]:
+        """Write ``beziers/<id>.npy`` (and ``noise/<id>.npy``) atomically; return the relative paths.
+
+        Saving the same id again with identical arrays is a no-op (safe re-runs); different content
+        under an existing id raises :class:`StoreError` (a record may already refer to it).
+        """
+        check_safe_name(sample_id, "sample id")
+        try:
+            bez = validate_sketch(beziers, where=f"sample {sample_id}")
+        except SketchError as exc:
+            raise StoreError(str(exc)) from None
+        rel_b = f"beziers/{sample_id}.npy"
+        self._write_array(rel_b, bez)
+        rel_n = None
+        if noise is not None:
+            rel_n = f"noise/{sample_id}.npy"
+            self._write_array(rel_n, _validate_noise(noise, f"sample {sample_id}"))
+        return rel_b, rel_n
+
+    def _write_array(self, rel: str, arr: np.ndarray) -> None:
+        path = self.root / rel
+        if path.exists():
+            old = np.load(path, allow_pickle=False)
+            if old.shape == arr.shape and np.array_equal(old, arr):
+                return
+            raise StoreError(f"{path}: already exists with different content; use a new sample id")
+        _atomic_write_bytes(path, _npy_bytes(arr))
+
+    def _resolve(self, rel: str | None, record_id: str, field_name: str) -> Path:
+        if rel is None:
+            raise StoreError(f"record {record_id}: has no {field_name}")
+        root = self.root.resolve()
+        path = (root / rel).resolve()
+        if Path(rel).is_absolute() or not path.is_relative_to(root):
+            raise StoreError(f"record {record_id}: {field_name} path {rel!r} leaves the store root {root}")
+        if not path.is_file():
+            raise StoreError(f"record {record_id}: {field_name} file {rel!r} is missing under {root}")
+        return path
+
+    def _load(self, rel: str | None, record_id: str, field_name: str) -> np.ndarray:
+        path = self._resolve(rel, record_id, field_name)
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise StoreError(f"record {record_id}: {field_name} file {rel!r} is unreadable: {exc}") from None
+
+    def load_beziers(self, record: PreferenceRecord, which: Literal["a", "b"] = "a") -> np.ndarray:
+        """The float32 (32, 4, 2) sketch ``which`` of ``record``; :class:`StoreError` naming the record."""
+        name = f"beziers_{which}"
+        arr = self._load(getattr(record, name), record.id, name)
+        try:
+            return validate_sketch(arr, where=f"record {record.id}: {name}")
+        except SketchError as exc:
+            raise StoreError(str(exc)) from None
+
+    def load_noise(self, record: PreferenceRecord, which: Literal["a", "b"] = "a") -> np.ndarray | None:
+        """The float32 (32, 8) generation noise of sketch ``which``, or None when not stored."""
+        name = f"noise_{which}"
+        rel = getattr(record, name)
+        if rel is None:
+            return None
+        return _validate_noise(self._load(rel, record.id, name), f"record {record.id}: {name}")
+
+    def check_record(self, record: PreferenceRecord) -> None:
+        """Raise :class:`StoreError` unless every array ``record`` refers to is present and valid."""
+        sides = ("a", "b") if record.comparison_type == "pairwise" else ("a",)
+        for side in sides:
+            self.load_beziers(record, side)
+            self.load_noise(record, side)
+
+    # ---- records ------------------------------------------------------------------------------
+    def session_files(self) -> list[Path]:
+        """All session files, sorted by name."""
+        if not self.sessions_dir.is_dir():
+            return []
+        return sorted(self.sessions_dir.glob("*.jsonl"))
+
+    def scan(self) -> ReadResult:
+        """Read every session; skipped lines go to ``issues`` (no warnings, no exceptions)."""
+        out = ReadResult()
+        for path in self.session_files():
+            recs, issues = _read_session(path)
+            out.records.extend(recs)
+            out.issues.extend(issues)
+        return out
+
+    def records(self) -> list[PreferenceRecord]:
+        """All valid records in session-name then line order; skipped lines are warned about."""
+        result = self.scan()
+        for msg in result.issues:
+            warnings.warn(msg, StoreWarning, stacklevel=2)
+        return result.records
+
+    def source_keys(self) -> set[str]:
+        """Source keys of every stored record."""
+        return {r.source_key for r in self.scan().records}
+
+    def append(self, records: list[PreferenceRecord], session: str) -> None:
+        """Append ``records`` to ``sessions/<session>.jsonl`` in one write + fsync.
+
+        Refuses (StoreError, nothing written) records whose ``source_key`` or ``id`` is already stored or
+        repeated in the batch, and records whose arrays are missing or invalid.
+        """
+        check_safe_name(session, "session name")
+        records = list(records)
+        if not records:
+            return
+        for rec in records:
+            if not isinstance(rec, PreferenceRecord):
+                raise TypeError(f"expected PreferenceRecord, got {type(rec).__name__}")
+            self.check_record(rec)
+        self.sessions_dir.mkdir(parents=True, exist_ok=True)
+        path = self.sessions_dir / f"{session}.jsonl"
+        with self._lock():
+            self._refuse_duplicates(records)
+            payload = "".join(r.to_json_line() for r in records).encode()
+            _append_bytes(path, payload)
+
+    def _refuse_duplicates(self, records: list[PreferenceRecord]) -> None:
+        existing = self.scan().records
+        keys = {r.source_key for r in existing}
+        ids = {r.id for r in existing}
+        for rec in records:
+            if rec.source_key in keys:
+                raise StoreError(f"record {rec.id}: source {rec.source_key} is already stored")
+            if rec.id in ids:
+                raise StoreError(f"record {rec.id}: a record with this id is already stored")
+            keys.add(rec.source_key)
+            ids.add(rec.id)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        with open(self.sessions_dir / ".lock", "a") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _append_bytes(path: Path, payload: bytes) -> None:
+    """One ``write`` on an O_APPEND descriptor, then fsync; first seal a torn last line if any."""
+    new = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            with open(path, "rb") as f:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":  # a crash left a torn line: end it so ours start cleanly
+                    payload = b"\n" + payload
+        written = os.write(fd, payload)
+        if written != len(payload):
+            raise OSError(f"{path}: short write ({written} of {len(payload)} bytes)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if new:
+        _fsync_dir(path.parent)
+
+
+def _read_session(path: Path) -> tuple[list[PreferenceRecord], list[str]]:
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    torn_tail = not data.endswith(b"\n")  # the last element is an unterminated line (or b"")
+    records: list[PreferenceRecord] = []
+    issues: list[str] = []
+    for i, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        is_last = i == len(lines)
+        try:
+            records.append(PreferenceRecord.model_validate_json(raw))
+        except (ValidationError, ValueError) as exc:
+            if is_last and torn_tail:
+                issues.append(f"{path}:{i}: torn last line ignored (incomplete write)")
+            else:
+                issues.append(f"{path}:{i}: malformed record{_id_hint(raw)} skipped: {_short(exc)}")
+    return records, issues
+
+
+def _id_hint(raw: bytes) -> str:
+    try:
+        rid = json.loads(raw).get("id")
+    except (ValueError, AttributeError):
+        return ""
+    return f" {rid!r}" if rid else ""
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        errs = exc.errors()
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in errs[:3])
+    return str(exc).splitlines()[0]

@@ -1,0 +1,42 @@
+"""Data augmentation that keeps sketches valid: a small random affine map per sketch.
+
+Bezier curves are affine-invariant, so transforming control points transforms the curves exactly;
+segment order and connections are untouched. A sketch pushed outside [-1, 1] is shrunk back inside.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True
+    rotate_deg: float = 6.0  # uniform in [-rotate_deg, rotate_deg]
+    scale: float = 0.08  # isotropic factor in [1 - scale, 1 + scale]
+    stretch: float = 0.06  # anisotropic factor on x vs y
+    translate: float = 0.04  # shift in [-translate, translate], [-1, 1] units
+
+
+def random_affine(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Apply a random small affine map to Bezier sketches ``(B, 32, 8)``; returns the same shape."""
+    if not cfg.enabled:
+        return x
+    b = x.shape[0]
+
+    def u(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(b, generator=generator)
+
+    ang = u(-cfg.rotate_deg, cfg.rotate_deg) * (math.pi / 180)
+    s = u(1 - cfg.scale, 1 + cfg.scale)
+    st = u(-cfg.stretch, cfg.stretch)
+    sx, sy = s * (1 + st), s * (1 - st)
+    cos, sin = torch.cos(ang), torch.sin(ang)
+    mat = torch.stack([torch.stack([cos * sx, -sin * sy], -1), torch.stack([sin * sx, cos * sy], -1)], -2)  # (B, 2, 2)
+    shift = torch.stack([u(-cfg.translate, cfg.translate), u(-cfg.translate, cfg.translate)], -1)  # (B, 2)
+    pts = x.reshape(b, -1, 2)
+    out = torch.einsum("bij,bnj->bni", mat.to(x), pts) + shift.to(x)[:, None]
+    peak = out.abs().amax(dim=(1, 2)).clamp(min=1.0)  # shrink any sketch that left the canvas
+    return (out / peak[:, None, None]).reshape_as(x)

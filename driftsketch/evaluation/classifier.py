@@ -1,0 +1,203 @@
+"""A small CNN sketch classifier on rasterised renders: recognizability, Frechet features, judges.
+
+    clf = train_classifier(data, ClassifierConfig())          # trains on data.split()[0]
+    clf.metrics["holdout_accuracy"]                           # accuracy on real held-out sketches
+    clf.save("runs/classifier.pt"); clf = SketchClassifier.load("runs/classifier.pt")
+    probs = clf.predict_proba(beziers)                        # (N, C)
+    feats = clf.features(beziers)                             # (N, D) penultimate layer
+
+Two configurations (``classifier`` and ``hidden_classifier`` in configs/eval.yaml): 64 px for the
+labelling judge and the eval metrics, and 32 px with other widths and seed for the hidden judge.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from driftsketch.augment import AugmentConfig, random_affine
+from driftsketch.config import from_dict, to_dict
+from driftsketch.raster import rasterize
+from driftsketch.sketch import to_flat, from_flat
+
+FORMAT = "driftsketch-classifier-v1"
+
+
+@dataclass
+class ClassifierConfig:
+    resolution: int = 64  # raster size in pixels
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128])  # conv channels per stage
+    line_width: float = 1.5  # raster line width in pixels
+    dropout: float = 0.2
+    steps: int = 1500  # optimiser steps
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    augment: bool = True  # small random affine per sketch (driftsketch.augment)
+    seed: int = 0
+    holdout_fraction: float = 0.1  # data.split() arguments: the held-out part is never trained on
+    split_seed: int = 0
+
+
+def hidden_classifier_config() -> ClassifierConfig:
+    """Defaults of the hidden judge's classifier (mirrors ``hidden_classifier`` in configs/eval.yaml)."""
+    return ClassifierConfig(resolution=32, widths=[24, 48, 96], line_width=1.0, seed=1)
+
+
+class SketchCNN(nn.Module):
+    """Conv stages (3x3 conv, BN, ReLU, 2x2 max-pool; the first at 64+ px uses stride 2 instead)
+    -> global average pool -> features ``(B, widths[-1])`` -> dropout -> linear logits."""
+
+    def __init__(self, num_classes: int, cfg: ClassifierConfig):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in, size = 1, cfg.resolution
+        for i, c_out in enumerate(cfg.widths):
+            stride = 2 if (i == 0 and cfg.resolution >= 64) else 1
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+                       nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            size //= stride
+            if stride == 1 and i < len(cfg.widths) - 1 and size >= 8:
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+            c_in = c_out
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(c_in, num_classes))
+
+    def features(self, img: torch.Tensor) -> torch.Tensor:
+        return self.body(img).mean(dim=(2, 3))  # (B, C_last)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(img))  # (B, num_classes)
+
+
+class SketchClassifier:
+    """A trained :class:`SketchCNN` with its config, class names and training metrics."""
+
+    def __init__(self, net: SketchCNN, cfg: ClassifierConfig, class_names: list[str],
+                 metrics: dict[str, Any] | None = None):
+        self.net = net.eval()
+        self.cfg = cfg
+        self.class_names = list(class_names)
+        self.metrics = dict(metrics or {})
+
+    def _raster(self, beziers: np.ndarray) -> torch.Tensor:
+        return rasterize(beziers, self.cfg.resolution, line_width=self.cfg.line_width)
+
+    @torch.no_grad()
+    def _batched(self, beziers: np.ndarray, fn, batch_size: int = 1024) -> np.ndarray:
+        x = np.asarray(beziers, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        self.net.eval()
+        out = [fn(self._raster(x[i:i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
+
+    def predict_proba(self, beziers: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(N, C)`` for ``(N, 32, 4, 2)`` sketches."""
+        return self._batched(beziers, lambda img: self.net(img).softmax(dim=1))
+
+    def predict(self, beziers: np.ndarray) -> np.ndarray:
+        """Most likely class id ``(N,)``."""
+        return self.predict_proba(beziers).argmax(axis=1)
+
+    def features(self, beziers: np.ndarray) -> np.ndarray:
+        """Penultimate-layer features ``(N, D)`` (for the Frechet distance)."""
+        return self._batched(beziers, self.net.features)
+
+    def accuracy(self, beziers: np.ndarray, labels: np.ndarray) -> float:
+        """Share of sketches whose predicted class is ``labels``."""
+        return float((self.predict(beziers) == np.asarray(labels)).mean()) if len(labels) else float("nan")
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``{format, config, class_names, metrics, state_dict}`` atomically with torch.save."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        blob = {"format": FORMAT, "config": to_dict(self.cfg), "class_names": self.class_names,
+                "metrics": self.metrics, "state_dict": self.net.state_dict()}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(blob, tmp)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SketchClassifier":
+        """Load a file written by :meth:`save` (``weights_only=True``); other files raise ValueError."""
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise ValueError(f"{path}: not a DriftSketch classifier file ({exc})") from None
+        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a DriftSketch classifier file (expected format {FORMAT!r})")
+        cfg = from_dict(ClassifierConfig, blob["config"], where=str(path))
+        net = SketchCNN(len(blob["class_names"]), cfg)
+        net.load_state_dict(blob["state_dict"])
+        return cls(net, cfg, blob["class_names"], blob.get("metrics"))
+
+
+def fit_classifier(beziers: np.ndarray, labels: np.ndarray, class_names: list[str],
+                   cfg: ClassifierConfig | None = None, progress: bool = True) -> SketchClassifier:
+    """Train a classifier on ``(N, 32, 4, 2)`` sketches and int labels for ``cfg.steps`` steps."""
+    cfg = cfg or ClassifierConfig()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    net = SketchCNN(len(class_names), cfg)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.15)
+    x_all = torch.as_tensor(np.asarray(beziers, dtype=np.float32))
+    y_all = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    aug = AugmentConfig(rotate_deg=10.0, scale=0.1, stretch=0.08, translate=0.06)
+    net.train()
+    bar = tqdm(range(cfg.steps), desc="classifier", disable=not progress, mininterval=2.0)
+    for _ in bar:
+        idx = torch.randint(len(y_all), (min(cfg.batch_size, len(y_all)),), generator=gen)
+        x = x_all[idx]
+        if cfg.augment:
+            x = from_flat(random_affine(to_flat(x), aug, generator=gen))
+        img = rasterize(x, cfg.resolution, line_width=cfg.line_width)
+        loss = nn.functional.cross_entropy(net(img), y_all[idx], label_smoothing=0.05)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    return SketchClassifier(net.eval(), cfg, class_names)
+
+
+def train_classifier(data, cfg: ClassifierConfig | None = None, progress: bool = True) -> SketchClassifier:
+    """Train on ``data.split(cfg.holdout_fraction, cfg.split_seed)[0]`` (a SketchData); the held-out
+    accuracy on real sketches is stored in ``clf.metrics["holdout_accuracy"]``."""
+    cfg = cfg or ClassifierConfig()
+    train, holdout = data.split(cfg.holdout_fraction, cfg.split_seed)
+    if len(train) == 0:
+        raise ValueError("train_classifier: the training split is empty")
+    start = time.time()
+    clf = fit_classifier(train.beziers, train.labels, data.class_names, cfg, progress)
+    clf.metrics.update({
+        "train_seconds": round(time.time() - start, 1),
+        "train_size": len(train), "holdout_size": len(holdout),
+        "train_accuracy": clf.accuracy(train.beziers[:5000], train.labels[:5000]),
+        "holdout_accuracy": clf.accuracy(holdout.beziers, holdout.labels),
+        "dataset": str(data.meta.get("source", "")),
+    })
+    return clf
+
+
+def config_replace(cfg: ClassifierConfig, **changes: Any) -> ClassifierConfig:
+    """A copy of ``cfg`` with some fields changed (unknown names raise TypeError)."""
+    return dataclasses.replace(cfg, **changes)

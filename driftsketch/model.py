@@ -1,0 +1,137 @@
+"""The velocity network: a class-conditional DiT-style transformer over 32 stroke tokens.
+
+Reads top to bottom: building blocks -> ``ModelConfig`` -> ``SketchFlowTransformer``.
+The network maps ``(x_t, t, class)`` to a velocity, all in codec space (see ``driftsketch.codec``);
+``encode``/``decode`` convert Bezier data to and from that space.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from driftsketch import codec as sketch_codec
+from driftsketch.sketch import NUM_SEGMENTS, TOKEN_DIM
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    # x: (B, T, D); shift/scale: (B, D)
+    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+class TimestepEmbedding(nn.Module):
+    """Sinusoidal features of ``t`` in [0, 1] (scaled by 1000, as in DiT) -> MLP."""
+
+    def __init__(self, dim: int, freq_dim: int = 128):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:  # (B,) -> (B, D)
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+        args = (t.float() * 1000.0)[:, None] * freqs[None]
+        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+
+
+class DiTBlock(nn.Module):
+    """Pre-norm transformer block with adaLN-Zero conditioning (gates start at zero)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        nn.init.zeros_(self.ada[-1].weight)
+        nn.init.zeros_(self.ada[-1].bias)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)  # each (B, D)
+        h = modulate(self.norm1(x), shift1, scale1)
+        h, _ = self.attn(h, h, h, need_weights=False)
+        x = x + gate1.unsqueeze(1) * h
+        h = self.mlp(modulate(self.norm2(x), shift2, scale2))
+        return x + gate2.unsqueeze(1) * h
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, dim: int, out_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+        self.out = nn.Linear(dim, out_dim)
+        for layer in (self.ada[-1], self.out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.ada(c).chunk(2, dim=-1)
+        return self.out(modulate(self.norm(x), shift, scale))
+
+
+@dataclass
+class ModelConfig:
+    """Size and conditioning of the velocity network (defaults mirror configs/train.yaml)."""
+
+    num_classes: int = 8
+    dim: int = 128
+    depth: int = 6
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    codec: str = "relative"  # "relative" (gap/handles/end) or "absolute"; see driftsketch.codec
+    gap_scale: float = 2.0
+    handle_scale: float = 3.0
+
+
+class SketchFlowTransformer(nn.Module):
+    """Velocity field ``v(x_t, t, class)`` over 32 segment tokens.
+
+    ``forward(x (B, 32, 8), t (B,), class_labels (B,) long) -> (B, 32, 8)``. Class id
+    ``null_class == num_classes`` is the learned unconditional class used for classifier-free guidance.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.codec not in sketch_codec.CODECS:
+            raise ValueError(f"model.codec: unknown codec {cfg.codec!r}; valid: {sketch_codec.CODECS}")
+        self.config = cfg
+        self.class_names: list[str] = []
+        self.checkpoint_id: str | None = None
+        self.input_proj = nn.Linear(TOKEN_DIM, cfg.dim)
+        self.pos_emb = nn.Parameter(torch.randn(1, NUM_SEGMENTS, cfg.dim) * 0.02)
+        self.time_emb = TimestepEmbedding(cfg.dim)
+        self.class_emb = nn.Embedding(cfg.num_classes + 1, cfg.dim)  # last row: null class
+        nn.init.normal_(self.class_emb.weight, std=0.02)
+        self.blocks = nn.ModuleList(DiTBlock(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
+        self.final = FinalLayer(cfg.dim, TOKEN_DIM)
+
+    @property
+    def null_class(self) -> int:
+        return self.config.num_classes
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor) -> torch.Tensor:
+        c = self.time_emb(t) + self.class_emb(class_labels)  # (B, D)
+        h = self.input_proj(x) + self.pos_emb  # (B, 32, D)
+        for block in self.blocks:
+            h = block(h, c)
+        return self.final(h, c)  # (B, 32, 8)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Bezier ``(B, 32, 8)`` -> codec space ``(B, 32, 8)``."""
+        cfg = self.config
+        return sketch_codec.encode(x, cfg.codec, cfg.gap_scale, cfg.handle_scale)
+
+    def decode(self, z: torch.Tensor, snap_eps: float | None = None) -> torch.Tensor:
+        """Codec space ``(B, 32, 8)`` -> Bezier ``(B, 32, 8)``; see ``driftsketch.codec.decode``."""
+        cfg = self.config
+        return sketch_codec.decode(z, cfg.codec, cfg.gap_scale, cfg.handle_scale, snap_eps)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

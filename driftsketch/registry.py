@@ -1,0 +1,354 @@
+"""Model registry: a folder of checkpoints plus ``registry.json`` with lineage, metrics and a ``current`` pointer.
+
+    reg = Registry("runs/registry")
+    reg.add_model("runs/base/model.pt", "base-3f2a", kind="base")
+    reg.promote("base-3f2a", reason="bootstrap")
+    reg.current_path()          # -> runs/registry/checkpoints/base-3f2a.pt
+
+Layout::
+
+    runs/registry/
+      registry.json             the state below, replaced atomically (tmp + fsync + os.replace)
+      registry.lock             flock held around every read-modify-write
+      checkpoints/<model_id>.pt
+
+Every mutation is idempotent: adding a model that is already registered returns the existing entry,
+promoting the current model changes nothing, deciding a round twice keeps the first decision. A round
+is keyed by :func:`round_id_for` (the parent model plus the set of preference record ids it trains on),
+so a re-run after a crash finds its own half-done round instead of training twice on the same data.
+Pure Python: no torch, no Prefect.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+REGISTRY_FILE = "registry.json"
+CHECKPOINT_DIR = "checkpoints"
+
+ModelStatus = Literal["candidate", "promoted", "rejected", "rolled_back"]
+RoundStatus = Literal["started", "trained", "promoted", "rejected"]
+
+
+class RegistryError(RuntimeError):
+    """A registry operation that cannot be carried out (unknown id, nothing to roll back to, bad file)."""
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelEntry(_Strict):
+    id: str
+    path: str  # relative to the registry root
+    kind: Literal["base", "dpo"] = "dpo"
+    parent: str | None = None
+    round_id: str | None = None
+    round_index: int = 0  # 0 for a base model, n for the model trained in round n
+    num_preferences: int = 0
+    metrics: dict[str, float] = Field(default_factory=dict)
+    status: ModelStatus = "candidate"
+    reason: str | None = None  # why it was promoted / rejected / rolled back
+    created_at: str = Field(default_factory=now_iso)
+    decided_at: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class RoundEntry(_Strict):
+    id: str
+    index: int
+    parent: str  # model the round fine-tuned from
+    reference: str  # model used as the frozen DPO reference
+    record_ids: list[str]
+    candidate: str | None = None
+    status: RoundStatus = "started"
+    reason: str | None = None
+    started_at: str = Field(default_factory=now_iso)
+    finished_at: str | None = None
+
+
+class Event(_Strict):
+    at: str = Field(default_factory=now_iso)
+    action: Literal["promote", "reject", "rollback"]
+    model: str
+    previous: str | None = None  # the current model before this event
+    reason: str | None = None
+
+
+class RegistryState(_Strict):
+    version: int = 1
+    current: str | None = None
+    models: dict[str, ModelEntry] = Field(default_factory=dict)
+    rounds: dict[str, RoundEntry] = Field(default_factory=dict)
+    history: list[Event] = Field(default_factory=list)
+
+
+def round_id_for(parent: str, record_ids: list[str] | set[str], reference: str | None = None) -> str:
+    """Stable id of a round: sha256 over the parent model, the reference model and the sorted record ids."""
+    payload = json.dumps({"parent": parent, "reference": reference or parent,
+                          "records": sorted(set(record_ids))}, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, dst)
+
+
+class Registry:
+    """Checkpoints and their lineage under one folder; see the module docstring."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.file = self.root / REGISTRY_FILE
+
+    # -- reading -------------------------------------------------------------------------------
+    def load(self) -> RegistryState:
+        """The current state (an empty one if the registry does not exist yet)."""
+        if not self.file.exists():
+            return RegistryState()
+        try:
+            return RegistryState.model_validate_json(self.file.read_text())
+        except ValidationError as exc:
+            raise RegistryError(f"{self.file}: not a valid registry file: {exc}") from None
+
+    @property
+    def current(self) -> str | None:
+        return self.load().current
+
+    def get(self, model_id: str) -> ModelEntry:
+        state = self.load()
+        return self._entry(state, model_id)
+
+    def path_of(self, model_id: str) -> Path:
+        """Absolute checkpoint path of a registered model (checked to stay inside the registry)."""
+        return self._resolve(self.get(model_id).path)
+
+    def current_path(self) -> Path | None:
+        cur = self.current
+        return None if cur is None else self.path_of(cur)
+
+    def checkpoint_path_for(self, model_id: str) -> Path:
+        """Where :meth:`add_model` stores ``model_id``; a trainer may write there directly (atomically)."""
+        _check_id(model_id)
+        return self.root / CHECKPOINT_DIR / f"{model_id}.pt"
+
+    def used_record_ids(self) -> set[str]:
+        """Preference record ids that some finished fine-tune (promoted or not) has trained on."""
+        used: set[str] = set()
+        for rnd in self.load().rounds.values():
+            if rnd.status != "started":
+                used.update(rnd.record_ids)
+        return used
+
+    # -- writing -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[RegistryState]:
+        """Lock, load, yield the state for editing, then write it back atomically."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / CHECKPOINT_DIR).mkdir(exist_ok=True)
+        with open(self.root / "registry.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                state = self.load()
+                before = state.model_dump_json()
+                yield state
+                after = state.model_dump_json(indent=2)
+                if json.loads(after) != json.loads(before):
+                    _atomic_write_text(self.file, after + "\n")
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def add_model(self, checkpoint: str | Path, model_id: str, *, kind: Literal["base", "dpo"] = "dpo",
+                  parent: str | None = None, round_id: str | None = None, round_index: int = 0,
+                  num_preferences: int = 0, metrics: dict[str, float] | None = None,
+                  extra: dict[str, Any] | None = None) -> ModelEntry:
+        """Copy ``checkpoint`` into the registry as ``model_id`` (no-op if already registered)."""
+        dst = self.checkpoint_path_for(model_id)
+        src = Path(checkpoint)
+        if not src.is_file():
+            raise RegistryError(f"checkpoint not found: {src}")
+        with self.transaction() as state:
+            if model_id in state.models:
+                return state.models[model_id]
+            if parent is not None and parent not in state.models:
+                raise RegistryError(f"parent {parent!r} is not in the registry {self.file}")
+            if src.resolve() != dst.resolve():
+                _atomic_copy(src, dst)
+            entry = ModelEntry(id=model_id, path=f"{CHECKPOINT_DIR}/{dst.name}", kind=kind, parent=parent,
+                               round_id=round_id, round_index=round_index, num_preferences=num_preferences,
+                               metrics=dict(metrics or {}), extra=dict(extra or {}))
+            state.models[model_id] = entry
+            return entry
+
+    def set_metrics(self, model_id: str, metrics: dict[str, float]) -> None:
+        """Merge ``metrics`` into a model's entry."""
+        with self.transaction() as state:
+            self._entry(state, model_id).metrics.update({k: float(v) for k, v in metrics.items()})
+
+    def promote(self, model_id: str, reason: str = "manual") -> bool:
+        """Make ``model_id`` current. Returns False (and changes nothing) if it already is."""
+        with self.transaction() as state:
+            return _promote(state, self._entry(state, model_id), reason)
+
+    def reject(self, model_id: str, reason: str) -> bool:
+        """Record that a candidate failed the gate. Returns False if it was already decided."""
+        with self.transaction() as state:
+            return _reject(state, self._entry(state, model_id), reason)
+
+    def rollback(self, reason: str = "manual rollback") -> str:
+        """Point ``current`` back at the model that was current before the current one was promoted."""
+        with self.transaction() as state:
+            cur = state.current
+            if cur is None:
+                raise RegistryError(f"{self.file}: no current model to roll back from")
+            promos = [e for e in state.history if e.action == "promote" and e.model == cur]
+            previous = promos[-1].previous if promos else None
+            if previous is None:
+                raise RegistryError(f"{cur} was the first promoted model: nothing to roll back to")
+            state.history.append(Event(action="rollback", model=previous, previous=cur, reason=reason))
+            state.current = previous
+            rolled = state.models[cur]
+            rolled.status, rolled.reason, rolled.decided_at = "rolled_back", reason, now_iso()
+            return previous
+
+    # -- rounds --------------------------------------------------------------------------------
+    def start_round(self, parent: str, reference: str, record_ids: list[str]) -> RoundEntry:
+        """Find or create the round for (parent, reference, record ids); its index is fixed at creation."""
+        rid = round_id_for(parent, record_ids, reference)
+        with self.transaction() as state:
+            if rid in state.rounds:
+                return state.rounds[rid]
+            index = 1 + max((r.index for r in state.rounds.values() if r.status != "started"), default=0)
+            rnd = RoundEntry(id=rid, index=index, parent=parent, reference=reference,
+                             record_ids=sorted(set(record_ids)))
+            state.rounds[rid] = rnd
+            return rnd
+
+    def finish_training(self, round_id: str, candidate: str) -> None:
+        """Mark a round trained; its preferences now count as used."""
+        with self.transaction() as state:
+            rnd = self._round(state, round_id)
+            self._entry(state, candidate)
+            if rnd.status == "started":
+                rnd.status, rnd.candidate = "trained", candidate
+
+    def decide_round(self, round_id: str, promote: bool, reason: str) -> bool:
+        """Apply the gate's decision to a trained round, once, in one atomic write.
+
+        Returns False (changing nothing) if the round was already decided.
+        """
+        with self.transaction() as state:
+            rnd = self._round(state, round_id)
+            if rnd.status in ("promoted", "rejected"):
+                return False
+            if rnd.status != "trained" or rnd.candidate is None:
+                raise RegistryError(f"round {round_id} has no trained candidate yet (status {rnd.status})")
+            entry = self._entry(state, rnd.candidate)
+            _promote(state, entry, reason) if promote else _reject(state, entry, reason)
+            rnd.status = "promoted" if promote else "rejected"
+            rnd.reason, rnd.finished_at = reason, now_iso()
+            return True
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _entry(self, state: RegistryState, model_id: str) -> ModelEntry:
+        if model_id not in state.models:
+            known = ", ".join(sorted(state.models)) or "none"
+            raise RegistryError(f"unknown model {model_id!r} in {self.file} (known: {known})")
+        return state.models[model_id]
+
+    def _round(self, state: RegistryState, round_id: str) -> RoundEntry:
+        if round_id not in state.rounds:
+            raise RegistryError(f"unknown round {round_id!r} in {self.file}")
+        return state.rounds[round_id]
+
+    def _resolve(self, rel: str) -> Path:
+        path = (self.root / rel).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise RegistryError(f"{self.file}: path {rel!r} leaves the registry folder")
+        return path
+
+
+def _promote(state: RegistryState, entry: ModelEntry, reason: str) -> bool:
+    if state.current == entry.id:
+        return False
+    state.history.append(Event(action="promote", model=entry.id, previous=state.current, reason=reason))
+    state.current = entry.id
+    entry.status, entry.reason, entry.decided_at = "promoted", reason, now_iso()
+    return True
+
+
+def _reject(state: RegistryState, entry: ModelEntry, reason: str) -> bool:
+    if entry.status != "candidate":
+        return False
+    state.history.append(Event(action="reject", model=entry.id, previous=state.current, reason=reason))
+    entry.status, entry.reason, entry.decided_at = "rejected", reason, now_iso()
+    return True
+
+
+def _check_id(model_id: str) -> None:
+    if not model_id or "/" in model_id or "\\" in model_id or model_id.startswith("."):
+        raise RegistryError(f"invalid model id {model_id!r}: use letters, digits, '-' and '_'")
+
+
+class PromotionGate(_Strict):
+    """When a candidate replaces the current model. Metrics are compared candidate vs current.
+
+    Keys used: ``recognizability`` (higher is better), ``frechet_distance`` (to the data; lower is better),
+    ``heldout_accuracy`` (candidate's implicit accuracy on held-out preferences) and, if set,
+    ``win_rate`` (candidate over current under an automatic judge).
+    """
+
+    min_heldout_accuracy: float = Field(0.5, description="held-out preference accuracy at least this")
+    max_recognizability_drop: float = Field(0.02, description="recognizability may fall at most this much")
+    max_fd_ratio: float = Field(1.2, description="Frechet distance at most this times the current model's")
+    min_win_rate: float | None = Field(None, description="judge win rate over current at least this (off if null)")
+
+
+def apply_gate(gate: PromotionGate, candidate: dict[str, float], current: dict[str, float]) -> tuple[bool, str]:
+    """Decide promotion; the reason lists every check with its numbers so the registry says why."""
+    def need(metrics: dict[str, float], key: str, who: str) -> float:
+        if key not in metrics:
+            raise RegistryError(f"promotion gate needs metric {key!r} for the {who} model; got {sorted(metrics)}")
+        return float(metrics[key])
+
+    checks: list[tuple[bool, str]] = []
+    acc = need(candidate, "heldout_accuracy", "candidate")
+    checks.append((acc >= gate.min_heldout_accuracy, f"heldout_accuracy {acc:.3f} >= {gate.min_heldout_accuracy}"))
+    rec_c, rec_b = need(candidate, "recognizability", "candidate"), need(current, "recognizability", "current")
+    checks.append((rec_c >= rec_b - gate.max_recognizability_drop,
+                   f"recognizability {rec_c:.3f} >= {rec_b:.3f} - {gate.max_recognizability_drop}"))
+    fd_c, fd_b = need(candidate, "frechet_distance", "candidate"), need(current, "frechet_distance", "current")
+    checks.append((fd_c <= fd_b * gate.max_fd_ratio, f"frechet_distance {fd_c:.3f} <= {gate.max_fd_ratio} x {fd_b:.3f}"))
+    if gate.min_win_rate is not None:
+        win = need(candidate, "win_rate", "candidate")
+        checks.append((win >= gate.min_win_rate, f"win_rate {win:.3f} >= {gate.min_win_rate}"))
+    failed = [text for ok, text in checks if not ok]
+    if failed:
+        return False, "gate failed: not " + "; not ".join(failed)
+    return True, "gate passed: " + "; ".join(text for _, text in checks)

@@ -1,0 +1,82 @@
+"""`driftsketch-models`: inspect and steer the model registry of the online loop.
+
+    driftsketch-models list                      # all models, the current one marked with *
+    driftsketch-models show dpo-1a2b3c4d5e6f7a8b # one entry as JSON (metrics, lineage, decision)
+    driftsketch-models promote ID --reason "looked better to us"
+    driftsketch-models rollback                  # back to the model current before this one
+    driftsketch-models --registry runs/other list
+
+The registry folder defaults to ``registry_dir`` in ``configs/round.yaml``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from driftsketch.config import CONFIG_DIR, read_yaml
+from driftsketch.registry import Registry, RegistryError, RegistryState
+
+FALLBACK_REGISTRY = "runs/registry"
+
+
+def default_registry_dir(config: Path = CONFIG_DIR / "round.yaml") -> str:
+    """``registry_dir`` from the round config (the one source of truth), else ``runs/registry``."""
+    if config.is_file():
+        return str(read_yaml(config).get("registry_dir", FALLBACK_REGISTRY))
+    return FALLBACK_REGISTRY
+
+
+def format_table(state: RegistryState) -> str:
+    """One line per model, oldest first; ``*`` marks the current model."""
+    header = f"  {'id':<28} {'kind':<5} {'round':>5} {'prefs':>6} {'status':<11} {'parent':<28} created"
+    lines = [header]
+    for m in sorted(state.models.values(), key=lambda m: (m.created_at, m.round_index)):
+        mark = "*" if m.id == state.current else " "
+        lines.append(f"{mark} {m.id:<28} {m.kind:<5} {m.round_index:>5} {m.num_preferences:>6} "
+                     f"{m.status:<11} {m.parent or '-':<28} {m.created_at}")
+    if not state.models:
+        lines.append("  (no models registered)")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="driftsketch-models", description=__doc__.split("\n")[0])
+    p.add_argument("--registry", default=None, help="registry folder (default: registry_dir in configs/round.yaml)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list registered models")
+    show = sub.add_parser("show", help="print one model's entry as JSON")
+    show.add_argument("id")
+    promote = sub.add_parser("promote", help="make a model current (no-op if it already is)")
+    promote.add_argument("id")
+    promote.add_argument("--reason", default="manual promotion")
+    rollback = sub.add_parser("rollback", help="make the previously current model current again")
+    rollback.add_argument("--reason", default="manual rollback")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    reg = Registry(args.registry or default_registry_dir())
+    try:
+        if args.command == "list":
+            print(format_table(reg.load()))
+        elif args.command == "show":
+            entry = reg.get(args.id).model_dump()
+            entry["current"] = reg.current == args.id
+            entry["checkpoint"] = str(reg.path_of(args.id))
+            print(json.dumps(entry, indent=2))
+        elif args.command == "promote":
+            changed = reg.promote(args.id, reason=args.reason)
+            print(f"{args.id} is current" + ("" if changed else " (it already was)"))
+        elif args.command == "rollback":
+            print(f"rolled back; current model is now {reg.rollback(reason=args.reason)}")
+    except RegistryError as exc:
+        print(f"driftsketch-models: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Render sketches: SVG text, PNG (through cairosvg) and matplotlib sample grids.
+
+All three agree on orientation and scale: ``[-1, 1]`` maps onto ``[0, size]`` with y pointing down,
+as in SVG, so (-1, -1) is the top-left corner. Each of the 32 cubic segments is drawn as its own
+``<path d="M x0 y0 C x1 y1 x2 y2 x3 y3"/>`` with round caps and joins (so consecutive segments of a
+pen stroke meet without visible seams); the canvas is white.
+
+    write_svg(beziers, "cat.svg"); write_png(beziers, "cat.png", size=256)
+    plot_bezier_sketches(samples, "grid.png", titles=["cat"] * len(samples), ncols=8)
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from driftsketch.sketch import CANVAS_SIZE, validate_sketch
+
+DEFAULT_STROKE_WIDTH = 4.0  # pixels on the 512-pixel canvas; scaled with ``size``
+
+
+def _stroke_width(size: int, stroke_width: float | None) -> float:
+    return DEFAULT_STROKE_WIDTH * size / CANVAS_SIZE if stroke_width is None else float(stroke_width)
+
+
+def _atomic_write(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sketch_to_svg(beziers: np.ndarray, size: int = CANVAS_SIZE, stroke_width: float | None = None,
+                  color: str = "black", background: str = "white") -> str:
+    """SVG document for one ``(32, 4, 2)`` sketch: one ``<path>`` per cubic segment.
+
+    ``stroke_width`` is in pixels of the ``size`` canvas (default 4 px at 512, scaled with size).
+    """
+    pts = (validate_sketch(beziers).astype(np.float64) + 1.0) * (size / 2.0)  # (32, 4, 2) in pixels
+    paths = [
+        '<path d="M {:.2f} {:.2f} C {:.2f} {:.2f} {:.2f} {:.2f} {:.2f} {:.2f}"/>'.format(*seg.ravel())
+        for seg in pts
+    ]
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" viewBox="0 0 {size} {size}">\n'
+        f'<rect width="{size}" height="{size}" fill="{background}"/>\n'
+        f'<g fill="none" stroke="{color}" stroke-width="{_stroke_width(size, stroke_width):.2f}" '
+        'stroke-linecap="round" stroke-linejoin="round">\n' + "\n".join(paths) + "\n</g>\n</svg>\n"
+    )
+
+
+def write_svg(beziers: np.ndarray, path: str | Path, size: int = CANVAS_SIZE,
+              stroke_width: float | None = None) -> Path:
+    """Write the SVG of one sketch atomically; returns the path."""
+    _atomic_write(path, sketch_to_svg(beziers, size, stroke_width).encode())
+    return Path(path)
+
+
+def png_bytes(beziers: np.ndarray, size: int = CANVAS_SIZE, stroke_width: float | None = None) -> bytes:
+    """PNG (RGBA, ``size`` x ``size``) of one sketch, rendered by cairosvg from :func:`sketch_to_svg`."""
+    import cairosvg
+
+    return cairosvg.svg2png(bytestring=sketch_to_svg(beziers, size, stroke_width).encode(),
+                            output_width=size, output_height=size)
+
+
+def write_png(beziers: np.ndarray, path: str | Path, size: int = CANVAS_SIZE,
+              stroke_width: float | None = None) -> Path:
+    """Write the PNG of one sketch atomically; returns the path."""
+    _atomic_write(path, png_bytes(beziers, size, stroke_width))
+    return Path(path)
+
+
+def _draw_sketch(ax, beziers: np.ndarray, linewidth: float) -> None:
+    from matplotlib.patches import PathPatch
+    from matplotlib.path import Path as MplPath
+
+    codes = [MplPath.MOVETO, MplPath.CURVE4, MplPath.CURVE4, MplPath.CURVE4]
+    for seg in beziers:  # one patch per segment, like the SVG
+        patch = PathPatch(MplPath(seg.astype(np.float64), codes), fill=False, lw=linewidth,
+                          capstyle="round", joinstyle="round", edgecolor="black")
+        ax.add_patch(patch)
+    ax.set_xlim(-1, 1)
+    ax.set_ylim(1, -1)  # y points down, as in SVG
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_bezier_sketches(samples: np.ndarray, path: str | Path, titles: Sequence[str] | None = None,
+                         ncols: int = 8, cell_inches: float = 1.6, linewidth: float = 1.2,
+                         dpi: int = 100) -> Path:
+    """Grid PNG of ``(N, 32, 4, 2)`` sketches drawn with matplotlib ``CURVE4`` paths; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = np.asarray(samples)
+    if samples.ndim == 3:
+        samples = samples[None]
+    if samples.ndim != 4 or len(samples) == 0:
+        raise ValueError(f"plot_bezier_sketches: expected (N, 32, 4, 2) with N >= 1, got {samples.shape}")
+    if titles is not None and len(titles) != len(samples):
+        raise ValueError(f"plot_bezier_sketches: {len(titles)} titles for {len(samples)} sketches")
+    n = len(samples)
+    ncols = max(1, min(ncols, n))
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * cell_inches, nrows * cell_inches), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        if i >= n:
+            ax.axis("off")
+            continue
+        _draw_sketch(ax, validate_sketch(samples[i], where=f"sample {i}"), linewidth)
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=dpi, facecolor="white")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,212 @@
+"""Base training of the flow-matching sketch model.
+
+    driftsketch-train --data builtin --max-steps 3000 --checkpoint-dir runs/base
+    driftsketch-train --data data/mnist.npz --set model.depth=8 --set lr=5e-4 --no-wandb
+    driftsketch-train --checkpoint-dir runs/base --resume          # continue from runs/base/last.pt
+
+Leaves ``DIR/model.pt`` (EMA weights + everything needed to resume), ``DIR/last.pt`` while
+running, and sample grids ``DIR/samples_stepN.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from driftsketch.augment import random_affine
+from driftsketch.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from driftsketch.config import ConfigError, to_dict
+from driftsketch.ema import EMA
+from driftsketch.flow import cfm_loss
+from driftsketch.model import ModelConfig, SketchFlowTransformer
+from driftsketch.sketch import to_flat
+from driftsketch.tracking import RunLogger
+from driftsketch.train_config import DEFAULT_TRAIN_CONFIG, TrainConfig, load_train_config
+
+
+def dataset_id_of(data) -> str:
+    """Stable id of a data set: its recorded id, else a hash of its arrays."""
+    meta = getattr(data, "meta", {}) or {}
+    if meta.get("dataset_id"):
+        return str(meta["dataset_id"])
+    digest = hashlib.sha256(np.ascontiguousarray(data.beziers).tobytes())
+    digest.update(np.ascontiguousarray(data.labels).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> SketchFlowTransformer:
+    m = cfg.model
+    return SketchFlowTransformer(ModelConfig(num_classes=num_classes, dim=m.dim, depth=m.depth, heads=m.heads,
+                                             mlp_ratio=m.mlp_ratio, dropout=m.dropout, codec=m.codec,
+                                             gap_scale=m.gap_scale, handle_scale=m.handle_scale))
+
+
+def lr_lambda(cfg: TrainConfig):
+    """Linear warm-up then cosine decay to ``min_lr_ratio``, as a multiplier of ``cfg.lr``."""
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / max(1, cfg.warmup_steps)
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return f
+
+
+def write_sample_grid(model, class_names: list[str], cfg: TrainConfig, path: Path, per_class: int = 4) -> Path:
+    """Generate ``per_class`` sketches of every class with fixed noise and save a grid PNG."""
+    from driftsketch.render import plot_bezier_sketches
+    from driftsketch.sampling import generate_beziers
+
+    labels = [c for c in range(len(class_names)) for _ in range(per_class)]
+    sketches, _ = generate_beziers(model, labels, len(labels), num_steps=cfg.sampling.num_steps,
+                                   cfg_scale=cfg.sampling.cfg_scale, solver=cfg.sampling.solver, seed=1234)
+    titles = [class_names[c] for c in labels]
+    plot_bezier_sketches(sketches, path, titles=titles, ncols=per_class * 2)
+    return path
+
+
+class _State:
+    """Everything that changes during training, kept together for checkpointing."""
+
+    def __init__(self, model, ema, opt, sched, step: int = 0):
+        self.model, self.ema, self.opt, self.sched, self.step = model, ema, opt, sched, step
+
+    def save(self, path: Path, class_names, dataset_id: str, cfg: TrainConfig, parent: str | None = None) -> str:
+        return save_checkpoint(path, self.model, class_names, step=self.step, ema_state=self.ema.state_dict(),
+                               optimizer_state=self.opt.state_dict(), scheduler_state=self.sched.state_dict(),
+                               dataset_id=dataset_id, parent=parent,
+                               extra={"train_config": to_dict(cfg), "ema_updates": self.ema.num_updates})
+
+
+def _init_state(cfg: TrainConfig, num_classes: int, resume_from: Path | None) -> _State:
+    model = build_model(cfg, num_classes)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+    ema = EMA(model, cfg.ema_decay)
+    state = _State(model, ema, opt, sched)
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from)
+        model.load_state_dict(ckpt["model_state_dict"])
+        ema.load_state_dict(ckpt["ema"], int(ckpt["extra"].get("ema_updates", ckpt["step"])))
+        opt.load_state_dict(ckpt["optimizer_state_dict"])
+        sched.load_state_dict(ckpt["scheduler_state_dict"])
+        state.step = int(ckpt["step"])
+    return state
+
+
+def train_base(cfg: TrainConfig, resume: bool = False, data=None, progress: bool = True) -> Path:
+    """Train a base model as configured; returns the path of ``checkpoint_dir/model.pt``."""
+    from driftsketch.data import load_dataset
+
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    data = data if data is not None else load_dataset(cfg.data)
+    train_set, _ = data.split(cfg.holdout_fraction, seed=cfg.seed)
+    x_all = torch.from_numpy(to_flat(np.asarray(train_set.beziers, dtype=np.float32)))
+    y_all = torch.from_numpy(np.asarray(train_set.labels, dtype=np.int64))
+    class_names, ds_id = list(data.class_names), dataset_id_of(data)
+    out_dir = Path(cfg.checkpoint_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last = out_dir / "last.pt"
+    if resume and not last.is_file():
+        raise CheckpointError(f"--resume: no {last} to resume from")
+    state = _init_state(cfg, len(class_names), last if resume else None)
+    logger = RunLogger(cfg.wandb, cfg.wandb_project, out_dir, to_dict(cfg), job_type="base-train")
+    gen = torch.Generator().manual_seed(cfg.seed + state.step)
+    bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train", disable=not progress, dynamic_ncols=True)
+    t_start, seen = time.perf_counter(), 0
+    while state.step < cfg.max_steps:
+        idx = torch.randint(0, len(x_all), (cfg.batch_size,), generator=gen)
+        loss = _train_step(state, cfg, random_affine(x_all[idx], cfg.augment, gen), y_all[idx], gen)
+        state.step += 1
+        seen += cfg.batch_size
+        bar.update(1)
+        if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
+            rate = seen / (time.perf_counter() - t_start)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{state.sched.get_last_lr()[0]:.2e}", sps=f"{rate:.0f}")
+            logger.log({"train/loss": loss, "train/lr": state.sched.get_last_lr()[0], "train/samples_per_s": rate},
+                       state.step)
+        if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+            state.save(last, class_names, ds_id, cfg)
+        if cfg.sample_every and state.step % cfg.sample_every == 0 and state.step < cfg.max_steps:
+            grid = write_sample_grid(_ema_model(state, class_names), class_names, cfg, out_dir / f"samples_step{state.step}.png")
+            logger.log_image("samples", grid, state.step)
+    bar.close()
+    final = out_dir / "model.pt"
+    state.save(final, class_names, ds_id, cfg)
+    state.save(last, class_names, ds_id, cfg)
+    grid = write_sample_grid(_ema_model(state, class_names), class_names, cfg, out_dir / f"samples_step{state.step}.png")
+    logger.log_image("samples", grid, state.step)
+    logger.finish()
+    return final
+
+
+def _ema_model(state: _State, class_names: list[str]):
+    model = state.ema.shadow
+    model.class_names = class_names
+    return model
+
+
+def _train_step(state: _State, cfg: TrainConfig, x1: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> float:
+    state.model.train()
+    loss = cfm_loss(state.model, x1, y, cfg.class_dropout, generator=gen)
+    state.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
+    state.opt.step()
+    state.sched.step()
+    state.ema.update(state.model)
+    return float(loss.detach())
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="driftsketch-train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=str(DEFAULT_TRAIN_CONFIG), help="YAML config (default: %(default)s)")
+    p.add_argument("--data", help="'builtin' or a .npz from `driftsketch-data import`")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--checkpoint-dir")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--num-threads", type=int)
+    p.add_argument("--no-wandb", action="store_true", help="do not log to wandb (offline by default)")
+    p.add_argument("--resume", action="store_true", help="continue from CHECKPOINT_DIR/last.pt")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set model.depth=4 (repeatable)")
+    return p.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    overrides = list(args.set)
+    for flag, key in (("data", "data"), ("max_steps", "max_steps"), ("batch_size", "batch_size"), ("lr", "lr"),
+                      ("checkpoint_dir", "checkpoint_dir"), ("seed", "seed"), ("num_threads", "num_threads")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(([key], value))
+    if args.no_wandb:
+        overrides.append((["wandb"], False))
+    return load_train_config(args.config, overrides)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        path = train_base(cfg, resume=args.resume)
+    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as exc:
+        print(f"driftsketch-train: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"checkpoint: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Prefect flows: ``online-dpo`` (one round of online preference learning) and ``base-train``."""

@@ -1,0 +1,63 @@
+"""Registry tasks: bootstrap the first model, look up the current one, register and decide candidates."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from driftsketch.registry import PromotionGate, Registry, apply_gate
+
+
+@task
+def train_base_model(train_config: str, overrides: list[str], checkpoint_dir: str) -> str:
+    """Train (or resume) a base model; returns the final checkpoint path. Never retried blindly."""
+    from driftsketch.train import train_base
+    from driftsketch.train_config import load_train_config
+
+    cfg = load_train_config(train_config, [*overrides, f"checkpoint_dir={checkpoint_dir}"])
+    final = Path(cfg.checkpoint_dir) / "model.pt"
+    if final.is_file():  # a crash after training but before registering: reuse, do not retrain
+        return str(final)
+    return str(train_base(cfg, resume=(Path(cfg.checkpoint_dir) / "last.pt").is_file(), progress=False))
+
+
+@task
+def register_base(registry_dir: str, checkpoint: str) -> str:
+    """Add a base checkpoint as ``base-<checkpoint id>`` and make it current if nothing is; returns its id."""
+    from driftsketch.checkpoint import load_checkpoint
+
+    reg = Registry(registry_dir)
+    model_id = f"base-{load_checkpoint(checkpoint)['id']}"
+    reg.add_model(checkpoint, model_id, kind="base")
+    if reg.current is None:
+        reg.promote(model_id, reason="bootstrap: first model of the registry")
+    return model_id
+
+
+@task
+def current_model(registry_dir: str) -> str | None:
+    """Id of the current promoted model (None for an empty registry)."""
+    return Registry(registry_dir).current
+
+
+def original_base(reg: Registry, model_id: str) -> str:
+    """Follow ``parent`` links from ``model_id`` to the base model it descends from."""
+    entry = reg.get(model_id)
+    while entry.parent is not None:
+        entry = reg.get(entry.parent)
+    return entry.id
+
+
+@task
+def decide_promotion(registry_dir: str, round_id: str, gate: PromotionGate, candidate_metrics: dict[str, float],
+                     current_metrics: dict[str, float]) -> dict:
+    """Apply the gate once; a re-run returns the recorded decision. Returns {promoted, reason, current}."""
+    reg = Registry(registry_dir)
+    rnd = reg.load().rounds[round_id]
+    if rnd.status in ("promoted", "rejected"):
+        return {"promoted": rnd.status == "promoted", "reason": rnd.reason, "current": reg.current}
+    promote, reason = apply_gate(gate, candidate_metrics, current_metrics)
+    reg.set_metrics(rnd.candidate, candidate_metrics)
+    reg.set_metrics(rnd.parent, {k: v for k, v in current_metrics.items() if k not in reg.get(rnd.parent).metrics})
+    reg.decide_round(round_id, promote, reason)
+    return {"promoted": promote, "reason": reason, "current": reg.current}

@@ -1,0 +1,88 @@
+"""Prefect fixtures: ``prefect_harness`` (in-process flows against a temporary API) and ``prefect_server``
+(a real ``prefect server start`` subprocess for deploy/worker tests). Registered in ``tests/conftest.py``.
+
+Both take ~18 s to become healthy on a 2-core machine, so they are session-scoped and only used by
+``@pytest.mark.slow`` tests.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PREFECT_BIN = Path(sys.executable).parent / "prefect"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Poll ``<url>/health`` until it answers 200; fail early if the server process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"prefect server exited with code {proc.returncode} before becoming healthy")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"prefect server at {url} not healthy after {timeout:.0f} s")
+
+
+@dataclass
+class PrefectServer:
+    api_url: str
+    home: Path
+    env: dict[str, str]  # environment for subprocesses (prefect CLI, workers) that talk to this server
+
+    def cli(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+        """Run ``prefect <args>`` from the repo root against this server."""
+        return subprocess.run([str(PREFECT_BIN), *args], cwd=REPO, env=self.env, capture_output=True,
+                              text=True, timeout=timeout, check=check)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect API for running flows in the test process (``prefect_test_harness``)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """A real ``prefect server start`` on 127.0.0.1 with its own PREFECT_HOME and SQLite database."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api_url,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_UI_ENABLED": "false",
+           "PREFECT_LOGGING_LEVEL": "WARNING", "WANDB_MODE": "offline"}
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen([str(PREFECT_BIN), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_healthy(api_url, proc)
+        yield PrefectServer(api_url=api_url, home=home, env=env)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

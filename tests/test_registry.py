@@ -1,0 +1,145 @@
+"""Model registry: lineage, idempotent promotion, rounds keyed by their data, the gate, rollback, the CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from driftsketch.registry import (PromotionGate, Registry, RegistryError, apply_gate, round_id_for)
+from driftsketch.registry_cli import main as cli_main
+
+
+def _ckpt(tmp_path, name: str) -> str:
+    # The registry never opens checkpoints; any bytes stand in for one here.
+    path = tmp_path / f"{name}.src"
+    path.write_bytes(name.encode() * 10)
+    return str(path)
+
+
+@pytest.fixture
+def reg(tmp_path):
+    reg = Registry(tmp_path / "registry")
+    reg.add_model(_ckpt(tmp_path, "base"), "base", kind="base")
+    reg.promote("base", reason="bootstrap")
+    return reg
+
+
+def test_add_copies_checkpoint_and_is_idempotent(tmp_path, reg):
+    entry = reg.get("base")
+    assert reg.path_of("base").read_bytes() == b"base" * 10
+    again = reg.add_model(_ckpt(tmp_path, "other"), "base", kind="base")
+    assert again == entry  # second add of the same id changes nothing
+    assert reg.path_of("base").read_bytes() == b"base" * 10
+    data = json.loads((tmp_path / "registry" / "registry.json").read_text())
+    assert data["current"] == "base" and list(data["models"]) == ["base"]
+
+
+def test_add_rejects_unknown_parent_and_bad_ids(tmp_path, reg):
+    with pytest.raises(RegistryError, match="parent 'nope'"):
+        reg.add_model(_ckpt(tmp_path, "x"), "x", parent="nope")
+    with pytest.raises(RegistryError, match="invalid model id"):
+        reg.add_model(_ckpt(tmp_path, "x"), "../escape")
+
+
+def test_promote_is_idempotent(tmp_path, reg):
+    reg.add_model(_ckpt(tmp_path, "m1"), "m1", parent="base", round_index=1)
+    assert reg.promote("m1", reason="better") is True
+    history = len(reg.load().history)
+    assert reg.promote("m1", reason="better") is False
+    state = reg.load()
+    assert state.current == "m1" and len(state.history) == history
+    assert state.models["m1"].status == "promoted" and state.models["m1"].reason == "better"
+
+
+def test_rollback_walks_back_the_promotion_chain(tmp_path, reg):
+    for i, parent in ((1, "base"), (2, "m1")):
+        reg.add_model(_ckpt(tmp_path, f"m{i}"), f"m{i}", parent=parent, round_index=i)
+        reg.promote(f"m{i}")
+    assert reg.rollback() == "m1"
+    assert reg.get("m2").status == "rolled_back"
+    assert reg.rollback() == "base"
+    with pytest.raises(RegistryError, match="nothing to roll back to"):
+        reg.rollback()
+    assert reg.current == "base"
+
+
+def test_rejected_candidate_does_not_move_current(tmp_path, reg):
+    reg.add_model(_ckpt(tmp_path, "m1"), "m1", parent="base", round_index=1)
+    assert reg.reject("m1", "gate failed: worse") is True
+    assert reg.reject("m1", "again") is False
+    assert reg.current == "base" and reg.get("m1").reason == "gate failed: worse"
+
+
+def test_round_id_depends_on_the_set_of_records_only():
+    a = round_id_for("base", ["r2", "r1", "r1"])
+    assert a == round_id_for("base", ["r1", "r2"])
+    assert a != round_id_for("base", ["r1", "r3"])
+    assert a != round_id_for("m1", ["r1", "r2"])
+    assert a != round_id_for("base", ["r1", "r2"], reference="other")
+
+
+def test_round_lifecycle_decides_once_and_marks_records_used(tmp_path, reg):
+    rnd = reg.start_round("base", "base", ["r1", "r2"])
+    assert reg.start_round("base", "base", ["r2", "r1"]) == rnd  # re-run finds the same round
+    assert reg.used_record_ids() == set()  # started is not trained
+    with pytest.raises(RegistryError, match="no trained candidate"):
+        reg.decide_round(rnd.id, True, "x")
+    reg.add_model(_ckpt(tmp_path, "c1"), f"dpo-{rnd.id}", parent="base", round_id=rnd.id, round_index=rnd.index)
+    reg.finish_training(rnd.id, f"dpo-{rnd.id}")
+    assert reg.used_record_ids() == {"r1", "r2"}
+    assert reg.decide_round(rnd.id, True, "gate passed") is True
+    snapshot = reg.load().model_dump()
+    assert reg.decide_round(rnd.id, False, "changed my mind") is False
+    assert reg.load().model_dump() == snapshot
+    assert snapshot["current"] == f"dpo-{rnd.id}" and snapshot["rounds"][rnd.id]["status"] == "promoted"
+    nxt = reg.start_round(f"dpo-{rnd.id}", f"dpo-{rnd.id}", ["r3"])
+    assert nxt.index == 2
+
+
+def test_gate_passes_and_fails_with_reasons():
+    gate = PromotionGate(min_heldout_accuracy=0.55, max_recognizability_drop=0.02, max_fd_ratio=1.2)
+    current = {"recognizability": 0.90, "frechet_distance": 10.0}
+    ok, why = apply_gate(gate, {"heldout_accuracy": 0.6, "recognizability": 0.89, "frechet_distance": 11.9}, current)
+    assert ok and why.startswith("gate passed")
+    ok, why = apply_gate(gate, {"heldout_accuracy": 0.6, "recognizability": 0.85, "frechet_distance": 12.5}, current)
+    assert not ok and "recognizability 0.850" in why and "frechet_distance 12.500" in why
+    assert "heldout_accuracy" not in why
+    ok, why = apply_gate(gate, {"heldout_accuracy": 0.5, "recognizability": 0.95, "frechet_distance": 5.0}, current)
+    assert not ok and "heldout_accuracy 0.500" in why
+    with pytest.raises(RegistryError, match="win_rate"):
+        apply_gate(PromotionGate(min_win_rate=0.5), {"heldout_accuracy": 1, "recognizability": 1,
+                                                     "frechet_distance": 1}, current)
+
+
+def test_corrupt_registry_file_names_the_file(tmp_path):
+    root = tmp_path / "r"
+    root.mkdir()
+    (root / "registry.json").write_text('{"current": 3, "models": []}')
+    with pytest.raises(RegistryError, match="registry.json"):
+        Registry(root).load()
+
+
+def test_cli_list_show_promote_rollback(tmp_path, reg, capsys):
+    reg.add_model(_ckpt(tmp_path, "m1"), "m1", parent="base", round_index=1, metrics={"recognizability": 0.9})
+    root = str(reg.root)
+    assert cli_main(["--registry", root, "promote", "m1"]) == 0
+    assert cli_main(["--registry", root, "promote", "m1"]) == 0
+    assert "already" in capsys.readouterr().out
+    assert cli_main(["--registry", root, "list"]) == 0
+    out = capsys.readouterr().out
+    assert "* m1" in out and "  base" in out
+    assert cli_main(["--registry", root, "show", "m1"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["current"] is True and shown["metrics"] == {"recognizability": 0.9} and shown["parent"] == "base"
+    assert cli_main(["--registry", root, "rollback"]) == 0
+    assert reg.current == "base"
+    assert cli_main(["--registry", root, "show", "nope"]) == 1
+    assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_cli_entry_point_runs_as_a_program(reg):
+    out = subprocess.run([sys.executable, "-m", "driftsketch.registry_cli", "--registry", str(reg.root), "list"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "* base" in out
