@@ -33,7 +33,7 @@ Noise = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
 
 @contextlib.contextmanager
 def _no_mha_fastpath() -> Iterator[None]:
-    """Run the reference through the same attention kernels as the policy.
+    """Run model and reference through the same attention kernels, whatever their mode.
 
     Under ``no_grad`` in eval mode ``nn.MultiheadAttention`` takes a fused fast path whose rounding
     differs from the autograd path by ~1e-7; times beta that is visible noise in the logit, and it
@@ -119,9 +119,10 @@ def flow_dpo_loss(model, ref_model, x1_w: torch.Tensor, x1_l: torch.Tensor, clas
     x0_w, x0_l = _noise_pair(x0, x1_w, k, generator)
     tt = _times(t, batch, k, x1_w, generator)
 
-    model_w, model_l = pair_mse(model, x1_w, x1_l, labels, x0_w, x0_l, tt, k)
-    with torch.no_grad(), _no_mha_fastpath():
-        ref_w, ref_l = pair_mse(ref_model, x1_w, x1_l, labels, x0_w, x0_l, tt, k)
+    with _no_mha_fastpath():
+        model_w, model_l = pair_mse(model, x1_w, x1_l, labels, x0_w, x0_l, tt, k)
+        with torch.no_grad():
+            ref_w, ref_l = pair_mse(ref_model, x1_w, x1_l, labels, x0_w, x0_l, tt, k)
 
     chosen = beta * (ref_w - model_w)  # (B,) implicit reward of the winner
     rejected = beta * (ref_l - model_l)

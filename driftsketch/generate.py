@@ -55,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    from driftsketch.sampling import generate_beziers
+    from driftsketch.sampling import generate_beziers, resolve_class
 
     args = parse_args(argv)
     try:
@@ -69,8 +69,7 @@ def main(argv=None) -> int:
         print(f"driftsketch-generate: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    name = model.class_names[int(np.asarray([model.class_names.index(args.class_)]
-                                            if args.class_ in model.class_names else [int(args.class_)])[0])]
+    name = model.class_names[resolve_class(model, args.class_)]
     write_samples(sketches, out, name, args.size, args.stroke_width)
     np.save(out / "beziers.npy", sketches)
     np.save(out / "noise.npy", noise)

@@ -48,14 +48,18 @@ def build_model(cfg: TrainConfig, num_classes: int) -> SketchFlowTransformer:
                                              gap_scale=m.gap_scale, handle_scale=m.handle_scale))
 
 
-def lr_lambda(cfg: TrainConfig):
-    """Linear warm-up then cosine decay to ``min_lr_ratio``, as a multiplier of ``cfg.lr``."""
-    def f(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / max(1, cfg.warmup_steps)
-        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    return f
+def training_progress(cfg: TrainConfig, step: int, elapsed_s: float) -> float:
+    """Fraction of the budget used: steps, or wall-clock time when ``max_minutes`` is set."""
+    by_steps = step / max(1, cfg.max_steps)
+    by_time = elapsed_s / (60.0 * cfg.max_minutes) if cfg.max_minutes > 0 else 0.0
+    return min(1.0, max(by_steps, by_time))
+
+
+def lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay (over the budget) to ``min_lr_ratio``."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / max(1, cfg.warmup_steps)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def write_sample_grid(model, class_names: list[str], cfg: TrainConfig, path: Path, per_class: int = 4) -> Path:
@@ -74,12 +78,14 @@ def write_sample_grid(model, class_names: list[str], cfg: TrainConfig, path: Pat
 class _State:
     """Everything that changes during training, kept together for checkpointing."""
 
-    def __init__(self, model, ema, opt, sched, step: int = 0):
-        self.model, self.ema, self.opt, self.sched, self.step = model, ema, opt, sched, step
+    def __init__(self, model, ema, opt, step: int = 0, elapsed_s: float = 0.0):
+        self.model, self.ema, self.opt, self.step, self.elapsed_s = model, ema, opt, step, elapsed_s
+        self.progress = 0.0
 
     def save(self, path: Path, class_names, dataset_id: str, cfg: TrainConfig, parent: str | None = None) -> str:
         return save_checkpoint(path, self.model, class_names, step=self.step, ema_state=self.ema.state_dict(),
-                               optimizer_state=self.opt.state_dict(), scheduler_state=self.sched.state_dict(),
+                               optimizer_state=self.opt.state_dict(),
+                               scheduler_state={"elapsed_s": self.elapsed_s, "progress": self.progress},
                                dataset_id=dataset_id, parent=parent,
                                extra={"train_config": to_dict(cfg), "ema_updates": self.ema.num_updates})
 
@@ -87,16 +93,16 @@ class _State:
 def _init_state(cfg: TrainConfig, num_classes: int, resume_from: Path | None) -> _State:
     model = build_model(cfg, num_classes)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     ema = EMA(model, cfg.ema_decay)
-    state = _State(model, ema, opt, sched)
+    state = _State(model, ema, opt)
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from)
         model.load_state_dict(ckpt["model_state_dict"])
         ema.load_state_dict(ckpt["ema"], int(ckpt["extra"].get("ema_updates", ckpt["step"])))
         opt.load_state_dict(ckpt["optimizer_state_dict"])
-        sched.load_state_dict(ckpt["scheduler_state_dict"])
         state.step = int(ckpt["step"])
+        state.elapsed_s = float((ckpt.get("scheduler_state_dict") or {}).get("elapsed_s", 0.0))
+        state.progress = training_progress(cfg, state.step, state.elapsed_s)
     return state
 
 
@@ -121,21 +127,22 @@ def train_base(cfg: TrainConfig, resume: bool = False, data=None, progress: bool
     logger = RunLogger(cfg.wandb, cfg.wandb_project, out_dir, to_dict(cfg), job_type="base-train")
     gen = torch.Generator().manual_seed(cfg.seed + state.step)
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train", disable=not progress, dynamic_ncols=True)
-    t_start, seen = time.perf_counter(), 0
-    while state.step < cfg.max_steps:
+    t_start, seen, elapsed0 = time.perf_counter(), 0, state.elapsed_s
+    while state.progress < 1.0:
         idx = torch.randint(0, len(x_all), (cfg.batch_size,), generator=gen)
         loss = _train_step(state, cfg, random_affine(x_all[idx], cfg.augment, gen), y_all[idx], gen)
         state.step += 1
         seen += cfg.batch_size
+        state.elapsed_s = elapsed0 + time.perf_counter() - t_start
+        state.progress = training_progress(cfg, state.step, state.elapsed_s)
         bar.update(1)
-        if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
-            rate = seen / (time.perf_counter() - t_start)
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{state.sched.get_last_lr()[0]:.2e}", sps=f"{rate:.0f}")
-            logger.log({"train/loss": loss, "train/lr": state.sched.get_last_lr()[0], "train/samples_per_s": rate},
-                       state.step)
+        if state.step % cfg.log_every == 0 or state.progress >= 1.0:
+            rate, lr = seen / (time.perf_counter() - t_start), state.opt.param_groups[0]["lr"]
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", sps=f"{rate:.0f}")
+            logger.log({"train/loss": loss, "train/lr": lr, "train/samples_per_s": rate}, state.step)
         if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
             state.save(last, class_names, ds_id, cfg)
-        if cfg.sample_every and state.step % cfg.sample_every == 0 and state.step < cfg.max_steps:
+        if cfg.sample_every and state.step % cfg.sample_every == 0 and state.progress < 1.0:
             grid = write_sample_grid(_ema_model(state, class_names), class_names, cfg, out_dir / f"samples_step{state.step}.png")
             logger.log_image("samples", grid, state.step)
     bar.close()
@@ -156,12 +163,13 @@ def _ema_model(state: _State, class_names: list[str]):
 
 def _train_step(state: _State, cfg: TrainConfig, x1: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> float:
     state.model.train()
+    for group in state.opt.param_groups:
+        group["lr"] = cfg.lr * lr_factor(cfg, state.step, state.progress)
     loss = cfm_loss(state.model, x1, y, cfg.class_dropout, generator=gen)
     state.opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
     state.opt.step()
-    state.sched.step()
     state.ema.update(state.model)
     return float(loss.detach())
 
@@ -172,6 +180,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--config", default=str(DEFAULT_TRAIN_CONFIG), help="YAML config (default: %(default)s)")
     p.add_argument("--data", help="'builtin' or a .npz from `driftsketch-data import`")
     p.add_argument("--max-steps", type=int)
+    p.add_argument("--max-minutes", type=float, help="wall-clock budget; the LR schedule follows it")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--checkpoint-dir")
@@ -186,7 +195,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = list(args.set)
-    for flag, key in (("data", "data"), ("max_steps", "max_steps"), ("batch_size", "batch_size"), ("lr", "lr"),
+    for flag, key in (("data", "data"), ("max_steps", "max_steps"), ("max_minutes", "max_minutes"), ("batch_size", "batch_size"), ("lr", "lr"),
                       ("checkpoint_dir", "checkpoint_dir"), ("seed", "seed"), ("num_threads", "num_threads")):
         value = getattr(args, flag)
         if value is not None:

@@ -1,12 +1,152 @@
-"""Flow `online-dpo` (trivial body while the pieces land)."""
+"""Flow `online-dpo`: one round of online preference learning. Never waits for people.
+
+    prefect deployment run online-dpo/round                      # through a worker (see prefect.yaml)
+    python -m flows.online_dpo --set dpo.min_new_preferences=20  # in-process
+
+pull annotations -> (enough new pairs?) Flow-DPO fine-tune of the current model -> evaluate the
+candidate against the current model -> promote if the gate passes -> generate the next batch from the
+newest promoted model -> render and push pairs until the open queue is full; stale tasks retired.
+
+Safe to re-run after a crash anywhere: pulls are exactly-once (labeling), a round is keyed by the
+records it trains on (driftsketch.registry.round_id_for) and its candidate by the round, an
+interrupted fine-tune resumes from its last epoch, the promotion decision is recorded once, and a
+batch is only pushed while the open queue is short.
+"""
 from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
 
 from prefect import flow, get_run_logger
 
 from flows.params import RoundParams, load_round_params
+from tasks import evaluate as ev
+from tasks import models as md
+from tasks.generate import weak_class_weights
+from tasks.preferences import select_new_preferences
+from tasks.report import publish_report
+from tasks.train import finetune_round
+
+
+class StepTimer:
+    """Wall seconds per named step, accumulated (``with timer("train"): ...``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+
+def ensure_current_model(params: RoundParams) -> str:
+    """The current model id; bootstraps the registry from a base checkpoint, or trains one, if empty."""
+    current = md.current_model(params.registry_dir)
+    if current is not None:
+        return current
+    checkpoint = params.base.checkpoint or md.train_base_model(
+        params.base.train_config, params.base.train_overrides, f"{params.work_dir}/base")
+    return md.register_base(params.registry_dir, checkpoint)
+
+
+def eval_dir(params: RoundParams, model_id: str) -> str:
+    """Evaluation results are cached per model and evaluation settings."""
+    key = json.dumps([params.data, params.eval.model_dump(), params.generate.model_dump(
+        include={"num_steps", "cfg_scale", "solver"})], sort_keys=True)
+    return f"{params.work_dir}/eval/{model_id}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def evaluate(params: RoundParams, model_id: str, classifier: str) -> dict:
+    g = params.generate
+    return ev.evaluate_checkpoint(md.model_path(params.registry_dir, model_id), classifier, params.data,
+                                  eval_dir(params, model_id), samples_per_class=params.eval.samples_per_class,
+                                  seed=params.eval.seed, grid_per_class=params.eval.grid_per_class,
+                                  num_steps=g.num_steps, cfg_scale=g.cfg_scale, solver=g.solver)
+
+
+def train_and_decide(params: RoundParams, record_ids: list[str], classifier: str, timer: StepTimer) -> dict:
+    """Fine-tune on ``record_ids``, evaluate candidate vs current, apply the gate. Returns summary fields."""
+    rnd = md.start_round(params.registry_dir, record_ids, params.dpo.reference)
+    model_id = f"r{rnd['index']:03d}-{rnd['id'][:10]}"
+    overrides = [*params.dpo.overrides, *([] if params.wandb else ["wandb=false"])]
+    with timer("train"):
+        candidate = finetune_round(params.registry_dir, params.preference_dir, rnd["id"], model_id,
+                                   params.dpo.config, overrides, f"{params.work_dir}/rounds/{rnd['id']}/dpo")
+    with timer("evaluate"):
+        before, after = evaluate(params, rnd["parent"], classifier), evaluate(params, candidate, classifier)
+        cand_metrics = dict(after["metrics"])
+        cand_metrics.update(ev.heldout_accuracy(
+            md.model_path(params.registry_dir, candidate), md.model_path(params.registry_dir, rnd["parent"]),
+            params.preference_dir, rnd["record_ids"], params.dpo.config, params.dpo.overrides))
+        cand_metrics["win_rate"] = ev.paired_win_rate(after["samples"], before["samples"], classifier)["win_rate"]
+    decision = md.decide_promotion(params.registry_dir, rnd["id"], params.gate, cand_metrics, before["metrics"])
+    return {"round_id": rnd["id"], "round_index": rnd["index"], "parent": rnd["parent"], "candidate": candidate,
+            "reference": rnd["reference"], "decision": decision,
+            "metrics_current": before["metrics"], "metrics_candidate": cand_metrics,
+            "grids": {"before": before["grid"], "after": after["grid"]}}
 
 
 @flow(name="online-dpo")
 def online_dpo(params: RoundParams = load_round_params()) -> dict:
-    get_run_logger().info("round with registry %s", params.registry_dir)
-    return {"registry": params.registry_dir}
+    """One round; returns the round summary (also written to ``<work_dir>/reports/<time>/summary.json``)."""
+    log = get_run_logger()
+    timer = StepTimer()
+    with timer("bootstrap"):
+        current = ensure_current_model(params)
+        classifier = ev.ensure_classifier(params.data, params.eval.config, params.eval.overrides,
+                                          f"{params.work_dir}/classifiers")
+    summary: dict = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "pulled": 0}
+    # -- 1. pull --------------------------------------------------------------------------------------
+    # (labeling: pull completed annotations into the preference store)
+    with timer("select"):
+        class_names = _class_names(params, current)
+        sel = select_new_preferences(params.preference_dir, params.registry_dir, class_names)
+    summary["usable_pairs"] = sel["usable_pairs"]
+    # -- 2./3. fine-tune, evaluate, promote ----------------------------------------------------------
+    if sel["usable_pairs"] >= params.dpo.min_new_preferences:
+        summary.update(train_and_decide(params, sel["record_ids"], classifier, timer))
+    else:
+        summary["decision"] = {"promoted": False, "reason": f"no training: {sel['usable_pairs']} new usable pairs "
+                               f"< min_new_preferences {params.dpo.min_new_preferences}"}
+    current = md.current_model(params.registry_dir)
+    summary["current"] = current
+    log.info("round decision: %s; current model %s", summary["decision"]["reason"], current)
+    # -- 4. generate, render, push -------------------------------------------------------------------
+    with timer("evaluate"):
+        current_eval = evaluate(params, current, classifier)
+    weights = (weak_class_weights({k.split("/", 1)[1]: v for k, v in current_eval["metrics"].items()
+                                   if k.startswith("recognizability/")}, class_names)
+               if params.generate.class_weighting == "weak" else None)
+    summary["timings"] = timer.seconds
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    report_dir = f"{params.work_dir}/reports/{stamp}-{summary.get('round_id') or 'no-train'}"
+    summary["report"] = publish_report(summary, report_dir, params.wandb)
+    return summary
+
+
+def _class_names(params: RoundParams, model_id: str) -> list[str]:
+    from driftsketch.checkpoint import load_checkpoint
+
+    return list(load_checkpoint(md.model_path(params.registry_dir, model_id))["config"]["class_names"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", default=None, help="round config (default configs/round.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="override KEY=VALUE (dotted)")
+    args = p.parse_args(argv)
+    params = load_round_params(*([args.config] if args.config else []), overrides=args.overrides)
+    print(json.dumps(online_dpo(params), indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -30,24 +30,27 @@ class BaseModelParams(_Section):
 
 
 class LabelStudioParams(_Section):
-    url: str | None = Field(description="Label Studio URL; null: LABEL_STUDIO_URL from the environment")
+    config: str = Field(description="Label Studio integration config (projects, push, pull)")
+    overrides: list[str] = Field(description="dotted overrides for it, e.g. push.image_size=192")
+    url: str | None = Field(description="Label Studio URL; null: $LABEL_STUDIO_URL, else the local server's")
     token_env: str = Field(description="environment variable holding the API token")
-    token_secret_block: str | None = Field(description="Prefect Secret block with the token (used if set)")
-    pairwise_project: str = Field(description="title of the pairwise project")
-    rating_project: str | None = Field(description="title of the rating project; null: no rating tasks")
+    token_secret_block: str | None = Field(description="Prefect Secret block with the token (wins if set)")
+    ratings: bool = Field(description="also push one rating task per new sketch")
 
 
 class DPOParams(_Section):
     min_new_preferences: int = Field(ge=1, description="fine-tune only when this many new usable pairs arrived")
     reference: Literal["current", "base"] = Field(description="DPO reference: current promoted model or original base")
     config: str = Field(description="DPO training config YAML")
-    overrides: list[str] = Field(description="dotted overrides for the DPO config")
-    heldout_fraction: float = Field(ge=0.0, lt=1.0, description="share of new pairs held out for the gate")
+    overrides: list[str] = Field(description="dotted overrides for the DPO config (e.g. epochs=5)")
 
 
 class EvalParams(_Section):
-    samples_per_class: int = Field(ge=1, description="samples per class for recognizability and FD")
-    seed: int = Field(description="noise seed shared by candidate and current model")
+    config: str = Field(description="driftsketch-eval config (classifier behind recognizability and FD)")
+    overrides: list[str] = Field(description="dotted overrides for it, e.g. classifier.steps=200")
+    samples_per_class: int = Field(ge=2, description="samples per class for recognizability and FD")
+    seed: int = Field(description="noise seed shared by candidate and current model (paired comparison)")
+    grid_per_class: int = Field(ge=1, description="sketches per class in the before/after grids")
 
 
 class GenerateParams(_Section):

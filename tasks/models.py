@@ -61,3 +61,17 @@ def decide_promotion(registry_dir: str, round_id: str, gate: PromotionGate, cand
     reg.set_metrics(rnd.parent, {k: v for k, v in current_metrics.items() if k not in reg.get(rnd.parent).metrics})
     reg.decide_round(round_id, promote, reason)
     return {"promoted": promote, "reason": reason, "current": reg.current}
+
+
+@task
+def start_round(registry_dir: str, record_ids: list[str], reference_mode: str) -> dict:
+    """Find or create the round for the current model and these records; returns the round entry."""
+    reg = Registry(registry_dir)
+    parent = reg.current
+    reference = parent if reference_mode == "current" else original_base(reg, parent)
+    return reg.start_round(parent, reference, record_ids).model_dump()
+
+
+@task
+def model_path(registry_dir: str, model_id: str) -> str:
+    return str(Registry(registry_dir).path_of(model_id))

@@ -86,3 +86,15 @@ def prefect_server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+TINY_BASE_OVERRIDES = ["max_steps=60", "batch_size=32", "model.dim=32", "model.depth=2", "model.heads=2",
+                       "wandb=false", "sample_every=0", "checkpoint_every=0", "warmup_steps=5", "num_threads=1"]
+
+
+@pytest.fixture(scope="session")
+def tiny_base_checkpoint(tmp_path_factory) -> str:
+    """A tiny base model trained on the built-in data (~15 s on 2 cores): lineage and plumbing, not quality."""
+    from tasks.models import train_base_model
+
+    return train_base_model.fn("configs/train.yaml", TINY_BASE_OVERRIDES, str(tmp_path_factory.mktemp("tiny-base")))

@@ -110,11 +110,11 @@ def test_winner_real_loser_noise_accuracy_rises():
     model = tiny_model(0)
     ref = frozen_copy(model)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x_w, x_l = circles(64, seed=3), torch.rand(64, 32, 8) * 2 - 1
-    y = torch.zeros(64, dtype=torch.long)
+    x_w, x_l = circles(16, seed=3), torch.rand(16, 32, 8) * 2 - 1
+    y = torch.zeros(16, dtype=torch.long)
     history = []
-    for step in range(30):
-        loss, m = flow_dpo_loss(model, ref, x_w, x_l, y, beta=100.0, num_t=2)
+    for step in range(15):
+        loss, m = flow_dpo_loss(model, ref, x_w, x_l, y, beta=100.0)
         opt.zero_grad()
         loss.backward()
         opt.step()

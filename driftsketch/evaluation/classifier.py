@@ -38,8 +38,8 @@ class ClassifierConfig:
     widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128])  # conv channels per stage
     line_width: float = 1.5  # raster line width in pixels
     dropout: float = 0.2
-    steps: int = 1500  # optimiser steps
-    batch_size: int = 128
+    steps: int = 800  # optimiser steps
+    batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-4
     augment: bool = True  # small random affine per sketch (driftsketch.augment)
@@ -72,8 +72,10 @@ class SketchCNN(nn.Module):
             c_in = c_out
         self.body = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(c_in, num_classes))
+        self.to(memory_format=torch.channels_last)  # about 2x faster convolutions on CPU
 
     def features(self, img: torch.Tensor) -> torch.Tensor:
+        img = img.contiguous(memory_format=torch.channels_last)  # (B, 1, R, R)
         return self.body(img).mean(dim=(2, 3))  # (B, C_last)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,191 @@
+"""Does Flow-DPO make the model better? Base -> judge-labelled pairs -> Flow-DPO -> hidden-judge win rate.
+
+    python benchmarks/bench_dpo_winrate.py --base-checkpoint runs/base-builtin/model.pt \\
+        --classifier runs/classifier.pt --hidden-classifier runs/classifier_hidden.pt --data builtin \\
+        --pairs 500 --out runs/bench_dpo
+    # another setting on the same pairs (pairs, base samples and classifiers are reused from --out):
+    python benchmarks/bench_dpo_winrate.py ... --name beta500 --set beta=500 --set epochs=5
+
+1. ``--pairs`` pairs from the base model (two samples of one class, each with its generation noise);
+2. labelled by the *labelling* judge (classifier confidence + continuity) as a noisy human:
+   decision flipped with ``--label-noise``, ties within ``--tie-margin`` or at ``--tie-rate``;
+3. stored in a real preference store, trained with ``train_dpo`` (configs/dpo.yaml + ``--set``), and a
+   control run on the same pairs with shuffled labels;
+4. base, DPO and control sample from the same *new* noise; the *hidden* judge (another classifier,
+   stroke count instead of continuity) compares each with the base: win rate with a 95% Wilson interval;
+   recognizability, Frechet distance and continuity from ``evaluate_samples``.
+Classifiers missing at the given paths are trained on ``--data`` and saved there. Writes
+``OUT/NAME/report.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dpo.config import DEFAULT_DPO_CONFIG, load_dpo_config
+from dpo.records import PreferenceRecord
+from dpo.store import PreferenceStore
+from dpo.trainer import train_dpo
+from driftsketch.checkpoint import load_model
+from driftsketch.data import load_dataset
+from driftsketch.evaluation import HiddenJudge, LabellingJudge, SketchClassifier, evaluate_samples, prefer
+from driftsketch.evaluation.classifier import train_classifier
+from driftsketch.evaluation.settings import load_eval_config
+from driftsketch.sampling import generate_beziers
+
+
+def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (ties counted as half a success)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def get_classifier(path: Path, data, hidden: bool) -> SketchClassifier:
+    if path.is_file():
+        return SketchClassifier.load(path)
+    cfg = load_eval_config()
+    clf = train_classifier(data, cfg.hidden_classifier if hidden else cfg.classifier)
+    clf.save(path)
+    return clf
+
+
+def sample(model, labels: np.ndarray, seed: int, args) -> tuple[np.ndarray, np.ndarray]:
+    return generate_beziers(model, labels.tolist(), len(labels), num_steps=args.num_steps, cfg_scale=args.cfg_scale,
+                            solver=args.solver, seed=seed)
+
+
+def build_store(model, judge: LabellingJudge, store: PreferenceStore, args) -> dict:
+    """Generate and label ``args.pairs`` pairs into ``store`` (skipped when the store already holds them)."""
+    if store.session_files():
+        return {"reused": True, "records": len(store.records())}
+    n_cls = len(model.class_names)
+    labels = np.arange(args.pairs) % n_cls
+    a, na = sample(model, labels, args.seed * 2 + 1, args)
+    b, nb = sample(model, labels, args.seed * 2 + 2, args)
+    rng = np.random.default_rng(args.seed)
+    choices = prefer(judge, a, b, labels, rng, noise=args.label_noise, tie_margin=args.tie_margin,
+                     tie_rate=args.tie_rate)
+    recs = []
+    for i, (c, y) in enumerate(zip(choices, labels)):
+        ra, rna = store.save_sample(f"p{i:05d}a", a[i], na[i])
+        rb, rnb = store.save_sample(f"p{i:05d}b", b[i], nb[i])
+        recs.append(PreferenceRecord(comparison_type="pairwise", class_label=int(y), class_name=model.class_names[y],
+                                     beziers_a=ra, beziers_b=rb, noise_a=rna, noise_b=rnb, preference=c,
+                                     checkpoint=model.checkpoint_id, annotator=f"bot:{judge.name}-judge",
+                                     source={"system": "bench_dpo_winrate", "seed": args.seed, "pair": i}))
+    store.append(recs, session="bench")
+    return {"reused": False, "records": len(recs), "a": choices.count("a"), "b": choices.count("b"),
+            "tie": choices.count("tie")}
+
+
+def train(args, prefs: Path, run_dir: Path, shuffle: bool) -> dict:
+    over = list(args.set) + [(["base_checkpoint"], args.base_checkpoint), (["preference_dir"], str(prefs)),
+                             (["checkpoint_dir"], str(run_dir)), (["wandb"], False),
+                             (["shuffle_labels"], shuffle), (["num_threads"], args.threads)]
+    cfg = load_dpo_config(args.config, over)
+    res = train_dpo(cfg, progress=not args.quiet)
+    return {"checkpoint": str(res.checkpoint_path), "best_epoch": res.best_epoch, "seconds": round(res.seconds, 1),
+            "stopped_early": res.stopped_early, "history": res.history, "data": res.data_summary}
+
+
+def compare(samples: dict[str, np.ndarray], labels: np.ndarray, hidden: HiddenJudge, labelling: LabellingJudge,
+            real, clf: SketchClassifier) -> dict:
+    out = {}
+    for name, x in samples.items():
+        ev = evaluate_samples(x, labels, real, clf)
+        row = {k: ev[k] for k in ("recognizability", "frechet_distance", "frechet_distance_real_floor",
+                                  "continuity", "continuity_real")}
+        row["hidden_score"] = float(hidden.score(x, labels).mean())
+        row["labelling_score"] = float(labelling.score(x, labels).mean())
+        row["hidden_recognizability"] = float((hidden.classifier.predict(x) == labels).mean())
+        if name != "base":
+            for jname, judge in (("hidden", hidden), ("labelling", labelling)):
+                d = judge.score(x, labels) - judge.score(samples["base"], labels)
+                wins, ties = float((d > 0).sum()), float((d == 0).sum())
+                lo, hi = wilson(wins + ties / 2, len(d))
+                row[f"{jname}_win_rate"] = (wins + ties / 2) / len(d)
+                row[f"{jname}_win_ci"] = [lo, hi]
+        out[name] = row
+    return out
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base-checkpoint", required=True)
+    p.add_argument("--classifier", default="runs/classifier.pt", help="labelling judge + metrics (64 px)")
+    p.add_argument("--hidden-classifier", default="runs/classifier_hidden.pt", help="hidden judge's classifier")
+    p.add_argument("--data", default="builtin", help="real data for FD/recognizability and classifier training")
+    p.add_argument("--out", default="runs/bench_dpo")
+    p.add_argument("--name", default="default", help="sub-folder for this DPO setting")
+    p.add_argument("--config", default=str(DEFAULT_DPO_CONFIG))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DPO config override")
+    p.add_argument("--pairs", type=int, default=500)
+    p.add_argument("--label-noise", type=float, default=0.1)
+    p.add_argument("--tie-margin", type=float, default=0.02)
+    p.add_argument("--tie-rate", type=float, default=0.05)
+    p.add_argument("--eval-per-class", type=int, default=64)
+    p.add_argument("--num-steps", type=int, default=20)
+    p.add_argument("--cfg-scale", type=float, default=2.0)
+    p.add_argument("--solver", default="midpoint")
+    p.add_argument("--no-control", action="store_true", help="skip the shuffled-label control run")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quiet", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t0, out = time.perf_counter(), Path(args.out)
+    real = load_dataset(args.data)
+    clf = get_classifier(Path(args.classifier), real, hidden=False)
+    hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, hidden=True))
+    labelling = LabellingJudge(clf)
+    base = load_model(args.base_checkpoint)
+    store_info = build_store(base, labelling, PreferenceStore(out / "prefs"), args)
+    print(f"pairs: {store_info}")
+    runs = {"dpo": train(args, out / "prefs", out / args.name / "dpo", shuffle=False)}
+    if not args.no_control:
+        runs["control"] = train(args, out / "prefs", out / args.name / "control", shuffle=True)
+    labels = np.repeat(np.arange(len(base.class_names)), args.eval_per_class)
+    eval_seed = 10_000 + args.seed  # new noise, never used for the training pairs
+    samples = {"base": sample(base, labels, eval_seed, args)[0]}
+    for name, r in runs.items():
+        samples[name] = sample(load_model(r["checkpoint"]), labels, eval_seed, args)[0]
+    result = {"args": vars(args), "pairs": store_info, "runs": runs,
+              "compare": compare(samples, labels, hidden, labelling, real, clf),
+              "seconds": round(time.perf_counter() - t0, 1)}
+    path = out / args.name / "report.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str))
+    print_table(result["compare"])
+    print(f"report: {path}")
+
+
+def print_table(cmp: dict) -> None:
+    cols = ["hidden_win_rate", "labelling_win_rate", "recognizability", "hidden_recognizability",
+            "frechet_distance", "continuity", "hidden_score"]
+    print(f"{'model':8s} " + " ".join(f"{c[:18]:>18s}" for c in cols))
+    for name, row in cmp.items():
+        cells = []
+        for c in cols:
+            v = row.get(c)
+            ci = row.get(c.replace("_rate", "_ci"))
+            cells.append(f"{v:.3f} [{ci[0]:.2f},{ci[1]:.2f}]" if ci and c.endswith("win_rate")
+                         else (f"{v:.3f}" if v is not None else "-"))
+        print(f"{name:8s} " + " ".join(f"{c:>18s}" for c in cells))
+
+
+if __name__ == "__main__":
+    main()

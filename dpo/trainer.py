@@ -1,0 +1,299 @@
+"""Flow-DPO fine-tuning loop: ``train_dpo(cfg) -> DPOResult``.
+
+    from dpo.config import load_dpo_config
+    from dpo.trainer import train_dpo
+    cfg = load_dpo_config(overrides=["base_checkpoint=runs/base/model.pt", "epochs=5"])
+    result = train_dpo(cfg)
+    result.checkpoint_path      # CHECKPOINT_DIR/model.pt, a normal DriftSketch checkpoint (parent = base)
+
+Leaves ``CHECKPOINT_DIR/model.pt`` (the best epoch by held-out preference accuracy) and ``last.pt``
+(policy, optimizer, frozen reference and best state: what ``resume=True`` continues from).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from dpo.config import DPOConfig
+from dpo.dataset import PreferenceDataset, unit_hash
+from dpo.loss import flow_dpo_loss
+from dpo.records import PreferenceRecord
+from dpo.store import PreferenceStore
+from driftsketch.checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
+from driftsketch.config import to_dict
+from driftsketch.tracking import RunLogger
+
+
+class DPOError(ValueError):
+    """Flow-DPO cannot start or resume (too few pairs, mismatched checkpoints, ...)."""
+
+
+@dataclass
+class DPOResult:
+    """What a fine-tune produced: the checkpoint and the per-epoch metrics."""
+
+    checkpoint_path: Path
+    checkpoint_id: str
+    parent_id: str
+    history: list[dict] = field(default_factory=list)  # one dict per epoch (train means + held-out)
+    best_epoch: int = 0
+    stopped_early: bool = False
+    data_summary: dict = field(default_factory=dict)
+    record_ids: list[str] = field(default_factory=list)  # records the training pairs came from
+    seconds: float = 0.0
+
+
+class _Shuffled(Dataset):
+    """Control: each pair's winner and loser swapped with probability 1/2 (fixed per pair and seed)."""
+
+    def __init__(self, base: PreferenceDataset, seed: int):
+        self.base = base
+        self.swap = [unit_hash(f"shuffle:{seed}:{i}") < 0.5 for i in range(len(base))]
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict:
+        item = dict(self.base[i])
+        if self.swap[i]:
+            for a, b in (("winner_beziers", "loser_beziers"), ("winner_noise", "loser_noise")):
+                if a in item:
+                    item[a], item[b] = item[b], item[a]
+        return item
+
+
+def _frozen(model: torch.nn.Module) -> torch.nn.Module:
+    return model.eval().requires_grad_(False)
+
+
+def load_models(cfg: DPOConfig) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
+    """(policy, frozen reference, base checkpoint dict); CheckpointError / DPOError before any training."""
+    if not cfg.base_checkpoint:
+        raise DPOError("base_checkpoint is required (--base-checkpoint PATH)")
+    base = load_checkpoint(cfg.base_checkpoint)
+    policy = build_model(base, where=cfg.base_checkpoint).to(cfg.device)
+    if cfg.reference_checkpoint and cfg.reference_checkpoint != cfg.base_checkpoint:
+        ref_ckpt = load_checkpoint(cfg.reference_checkpoint)
+        ref = build_model(ref_ckpt, where=cfg.reference_checkpoint).to(cfg.device)
+        if ref.class_names != policy.class_names or ref.config.codec != policy.config.codec:
+            raise DPOError(f"reference {cfg.reference_checkpoint} has other classes or codec than the base "
+                           f"{cfg.base_checkpoint}")
+    else:
+        ref = copy.deepcopy(policy)
+    return policy.train(), _frozen(ref), base
+
+
+def build_datasets(cfg: DPOConfig, class_names: list[str],
+                   records: list[PreferenceRecord] | None = None) -> tuple[PreferenceDataset, PreferenceDataset]:
+    """(train, held-out) preference datasets; DPOError when there are too few usable training pairs."""
+    full = PreferenceDataset(PreferenceStore(cfg.preference_dir), class_names, min_margin=cfg.min_margin,
+                             same_checkpoint=cfg.same_checkpoint, max_synthesised=cfg.max_synthesised,
+                             use_noise=cfg.use_stored_noise, seed=cfg.seed, records=records)
+    train, held = full.split(cfg.holdout_fraction, seed=cfg.seed)
+    if len(train) < cfg.min_pairs:
+        raise DPOError(f"only {len(train)} usable training pairs in {cfg.preference_dir} (min_pairs="
+                       f"{cfg.min_pairs}); data: {full.summary()}")
+    return train, held
+
+
+def _batch(item: dict, device: str, null_class: int, class_dropout: float, gen: torch.Generator):
+    x_w, x_l = item["winner_beziers"].to(device), item["loser_beziers"].to(device)
+    y = item["class_label"].to(device)
+    if class_dropout > 0:  # also tune the unconditional branch that classifier-free guidance mixes in
+        drop = torch.rand(y.shape, generator=gen) < class_dropout
+        y = torch.where(drop.to(device), torch.full_like(y, null_class), y)
+    x0 = (item["winner_noise"].to(device), item["loser_noise"].to(device)) if "winner_noise" in item else None
+    return x_w, x_l, y, x0
+
+
+@torch.no_grad()
+def evaluate_pairs(model, ref, data: Dataset, cfg: DPOConfig) -> dict[str, float]:
+    """Mean Flow-DPO metrics over ``data`` with fixed noise and times (comparable across epochs)."""
+    if len(data) == 0:
+        return {}
+    gen = torch.Generator().manual_seed(cfg.seed + 7919)
+    was = model.training
+    model.eval()
+    totals: dict[str, float] = {}
+    for item in DataLoader(data, batch_size=max(cfg.batch_size, 64)):
+        x_w, x_l, y, x0 = _batch(item, cfg.device, model.null_class, 0.0, gen)
+        _, m = flow_dpo_loss(model, ref, x_w, x_l, y, beta=cfg.beta, x0=x0, num_t=cfg.eval_num_t, generator=gen)
+        for k, v in m.items():
+            totals[k] = totals.get(k, 0.0) + v * len(y)
+    model.train(was)
+    return {k: v / len(data) for k, v in totals.items()}
+
+
+class _Run:
+    """Mutable training state, saved whole into last.pt for resuming."""
+
+    def __init__(self, cfg: DPOConfig, policy, ref, base: dict):
+        self.cfg, self.policy, self.ref, self.base = cfg, policy, ref, base
+        self.opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.epoch, self.step, self.history = 0, 0, []
+        self.best: dict = {"epoch": 0, "score": None, "state": None}
+        self.bad_epochs = 0
+
+    def save_last(self, path: Path, dataset_id: str) -> None:
+        extra = {"dpo": {"reference_state": self.ref.state_dict(), "epoch": self.epoch, "history": self.history,
+                         "best": self.best, "bad_epochs": self.bad_epochs, "config": to_dict(self.cfg),
+                         "base_id": self.base["id"]}}
+        save_checkpoint(path, self.policy, self.policy.class_names, step=self.step,
+                        optimizer_state=self.opt.state_dict(), parent=self.base["id"], dataset_id=dataset_id,
+                        extra=extra)
+
+    def restore(self, path: Path) -> None:
+        ckpt = load_checkpoint(path)
+        dpo = (ckpt.get("extra") or {}).get("dpo")
+        if not dpo or dpo.get("base_id") != self.base["id"]:
+            raise DPOError(f"--resume: {path} is not a Flow-DPO run from base {self.base['id']}")
+        self.policy.load_state_dict(ckpt["model_state_dict"])
+        self.ref.load_state_dict(dpo["reference_state"])
+        self.opt.load_state_dict(ckpt["optimizer_state_dict"])
+        self.epoch, self.step, self.history = dpo["epoch"], ckpt["step"], list(dpo["history"])
+        self.best, self.bad_epochs = dpo["best"], dpo["bad_epochs"]
+
+    def score(self, held: dict) -> tuple[float, float]:
+        """Early-stopping score: held-out accuracy, then lower held-out DPO loss."""
+        return (held["implicit_accuracy"], -held["loss_dpo"]) if held else (0.0, 0.0)
+
+    def end_epoch(self, row: dict, held: dict) -> bool:
+        """Record the epoch; return True when early stopping says stop."""
+        self.history.append(row)
+        sc = self.score(held)
+        if self.best["score"] is None or tuple(sc) > tuple(self.best["score"]) or not held:
+            self.best = {"epoch": self.epoch, "score": list(sc),
+                         "state": {k: v.detach().cpu().clone() for k, v in self.policy.state_dict().items()}}
+            self.bad_epochs = 0
+            return False
+        self.bad_epochs += 1
+        return bool(self.cfg.early_stopping_patience) and self.bad_epochs >= self.cfg.early_stopping_patience
+
+
+def preference_dataset_id(records: list[PreferenceRecord]) -> str:
+    """Stable id of a set of preference records (hash of their sorted ids)."""
+    return "prefs-" + hashlib.sha256("\n".join(sorted(r.id for r in records)).encode()).hexdigest()[:16]
+
+
+def train_dpo(cfg: DPOConfig, *, records: list[PreferenceRecord] | None = None, resume: bool = False,
+              progress: bool = True) -> DPOResult:
+    """Fine-tune ``cfg.base_checkpoint`` on the store's preferences (or on ``records``) with Flow-DPO.
+
+    All checks (checkpoint kind, classes, number of pairs) run before the first step.
+    """
+    t_start = time.perf_counter()
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    policy, ref, base = load_models(cfg)
+    train, held = build_datasets(cfg, policy.class_names, records)
+    train_data: Dataset = _Shuffled(train, cfg.seed) if cfg.shuffle_labels else train
+    ds_id = preference_dataset_id(train.records)
+    out = Path(cfg.checkpoint_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run = _Run(cfg, policy, ref, base)
+    if resume:
+        if not (out / "last.pt").is_file():
+            raise CheckpointError(f"--resume: no {out / 'last.pt'} to resume from")
+        run.restore(out / "last.pt")
+    logger = RunLogger(cfg.wandb, cfg.wandb_project, out, to_dict(cfg), job_type="dpo")
+    summary = train.summary()
+    tqdm.write(f"flow-dpo: {len(train)} training pairs, {len(held)} held out; data: {summary}")
+    if run.epoch == 0:
+        run.history.append(_epoch_row(0, {}, evaluate_pairs(policy, ref, held, cfg)))
+    stopped = _epochs(run, train_data, held, logger, progress, out, ds_id)
+    result = _finish(run, out, ds_id, summary, train.records, stopped)
+    logger.finish()
+    result.seconds = time.perf_counter() - t_start
+    return result
+
+
+def _epochs(run: _Run, train_data: Dataset, held: Dataset, logger: RunLogger, progress: bool, out: Path,
+            ds_id: str) -> bool:
+    cfg = run.cfg
+    steps_per_epoch = -(-len(train_data) // cfg.batch_size)
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=run.epoch * steps_per_epoch, desc="flow-dpo",
+               disable=not progress, dynamic_ncols=True)
+    while run.epoch < cfg.epochs:
+        run.epoch += 1
+        means = _train_epoch(run, train_data, logger, bar)
+        held_m = evaluate_pairs(run.policy, run.ref, held, cfg)
+        row = _epoch_row(run.epoch, means, held_m)
+        logger.log({k: v for k, v in row.items() if k != "epoch"}, run.step)
+        tqdm.write(_epoch_line(row))
+        stop = run.end_epoch(row, held_m)
+        run.save_last(out / "last.pt", ds_id)
+        if stop:
+            tqdm.write(f"flow-dpo: early stop after epoch {run.epoch}: held-out accuracy has not improved for "
+                       f"{cfg.early_stopping_patience} epochs (best: epoch {run.best['epoch']})")
+            bar.close()
+            return True
+    bar.close()
+    return False
+
+
+def _train_epoch(run: _Run, data: Dataset, logger: RunLogger, bar: tqdm) -> dict[str, float]:
+    cfg, policy = run.cfg, run.policy
+    gen = torch.Generator().manual_seed(cfg.seed * 100003 + run.epoch)
+    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=gen, drop_last=False)
+    totals: dict[str, float] = {}
+    n = 0
+    policy.train()
+    for item in loader:
+        x_w, x_l, y, x0 = _batch(item, cfg.device, policy.null_class, cfg.class_dropout, gen)
+        loss, m = flow_dpo_loss(policy, run.ref, x_w, x_l, y, beta=cfg.beta, x0=x0, num_t=cfg.num_t,
+                                sft_weight=cfg.sft_weight, generator=gen)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        m["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
+        run.opt.step()
+        run.step += 1
+        bar.update(1)
+        for k, v in m.items():
+            totals[k] = totals.get(k, 0.0) + v * len(y)
+        n += len(y)
+        if run.step % cfg.log_every == 0:
+            logger.log({f"dpo/{k}": v for k, v in m.items()}, run.step)
+            bar.set_postfix(loss=f"{m['loss']:.4f}", acc=f"{m['implicit_accuracy']:.2f}",
+                            rdiff=f"{m['reward_diff_mean']:.2f}")
+    return {k: v / max(n, 1) for k, v in totals.items()}
+
+
+def _epoch_row(epoch: int, train_m: dict, held_m: dict) -> dict:
+    row = {"epoch": epoch}
+    row.update({f"train/{k}": v for k, v in train_m.items()})
+    row.update({f"heldout/{k}": v for k, v in held_m.items()})
+    if train_m:
+        row["dpo/implicit_accuracy"] = train_m["implicit_accuracy"]
+        row["dpo/reward_diff_mean"] = train_m["reward_diff_mean"]
+        row["train/mse_gap_w"] = train_m["model_mse_w"] - train_m["ref_mse_w"]
+    return row
+
+
+def _epoch_line(row: dict) -> str:
+    g = lambda k: row.get(k, float("nan"))  # noqa: E731
+    return (f"epoch {row['epoch']}: loss {g('train/loss'):.4f} (dpo {g('train/loss_dpo'):.4f}, sft "
+            f"{g('train/loss_sft'):.4f}) acc {g('train/implicit_accuracy'):.3f} reward_diff "
+            f"{g('train/reward_diff_mean'):+.3f} mse_w-ref {g('train/mse_gap_w'):+.2e} | held-out acc "
+            f"{g('heldout/implicit_accuracy'):.3f} loss {g('heldout/loss_dpo'):.4f}")
+
+
+def _finish(run: _Run, out: Path, ds_id: str, summary: dict, records: list[PreferenceRecord],
+            stopped: bool) -> DPOResult:
+    if run.best["state"] is not None:
+        run.policy.load_state_dict(run.best["state"])
+    meta = {"config": to_dict(run.cfg), "best_epoch": run.best["epoch"], "history": run.history,
+            "data_summary": summary, "num_records": len(records)}
+    path = out / "model.pt"
+    ckpt_id = save_checkpoint(path, run.policy, run.policy.class_names, step=run.step, parent=run.base["id"],
+                              dataset_id=ds_id, extra={"dpo": meta})
+    tqdm.write(f"flow-dpo: wrote {path} (id {ckpt_id}, parent {run.base['id']}, best epoch {run.best['epoch']})")
+    return DPOResult(path, ckpt_id, run.base["id"], run.history, run.best["epoch"], stopped, summary,
+                     sorted(r.id for r in records))

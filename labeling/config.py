@@ -1,0 +1,77 @@
+"""Typed settings of the Label Studio integration; defaults live in ``configs/labelstudio.yaml``.
+
+    cfg = load_labelstudio_config(overrides=["server.port=8090"])
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from driftsketch.config import CONFIG_DIR, load_config
+
+DEFAULT_LABELSTUDIO_CONFIG = CONFIG_DIR / "labelstudio.yaml"
+
+
+@dataclass
+class ServerConfig:
+    venv: str = ".venv-labelstudio"
+    data_dir: str = "data/labelstudio"
+    template_dir: str = "data/labelstudio-template"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    start_timeout_s: float = 240.0
+    admin_email: str = "admin@driftsketch.local"
+
+
+@dataclass
+class ProjectsConfig:
+    pairwise_title: str = "DriftSketch pairwise"
+    rating_title: str = "DriftSketch rating"
+    image_width: str = "320px"
+
+
+@dataclass
+class PushConfig:
+    store_root: str = "data/preferences"
+    svg_dir: str = "data/labelstudio/svg"
+    image_size: int = 256
+    batch_size: int = 100
+    seed: int = 0
+
+
+@dataclass
+class PullConfig:
+    store_root: str = "data/preferences"
+    cursor_path: str = "data/labelstudio/pull_cursor.json"
+    session: str = "labelstudio"
+    page_size: int = 100
+    retries: int = 4
+    backoff_s: float = 1.0
+
+
+@dataclass
+class BotConfig:
+    email: str = "bot@driftsketch.local"
+    judge: str = "labelling"
+    classifier: str | None = None
+    noise: float = 0.1
+    tie_margin: float = 0.02
+    tie_rate: float = 0.0
+    lead_time_s: float = 3.0
+    seed: int = 0
+
+
+@dataclass
+class LabelStudioConfig:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    projects: ProjectsConfig = field(default_factory=ProjectsConfig)
+    push: PushConfig = field(default_factory=PushConfig)
+    pull: PullConfig = field(default_factory=PullConfig)
+    bot: BotConfig = field(default_factory=BotConfig)
+
+
+def load_labelstudio_config(path: str | Path | None = DEFAULT_LABELSTUDIO_CONFIG,
+                            overrides: Iterable[str] = ()) -> LabelStudioConfig:
+    """Load :class:`LabelStudioConfig` from YAML (default configs/labelstudio.yaml) plus dotted overrides."""
+    return load_config(LabelStudioConfig, path, overrides)

@@ -1,0 +1,132 @@
+"""Push generated sketches to Label Studio as pairwise or rating tasks.
+
+For every sketch: save its Bezier array (and generation noise) into the preference store, write its SVG
+to ``svg_dir``, render a PNG and inline it in the task as a ``data:image/png;base64`` URI; then import
+the tasks in bulk. Every task carries the sample ids, the store paths of their arrays, the class, the
+checkpoint id and the round id, so a pull (or the bot) needs nothing but the task.
+
+Why inline data URIs: they work against any Label Studio (local or remote) with no storage setup, no
+static file server, no CORS headers and no file paths that must match between machines; a task is
+self-contained and survives moving the server. The cost is size: a 256-px line drawing is a few kB of
+PNG, so 1000 pairs add a few MB to Label Studio's database. The SVG stays on disk for the record.
+
+    batch = PairBatch(beziers_a, beziers_b, labels, class_names, noise_a, noise_b)
+    task_ids = push_tasks(ls, project_id, batch, store=PreferenceStore("data/preferences"),
+                          checkpoint="ck-3f2a", round_id="round-0007")
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from label_studio_sdk import LabelStudio
+from tqdm import tqdm
+
+from driftsketch.render import png_bytes, write_svg
+from driftsketch.sketch import validate_sketch
+from dpo.store import PreferenceStore
+from labeling.client import client_url, with_retries
+
+
+@dataclass
+class PairBatch:
+    """N pairs of same-class sketches: arrays ``(N, 32, 4, 2)``, noise ``(N, 32, 8)``, labels ``(N,)``."""
+
+    beziers_a: np.ndarray
+    beziers_b: np.ndarray
+    class_labels: np.ndarray
+    class_names: list[str]  # indexed by class label
+    noise_a: np.ndarray | None = None
+    noise_b: np.ndarray | None = None
+
+
+@dataclass
+class RatingBatch:
+    """N single sketches to rate: ``(N, 32, 4, 2)``, noise ``(N, 32, 8)``, labels ``(N,)``."""
+
+    beziers: np.ndarray
+    class_labels: np.ndarray
+    class_names: list[str]
+    noise: np.ndarray | None = None
+
+
+def sample_id(beziers: np.ndarray) -> str:
+    """Content-addressed id of one sketch: pushing the same array twice reuses its files."""
+    return "s" + hashlib.sha1(validate_sketch(beziers).tobytes()).hexdigest()[:20]
+
+
+def png_data_uri(beziers: np.ndarray, size: int) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(beziers, size=size)).decode("ascii")
+
+
+def _save(store: PreferenceStore, svg_dir: Path, beziers: np.ndarray, noise: np.ndarray | None) -> dict:
+    sid = sample_id(beziers)
+    rel_b, rel_n = store.save_sample(sid, beziers, noise)
+    write_svg(beziers, svg_dir / f"{sid}.svg")
+    return {"id": sid, "beziers": rel_b, "noise": rel_n}
+
+
+def _common(class_label: int, class_names: list[str], checkpoint: str, round_id: str | None) -> dict:
+    return {"class_label": int(class_label), "class_name": class_names[int(class_label)],
+            "checkpoint": checkpoint, "round_id": round_id}
+
+
+def pair_task(store: PreferenceStore, svg_dir: Path, batch: PairBatch, i: int, left: str, image_size: int,
+              checkpoint: str, round_id: str | None) -> dict:
+    """Task data of pair ``i``; ``left`` ("a" | "b") is the stored sample shown on the left as "A"."""
+    na = None if batch.noise_a is None else batch.noise_a[i]
+    nb = None if batch.noise_b is None else batch.noise_b[i]
+    a = _save(store, svg_dir, batch.beziers_a[i], na)
+    b = _save(store, svg_dir, batch.beziers_b[i], nb)
+    shown_left, shown_right = (batch.beziers_a[i], batch.beziers_b[i]) if left == "a" else \
+        (batch.beziers_b[i], batch.beziers_a[i])
+    return {"image_left": png_data_uri(shown_left, image_size), "image_right": png_data_uri(shown_right, image_size),
+            "left": left, "sample_a": a["id"], "sample_b": b["id"], "beziers_a": a["beziers"],
+            "beziers_b": b["beziers"], "noise_a": a["noise"], "noise_b": b["noise"],
+            **_common(batch.class_labels[i], batch.class_names, checkpoint, round_id)}
+
+
+def rating_task(store: PreferenceStore, svg_dir: Path, batch: RatingBatch, i: int, image_size: int,
+                checkpoint: str, round_id: str | None) -> dict:
+    """Task data of sketch ``i`` for the rating project."""
+    a = _save(store, svg_dir, batch.beziers[i], None if batch.noise is None else batch.noise[i])
+    return {"image": png_data_uri(batch.beziers[i], image_size), "sample_a": a["id"],
+            "beziers_a": a["beziers"], "noise_a": a["noise"],
+            **_common(batch.class_labels[i], batch.class_names, checkpoint, round_id)}
+
+
+def build_tasks(batch: PairBatch | RatingBatch, store: PreferenceStore, svg_dir: str | Path, *, checkpoint: str,
+                round_id: str | None = None, image_size: int = 256, seed: int = 0, progress: bool = True) -> list[dict]:
+    """Save arrays and SVGs, render PNGs; the task data dicts (left/right drawn from ``seed``)."""
+    svg_dir = Path(svg_dir)
+    n = len(batch.class_labels)
+    if isinstance(batch, PairBatch):
+        lefts = np.random.default_rng(seed).choice(["a", "b"], size=n)
+        make = lambda i: pair_task(store, svg_dir, batch, i, str(lefts[i]), image_size, checkpoint, round_id)  # noqa: E731
+    else:
+        make = lambda i: rating_task(store, svg_dir, batch, i, image_size, checkpoint, round_id)  # noqa: E731
+    return [make(i) for i in tqdm(range(n), desc="render tasks", unit="task", disable=not progress)]
+
+
+def import_tasks(ls: LabelStudio, project_id: int, tasks: list[dict], batch_size: int = 100,
+                 progress: bool = True) -> list[int]:
+    """Bulk import ``tasks`` (``batch_size`` per request); returns the new task ids."""
+    url, ids = client_url(ls), []
+    for start in tqdm(range(0, len(tasks), batch_size), desc="import tasks", unit="batch", disable=not progress):
+        chunk = tasks[start:start + batch_size]
+        resp = with_retries(lambda: ls.projects.import_tasks(project_id, request=chunk, return_task_ids=True),
+                            url, idempotent=False)
+        ids.extend(resp.task_ids or [])
+    return ids
+
+
+def push_tasks(ls: LabelStudio, project_id: int, batch: PairBatch | RatingBatch, *, store: PreferenceStore,
+               checkpoint: str, round_id: str | None = None, svg_dir: str | Path = "data/labelstudio/svg",
+               image_size: int = 256, batch_size: int = 100, seed: int = 0, progress: bool = True) -> list[int]:
+    """Render, store and import ``batch`` into project ``project_id``; returns the new task ids."""
+    tasks = build_tasks(batch, store, svg_dir, checkpoint=checkpoint, round_id=round_id,
+                        image_size=image_size, seed=seed, progress=progress)
+    return import_tasks(ls, project_id, tasks, batch_size, progress)

@@ -1,0 +1,257 @@
+"""Run a local Label Studio server: start, stop, status.
+
+The server lives in its own virtualenv (``.venv-labelstudio``, made by scripts/install_labelstudio.sh:
+the ``label-studio`` package cannot share one with Prefect 3.9) and keeps everything under
+``data_dir``::
+
+    data/labelstudio/
+      label_studio.sqlite3, media/   Label Studio's own data
+      credentials.json               admin e-mail, password, API token, Django secret (mode 0600)
+      server.json                    pid, port, url of the running server
+      labelstudio.log                server output (mode 0600)
+      xdg/                           XDG_CONFIG_HOME, so nothing is written to ~/.config
+
+It binds 127.0.0.1 on the configured port or, when that is taken, a free one (Label Studio itself would
+silently move to the next port, so we choose and then check that the server answers on exactly that
+port with our token). Analytics, Sentry and version checks are switched off.
+
+    info = start_server(ServerConfig(data_dir="data/labelstudio"))
+    stop_server(ServerConfig(data_dir="data/labelstudio"))
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from labeling.config import ServerConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DB_NAME = "label_studio.sqlite3"
+CRED_ENV = {"email": "DRIFTSKETCH_LS_USERNAME", "password": "DRIFTSKETCH_LS_PASSWORD", "token": "DRIFTSKETCH_LS_TOKEN"}
+NOT_COPIED = {"server.json", "labelstudio.log"}
+
+
+class ServerError(RuntimeError):
+    """The local Label Studio server could not be started or stopped; the message says why."""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    pid: int
+    port: int
+    url: str
+    data_dir: Path
+
+
+def _paths(cfg: ServerConfig) -> dict[str, Path]:
+    d = Path(cfg.data_dir)
+    return {"dir": d, "info": d / "server.json", "creds": d / "credentials.json",
+            "log": d / "labelstudio.log", "xdg": d / "xdg", "db": d / DB_NAME}
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Atomic write with mode 0600 from the first byte (tokens must never be world-readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_or_create_credentials(cfg: ServerConfig) -> dict[str, str]:
+    """Admin e-mail, password and token: environment first, then ``credentials.json``, else generated."""
+    path = _paths(cfg)["creds"]
+    creds = json.loads(path.read_text()) if path.is_file() else {}
+    creds.setdefault("email", cfg.admin_email)
+    creds.setdefault("password", secrets.token_urlsafe(18))
+    creds.setdefault("token", secrets.token_hex(20))
+    creds.setdefault("secret_key", secrets.token_urlsafe(40))
+    for field, env in CRED_ENV.items():
+        if os.environ.get(env):
+            creds[field] = os.environ[env]
+    _write_private(path, json.dumps(creds, indent=1))
+    return creds
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port(host: str, preferred: int) -> int:
+    """``preferred`` if it is free on ``host`` (0 means any), else a free port chosen by the OS."""
+    if preferred and _port_free(host, preferred):
+        return preferred
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def server_env(cfg: ServerConfig, creds: dict[str, str]) -> dict[str, str]:
+    """Environment of the server process: data dir, admin user, legacy token, no phone-home."""
+    p = _paths(cfg)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "DRIFTSKETCH_LS_"))}
+    env.update({
+        "LABEL_STUDIO_BASE_DATA_DIR": str(p["dir"].resolve()),
+        "XDG_CONFIG_HOME": str(p["xdg"].resolve()),
+        "LABEL_STUDIO_USERNAME": creds["email"],
+        "LABEL_STUDIO_PASSWORD": creds["password"],
+        "LABEL_STUDIO_USER_TOKEN": creds["token"],
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",  # only effective when the data dir is created
+        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+        "SECRET_KEY": creds["secret_key"],  # stable browser sessions across restarts
+        "COLLECT_ANALYTICS": "false", "LATEST_VERSION_CHECK": "false",
+        "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def _alive(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"label-studio" in cmdline  # not a recycled pid of another program
+
+
+def _get_json(url: str, token: str | None = None, timeout: float = 3.0) -> dict | None:
+    req = urllib.request.Request(url, headers={"Authorization": f"Token {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def read_info(cfg: ServerConfig) -> dict | None:
+    """The ``server.json`` of a server started from ``cfg.data_dir``, or None."""
+    path = _paths(cfg)["info"]
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def server_status(cfg: ServerConfig) -> dict:
+    """``{"running": bool, "healthy": bool, "url", "pid", "data_dir"}`` (no secrets)."""
+    info = read_info(cfg) or {}
+    pid = info.get("pid")
+    running = bool(pid) and _alive(pid)
+    healthy = running and (_get_json(f"{info['url']}/health") or {}).get("status") == "UP"
+    return {"running": running, "healthy": healthy, "url": info.get("url"), "pid": pid,
+            "data_dir": str(Path(cfg.data_dir).resolve())}
+
+
+def copy_template(template_dir: str | Path, data_dir: str | Path) -> None:
+    """Copy a pre-migrated data dir (saves the ~48 s of first-start migrations); credentials come along."""
+    src, dst = Path(template_dir), Path(data_dir)
+    if not (src / DB_NAME).is_file():
+        raise ServerError(f"{src} is not a Label Studio data dir (no {DB_NAME})")
+    dst.mkdir(parents=True, exist_ok=True)
+    for item in src.iterdir():
+        if item.name in NOT_COPIED:
+            continue
+        (shutil.copytree if item.is_dir() else shutil.copy2)(item, dst / item.name)
+
+
+def _tail(path: Path, n: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def _wait_ready(proc: subprocess.Popen, url: str, port: int, creds: dict, log: Path, timeout: float) -> None:
+    """Wait until the server answers /health on exactly ``port`` and accepts our token as our admin."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerError(f"Label Studio exited with code {proc.returncode}; last lines of {log}:\n{_tail(log)}")
+        if (_get_json(f"{url}/health") or {}).get("status") == "UP":
+            who = _get_json(f"{url}/api/current-user/whoami", creds["token"])
+            if who and who.get("email") == creds["email"]:
+                return
+            if f":{port}/" not in log.read_text(errors="replace") or who is not None:
+                raise ServerError(f"a server answers on {url} but does not accept our token as {creds['email']}: "
+                                  f"another Label Studio holds the port, or the data dir {log.parent} was "
+                                  "created without LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN / with another token")
+        time.sleep(0.5)
+    raise ServerError(f"Label Studio did not become healthy on {url} within {timeout:.0f} s; see {log}:\n{_tail(log)}")
+
+
+def start_server(cfg: ServerConfig) -> ServerInfo:
+    """Start the server (or return the running one) and wait until it is healthy and accepts our token."""
+    p = _paths(cfg)
+    status = server_status(cfg)
+    if status["running"]:
+        info = read_info(cfg)
+        return ServerInfo(info["pid"], info["port"], info["url"], p["dir"].resolve())
+    exe = Path(cfg.venv)
+    exe = (exe if exe.is_absolute() else REPO_ROOT / exe) / "bin" / "label-studio"
+    if not exe.is_file():
+        raise ServerError(f"{exe} not found: run scripts/install_labelstudio.sh to create the server virtualenv")
+    creds = load_or_create_credentials(cfg)
+    port = pick_port(cfg.host, cfg.port)
+    url = f"http://{cfg.host}:{port}"
+    p["xdg"].mkdir(parents=True, exist_ok=True)
+    log_fd = os.open(p["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # it may echo user info
+    cmd = [str(exe), "start", "--no-browser", "--data-dir", str(p["dir"].resolve()),
+           "--internal-host", cfg.host, "--port", str(port), "--enable-legacy-api-token"]
+    proc = subprocess.Popen(cmd, env=server_env(cfg, creds), stdout=log_fd, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=p["dir"])
+    os.close(log_fd)
+    _write_private(p["info"], json.dumps({"pid": proc.pid, "port": port, "url": url, "started": time.time()}))
+    try:
+        _wait_ready(proc, url, port, creds, p["log"], cfg.start_timeout_s)
+    except BaseException:
+        _terminate(proc.pid)
+        p["info"].unlink(missing_ok=True)
+        raise
+    return ServerInfo(proc.pid, port, url, p["dir"].resolve())
+
+
+def _terminate(pid: int, timeout: float = 20.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)  # the server runs in its own session: pgid == pid
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:  # not our child: poll /proc instead
+            if not _alive(pid):
+                return
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def stop_server(cfg: ServerConfig) -> bool:
+    """Stop the server started from ``cfg.data_dir``; returns False when none was running."""
+    info = read_info(cfg)
+    if not info:
+        return False
+    was_running = _alive(info["pid"])
+    if was_running:
+        _terminate(info["pid"])
+    _paths(cfg)["info"].unlink(missing_ok=True)
+    return was_running

@@ -1,0 +1,96 @@
+"""Evaluation tasks: the metrics classifier, candidate vs current on paired noise, held-out preference accuracy."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+
+
+@task
+def ensure_classifier(data: str, eval_config: str, overrides: list[str], out_dir: str) -> str:
+    """Train the metrics classifier once per (data set, classifier config); returns its path."""
+    from driftsketch.config import to_dict
+    from driftsketch.data import load_dataset
+    from driftsketch.evaluation.classifier import train_classifier
+    from driftsketch.evaluation.settings import load_eval_config
+
+    cfg = load_eval_config(eval_config, overrides).classifier
+    key = hashlib.sha256(json.dumps([data, to_dict(cfg)], sort_keys=True).encode()).hexdigest()[:12]
+    path = Path(out_dir) / f"classifier-{key}.pt"
+    if not path.is_file():
+        train_classifier(load_dataset(data), cfg, progress=False).save(path)
+    return str(path)
+
+
+def flat_metrics(report: dict) -> dict[str, float]:
+    """The registry's flat metric dict from an ``evaluate_samples`` report."""
+    out = {k: float(report[k]) for k in ("recognizability", "frechet_distance", "continuity")}
+    out.update({f"recognizability/{c}": float(v) for c, v in report["recognizability_per_class"].items()})
+    return out
+
+
+@task
+def evaluate_checkpoint(checkpoint: str, classifier_path: str, data: str, out_dir: str, *,
+                        samples_per_class: int, seed: int, grid_per_class: int = 4, num_steps: int = 20,
+                        cfg_scale: float = 2.0, solver: str = "midpoint") -> dict:
+    """Recognizability, FD and continuity of one model; samples from a fixed seed, so two models are
+    compared on the same noise. Writes ``samples.npz`` and ``grid.png`` into ``out_dir``.
+
+    Returns ``{"metrics": {...flat...}, "samples": path, "grid": path}``.
+    """
+    from driftsketch.checkpoint import load_model
+    from driftsketch.data import load_dataset
+    from driftsketch.evaluation.classifier import SketchClassifier
+    from driftsketch.evaluation.evaluate import evaluate_samples, generate_per_class
+    from driftsketch.render import plot_bezier_sketches
+
+    out = Path(out_dir)
+    if (out / "result.json").is_file():  # deterministic given the settings: evaluate each model once
+        return json.loads((out / "result.json").read_text())
+    clf = SketchClassifier.load(classifier_path)
+    model = load_model(checkpoint)
+    samples, labels = generate_per_class(model, clf.class_names, samples_per_class, seed, num_steps=num_steps,
+                                         cfg_scale=cfg_scale, solver=solver)
+    report = evaluate_samples(samples, labels, load_dataset(data), clf, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "samples.npz", beziers=samples, labels=labels)
+    show = np.concatenate([np.flatnonzero(labels == c)[:grid_per_class] for c in np.unique(labels)])
+    grid = plot_bezier_sketches(samples[show], out / "grid.png", titles=[clf.class_names[i] for i in labels[show]],
+                                ncols=grid_per_class)
+    result = {"metrics": flat_metrics(report), "samples": str(out / "samples.npz"), "grid": str(grid)}
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+@task
+def paired_win_rate(samples_candidate: str, samples_current: str, classifier_path: str) -> dict[str, float]:
+    """Win rate of the candidate over the current model under the labelling judge, sample for sample."""
+    from driftsketch.evaluation.classifier import SketchClassifier
+    from driftsketch.evaluation.judges import LabellingJudge, win_rate
+
+    judge = LabellingJudge(SketchClassifier.load(classifier_path))
+    a, b = np.load(samples_candidate), np.load(samples_current)
+    return win_rate(judge.score(a["beziers"], a["labels"]), judge.score(b["beziers"], b["labels"]))
+
+
+@task
+def heldout_accuracy(candidate: str, current: str, preference_dir: str, record_ids: list[str],
+                     dpo_config: str, overrides: list[str]) -> dict[str, float]:
+    """Implicit preference accuracy of the candidate against the current model on the round's held-out
+    pairs (the same split the trainer held out). NaN when there are none."""
+    from dpo.config import load_dpo_config
+    from dpo.store import PreferenceStore
+    from dpo.trainer import build_datasets, evaluate_pairs
+    from driftsketch.checkpoint import load_model
+
+    cfg = load_dpo_config(dpo_config, [*overrides, f"preference_dir={preference_dir}", "min_pairs=0"])
+    cand, cur = load_model(candidate), load_model(current)
+    wanted = set(record_ids)
+    records = [r for r in PreferenceStore(preference_dir).records() if r.id in wanted]
+    _, held = build_datasets(cfg, cand.class_names, records)
+    m = evaluate_pairs(cand, cur.requires_grad_(False), held, cfg)
+    return {"heldout_accuracy": float(m.get("implicit_accuracy", math.nan)), "heldout_pairs": float(len(held))}

@@ -1,0 +1,75 @@
+"""Generate the next batch of pairs from the current model (classes cycled or weighted toward weak ones)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+
+
+def allocate_classes(num_pairs: int, num_classes: int, weights: list[float] | None = None,
+                     offset: int = 0) -> list[int]:
+    """Class id of each pair: round-robin from ``offset``, or proportional to ``weights`` (largest remainder).
+
+    Every class with positive weight gets at least one pair when ``num_pairs >= num_classes``.
+    """
+    if num_pairs <= 0:
+        return []
+    if weights is None:
+        return [(offset + i) % num_classes for i in range(num_pairs)]
+    w = np.clip(np.asarray(weights, dtype=np.float64), 0.0, None)
+    if w.shape != (num_classes,) or w.sum() <= 0:
+        raise ValueError(f"need {num_classes} non-negative weights with a positive sum, got {weights}")
+    floor = 1 if num_pairs >= num_classes else 0
+    share = w / w.sum() * (num_pairs - floor * num_classes)
+    counts = np.floor(share).astype(int) + floor
+    for i in np.argsort(-(share - np.floor(share)), kind="stable")[: num_pairs - counts.sum()]:
+        counts[i] += 1
+    return [c for c in range(num_classes) for _ in range(counts[c])]
+
+
+def weak_class_weights(per_class_recognizability: dict[str, float], class_names: list[str],
+                       floor: float = 0.1) -> list[float] | None:
+    """Weight ``1 - recognizability + floor`` per class; None (cycle) if any class is unmeasured."""
+    if not all(name in per_class_recognizability for name in class_names):
+        return None
+    return [1.0 - float(per_class_recognizability[n]) + floor for n in class_names]
+
+
+def batch_seed(model_id: str, batch_key: str, seed: int) -> int:
+    """A deterministic seed, so a re-run after a crash regenerates the identical batch."""
+    return int.from_bytes(hashlib.sha256(f"{model_id}/{batch_key}/{seed}".encode()).digest()[:4], "big")
+
+
+@task
+def generate_pairs(checkpoint: str, model_id: str, num_pairs: int, out_path: str, *, weights: list[float] | None = None,
+                   batch_key: str = "0", seed: int = 0, num_steps: int = 20, cfg_scale: float = 2.0,
+                   solver: str = "midpoint") -> str | None:
+    """Sample ``num_pairs`` (a, b) pairs of one class each, fresh noise per sketch; writes an .npz.
+
+    The .npz holds ``beziers_a/b`` (P, 32, 4, 2), ``noise_a/b`` (P, 32, 8), ``labels`` (P,),
+    ``class_names``, ``checkpoint`` (= ``model_id``, the registry id). Returns its path (None when no pairs are needed).
+    """
+    if num_pairs <= 0:
+        return None
+    from driftsketch.checkpoint import load_model
+    from driftsketch.sampling import generate_beziers
+
+    model = load_model(checkpoint)
+    s = batch_seed(model_id, batch_key, seed)
+    labels = allocate_classes(num_pairs, len(model.class_names), weights, offset=s % len(model.class_names))
+    both = labels + labels  # first half a, second half b: same class, independent noise
+    beziers, noise = generate_beziers(model, both, 2 * num_pairs, num_steps=num_steps, cfg_scale=cfg_scale,
+                                      seed=s, solver=solver)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".npz")
+    with os.fdopen(fd, "wb") as fh:
+        np.savez(fh, beziers_a=beziers[:num_pairs], beziers_b=beziers[num_pairs:], noise_a=noise[:num_pairs],
+                 noise_b=noise[num_pairs:], labels=np.asarray(labels, dtype=np.int64),
+                 class_names=np.asarray(model.class_names), checkpoint=np.asarray(model_id))
+    os.replace(tmp, out)
+    return str(out)

@@ -1,0 +1,70 @@
+"""Round report: a Prefect markdown artifact and a wandb log (offline unless WANDB_MODE=online)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from prefect import task
+
+METRIC_ROWS = ("recognizability", "frechet_distance", "continuity", "heldout_accuracy", "win_rate")
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def round_markdown(summary: dict) -> str:
+    """Markdown of one round: decision, metrics table (current vs candidate), grids, step timings."""
+    d = summary.get("decision") or {}
+    lines = [f"# online-dpo round {summary.get('round_index') or '-'} (`{summary.get('round_id') or 'no training'}`)",
+             "", f"**Current model after the round:** `{summary['current']}`  ",
+             f"**Candidate:** `{summary.get('candidate') or '-'}` (fine-tuned from `{summary.get('parent') or '-'}`)  ",
+             f"**Decision:** {'promoted' if d.get('promoted') else 'not promoted'}: {d.get('reason', '-')}", "",
+             f"Pulled {summary.get('pulled', 0)} annotations; {summary.get('usable_pairs', 0)} new usable pairs; "
+             f"pushed {summary.get('pushed', 0)} pairs; retired {summary.get('retired', 0)} stale tasks.", ""]
+    before, after = summary.get("metrics_current") or {}, summary.get("metrics_candidate") or {}
+    if before or after:
+        lines += ["| metric | current | candidate |", "|---|---|---|"]
+        lines += [f"| {k} | {_fmt(before.get(k))} | {_fmt(after.get(k))} |" for k in METRIC_ROWS
+                  if k in before or k in after]
+        lines.append("")
+    grids = summary.get("grids") or {}
+    if grids:
+        lines += ["Sample grids (same noise for both models):", ""]
+        lines += [f"- {name}: `{Path(p).resolve()}`" for name, p in grids.items()]
+        lines.append("")
+    timings = summary.get("timings") or {}
+    if timings:
+        lines += ["| step | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in timings.items()]
+    return "\n".join(lines)
+
+
+@task
+def publish_report(summary: dict, out_dir: str, wandb_enabled: bool = True, wandb_project: str = "driftsketch") -> str:
+    """Write ``report.md``/``summary.json`` to ``out_dir``, publish the artifact, log to wandb; returns the md path."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from driftsketch.tracking import RunLogger
+
+    text = round_markdown(summary)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(text + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    create_markdown_artifact(key="online-dpo-round", markdown=text,
+                             description=f"round {summary.get('round_index') or '-'}: "
+                                         f"{(summary.get('decision') or {}).get('reason', 'no training')}")
+    logger = RunLogger(wandb_enabled, wandb_project, out, {"round_id": summary.get("round_id")},
+                       name=f"round-{summary.get('round_index') or 0}", job_type="online-dpo")
+    flat = {f"round/{k}": v for k, v in (summary.get("timings") or {}).items()}
+    for who in ("current", "candidate"):
+        flat.update({f"{who}/{k}": v for k, v in (summary.get(f"metrics_{who}") or {}).items()})
+    flat["round/promoted"] = float(bool((summary.get("decision") or {}).get("promoted")))
+    logger.log(flat, step=int(summary.get("round_index") or 0))
+    for name, path in (summary.get("grids") or {}).items():
+        logger.log_image(f"samples/{name}", path, step=int(summary.get("round_index") or 0))
+    logger.finish()
+    return str(out / "report.md")

@@ -1,0 +1,39 @@
+"""Flow-DPO fine-tune of one round, keyed by the round id so a re-run never trains twice on the same data."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from driftsketch.registry import Registry
+
+
+@task
+def finetune_round(registry_dir: str, preference_dir: str, round_id: str, model_id: str, dpo_config: str,
+                   overrides: list[str], out_dir: str) -> str:
+    """Train the round's candidate (resuming an interrupted run) and register it; returns ``model_id``.
+
+    Done already (candidate registered): nothing happens. ``out_dir/model.pt`` present (crash after
+    training): registered without training. ``out_dir/last.pt`` present: training resumes from it,
+    which continues with the same data order and noise as an uninterrupted run.
+    """
+    from dpo.config import load_dpo_config
+    from dpo.store import PreferenceStore
+    from dpo.trainer import train_dpo
+
+    reg = Registry(registry_dir)
+    rnd = reg.load().rounds[round_id]
+    if rnd.candidate is not None:
+        return rnd.candidate
+    out = Path(out_dir)
+    if not (out / "model.pt").is_file():
+        wanted = set(rnd.record_ids)
+        records = [r for r in PreferenceStore(preference_dir).records() if r.id in wanted]
+        cfg = load_dpo_config(dpo_config, [*overrides, f"base_checkpoint={reg.path_of(rnd.parent)}",
+                                           f"reference_checkpoint={reg.path_of(rnd.reference)}",
+                                           f"preference_dir={preference_dir}", f"checkpoint_dir={out}"])
+        train_dpo(cfg, records=records, resume=(out / "last.pt").is_file(), progress=False)
+    reg.add_model(out / "model.pt", model_id, kind="dpo", parent=rnd.parent, round_id=round_id,
+                  round_index=rnd.index, num_preferences=len(rnd.record_ids), extra={"reference": rnd.reference})
+    reg.finish_training(round_id, model_id)
+    return model_id

@@ -1,0 +1,107 @@
+"""Prefect wiring: parameters from configs/round.yaml, prefect.yaml, and a real deploy + worker run."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from driftsketch.config import ConfigError, read_yaml
+from driftsketch.registry import PromotionGate, Registry
+from flows.params import ROUND_CONFIG, RoundParams, load_round_params
+from fixtures_prefect import PREFECT_BIN, REPO
+
+TINY_BASE = ["max_steps=30", "batch_size=16", "model.dim=32", "model.depth=1", "model.heads=2", "wandb=false",
+             "sample_every=0", "checkpoint_every=0", "warmup_steps=2", "num_threads=1"]
+
+
+def test_round_params_defaults_are_the_yaml():
+    params = load_round_params()
+    assert params.model_dump(mode="json") == read_yaml(ROUND_CONFIG)
+    assert load_round_params(overrides=["dpo.min_new_preferences=7"]).dpo.min_new_preferences == 7
+
+
+def test_round_params_reject_unknown_and_bad_keys(tmp_path):
+    bad = tmp_path / "round.yaml"
+    data = read_yaml(ROUND_CONFIG)
+    data["dpo"]["min_new_prefs"] = 3
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="min_new_prefs"):
+        load_round_params(bad)
+    with pytest.raises(ConfigError, match="reference"):
+        load_round_params(overrides=["dpo.reference=latest"])
+
+
+def test_flow_parameters_are_one_form_with_yaml_defaults():
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.online_dpo import online_dpo
+
+    schema = parameter_schema(online_dpo).model_dump()
+    assert list(schema["properties"]) == ["params"]
+    assert schema["properties"]["params"]["default"] == read_yaml(ROUND_CONFIG)
+    assert "RoundParams" in schema["definitions"] and "PromotionGate" in schema["definitions"]
+    assert online_dpo.name == "online-dpo"
+
+
+def test_prefect_yaml_deployments_schedule_and_pool():
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    deps = {d["name"]: d for d in spec["deployments"]}
+    assert set(deps) == {"round", "base-train"}
+    assert deps["round"]["entrypoint"] == "flows/online_dpo.py:online_dpo"
+    (sched,) = deps["round"]["schedules"]
+    assert sched["cron"] and sched["timezone"]
+    pool = deps["round"]["work_pool"]
+    assert pool == deps["base-train"]["work_pool"] == spec["definitions"]["work_pools"]["local"]
+    assert pool["job_variables"]["env"]["WANDB_MODE"] == "offline"
+
+
+def test_decide_promotion_task_is_idempotent(tmp_path):
+    from tasks.models import decide_promotion
+
+    reg = Registry(tmp_path / "reg")
+    for name in ("base", "cand"):
+        (tmp_path / name).write_bytes(name.encode())
+    reg.add_model(tmp_path / "base", "base", kind="base")
+    reg.promote("base", "bootstrap")
+    rnd = reg.start_round("base", "base", ["r1", "r2"])
+    reg.add_model(tmp_path / "cand", "cand", parent="base", round_id=rnd.id, round_index=rnd.index)
+    reg.finish_training(rnd.id, "cand")
+    cand = {"heldout_accuracy": 0.7, "recognizability": 0.9, "frechet_distance": 3.0}
+    cur = {"recognizability": 0.9, "frechet_distance": 3.0}
+    out = decide_promotion.fn(str(reg.root), rnd.id, PromotionGate(), cand, cur)
+    assert out["promoted"] and out["current"] == "cand"
+    state = reg.load().model_dump()
+    worse = {**cand, "heldout_accuracy": 0.1}
+    assert decide_promotion.fn(str(reg.root), rnd.id, PromotionGate(), worse, cur) == out  # recorded decision
+    assert reg.load().model_dump() == state
+    assert reg.get("cand").metrics == cand and reg.get("base").metrics == cur
+
+
+@pytest.mark.slow
+def test_deploy_all_and_run_base_train_through_a_worker(prefect_server, tmp_path, monkeypatch):
+    """prefect.yaml -> `prefect deploy --all` -> process worker -> `prefect deployment run` trains a base model."""
+    server = prefect_server
+    server.cli("work-pool", "create", "driftsketch-local", "--type", "process", "--overwrite")
+    server.cli("--no-prompt", "deploy", "--all")
+    inspect = json.loads(server.cli("deployment", "inspect", "online-dpo/round", "-o", "json").stdout)
+    assert inspect["schedules"][0]["schedule"]["timezone"] and inspect["work_pool_name"] == "driftsketch-local"
+    assert list(inspect["parameter_openapi_schema"]["properties"]) == ["params"]
+
+    registry = tmp_path / "registry"
+    params = {"overrides": TINY_BASE, "checkpoint_dir": str(tmp_path / "base"), "registry_dir": str(registry)}
+    log = open(server.home / "worker.log", "w")
+    worker = subprocess.Popen([str(PREFECT_BIN), "worker", "start", "--pool", "driftsketch-local"],
+                              cwd=REPO, env=server.env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        out = server.cli("deployment", "run", "base-train/base-train", "--params", json.dumps(params),
+                         "--watch", "--watch-timeout", "400", check=False, timeout=450)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        log.close()
+    assert out.returncode == 0 and "Completed" in out.stdout, out.stdout[-2000:] + (server.home / "worker.log").read_text()[-3000:]
+    reg = Registry(registry)
+    assert reg.current is not None and reg.current.startswith("base-")
+    assert reg.current_path().is_file()

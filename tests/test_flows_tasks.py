@@ -1,0 +1,61 @@
+"""Logic of the round's tasks without the Prefect engine (``task.fn`` and plain helpers)."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from labeling.client import LabelStudioUnavailable
+from labeling.config import ServerConfig
+from tasks.credentials import labelstudio_connection
+from tasks.generate import allocate_classes, batch_seed, weak_class_weights
+from tasks.report import round_markdown
+
+
+def test_allocate_classes_cycles_from_offset():
+    assert allocate_classes(5, 3, offset=2) == [2, 0, 1, 2, 0]
+    assert allocate_classes(0, 3) == []
+
+
+def test_allocate_classes_by_weight_is_exact_and_keeps_every_class():
+    labels = allocate_classes(20, 4, weights=[0.1, 0.1, 0.1, 0.7])
+    counts = Counter(labels)
+    assert len(labels) == 20 and all(counts[c] >= 1 for c in range(4))
+    assert counts[3] == max(counts.values()) and counts[3] >= 12
+    assert Counter(allocate_classes(10, 2, weights=[1, 1])) == {0: 5, 1: 5}
+    with pytest.raises(ValueError, match="weights"):
+        allocate_classes(4, 2, weights=[0, 0])
+
+
+def test_weak_class_weights_favour_the_least_recognised_class():
+    w = weak_class_weights({"cat": 0.9, "dog": 0.2}, ["cat", "dog"])
+    assert w[1] > w[0] > 0
+    assert weak_class_weights({"cat": 0.9}, ["cat", "dog"]) is None  # unmeasured class: cycle instead
+
+
+def test_batch_seed_is_deterministic():
+    assert batch_seed("m1", "0", 0) == batch_seed("m1", "0", 0) != batch_seed("m1", "1", 0)
+
+
+def test_labelstudio_connection_from_environment_never_shows_the_token(monkeypatch, tmp_path):
+    monkeypatch.setenv("MY_LS_TOKEN", "t0k3n")
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:9/")
+    conn = labelstudio_connection(None, "MY_LS_TOKEN", None)
+    assert (conn.url, conn.api_key) == ("http://127.0.0.1:9", "t0k3n") and "t0k3n" not in repr(conn)
+    assert labelstudio_connection("http://x", "MY_LS_TOKEN", None).url == "http://x"
+    monkeypatch.delenv("MY_LS_TOKEN")
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    with pytest.raises(LabelStudioUnavailable, match="token"):
+        labelstudio_connection(None, "MY_LS_TOKEN", None, ServerConfig(data_dir=str(tmp_path)))
+
+
+def test_round_markdown_has_decision_metrics_and_grids():
+    text = round_markdown({
+        "round_index": 2, "round_id": "abc", "parent": "r001-x", "current": "r002-y", "candidate": "r002-y",
+        "decision": {"promoted": True, "reason": "gate passed: ok"}, "pulled": 12, "usable_pairs": 10,
+        "metrics_current": {"recognizability": 0.5, "frechet_distance": 3.0},
+        "metrics_candidate": {"recognizability": 0.6, "frechet_distance": 2.5, "heldout_accuracy": 0.7},
+        "grids": {"before": "/tmp/b.png", "after": "/tmp/a.png"}, "timings": {"train": 1.25}})
+    assert "**Decision:** promoted: gate passed: ok" in text
+    assert "| recognizability | 0.500 | 0.600 |" in text and "| heldout_accuracy | - | 0.700 |" in text
+    assert "/tmp/a.png" in text and "| train | 1.2 |" in text
