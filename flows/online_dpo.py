@@ -26,8 +26,9 @@ from prefect import flow, get_run_logger
 
 from flows.params import RoundParams, load_round_params
 from tasks import evaluate as ev
+from tasks import labeling as lb
 from tasks import models as md
-from tasks.generate import weak_class_weights
+from tasks.generate import generate_pairs, weak_class_weights
 from tasks.preferences import select_new_preferences
 from tasks.report import publish_report
 from tasks.train import finetune_round
@@ -95,23 +96,52 @@ def train_and_decide(params: RoundParams, record_ids: list[str], classifier: str
             "grids": {"before": before["grid"], "after": after["grid"]}}
 
 
+def refill_queue(params: RoundParams, projects: dict[str, int], current: str, current_eval: dict,
+                 class_names: list[str], round_id: str | None, timer: StepTimer) -> dict:
+    """Retire stale tasks, then generate, render and push pairs from ``current`` until the queue is full."""
+    ls, prefs, work, g = params.labelstudio, params.preference_dir, params.work_dir, params.generate
+    with timer("push"):
+        retired = lb.retire_stale(ls, prefs, work, projects, current) if g.retire_stale else 0
+        waiting = lb.open_pairs(ls, prefs, work, projects["pairwise"])
+    need = min(g.max_new_pairs, max(g.queue_target - waiting, 0))
+    out = {"retired": retired, "open_before": waiting, "pushed": 0}
+    if need == 0:
+        return out
+    per_class = {k.split("/", 1)[1]: v for k, v in current_eval["metrics"].items() if k.startswith("recognizability/")}
+    weights = weak_class_weights(per_class, class_names) if g.class_weighting == "weak" else None
+    batch_key = f"{waiting}-{need}-{stamp()}"
+    batch_dir = f"{work}/batches/{current}/{batch_key}"
+    with timer("generate"):
+        pairs = generate_pairs(md.model_path(params.registry_dir, current), current, need, f"{batch_dir}/pairs.npz",
+                               weights=weights, batch_key=batch_key, seed=params.seed, num_steps=g.num_steps,
+                               cfg_scale=g.cfg_scale, solver=g.solver)
+    with timer("render"):
+        rendered = lb.render_pairs(ls, prefs, work, pairs, f"{batch_dir}/tasks.json", round_id)
+    with timer("push"):
+        out["pushed"] = lb.push_rendered(ls, prefs, work, projects["pairwise"], rendered, g.queue_target)
+    return out
+
+
+def stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
 @flow(name="online-dpo")
 def online_dpo(params: RoundParams = load_round_params()) -> dict:
-    """One round; returns the round summary (also written to ``<work_dir>/reports/<time>/summary.json``)."""
+    """One round; returns the round summary (also in ``<work_dir>/reports/<time>-<round>/summary.json``)."""
     log = get_run_logger()
     timer = StepTimer()
+    summary: dict = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    ls, prefs, work = params.labelstudio, params.preference_dir, params.work_dir
     with timer("bootstrap"):
         current = ensure_current_model(params)
-        classifier = ev.ensure_classifier(params.data, params.eval.config, params.eval.overrides,
-                                          f"{params.work_dir}/classifiers")
-    summary: dict = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "pulled": 0}
-    # -- 1. pull --------------------------------------------------------------------------------------
-    # (labeling: pull completed annotations into the preference store)
-    with timer("select"):
+        classifier = ev.ensure_classifier(params.data, params.eval.config, params.eval.overrides, f"{work}/classifiers")
         class_names = _class_names(params, current)
-        sel = select_new_preferences(params.preference_dir, params.registry_dir, class_names)
-    summary["usable_pairs"] = sel["usable_pairs"]
-    # -- 2./3. fine-tune, evaluate, promote ----------------------------------------------------------
+    with timer("pull"):
+        projects = lb.ensure_projects(ls, prefs, work)
+        summary["pull"] = lb.pull(ls, prefs, work, projects)
+        sel = select_new_preferences(prefs, params.registry_dir, class_names)
+    summary["pulled"], summary["usable_pairs"] = summary["pull"]["new_records"], sel["usable_pairs"]
     if sel["usable_pairs"] >= params.dpo.min_new_preferences:
         summary.update(train_and_decide(params, sel["record_ids"], classifier, timer))
     else:
@@ -120,16 +150,14 @@ def online_dpo(params: RoundParams = load_round_params()) -> dict:
     current = md.current_model(params.registry_dir)
     summary["current"] = current
     log.info("round decision: %s; current model %s", summary["decision"]["reason"], current)
-    # -- 4. generate, render, push -------------------------------------------------------------------
     with timer("evaluate"):
         current_eval = evaluate(params, current, classifier)
-    weights = (weak_class_weights({k.split("/", 1)[1]: v for k, v in current_eval["metrics"].items()
-                                   if k.startswith("recognizability/")}, class_names)
-               if params.generate.class_weighting == "weak" else None)
+    summary.update(refill_queue(params, projects, current, current_eval, class_names, summary.get("round_id"), timer))
     summary["timings"] = timer.seconds
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    report_dir = f"{params.work_dir}/reports/{stamp}-{summary.get('round_id') or 'no-train'}"
-    summary["report"] = publish_report(summary, report_dir, params.wandb)
+    summary["report"] = publish_report(summary, f"{work}/reports/{stamp()}-{summary.get('round_id') or 'no-train'}",
+                                       params.wandb)
+    log.info("pushed %d pairs (open before: %d), retired %d; report %s", summary["pushed"], summary["open_before"],
+             summary["retired"], summary["report"])
     return summary
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from driftsketch.config import CONFIG_DIR, ConfigError, apply_overrides, read_yaml
 from driftsketch.registry import PromotionGate
+from tasks.labeling import LabelStudioParams
 
 ROUND_CONFIG = CONFIG_DIR / "round.yaml"
 
@@ -27,15 +28,6 @@ class BaseModelParams(_Section):
     checkpoint: str | None = Field(description="bootstrap from this checkpoint; null: train one")
     train_config: str = Field(description="TrainConfig YAML used when a base model must be trained")
     train_overrides: list[str] = Field(description="dotted overrides for that config, e.g. max_steps=500")
-
-
-class LabelStudioParams(_Section):
-    config: str = Field(description="Label Studio integration config (projects, push, pull)")
-    overrides: list[str] = Field(description="dotted overrides for it, e.g. push.image_size=192")
-    url: str | None = Field(description="Label Studio URL; null: $LABEL_STUDIO_URL, else the local server's")
-    token_env: str = Field(description="environment variable holding the API token")
-    token_secret_block: str | None = Field(description="Prefect Secret block with the token (wins if set)")
-    ratings: bool = Field(description="also push one rating task per new sketch")
 
 
 class DPOParams(_Section):

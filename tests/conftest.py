@@ -4,4 +4,4 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so the fixture modules import by name
 
-pytest_plugins = ["fixtures_prefect"]
+pytest_plugins = ["fixtures_prefect", "fixtures_labelstudio"]

@@ -2,9 +2,11 @@
 import json
 
 import numpy as np
+import pytest
 
 from driftsketch.data import SketchData
 from driftsketch.data.cli import main
+from driftsketch.data.quickdraw import MalformedLineWarning
 
 
 def test_import_show_builtin(tmp_path, capsys):
@@ -15,7 +17,10 @@ def test_import_show_builtin(tmp_path, capsys):
                "drawing": [[[0, 100, 100, 0], [0, 0, 100, 120]]]}
         (src / f"{name}.ndjson").write_text(json.dumps(rec) + "\n" + "{broken\n")
     out = tmp_path / "d.npz"
-    assert main(["import", str(src), "--out", str(out), "--workers", "1"]) == 0
+    with pytest.warns(MalformedLineWarning) as caught:
+        assert main(["import", str(src), "--out", str(out), "--workers", "1"]) == 0
+    assert sorted(str(w.message).rsplit("/", 1)[1].split(": ")[0] for w in caught) == \
+        ["box.ndjson:2", "hook.ndjson:2"]
     text = capsys.readouterr().out
     assert "fit error (Chamfer, px on the 512 canvas): mean" in text and "box=1, hook=1" in text
     assert "skipped malformed: 2" in text

@@ -60,8 +60,11 @@ def test_malformed_lines_are_counted_with_line_numbers(tmp_path):
 
 def test_file_with_nothing_usable_is_an_error(tmp_path):
     _write(tmp_path / "bad.ndjson", ["{oops", "[1, 2]"])
-    with pytest.raises(DataError, match=r"bad\.ndjson: no usable drawings.*all lines malformed"):
+    with pytest.raises(DataError, match=r"bad\.ndjson: no usable drawings.*all lines malformed"), \
+            pytest.warns(MalformedLineWarning) as caught:
         import_quickdraw(tmp_path, cfg=ImportConfig(workers=1))
+    where = [str(w.message).rsplit("/", 1)[1].split(": skipped")[0] for w in caught]
+    assert where == ["bad.ndjson:1", "bad.ndjson:2"]
 
 
 def test_unknown_category_lists_available(tmp_path):

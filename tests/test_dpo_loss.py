@@ -104,6 +104,7 @@ def test_gradient_only_reaches_policy(batch):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_winner_real_loser_noise_accuracy_rises():
     """The plan's check: winners = structured sketches, losers = uniform noise -> accuracy -> 1."""
     torch.manual_seed(0)

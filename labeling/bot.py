@@ -1,0 +1,117 @@
+"""A simulated annotator: answers open Label Studio tasks through the API as a person would.
+
+It judges with a judge from :mod:`driftsketch.evaluation.judges` (``labelling``: classifier confidence +
+continuity; ``hidden``: the evaluation judge) made noisy by :func:`prefer` (``noise``: flip
+probability; ``tie_margin`` / ``tie_rate``: ties). Sketches come from the preference store, found through
+the sample paths in the task data. It annotates as its own Label Studio user (``bot@driftsketch.local``
+by default), so every record it causes says ``annotator=bot@...``: bot judgements are never mistaken
+for human ones.
+
+    judge = load_judge("labelling", "runs/classifier.pt")
+    run_bot(ls, project_id, PreferenceStore("data/preferences"), judge, BotConfig())
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from label_studio_sdk import LabelStudio
+from tqdm import tqdm
+
+from driftsketch.evaluation.judges import prefer
+from driftsketch.sketch import validate_sketch
+from dpo.store import PreferenceStore
+from labeling.client import client_url, with_retries
+from labeling.config import BotConfig
+from labeling.projects import control_names, project_kind
+from labeling.queue import open_tasks
+
+RATING_RANGE = (0.0, 2.0)  # judge scores mapped linearly onto 1..5 stars (labelling judge: ~[-2, 2])
+
+
+def load_judge(name: str, classifier_path: str | Path | None):
+    """``labelling`` or ``hidden`` judge around a trained classifier (``driftsketch-eval train-classifier``)."""
+    from driftsketch.evaluation.classifier import SketchClassifier
+    from driftsketch.evaluation.judges import HiddenJudge, LabellingJudge
+    from driftsketch.evaluation.settings import load_eval_config
+
+    judges = {"labelling": LabellingJudge, "hidden": HiddenJudge}
+    if name not in judges:
+        raise ValueError(f"unknown judge {name!r}; choose one of {sorted(judges)}")
+    if not classifier_path or not Path(classifier_path).is_file():
+        raise FileNotFoundError(f"judge {name!r} needs a trained classifier: {classifier_path!r} not found "
+                                "(make one with `driftsketch-eval train-classifier --out runs/classifier.pt`)")
+    cfg = load_eval_config()
+    judge_cfg = cfg.labelling_judge if name == "labelling" else cfg.hidden_judge
+    return judges[name](SketchClassifier.load(classifier_path), judge_cfg)
+
+
+def ensure_bot_user(ls: LabelStudio, email: str) -> int:
+    """Id of the Label Studio user ``email`` (created on first use)."""
+    url = client_url(ls)
+    for user in with_retries(lambda: list(ls.users.list()), url):
+        if user.email == email:
+            return user.id
+    return with_retries(lambda: ls.users.create(email=email, username=email.split("@")[0],
+                                                first_name="DriftSketch", last_name="bot"), url).id
+
+
+def load_task_sketch(store: PreferenceStore, rel: str, task_id: int) -> np.ndarray:
+    """The sketch a task refers to (a path inside the store root), validated."""
+    root = store.root.resolve()
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise FileNotFoundError(f"task {task_id}: sketch {rel!r} is not a file inside the store {root}")
+    return validate_sketch(np.load(path, allow_pickle=False), where=f"task {task_id}: {rel}")
+
+
+def score_to_rating(scores: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarray:
+    """Judge scores -> 1..5 stars (linear over :data:`RATING_RANGE`), one star off with probability ``noise``."""
+    lo, hi = RATING_RANGE
+    stars = 1 + np.clip(np.floor((np.asarray(scores) - lo) / (hi - lo) * 5), 0, 4).astype(int)
+    jitter = np.where(rng.random(len(stars)) < noise, rng.choice([-1, 1], size=len(stars)), 0)
+    return np.clip(stars + jitter, 1, 5)
+
+
+def _results(kind: str, names: dict, choices: list, data_left: list[str]) -> list[list[dict]]:
+    if kind == "rating":
+        return [[{"from_name": names["rating"], "to_name": "image", "type": "rating",
+                  "value": {"rating": int(c)}}] for c in choices]
+    out = []
+    for pref, left in zip(choices, data_left):
+        screen = "tie" if pref == "tie" else ("A" if pref == left else "B")
+        out.append([{"from_name": names["preference"], "to_name": "image_left", "type": "choices",
+                     "value": {"choices": [screen]}}])
+    return out
+
+
+def decide(kind: str, tasks: list, store: PreferenceStore, judge, cfg: BotConfig, rng: np.random.Generator) -> list:
+    """The bot's answers for ``tasks``: "a" | "b" | "tie" (pairwise) or 1..5 (rating)."""
+    labels = np.array([int(t.data["class_label"]) for t in tasks])
+    a = np.stack([load_task_sketch(store, t.data["beziers_a"], t.id) for t in tasks])
+    if kind == "rating":
+        return list(score_to_rating(judge.score(a, labels), rng, cfg.noise))
+    b = np.stack([load_task_sketch(store, t.data["beziers_b"], t.id) for t in tasks])
+    return prefer(judge, a, b, labels, rng, noise=cfg.noise, tie_margin=cfg.tie_margin, tie_rate=cfg.tie_rate)
+
+
+def run_bot(ls: LabelStudio, project_id: int, store: PreferenceStore, judge, cfg: BotConfig,
+            limit: int | None = None, progress: bool = True) -> dict:
+    """Answer up to ``limit`` open tasks of ``project_id``; ``{"answered": n, "choices": {...}}``."""
+    url = client_url(ls)
+    config = with_retries(lambda: ls.projects.get(project_id).label_config, url)
+    kind, names = project_kind(config), control_names(config)
+    tasks = open_tasks(ls, project_id)[:limit]
+    if not tasks:
+        return {"answered": 0, "choices": {}}
+    bot_id = ensure_bot_user(ls, cfg.email)
+    rng = np.random.default_rng(cfg.seed)
+    answers = decide(kind, tasks, store, judge, cfg, rng)
+    results = _results(kind, names, answers, [t.data.get("left", "a") for t in tasks])
+    for task, result in tqdm(list(zip(tasks, results)), desc="bot answers", unit="task", disable=not progress):
+        with_retries(lambda: ls.annotations.create(id=task.id, result=result, completed_by=bot_id,
+                                                   lead_time=cfg.lead_time_s), url, idempotent=False)
+    keys, counts = [str(x) for x in answers], {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+    return {"answered": len(tasks), "choices": counts}

@@ -1,0 +1,187 @@
+"""``driftsketch-labelstudio``: run a local Label Studio and move sketches and preferences through it.
+
+    driftsketch-labelstudio start            # local server on 127.0.0.1 (prints its URL and login file)
+    driftsketch-labelstudio setup            # pairwise + rating projects (idempotent)
+    driftsketch-labelstudio push --model runs/base/model.pt --pairs 50 --ratings 10 --round-id r1
+    driftsketch-labelstudio bot --judge labelling --classifier runs/classifier.pt
+    driftsketch-labelstudio pull             # new annotations -> data/preferences (exactly once)
+    driftsketch-labelstudio queue            # open tasks per project
+    driftsketch-labelstudio retire --keep-checkpoint <id>
+    driftsketch-labelstudio status | stop
+
+Defaults come from configs/labelstudio.yaml (``--set pull.retries=2`` overrides). With
+$LABEL_STUDIO_URL and $LABEL_STUDIO_API_KEY set, every command but start/stop/status talks to that server.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+
+import numpy as np
+
+from labeling.config import DEFAULT_LABELSTUDIO_CONFIG, LabelStudioConfig, load_labelstudio_config
+
+
+def _client(cfg: LabelStudioConfig):
+    from labeling.client import connect, resolve_connection
+
+    return connect(resolve_connection(cfg.server))
+
+
+def _projects(cfg: LabelStudioConfig, ls) -> dict[str, int]:
+    from labeling.projects import setup_projects
+
+    return setup_projects(ls, cfg.projects)
+
+
+def cmd_start(cfg: LabelStudioConfig, args) -> int:
+    from labeling.server import start_server
+
+    info = start_server(cfg.server)
+    print(f"Label Studio running at {info.url} (pid {info.pid}); log in with the e-mail and password in "
+          f"{info.data_dir / 'credentials.json'}")
+    return 0
+
+
+def cmd_stop(cfg: LabelStudioConfig, args) -> int:
+    from labeling.server import stop_server
+
+    print("stopped" if stop_server(cfg.server) else "not running")
+    return 0
+
+
+def cmd_status(cfg: LabelStudioConfig, args) -> int:
+    from labeling.server import server_status
+
+    status = server_status(cfg.server)
+    print(json.dumps(status, indent=1))
+    return 0 if status["healthy"] else 1
+
+
+def cmd_setup(cfg: LabelStudioConfig, args) -> int:
+    print(json.dumps(_projects(cfg, _client(cfg))))
+    return 0
+
+
+def _generate(model, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from driftsketch.sampling import generate_beziers
+
+    return generate_beziers(model, [int(c) for c in labels], len(labels), seed=seed)
+
+
+def cmd_push(cfg: LabelStudioConfig, args) -> int:
+    from driftsketch.checkpoint import load_model
+    from dpo.store import PreferenceStore
+    from labeling.push import PairBatch, RatingBatch, push_tasks
+
+    ls, model = _client(cfg), load_model(args.model)
+    ids, store, p = _projects(cfg, ls), PreferenceStore(cfg.push.store_root), cfg.push
+    names = list(model.class_names)
+    kw = dict(store=store, checkpoint=model.checkpoint_id, round_id=args.round_id, svg_dir=p.svg_dir,
+              image_size=p.image_size, batch_size=p.batch_size, seed=p.seed)
+    if args.pairs:
+        labels = np.repeat(np.arange(args.pairs) % len(names), 2)  # samples 2i and 2i+1 share a class
+        x, nx = _generate(model, labels, args.seed)
+        batch = PairBatch(x[0::2], x[1::2], labels[0::2], names, nx[0::2], nx[1::2])
+        pushed = push_tasks(ls, ids["pairwise"], batch, **kw)
+        print(f"pushed {len(pushed)} pairwise tasks to project {ids['pairwise']}")
+    if args.ratings:
+        labels = np.arange(args.ratings) % len(names)
+        x, nx = _generate(model, labels, args.seed + 1)
+        pushed = push_tasks(ls, ids["rating"], RatingBatch(x, labels, names, nx), **kw)
+        print(f"pushed {len(pushed)} rating tasks to project {ids['rating']}")
+    return 0
+
+
+def cmd_pull(cfg: LabelStudioConfig, args) -> int:
+    from dpo.store import PreferenceStore
+    from labeling.pull import pull_annotations
+
+    ls, p = _client(cfg), cfg.pull
+    report = pull_annotations(ls, _projects(cfg, ls), PreferenceStore(p.store_root), cursor_path=p.cursor_path,
+                              session=p.session, page_size=p.page_size, retries=p.retries, backoff_s=p.backoff_s)
+    out = report.to_dict()
+    out.pop("record_ids")
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+def cmd_bot(cfg: LabelStudioConfig, args) -> int:
+    from dpo.store import PreferenceStore
+    from labeling.bot import load_judge, run_bot
+
+    bot = replace(cfg.bot, **{k: v for k, v in (("judge", args.judge), ("classifier", args.classifier),
+                                               ("noise", args.noise), ("tie_rate", args.tie_rate)) if v is not None})
+    ls = _client(cfg)
+    ids = _projects(cfg, ls)
+    judge = load_judge(bot.judge, bot.classifier)
+    for kind in args.project:
+        print(kind, json.dumps(run_bot(ls, ids[kind], PreferenceStore(cfg.push.store_root), judge, bot, args.limit)))
+    return 0
+
+
+def cmd_queue(cfg: LabelStudioConfig, args) -> int:
+    from labeling.queue import open_task_count
+
+    ls = _client(cfg)
+    print(json.dumps({k: open_task_count(ls, pid) for k, pid in _projects(cfg, ls).items()}))
+    return 0
+
+
+def cmd_retire(cfg: LabelStudioConfig, args) -> int:
+    from labeling.queue import retire_tasks
+
+    ls = _client(cfg)
+    print(json.dumps({k: len(retire_tasks(ls, pid, args.keep_checkpoint)) for k, pid in _projects(cfg, ls).items()}))
+    return 0
+
+
+COMMANDS = {"start": cmd_start, "stop": cmd_stop, "status": cmd_status, "setup": cmd_setup, "push": cmd_push,
+            "pull": cmd_pull, "bot": cmd_bot, "queue": cmd_queue, "retire": cmd_retire}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=str(DEFAULT_LABELSTUDIO_CONFIG), help="YAML settings")
+    common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    parser = argparse.ArgumentParser(prog="driftsketch-labelstudio", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("start", "stop", "status", "setup", "pull", "queue"):
+        sub.add_parser(name, parents=[common], help=COMMANDS[name].__name__)
+    push = sub.add_parser("push", parents=[common], help="generate sketches with a model and push them as tasks")
+    push.add_argument("--model", required=True, help="checkpoint (.pt)")
+    push.add_argument("--pairs", type=int, default=0, help="pairwise tasks to push")
+    push.add_argument("--ratings", type=int, default=0, help="rating tasks to push")
+    push.add_argument("--round-id", default=None)
+    push.add_argument("--seed", type=int, default=0)
+    bot = sub.add_parser("bot", parents=[common], help="answer open tasks with a simulated annotator")
+    bot.add_argument("--judge", choices=["labelling", "hidden"], default=None)
+    bot.add_argument("--classifier", default=None, help="trained SketchClassifier for the judge")
+    bot.add_argument("--noise", type=float, default=None, help="probability of flipping the judge's choice")
+    bot.add_argument("--tie-rate", type=float, default=None, help="extra random ties")
+    bot.add_argument("--limit", type=int, default=None, help="answer at most this many tasks per project")
+    bot.add_argument("--project", nargs="+", choices=["pairwise", "rating"], default=["pairwise"])
+    retire = sub.add_parser("retire", parents=[common], help="delete open tasks of superseded checkpoints")
+    retire.add_argument("--keep-checkpoint", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = load_labelstudio_config(args.config, args.set)
+    try:
+        return COMMANDS[args.command](cfg, args)
+    except Exception as exc:  # one clear line for the user; the type names the failing layer
+        from labeling.client import LabelStudioUnavailable
+        from labeling.server import ServerError
+
+        if isinstance(exc, (LabelStudioUnavailable, ServerError, FileNotFoundError, ValueError)):
+            print(f"driftsketch-labelstudio {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Label Studio tasks: pull annotations, retire stale tasks, count the open queue, render, push.
+
+Network steps retry with backoff (`retries=3, retry_delay_seconds=[2, 5, 15]`) on top of the SDK-level
+retries in ``labeling.client``; each is safe to repeat (pulls are exactly-once, pushes re-check the queue).
+The token is resolved inside each task (tasks.credentials), never passed as a parameter.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from prefect import task
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.credentials import labelstudio_connection
+
+NETWORK = dict(retries=3, retry_delay_seconds=[2, 5, 15])
+
+
+class LabelStudioParams(BaseModel):
+    """Where Label Studio is and how the round uses it (section ``labelstudio`` of configs/round.yaml)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: str = Field(description="Label Studio integration config (projects, push, pull)")
+    overrides: list[str] = Field(description="dotted overrides for it, e.g. push.image_size=192")
+    url: str | None = Field(description="Label Studio URL; null: $LABEL_STUDIO_URL, else the local server's")
+    token_env: str = Field(description="environment variable holding the API token")
+    token_secret_block: str | None = Field(description="Prefect Secret block with the token (wins if set)")
+    ratings: bool = Field(description="also push one rating task per new sketch")
+
+
+def ls_config(ls: LabelStudioParams, preference_dir: str, work_dir: str):
+    """The labeling config with the round's store; the pull cursor lives in the store it describes."""
+    from labeling.config import load_labelstudio_config
+
+    return load_labelstudio_config(ls.config, [f"push.store_root={preference_dir}", f"pull.store_root={preference_dir}",
+                                               f"pull.cursor_path={preference_dir}/labelstudio_cursor.json",
+                                               f"push.svg_dir={work_dir}/svg", *ls.overrides])
+
+
+def client(ls: LabelStudioParams, cfg):
+    from labeling.client import connect
+
+    return connect(labelstudio_connection(ls.url, ls.token_env, ls.token_secret_block, cfg.server))
+
+
+@task(**NETWORK)
+def ensure_projects(ls: LabelStudioParams, preference_dir: str, work_dir: str) -> dict[str, int]:
+    """``{"pairwise": id[, "rating": id]}``, created on first use (idempotent)."""
+    from labeling.projects import setup_projects
+
+    cfg = ls_config(ls, preference_dir, work_dir)
+    return setup_projects(client(ls, cfg), cfg.projects, ("pairwise", "rating") if ls.ratings else ("pairwise",))
+
+
+@task(**NETWORK)
+def pull(ls: LabelStudioParams, preference_dir: str, work_dir: str, projects: dict[str, int]) -> dict:
+    """Append every new completed annotation to the store, exactly once; returns the counts."""
+    from dpo.store import PreferenceStore
+    from labeling.pull import pull_annotations
+
+    cfg = ls_config(ls, preference_dir, work_dir)
+    p = cfg.pull
+    report = pull_annotations(client(ls, cfg), projects, PreferenceStore(p.store_root), cursor_path=p.cursor_path,
+                              session=p.session, page_size=p.page_size, retries=p.retries, backoff_s=p.backoff_s)
+    return {k: v for k, v in report.to_dict().items() if k != "record_ids"}
+
+
+@task(**NETWORK)
+def retire_stale(ls: LabelStudioParams, preference_dir: str, work_dir: str, projects: dict[str, int],
+                 keep_checkpoint: str) -> int:
+    """Remove open tasks made by any model but ``keep_checkpoint``; returns how many."""
+    from labeling.queue import retire_tasks
+
+    ls_client = client(ls, ls_config(ls, preference_dir, work_dir))
+    return sum(len(retire_tasks(ls_client, pid, keep_checkpoint)) for pid in projects.values())
+
+
+@task(**NETWORK)
+def open_pairs(ls: LabelStudioParams, preference_dir: str, work_dir: str, project_id: int) -> int:
+    """Open (unanswered, unskipped) tasks in the pairwise project."""
+    from labeling.queue import open_task_count
+
+    return open_task_count(client(ls, ls_config(ls, preference_dir, work_dir)), project_id)
+
+
+@task
+def render_pairs(ls: LabelStudioParams, preference_dir: str, work_dir: str, pairs_npz: str, out_json: str,
+                 round_id: str | None = None) -> str:
+    """Save arrays into the store, write SVGs, render PNG task data for each pair; returns the JSON path."""
+    import numpy as np
+
+    from dpo.store import PreferenceStore
+    from labeling.push import PairBatch, build_tasks
+
+    cfg = ls_config(ls, preference_dir, work_dir)
+    z = np.load(pairs_npz)
+    batch = PairBatch(z["beziers_a"], z["beziers_b"], z["labels"], [str(c) for c in z["class_names"]],
+                      z["noise_a"], z["noise_b"])
+    tasks = build_tasks(batch, PreferenceStore(cfg.push.store_root), cfg.push.svg_dir, checkpoint=str(z["checkpoint"]),
+                        round_id=round_id, image_size=cfg.push.image_size, seed=cfg.push.seed, progress=False)
+    out = Path(out_json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(tasks, fh)
+    os.replace(tmp, out)
+    return str(out)
+
+
+@task(**NETWORK)
+def push_rendered(ls: LabelStudioParams, preference_dir: str, work_dir: str, project_id: int, tasks_json: str,
+                  queue_target: int) -> int:
+    """Import rendered tasks until the open queue reaches ``queue_target`` (a retry re-checks the queue
+    first, so it cannot overfill); returns how many were imported."""
+    from labeling.push import import_tasks
+    from labeling.queue import open_task_count
+
+    cfg = ls_config(ls, preference_dir, work_dir)
+    ls_client = client(ls, cfg)
+    room = queue_target - open_task_count(ls_client, project_id)
+    tasks = json.loads(Path(tasks_json).read_text())[:max(room, 0)]
+    return len(import_tasks(ls_client, project_id, tasks, cfg.push.batch_size, progress=False)) if tasks else 0

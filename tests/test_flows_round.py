@@ -1,0 +1,84 @@
+"""Integration: the `online-dpo` flow against a real Prefect API and a real Label Studio, with the bot.
+
+Round 0 bootstraps from a base checkpoint and fills the queue; the bot answers; round 1 fine-tunes the
+base and promotes; the bot answers part of the queue; round 2 fine-tunes the model round 1 promoted and
+retires the unanswered tasks of the superseded model; a re-run of round 2 changes nothing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from driftsketch.registry import Registry
+from flows.params import load_round_params
+
+QUEUE = 16
+DPO = "[epochs=2,batch_size=8,min_pairs=5,num_t=1,eval_num_t=2,holdout_fraction=0.25,num_threads=1,wandb=false]"
+
+
+def _params(tmp_path, base: str, title: str):
+    return load_round_params(overrides=[
+        f"registry_dir={tmp_path}/registry", f"preference_dir={tmp_path}/prefs", f"work_dir={tmp_path}/work",
+        f"base.checkpoint={base}", "wandb=false", "dpo.min_new_preferences=10", f"dpo.overrides={DPO}",
+        "eval.overrides=[classifier.steps=40,classifier.batch_size=32]", "eval.samples_per_class=4",
+        f"generate.queue_target={QUEUE}", f"generate.max_new_pairs={QUEUE}", "generate.num_steps=4",
+        # The gate's decisions are unit-tested (test_registry.py); here every candidate must pass.
+        "gate.min_heldout_accuracy=0.0", "gate.max_fd_ratio=1000", "gate.max_recognizability_drop=1.0",
+        f"labelstudio.overrides=[projects.pairwise_title={title}]", "labelstudio.token_secret_block=ls-token-test"])
+
+
+def _bot(server, params, limit=None) -> int:
+    from dpo.store import PreferenceStore
+    from labeling.bot import load_judge, run_bot
+    from labeling.config import load_labelstudio_config
+    from labeling.projects import find_project
+
+    ls = server.client()
+    clf = next((Path(params.work_dir) / "classifiers").glob("*.pt"))
+    pid = find_project(ls, params.labelstudio.overrides[0].split("=", 1)[1])
+    out = run_bot(ls, pid, PreferenceStore(params.preference_dir), load_judge("labelling", clf),
+                  load_labelstudio_config().bot, limit=limit, progress=False)
+    return out["answered"]
+
+
+@pytest.mark.slow
+def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpoint, tmp_path, monkeypatch):
+    from prefect.blocks.system import Secret
+
+    from flows.online_dpo import online_dpo
+
+    monkeypatch.setenv("LABEL_STUDIO_URL", labelstudio.conn.url)
+    Secret(value=labelstudio.conn.api_key).save("ls-token-test", overwrite=True)  # token from a Secret block
+    params = _params(tmp_path, tiny_base_checkpoint, "flow-test-pairwise")
+    reg = Registry(params.registry_dir)
+
+    r0 = online_dpo(params)
+    base = reg.current
+    assert base.startswith("base-") and r0["decision"]["promoted"] is False and "no training" in r0["decision"]["reason"]
+    assert r0["pushed"] == QUEUE and r0["pulled"] == 0
+    assert _bot(labelstudio, params) == QUEUE
+
+    r1 = online_dpo(params)
+    assert r1["pulled"] == QUEUE and r1["decision"]["promoted"] and r1["parent"] == base
+    first = reg.current
+    assert first == r1["candidate"] and reg.get(first).parent == base and reg.get(first).round_index == 1
+    assert reg.get(first).num_preferences == QUEUE
+    assert r1["pushed"] == QUEUE  # the queue refilled from the new model
+    assert _bot(labelstudio, params, limit=12) == 12  # 4 tasks of `first` stay open
+
+    r2 = online_dpo(params)
+    second = reg.current
+    assert r2["pulled"] == 12 and r2["decision"]["promoted"]
+    assert reg.get(second).parent == first != second  # round 2 fine-tuned the model round 1 promoted
+    assert r2["retired"] == 4 and r2["pushed"] == QUEUE  # stale tasks of `first` replaced by `second`'s
+    assert set(reg.used_record_ids()) == set(reg.load().rounds[r1["round_id"]].record_ids) | set(
+        reg.load().rounds[r2["round_id"]].record_ids)
+    for key in ("before", "after"):
+        assert Path(r2["grids"][key]).is_file()
+    assert "gate passed" in Path(r2["report"]).read_text()
+
+    state = reg.load().model_dump()
+    again = online_dpo(params)  # nothing new: no training, no promotion, no extra tasks
+    assert again["pulled"] == 0 and again["pushed"] == 0 and "no training" in again["decision"]["reason"]
+    assert reg.load().model_dump() == state

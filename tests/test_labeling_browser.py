@@ -1,0 +1,105 @@
+"""A real browser (Debian's headless Chromium driven by Playwright) annotates the pairwise project with
+the hotkeys; the pull must find exactly those choices in the preference store.
+
+Set DRIFTSKETCH_SCREENSHOT_DIR to keep screenshots of both project UIs (docs/img/ was made this way).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from driftsketch.data import load_dataset
+from dpo.store import PreferenceStore
+from labeling.config import ProjectsConfig
+from labeling.projects import setup_projects
+from labeling.pull import pull_annotations
+from labeling.push import PairBatch, RatingBatch, push_tasks
+
+pytestmark = pytest.mark.slow
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+KEYS = [("1", False), ("2", True), ("3", False), ("2", False)]  # (choice hotkey, also press 4 = both bad)
+
+
+@pytest.fixture
+def browser_page():
+    if not CHROMIUM.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} missing: scripts/install_labelstudio.sh installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 860})
+        finally:
+            browser.close()
+
+
+def _login(page, server) -> None:
+    page.goto(f"{server.info.url}/user/login/")
+    page.fill("input[name=email]", server.email)
+    page.fill("input[name=password]", server.password)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/(projects/?)?$"), timeout=30_000)
+
+
+def _annotate_with_hotkeys(page, url: str, project_id: int, shots: Path | None) -> dict[int, tuple[str, bool]]:
+    """Open the labeling stream, press the hotkeys on each task, submit with Ctrl+Enter."""
+    page.goto(f"{url}/projects/{project_id}/data?labeling=1")
+    pressed = {}
+    for i, (key, both_bad) in enumerate(KEYS):
+        page.get_by_text("Which is the better").wait_for(timeout=60_000)
+        page.wait_for_timeout(300)  # let the task's hotkeys bind
+        page.keyboard.press(key)
+        if both_bad:
+            page.keyboard.press("4")
+        if shots and i == 1:
+            page.screenshot(path=str(shots / "labelstudio-pairwise.png"))
+        with page.expect_response(lambda r: "/annotations" in r.url and r.request.method == "POST") as resp:
+            page.keyboard.press("Control+Enter")
+        assert resp.value.status == 201, resp.value.text()
+        task_id = int(re.search(r"/api/tasks/(\d+)/annotations", resp.value.url).group(1))
+        pressed[task_id] = (key, both_bad)
+    return pressed
+
+
+def _rating_screenshot(page, url: str, project_id: int, shots: Path) -> None:
+    page.goto(f"{url}/projects/{project_id}/data?labeling=1")
+    page.get_by_text("How good is this").wait_for(timeout=60_000)
+    page.locator(".ant-rate-star").nth(3).click()
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(shots / "labelstudio-rating.png"))
+
+
+def test_hotkeys_in_a_real_browser_reach_the_preference_store(labelstudio, browser_page, tmp_path):
+    ls, store = labelstudio.client(), PreferenceStore(tmp_path / "prefs")
+    ids = setup_projects(ls, ProjectsConfig(pairwise_title="DriftSketch pairwise (browser test)",
+                                           rating_title="DriftSketch rating (browser test)"))
+    data = load_dataset("builtin")
+    a = np.arange(len(KEYS)) * 400  # one sketch each of different classes
+    push_tasks(ls, ids["pairwise"], PairBatch(data.beziers[a], data.beziers[a + 1], data.labels[a], data.class_names),
+               store=store, checkpoint="ck-browser", svg_dir=tmp_path / "svg", progress=False, seed=1)
+    push_tasks(ls, ids["rating"], RatingBatch(data.beziers[a[:1]], data.labels[a[:1]], data.class_names),
+               store=store, checkpoint="ck-browser", svg_dir=tmp_path / "svg", progress=False)
+    shots = Path(os.environ["DRIFTSKETCH_SCREENSHOT_DIR"]) if os.environ.get("DRIFTSKETCH_SCREENSHOT_DIR") else None
+    _login(browser_page, labelstudio)
+    pressed = _annotate_with_hotkeys(browser_page, labelstudio.info.url, ids["pairwise"], shots)
+    if shots:
+        _rating_screenshot(browser_page, labelstudio.info.url, ids["rating"], shots)
+    report = pull_annotations(ls, [ids["pairwise"]], store, cursor_path=tmp_path / "cursor.json")
+    assert report.new_records == len(KEYS) and len(pressed) == len(KEYS)
+    tasks = {t.id: t for t in ls.tasks.list(project=ids["pairwise"])}
+    for rec in store.records():
+        key, both_bad = pressed[rec.source["task"]]
+        left = tasks[rec.source["task"]].data["left"]
+        screen = {"1": "A", "2": "B", "3": "tie"}[key]
+        want = "tie" if screen == "tie" else (left if screen == "A" else {"a": "b", "b": "a"}[left])
+        assert (rec.preference, rec.both_bad, rec.left) == (want, both_bad, left)
+        assert rec.annotator == labelstudio.email and rec.lead_time and rec.lead_time > 0
