@@ -152,6 +152,7 @@ def online_dpo(params: RoundParams = load_round_params()) -> dict:
     log.info("round decision: %s; current model %s", summary["decision"]["reason"], current)
     with timer("evaluate"):
         current_eval = evaluate(params, current, classifier)
+        md.record_metrics(params.registry_dir, current, current_eval["metrics"])
     summary.update(refill_queue(params, projects, current, current_eval, class_names, summary.get("round_id"), timer))
     summary["timings"] = timer.seconds
     summary["report"] = publish_report(summary, f"{work}/reports/{stamp()}-{summary.get('round_id') or 'no-train'}",

@@ -148,8 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     parser = argparse.ArgumentParser(prog="driftsketch-labelstudio", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("start", "stop", "status", "setup", "pull", "queue"):
-        sub.add_parser(name, parents=[common], help=COMMANDS[name].__name__)
+    helps = {"start": "start the local server (data dir, 127.0.0.1, credentials file)", "stop": "stop it",
+             "status": "is it running and healthy (exit 1 if not)", "setup": "create / check the projects",
+             "pull": "new annotations -> preference store (exactly once)", "queue": "open tasks per project"}
+    for name, text in helps.items():
+        sub.add_parser(name, parents=[common], help=text)
     push = sub.add_parser("push", parents=[common], help="generate sketches with a model and push them as tasks")
     push.add_argument("--model", required=True, help="checkpoint (.pt)")
     push.add_argument("--pairs", type=int, default=0, help="pairwise tasks to push")

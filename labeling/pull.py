@@ -43,6 +43,7 @@ TASK_FIELDS = ("beziers_a", "class_label", "class_name", "checkpoint")
 @dataclass
 class PullReport:
     new_records: int = 0
+    fetched_tasks: int = 0  # tasks read from the server (changed since the cursor, minus the margin)
     superseding: int = 0  # new records that replace an earlier version of the same annotation
     already_stored: int = 0
     skipped: int = 0  # cancelled / skipped / empty annotations
@@ -175,16 +176,20 @@ def pull_annotations(ls: LabelStudio, projects: dict[str, int] | list[int], stor
     """
     url, attempts = client_url(ls), retries + 1
     project_ids = list(projects.values()) if isinstance(projects, dict) else list(projects)
-    cursor = load_cursor(cursor_path)
-    fetched = {}
+    saved = load_cursor(cursor_path)
+    # A cursor from another URL (another server, or the local one on a new port) is not trusted: one full
+    # fetch, made exact by the stored keys.
+    cursor = saved.get("projects", {}) if saved.get("url") == url else {}
+    fetched, report = {}, PullReport()
     for pid in project_ids:  # (1) read everything first: a server failure leaves nothing partial
         config = with_retries(lambda: ls.projects.get(pid).label_config, url, attempts, backoff_s)
         tasks = fetch_changed_tasks(ls, pid, cursor.get(str(pid)), page_size, attempts, backoff_s)
         fetched[pid] = (project_kind(config), control_names(config), tasks)
+        report.fetched_tasks += len(tasks)
     users = _user_emails(ls, url, attempts, backoff_s)
     if on_stage:
         on_stage("fetched")
-    report, records, new_cursor = PullReport(), [], dict(cursor)
+    records, new_cursor = [], dict(cursor)  # {project id: newest task updated_at}
     keys, latest = _stored_versions(store)  # (2)
     for pid, (kind, names, tasks) in fetched.items():
         for task in tasks:
@@ -196,7 +201,7 @@ def pull_annotations(ls: LabelStudio, projects: dict[str, int] | list[int], stor
     store.append(records, session=session)  # (3) one write + fsync
     if on_stage:
         on_stage("written")
-    save_cursor(cursor_path, new_cursor)  # (4)
+    save_cursor(cursor_path, {"url": url, "projects": new_cursor})  # (4)
     report.new_records, report.record_ids = len(records), [r.id for r in records]
     report.superseding = sum(r.supersedes is not None for r in records)
     report.agreement = agreement_report(store.records())

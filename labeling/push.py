@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,11 +101,14 @@ def rating_task(store: PreferenceStore, svg_dir: Path, batch: RatingBatch, i: in
 
 def build_tasks(batch: PairBatch | RatingBatch, store: PreferenceStore, svg_dir: str | Path, *, checkpoint: str,
                 round_id: str | None = None, image_size: int = 256, seed: int = 0, progress: bool = True) -> list[dict]:
-    """Save arrays and SVGs, render PNGs; the task data dicts (left/right drawn from ``seed``)."""
+    """Save arrays and SVGs, render PNGs; the task data dicts (left/right drawn from ``seed``, checkpoint
+    and round id)."""
     svg_dir = Path(svg_dir)
     n = len(batch.class_labels)
     if isinstance(batch, PairBatch):
-        lefts = np.random.default_rng(seed).choice(["a", "b"], size=n)
+        # a different but reproducible left/right draw for every (seed, checkpoint, round)
+        rng = np.random.default_rng([seed, zlib.crc32(f"{checkpoint}/{round_id}".encode())])
+        lefts = rng.choice(["a", "b"], size=n)
         make = lambda i: pair_task(store, svg_dir, batch, i, str(lefts[i]), image_size, checkpoint, round_id)  # noqa: E731
     else:
         make = lambda i: rating_task(store, svg_dir, batch, i, image_size, checkpoint, round_id)  # noqa: E731

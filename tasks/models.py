@@ -58,7 +58,7 @@ def decide_promotion(registry_dir: str, round_id: str, gate: PromotionGate, cand
         return {"promoted": rnd.status == "promoted", "reason": rnd.reason, "current": reg.current}
     promote, reason = apply_gate(gate, candidate_metrics, current_metrics)
     reg.set_metrics(rnd.candidate, candidate_metrics)
-    reg.set_metrics(rnd.parent, {k: v for k, v in current_metrics.items() if k not in reg.get(rnd.parent).metrics})
+    record_metrics.fn(registry_dir, rnd.parent, current_metrics)
     reg.decide_round(round_id, promote, reason)
     return {"promoted": promote, "reason": reason, "current": reg.current}
 
@@ -75,3 +75,12 @@ def start_round(registry_dir: str, record_ids: list[str], reference_mode: str) -
 @task
 def model_path(registry_dir: str, model_id: str) -> str:
     return str(Registry(registry_dir).path_of(model_id))
+
+
+@task
+def record_metrics(registry_dir: str, model_id: str, metrics: dict[str, float]) -> None:
+    """Store metrics a model does not have yet (first measurement wins: later rounds reuse the cache)."""
+    reg = Registry(registry_dir)
+    missing = {k: v for k, v in metrics.items() if k not in reg.get(model_id).metrics}
+    if missing:
+        reg.set_metrics(model_id, missing)

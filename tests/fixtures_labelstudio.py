@@ -6,6 +6,7 @@ session copies it to a temporary dir and starts from there (~5 s). Needs ``.venv
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from dataclasses import dataclass
@@ -35,13 +36,18 @@ class LabelStudioServer:
 
 
 def ensure_template(template_dir: Path = TEMPLATE_DIR) -> Path:
-    """Migrate a fresh data dir once (start + stop); later sessions copy it."""
-    if (template_dir / DB_NAME).is_file() and (template_dir / "credentials.json").is_file():
-        return template_dir
-    shutil.rmtree(template_dir, ignore_errors=True)
-    cfg = ServerConfig(data_dir=str(template_dir), port=0, admin_email="admin@driftsketch.test")
-    start_server(cfg)
-    stop_server(cfg)
+    """Migrate a fresh data dir once (start + stop); later sessions copy it. A lock file keeps two
+    test runs in the same tree from building it at the same time."""
+    template_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(template_dir.with_name(template_dir.name + ".lock"), "w") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        if (template_dir / DB_NAME).is_file() and (template_dir / "credentials.json").is_file():
+            return template_dir
+        shutil.rmtree(template_dir, ignore_errors=True)
+        cfg = ServerConfig(data_dir=str(template_dir), port=0, admin_email="admin@driftsketch.test")
+        start_server(cfg)
+        stop_server(cfg)
+        (template_dir / "labelstudio.log").unlink(missing_ok=True)
     return template_dir
 
 

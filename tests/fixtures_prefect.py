@@ -60,8 +60,16 @@ def prefect_harness():
     """A temporary Prefect API for running flows in the test process (``prefect_test_harness``)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
+    saved = os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED")
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # its telemetry writes collide with ours in SQLite
+    try:
+        with prefect_test_harness(server_startup_timeout=180):
+            yield
+    finally:
+        if saved is None:
+            os.environ.pop("PREFECT_SERVER_ANALYTICS_ENABLED", None)
+        else:
+            os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = saved
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,3 @@
+"""Label Studio integration: a local server, pairwise/rating projects, push tasks, pull preferences
+exactly once, and a simulated annotator. Uses ``driftsketch`` (render, judges) and ``dpo`` (preference
+store); knows nothing of Prefect. Entry point: ``driftsketch-labelstudio`` (labeling/cli.py)."""
