@@ -10,7 +10,7 @@
 2. labelled by the *labelling* judge (classifier confidence + continuity) as a noisy human:
    decision flipped with ``--label-noise``, ties within ``--tie-margin`` or at ``--tie-rate``;
 3. stored in a real preference store, trained with ``train_dpo`` (configs/dpo.yaml + ``--set``), and a
-   control run on the same pairs with shuffled labels;
+   control run on the same pairs with shuffled labels for as many epochs as the DPO model kept;
 4. base, DPO and control sample from the same *new* noise; the *hidden* judge (another classifier,
    stroke count instead of continuity) compares each with the base: win rate with a 95% Wilson interval;
    recognizability, Frechet distance and continuity from ``evaluate_samples``.
@@ -88,8 +88,11 @@ def build_store(model, judge: LabellingJudge, store: PreferenceStore, args) -> d
             "tie": choices.count("tie")}
 
 
-def train(args, prefs: Path, run_dir: Path, shuffle: bool) -> dict:
-    over = list(args.set) + [(["base_checkpoint"], args.base_checkpoint), (["preference_dir"], str(prefs)),
+def train(args, prefs: Path, run_dir: Path, shuffle: bool, epochs: int | None = None) -> dict:
+    """One Flow-DPO run; ``epochs`` fixes the epoch count with no early stopping (the control run
+    trains exactly as many epochs as the DPO model it is compared with)."""
+    fixed = [(["epochs"], epochs), (["early_stopping_patience"], 0)] if epochs is not None else []
+    over = list(args.set) + fixed + [(["base_checkpoint"], args.base_checkpoint), (["preference_dir"], str(prefs)),
                              (["checkpoint_dir"], str(run_dir)), (["wandb"], False),
                              (["shuffle_labels"], shuffle), (["num_threads"], args.threads)]
     cfg = load_dpo_config(args.config, over)
@@ -157,7 +160,8 @@ def main(argv=None) -> None:
     print(f"pairs: {store_info}")
     runs = {"dpo": train(args, out / "prefs", out / args.name / "dpo", shuffle=False)}
     if not args.no_control:
-        runs["control"] = train(args, out / "prefs", out / args.name / "control", shuffle=True)
+        runs["control"] = train(args, out / "prefs", out / args.name / "control", shuffle=True,
+                                epochs=max(1, runs["dpo"]["best_epoch"]))
     labels = np.repeat(np.arange(len(base.class_names)), args.eval_per_class)
     eval_seed = 10_000 + args.seed  # new noise, never used for the training pairs
     samples = {"base": sample(base, labels, eval_seed, args)[0]}

@@ -48,12 +48,15 @@ def generate_beziers(model, class_label: int | str | Sequence[int | str], num_sa
                      num_steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG_SCALE,
                      seed: int | None = None, noise: np.ndarray | torch.Tensor | None = None,
                      solver: str = DEFAULT_SOLVER, device: str | torch.device | None = None,
-                     snap_eps: float | None = None, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+                     snap_eps: float | None = None, fit_canvas: bool = True,
+                     batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Sample ``num_samples`` sketches of a class (or one class per sample).
 
     Returns ``(beziers float32 (N, 32, 4, 2), noise float32 (N, 32, 8))``; ``noise`` is the initial
     ``x0`` in the model's codec space, so passing it back reproduces the sketches exactly.
     ``snap_eps`` (off by default) joins segment gaps shorter than it; see ``driftsketch.codec``.
+    ``fit_canvas`` (on by default) shrinks a sketch that leaves [-1, 1] about the origin until it fits,
+    so outputs honour the representation (guidance tends to enlarge sketches slightly).
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     labels = _labels(model, class_label, num_samples).to(device)
@@ -74,4 +77,7 @@ def generate_beziers(model, class_label: int | str | Sequence[int | str], num_sa
         out.append(model.decode(z1, snap_eps=snap_eps).cpu())
     model.train(was_training)
     beziers = from_flat(torch.cat(out)).numpy().astype(np.float32)
+    if fit_canvas:
+        peak = np.abs(beziers).reshape(num_samples, -1).max(axis=1).clip(min=1.0)
+        beziers = beziers / peak[:, None, None, None]
     return beziers, x0.numpy().astype(np.float32)

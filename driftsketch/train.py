@@ -48,11 +48,13 @@ def build_model(cfg: TrainConfig, num_classes: int) -> SketchFlowTransformer:
                                              gap_scale=m.gap_scale, handle_scale=m.handle_scale))
 
 
-def training_progress(cfg: TrainConfig, step: int, elapsed_s: float) -> float:
-    """Fraction of the budget used: steps, or wall-clock time when ``max_minutes`` is set."""
+def training_progress(cfg: TrainConfig, step: int, elapsed_s: float, cpu_s: float = 0.0) -> float:
+    """Fraction of the budget used: steps, wall-clock time (``max_minutes``) or CPU time
+    (``max_cpu_minutes``, all threads of this process; fair on a shared machine), whichever is largest."""
     by_steps = step / max(1, cfg.max_steps)
     by_time = elapsed_s / (60.0 * cfg.max_minutes) if cfg.max_minutes > 0 else 0.0
-    return min(1.0, max(by_steps, by_time))
+    by_cpu = cpu_s / (60.0 * cfg.max_cpu_minutes) if cfg.max_cpu_minutes > 0 else 0.0
+    return min(1.0, max(by_steps, by_time, by_cpu))
 
 
 def lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:
@@ -78,14 +80,16 @@ def write_sample_grid(model, class_names: list[str], cfg: TrainConfig, path: Pat
 class _State:
     """Everything that changes during training, kept together for checkpointing."""
 
-    def __init__(self, model, ema, opt, step: int = 0, elapsed_s: float = 0.0):
+    def __init__(self, model, ema, opt, step: int = 0, elapsed_s: float = 0.0, cpu_s: float = 0.0):
         self.model, self.ema, self.opt, self.step, self.elapsed_s = model, ema, opt, step, elapsed_s
+        self.cpu_s = cpu_s
         self.progress = 0.0
 
     def save(self, path: Path, class_names, dataset_id: str, cfg: TrainConfig, parent: str | None = None) -> str:
         return save_checkpoint(path, self.model, class_names, step=self.step, ema_state=self.ema.state_dict(),
                                optimizer_state=self.opt.state_dict(),
-                               scheduler_state={"elapsed_s": self.elapsed_s, "progress": self.progress},
+                               scheduler_state={"elapsed_s": self.elapsed_s, "cpu_s": self.cpu_s,
+                                                "progress": self.progress},
                                dataset_id=dataset_id, parent=parent,
                                extra={"train_config": to_dict(cfg), "ema_updates": self.ema.num_updates})
 
@@ -101,8 +105,9 @@ def _init_state(cfg: TrainConfig, num_classes: int, resume_from: Path | None) ->
         ema.load_state_dict(ckpt["ema"], int(ckpt["extra"].get("ema_updates", ckpt["step"])))
         opt.load_state_dict(ckpt["optimizer_state_dict"])
         state.step = int(ckpt["step"])
-        state.elapsed_s = float((ckpt.get("scheduler_state_dict") or {}).get("elapsed_s", 0.0))
-        state.progress = training_progress(cfg, state.step, state.elapsed_s)
+        clock = ckpt.get("scheduler_state_dict") or {}
+        state.elapsed_s, state.cpu_s = float(clock.get("elapsed_s", 0.0)), float(clock.get("cpu_s", 0.0))
+        state.progress = training_progress(cfg, state.step, state.elapsed_s, state.cpu_s)
     return state
 
 
@@ -128,18 +133,21 @@ def train_base(cfg: TrainConfig, resume: bool = False, data=None, progress: bool
     gen = torch.Generator().manual_seed(cfg.seed + state.step)
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train", disable=not progress, dynamic_ncols=True)
     t_start, seen, elapsed0 = time.perf_counter(), 0, state.elapsed_s
+    cpu_start, cpu0 = time.process_time(), state.cpu_s
     while state.progress < 1.0:
         idx = torch.randint(0, len(x_all), (cfg.batch_size,), generator=gen)
         loss = _train_step(state, cfg, random_affine(x_all[idx], cfg.augment, gen), y_all[idx], gen)
         state.step += 1
         seen += cfg.batch_size
         state.elapsed_s = elapsed0 + time.perf_counter() - t_start
-        state.progress = training_progress(cfg, state.step, state.elapsed_s)
+        state.cpu_s = cpu0 + time.process_time() - cpu_start
+        state.progress = training_progress(cfg, state.step, state.elapsed_s, state.cpu_s)
         bar.update(1)
         if state.step % cfg.log_every == 0 or state.progress >= 1.0:
             rate, lr = seen / (time.perf_counter() - t_start), state.opt.param_groups[0]["lr"]
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", sps=f"{rate:.0f}")
-            logger.log({"train/loss": loss, "train/lr": lr, "train/samples_per_s": rate}, state.step)
+            logger.log({"train/loss": loss, "train/lr": lr, "train/samples_per_s": rate,
+                        "train/cpu_minutes": state.cpu_s / 60}, state.step)
         if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
             state.save(last, class_names, ds_id, cfg)
         if cfg.sample_every and state.step % cfg.sample_every == 0 and state.progress < 1.0:
@@ -181,6 +189,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", help="'builtin' or a .npz from `driftsketch-data import`")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--max-minutes", type=float, help="wall-clock budget; the LR schedule follows it")
+    p.add_argument("--max-cpu-minutes", type=float, help="CPU-time budget (all threads); the LR schedule follows it")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--checkpoint-dir")
@@ -195,7 +204,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = list(args.set)
-    for flag, key in (("data", "data"), ("max_steps", "max_steps"), ("max_minutes", "max_minutes"), ("batch_size", "batch_size"), ("lr", "lr"),
+    for flag, key in (("data", "data"), ("max_steps", "max_steps"), ("max_minutes", "max_minutes"),
+                      ("max_cpu_minutes", "max_cpu_minutes"), ("batch_size", "batch_size"), ("lr", "lr"),
                       ("checkpoint_dir", "checkpoint_dir"), ("seed", "seed"), ("num_threads", "num_threads")):
         value = getattr(args, flag)
         if value is not None:

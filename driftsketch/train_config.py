@@ -37,6 +37,7 @@ class TrainConfig:
     checkpoint_dir: str = "runs/base"
     max_steps: int = 3000
     max_minutes: float = 0.0
+    max_cpu_minutes: float = 0.0
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.01

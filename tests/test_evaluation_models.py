@@ -168,3 +168,24 @@ def test_cli_train_classifier(data, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["holdout_size"] == clf.metrics["holdout_size"]
     assert eval_main(["--set", "classifier.bogus=1", "train-classifier", "--data", str(npz), "--out", str(out)]) == 2
     assert "bogus" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # trains a classifier (seconds)
+def test_cli_evaluate_writes_metrics_grids_and_samples(clf, data, tmp_path, capsys):
+    from driftsketch.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = SketchFlowTransformer(ModelConfig(num_classes=3, dim=32, depth=1, heads=2))
+    save_checkpoint(tmp_path / "model.pt", model, CLASSES)
+    npz, clf_path = data.save_npz(tmp_path / "tiny.npz"), clf.save(tmp_path / "clf.pt")
+    out = tmp_path / "eval"
+    args = ["evaluate", "--checkpoint", str(tmp_path / "model.pt"), "--data", str(npz), "--classifier",
+            str(clf_path), "--num-per-class", "3", "--steps", "2", "--out", str(out)]
+    assert eval_main(args) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["num_generated"] == 9 and report["sampling"]["num_steps"] == 2
+    assert sorted(p.name for p in out.glob("samples_*.png")) == [f"samples_{c}.png" for c in sorted(CLASSES)]
+    saved = np.load(out / "samples.npz")
+    assert saved["beziers"].shape == (9, 32, 4, 2) and saved["labels"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert "recognizability" in capsys.readouterr().out
+    assert eval_main(args[:6] + ["--classifier", str(tmp_path / "missing.pt"), "--out", str(out)]) == 2

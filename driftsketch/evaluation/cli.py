@@ -6,8 +6,9 @@
         --classifier runs/classifier.pt --num-per-class 50 --out runs/eval
 
 Defaults come from configs/eval.yaml (``--config``); ``--set key=value`` overrides any of them
-(e.g. ``--set classifier.steps=400``). ``evaluate`` writes ``DIR/metrics.json`` and one sample grid
-``DIR/samples_<class>.png`` per class.
+(e.g. ``--set classifier.steps=400``). ``evaluate`` writes ``DIR/metrics.json``, the generated
+sketches ``DIR/samples.npz`` (beziers, labels, class_names) and one grid ``DIR/samples_<class>.png``
+per class.
 """
 from __future__ import annotations
 
@@ -36,6 +37,14 @@ def _write_json(path: Path, obj: Any) -> None:
     with os.fdopen(fd, "w") as fh:
         json.dump(obj, fh, indent=2, sort_keys=True, default=float)
         fh.write("\n")
+    os.replace(tmp, path)
+
+
+def _write_samples(path: Path, samples, labels, class_names: list[str]) -> None:
+    import numpy as np
+
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, beziers=samples, labels=labels, class_names=np.array(class_names))
     os.replace(tmp, path)
 
 
@@ -86,6 +95,7 @@ def cmd_evaluate(args: argparse.Namespace, cfg: EvalConfig) -> int:
                           "checkpoint": str(args.checkpoint), "checkpoint_id": getattr(model, "checkpoint_id", None)}
     out = Path(args.out)
     _write_json(out / "metrics.json", report)
+    _write_samples(out / "samples.npz", samples, labels, clf.class_names)
     for c, name in enumerate(clf.class_names):
         sel = samples[labels == c][: ev.grid_per_class]
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from driftsketch.evaluation.classifier import SketchClassifier
 from driftsketch.evaluation.frechet import frechet_distance
@@ -72,7 +73,7 @@ def evaluate_samples(samples: np.ndarray, labels: np.ndarray, real, classifier: 
 
 
 def generate_per_class(model, class_names: list[str], num_per_class: int, seed: int = 0,
-                       **sampling: Any) -> tuple[np.ndarray, np.ndarray]:
+                       progress: bool = True, **sampling: Any) -> tuple[np.ndarray, np.ndarray]:
     """``num_per_class`` sketches of every class in ``class_names`` (by name, so the model's own class
     order may differ). Returns ``(beziers (C * n, 32, 4, 2), labels (C * n,))`` with labels indexing
     ``class_names``. ``sampling`` goes to ``generate_beziers`` (None values are left out)."""
@@ -83,7 +84,7 @@ def generate_per_class(model, class_names: list[str], num_per_class: int, seed: 
         raise ValueError(f"the model does not know classes {missing}; it knows {model.class_names}")
     kwargs = {k: v for k, v in sampling.items() if v is not None}
     out, labels = [], []
-    for i, name in enumerate(class_names):
+    for i, name in enumerate(tqdm(class_names, desc="generating", unit="class", disable=not progress)):
         x, _ = generate_beziers(model, name, num_per_class, seed=seed + i, **kwargs)
         out.append(x)
         labels.append(np.full(num_per_class, i, dtype=np.int64))
