@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
                 summary = online_dpo(params)
                 summary["wall_s"] = time.perf_counter() - t0
                 rounds.append(summary)
+                (out / "rounds_partial.json").write_text(json.dumps(rounds, indent=2, default=str))
                 print(f"round {r}: {summary['wall_s']:.1f} s {json.dumps({k: round(v, 1) for k, v in summary['timings'].items()})}"
                       f" | {summary['decision']['reason'][:100]}", flush=True)
                 if r < 2:

@@ -168,7 +168,8 @@ class _Run:
         """Record the epoch; return True when early stopping says stop."""
         self.history.append(row)
         sc = self.score(held)
-        if self.best["score"] is None or tuple(sc) > tuple(self.best["score"]) or not held:
+        off = not held or not self.cfg.early_stopping_patience  # no selection: the last epoch is kept
+        if off or self.best["score"] is None or tuple(sc) > tuple(self.best["score"]):
             self.best = {"epoch": self.epoch, "score": list(sc),
                          "state": {k: v.detach().cpu().clone() for k, v in self.policy.state_dict().items()}}
             self.bad_epochs = 0

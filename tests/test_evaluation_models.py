@@ -72,6 +72,7 @@ def test_classifier_save_load_round_trip(clf, data, tmp_path):
     assert again.class_names == CLASSES and again.cfg == clf.cfg
     assert again.metrics["holdout_accuracy"] == clf.metrics["holdout_accuracy"]
     np.testing.assert_allclose(again.predict_proba(data.beziers[:8]), clf.predict_proba(data.beziers[:8]), atol=1e-6)
+    assert LabellingJudge.load(path).classifier.class_names == CLASSES
     torch.save({"model_state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a DriftSketch classifier"):
         SketchClassifier.load(tmp_path / "other.pt")
@@ -104,6 +105,9 @@ def test_evaluate_model_plumbing(clf, data):
     report = evaluate_model(model, data, clf, num_per_class=4, num_steps=2, cfg_scale=1.0)
     assert report["num_generated"] == 12 and report["sampling"]["num_steps"] == 2
     assert 0.0 <= report["recognizability"] <= 1.0 and np.isfinite(report["frechet_distance"])
+    assert "continuity_unsnapped" not in report
+    snapped = evaluate_model(model, data, clf, num_per_class=4, num_steps=2, cfg_scale=1.0, snap_eps=0.1)
+    assert snapped["continuity"] >= snapped["continuity_unsnapped"] == report["continuity"]
     model.class_names = ["circle", "square", "star"]
     with pytest.raises(ValueError, match="zigzag"):
         evaluate_model(model, data, clf, num_per_class=2, num_steps=1)
@@ -188,4 +192,4 @@ def test_cli_evaluate_writes_metrics_grids_and_samples(clf, data, tmp_path, caps
     saved = np.load(out / "samples.npz")
     assert saved["beziers"].shape == (9, 32, 4, 2) and saved["labels"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert "recognizability" in capsys.readouterr().out
-    assert eval_main(args[:6] + ["--classifier", str(tmp_path / "missing.pt"), "--out", str(out)]) == 2
+    assert eval_main(args[:5] + ["--classifier", str(tmp_path / "missing.pt"), "--out", str(out)]) == 2

@@ -71,17 +71,17 @@ def _summary(report: dict[str, Any]) -> str:
     lines += [f"{name:<24}{report[g]:>11.3f}{report[r]:>11.3f}" for name, g, r in rows]
     gs, rs = report["vector_stats"], report["vector_stats_real"]
     lines += [f"{k:<24}{gs[k]:>11.3f}{rs[k]:>11.3f}" for k in gs if k != "continuity"]
+    if "continuity_unsnapped" in report:
+        lines.append(f"{'continuity (no snapping)':<24}{report['continuity_unsnapped']:>11.3f}")
     lines.append(f"{'frechet distance':<24}{report['frechet_distance']:>11.3f}"
                  f"{report['frechet_distance_real_floor']:>11.3f}  (real: train vs held-out floor)")
     return "\n".join(lines)
 
 
 def cmd_evaluate(args: argparse.Namespace, cfg: EvalConfig) -> int:
-    import numpy as np
-
     from driftsketch.checkpoint import load_model
     from driftsketch.evaluation.classifier import SketchClassifier
-    from driftsketch.evaluation.evaluate import evaluate_samples, generate_per_class
+    from driftsketch.evaluation.evaluate import evaluate_model_with_samples
     from driftsketch.render import plot_bezier_sketches
 
     ev = cfg.evaluate
@@ -89,10 +89,8 @@ def cmd_evaluate(args: argparse.Namespace, cfg: EvalConfig) -> int:
     clf = SketchClassifier.load(args.classifier)
     real = _load_data(args.data)
     sampling = {"num_steps": ev.num_steps, "cfg_scale": ev.cfg_scale, "solver": ev.solver, "snap_eps": ev.snap_eps}
-    samples, labels = generate_per_class(model, clf.class_names, ev.num_per_class, ev.seed, **sampling)
-    report = evaluate_samples(samples, labels, real, clf, seed=ev.seed)
-    report["sampling"] = {"num_per_class": ev.num_per_class, "seed": ev.seed, **sampling,
-                          "checkpoint": str(args.checkpoint), "checkpoint_id": getattr(model, "checkpoint_id", None)}
+    report, samples, labels = evaluate_model_with_samples(model, real, clf, ev.num_per_class, ev.seed, **sampling)
+    report["sampling"]["checkpoint"] = str(args.checkpoint)
     out = Path(args.out)
     _write_json(out / "metrics.json", report)
     _write_samples(out / "samples.npz", samples, labels, clf.class_names)
@@ -125,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cfg-scale", type=float, help="evaluate.cfg_scale")
     e.add_argument("--solver", help="evaluate.solver")
     e.add_argument("--seed", type=int, help="evaluate.seed")
+    e.add_argument("--snap-eps", type=float, help="evaluate.snap_eps: snap end points after sampling "
+                   "(continuity is then also reported without snapping)")
     e.add_argument("--out", type=Path, default=Path("runs/eval"))
     return p
 
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = list(args.set)
     for flag, key in (("num_per_class", "num_per_class"), ("steps", "num_steps"), ("cfg_scale", "cfg_scale"),
-                      ("solver", "solver"), ("seed", "seed")):
+                      ("solver", "solver"), ("seed", "seed"), ("snap_eps", "snap_eps")):
         if getattr(args, flag, None) is not None:
             overrides.append(f"evaluate.{key}={getattr(args, flag)}")
     run = cmd_train_classifier if args.command == "train-classifier" else cmd_evaluate

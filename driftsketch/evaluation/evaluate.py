@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from driftsketch.evaluation.classifier import SketchClassifier
 from driftsketch.evaluation.frechet import frechet_distance
-from driftsketch.evaluation.metrics import vector_stats
+from driftsketch.evaluation.metrics import continuity, vector_stats
 
 MAX_REAL = 5000  # cap on real sketches per side, to keep evaluation to seconds
 
@@ -41,7 +41,8 @@ def evaluate_samples(samples: np.ndarray, labels: np.ndarray, real, classifier: 
     """Metrics of generated ``samples`` (N, 32, 4, 2) asked for class ids ``labels`` (N,) against the
     real data set ``real`` (a SketchData). Generated figures sit next to real held-out ones:
     recognizability, continuity, vector stats; Frechet distance gen vs real held-out, with real train
-    vs real held-out (same size) as the floor."""
+    vs real held-out as the floor (as many train sketches as generated ones, so both carry the same
+    small-sample bias)."""
     _check_classes(real, classifier)
     samples, labels = np.asarray(samples, np.float32), np.asarray(labels, np.int64)
     if len(samples) < 2 or len(samples) != len(labels):
@@ -50,7 +51,7 @@ def evaluate_samples(samples: np.ndarray, labels: np.ndarray, real, classifier: 
     rng = np.random.default_rng(seed)
     train, holdout = real.split(classifier.cfg.holdout_fraction, classifier.cfg.split_seed)
     holdout = _take(holdout, MAX_REAL, rng)
-    train = _take(train, len(holdout), rng)  # same size as the held-out set: a fair FD floor
+    train = _take(train, len(samples), rng)  # as many as generated: FD's small-sample bias matches
     names = classifier.class_names
     pred_gen, pred_real = classifier.predict(samples), classifier.predict(holdout.beziers)
     feats_gen, feats_hold = classifier.features(samples), classifier.features(holdout.beziers)
@@ -91,12 +92,24 @@ def generate_per_class(model, class_names: list[str], num_per_class: int, seed: 
     return np.concatenate(out), np.concatenate(labels)
 
 
+def evaluate_model_with_samples(model, real, classifier: SketchClassifier, num_per_class: int = 50, seed: int = 0,
+                                **sampling: Any) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """:func:`evaluate_model`, also returning the generated ``(beziers, labels)``. With ``snap_eps`` set
+    (end-point snapping after sampling), the same noise is sampled again without snapping and its
+    continuity is reported as ``continuity_unsnapped``."""
+    samples, labels = generate_per_class(model, classifier.class_names, num_per_class, seed, **sampling)
+    report = evaluate_samples(samples, labels, real, classifier, seed=seed)
+    if sampling.get("snap_eps"):
+        raw, _ = generate_per_class(model, classifier.class_names, num_per_class, seed,
+                                    **{**sampling, "snap_eps": None})
+        report["continuity_unsnapped"] = continuity(raw)
+    report["sampling"] = {"num_per_class": num_per_class, "seed": seed, **sampling,
+                          "checkpoint_id": getattr(model, "checkpoint_id", None)}
+    return report, samples, labels
+
+
 def evaluate_model(model, real, classifier: SketchClassifier, num_per_class: int = 50, seed: int = 0,
                    **sampling: Any) -> dict[str, Any]:
     """Generate ``num_per_class`` sketches per class and :func:`evaluate_samples` them; the sampling
     settings (``num_steps``, ``cfg_scale``, ``solver``, ``snap_eps``) are recorded in the result."""
-    samples, labels = generate_per_class(model, classifier.class_names, num_per_class, seed, **sampling)
-    report = evaluate_samples(samples, labels, real, classifier, seed=seed)
-    report["sampling"] = {"num_per_class": num_per_class, "seed": seed, **sampling,
-                          "checkpoint_id": getattr(model, "checkpoint_id", None)}
-    return report
+    return evaluate_model_with_samples(model, real, classifier, num_per_class, seed, **sampling)[0]

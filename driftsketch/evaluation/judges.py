@@ -14,12 +14,13 @@ A judge has ``score(beziers (N, 32, 4, 2), class_labels (N,)) -> (N,)`` (higher 
 :func:`prefer` turns a judge into a noisy human: ties when the scores are within ``tie_margin`` or at
 random with ``tie_rate``, and the decision flipped with probability ``noise``.
 
-    judge = LabellingJudge(SketchClassifier.load("runs/classifier.pt"))
+    judge = LabellingJudge.load("runs/classifier.pt")          # HiddenJudge.load("runs/classifier_hidden.pt")
     choices = prefer(judge, sketches_a, sketches_b, labels, np.random.default_rng(0), noise=0.1)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -63,6 +64,11 @@ class LabellingJudge:
         self.classifier = classifier
         self.cfg = cfg or LabellingJudgeConfig()
 
+    @classmethod
+    def load(cls, classifier_path: str | Path, cfg: LabellingJudgeConfig | None = None) -> "LabellingJudge":
+        """The judge around a classifier file written by ``driftsketch-eval train-classifier``."""
+        return cls(SketchClassifier.load(classifier_path), cfg)
+
     def components(self, beziers: np.ndarray, class_labels: np.ndarray) -> dict[str, np.ndarray]:
         """Per-sketch terms ``(N,)``: class_prob, continuity, off_canvas_share, degenerate_share."""
         x = np.asarray(beziers, dtype=np.float32).reshape(-1, NUM_SEGMENTS, 4, 2)
@@ -87,6 +93,11 @@ class HiddenJudge:
     def __init__(self, classifier: SketchClassifier, cfg: HiddenJudgeConfig | None = None):
         self.classifier = classifier
         self.cfg = cfg or HiddenJudgeConfig()
+
+    @classmethod
+    def load(cls, classifier_path: str | Path, cfg: HiddenJudgeConfig | None = None) -> "HiddenJudge":
+        """The judge around a classifier file written by ``driftsketch-eval train-classifier``."""
+        return cls(SketchClassifier.load(classifier_path), cfg)
 
     def components(self, beziers: np.ndarray, class_labels: np.ndarray) -> dict[str, np.ndarray]:
         """Per-sketch terms ``(N,)``: class_prob, stroke_count, stroke_score = 1 - (k - 1) / 31."""
