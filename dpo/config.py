@@ -21,10 +21,10 @@ class DPOConfig:
     lr: float = 1e-5
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    epochs: int = 10
+    epochs: int = 4
     batch_size: int = 32
-    num_t: int = 4
-    use_stored_noise: bool = True
+    num_t: int = 2
+    use_stored_noise: bool = False
     class_dropout: float = 0.0
     holdout_fraction: float = 0.1
     eval_num_t: int = 16

@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from driftsketch.flow import velocity_mse
 from driftsketch.path import sample_time
 
-# Chosen from a measurement (docs/dpo.md, "Choosing beta"): on the base model the per-pair spread of
-# (ref_w - model_w) - (ref_l - model_l) after a few hundred DPO steps is ~1e-3, so beta = 1000 puts the
-# logit at O(1) where the sigmoid still has gradient. configs/dpo.yaml holds the value actually used.
+# Chosen from a measurement (docs/dpo.md, "Choosing beta", benchmarks/bench_dpo_beta.py): on the base
+# model's judge-labelled pairs the gap D = (ref_w - model_w) - (ref_l - model_l) reaches ~1.7e-3 after
+# 3 epochs at lr 1e-5 (the velocity MSE itself is ~0.1), so beta ~ 2 / 1.7e-3 keeps the mean logit
+# near 2 where the sigmoid still has gradient. configs/dpo.yaml holds the value actually used.
 DEFAULT_BETA = 1000.0
 
 Noise = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None

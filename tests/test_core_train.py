@@ -8,6 +8,8 @@ from driftsketch.checkpoint import load_checkpoint, load_model
 from driftsketch.generate import main as generate_main
 from driftsketch.train import main as train_main
 
+pytestmark = pytest.mark.slow  # trains (tiny) models end to end through the CLIs
+
 TINY = ["--set", "model.dim=32", "--set", "model.depth=2", "--set", "model.heads=2", "--set", "sample_every=0",
         "--set", "checkpoint_every=3", "--batch-size", "16", "--no-wandb"]
 

@@ -136,3 +136,9 @@ def test_shuffled_control_swaps_about_half(tmp_path):
         a, b = ds[i], ctl[i]
         w, l = ("loser", "winner") if ctl.swap[i] else ("winner", "loser")
         assert torch.equal(b["winner_beziers"], a[f"{w}_beziers"]) and torch.equal(b["loser_noise"], a[f"{l}_noise"])
+
+
+def test_config_defaults_mirror_the_yaml():
+    from dpo.config import DPOConfig
+
+    assert load_dpo_config() == DPOConfig()
