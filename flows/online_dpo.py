@@ -119,6 +119,11 @@ def refill_queue(params: RoundParams, projects: dict[str, int], current: str, cu
         rendered = lb.render_pairs(ls, prefs, work, pairs, f"{batch_dir}/tasks.json", round_id)
     with timer("push"):
         out["pushed"] = lb.push_rendered(ls, prefs, work, projects["pairwise"], rendered, g.queue_target)
+    if ls.ratings:  # one rating task per new pair's first sketch, with the same queue target
+        with timer("render"):
+            ratings = lb.render_pairs(ls, prefs, work, pairs, f"{batch_dir}/ratings.json", round_id, kind="rating")
+        with timer("push"):
+            out["pushed_ratings"] = lb.push_rendered(ls, prefs, work, projects["rating"], ratings, g.queue_target)
     return out
 
 

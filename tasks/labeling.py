@@ -89,17 +89,21 @@ def open_pairs(ls: LabelStudioParams, preference_dir: str, work_dir: str, projec
 
 @task
 def render_pairs(ls: LabelStudioParams, preference_dir: str, work_dir: str, pairs_npz: str, out_json: str,
-                 round_id: str | None = None) -> str:
-    """Save arrays into the store, write SVGs, render PNG task data for each pair; returns the JSON path."""
+                 round_id: str | None = None, kind: str = "pairwise") -> str:
+    """Save arrays into the store, write SVGs, render PNG task data; returns the JSON path of the tasks.
+
+    ``kind="rating"`` makes one rating task per pair's sketch ``a`` instead of a pairwise task.
+    """
     import numpy as np
 
     from dpo.store import PreferenceStore
-    from labeling.push import PairBatch, build_tasks
+    from labeling.push import PairBatch, RatingBatch, build_tasks
 
     cfg = ls_config(ls, preference_dir, work_dir)
     z = np.load(pairs_npz)
-    batch = PairBatch(z["beziers_a"], z["beziers_b"], z["labels"], [str(c) for c in z["class_names"]],
-                      z["noise_a"], z["noise_b"])
+    names = [str(c) for c in z["class_names"]]
+    batch = (PairBatch(z["beziers_a"], z["beziers_b"], z["labels"], names, z["noise_a"], z["noise_b"])
+             if kind == "pairwise" else RatingBatch(z["beziers_a"], z["labels"], names, z["noise_a"]))
     tasks = build_tasks(batch, PreferenceStore(cfg.push.store_root), cfg.push.svg_dir, checkpoint=str(z["checkpoint"]),
                         round_id=round_id, image_size=cfg.push.image_size, seed=cfg.push.seed, progress=False)
     out = Path(out_json)

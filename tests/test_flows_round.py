@@ -2,7 +2,8 @@
 
 Round 0 bootstraps from a base checkpoint and fills the queue; the bot answers; round 1 fine-tunes the
 base and promotes; the bot answers part of the queue; round 2 fine-tunes the model round 1 promoted and
-retires the unanswered tasks of the superseded model; a re-run of round 2 changes nothing.
+retires the unanswered (pairwise and rating) tasks of the superseded model; a re-run of round 2
+changes nothing.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def _params(tmp_path, base: str, title: str):
         f"generate.queue_target={QUEUE}", f"generate.max_new_pairs={QUEUE}", "generate.num_steps=4",
         # The gate's decisions are unit-tested (test_registry.py); here every candidate must pass.
         "gate.min_heldout_accuracy=0.0", "gate.max_fd_ratio=1000", "gate.max_recognizability_drop=1.0",
-        f"labelstudio.overrides=[projects.pairwise_title={title}]", "labelstudio.token_secret_block=ls-token-test"])
+        f"labelstudio.overrides=[projects.pairwise_title={title}]", "labelstudio.token_secret_block=ls-token-test",
+        "labelstudio.ratings=true"])
 
 
 def _bot(server, params, limit=None) -> int:
@@ -57,7 +59,7 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     r0 = online_dpo(params)
     base = reg.current
     assert base.startswith("base-") and r0["decision"]["promoted"] is False and "no training" in r0["decision"]["reason"]
-    assert r0["pushed"] == QUEUE and r0["pulled"] == 0
+    assert r0["pushed"] == QUEUE and r0["pushed_ratings"] == QUEUE and r0["pulled"] == 0
     assert _bot(labelstudio, params) == QUEUE
 
     r1 = online_dpo(params)
@@ -66,13 +68,14 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     assert first == r1["candidate"] and reg.get(first).parent == base and reg.get(first).round_index == 1
     assert reg.get(first).num_preferences == QUEUE
     assert r1["pushed"] == QUEUE  # the queue refilled from the new model
+    assert r1["retired"] == QUEUE  # the base's unanswered rating tasks (the bot answers pairwise only)
     assert _bot(labelstudio, params, limit=12) == 12  # 4 tasks of `first` stay open (no ties: tie_margin 0)
 
     r2 = online_dpo(params)
     second = reg.current
     assert r2["pulled"] == 12 and r2["decision"]["promoted"], r2["decision"]
     assert reg.get(second).parent == first != second  # round 2 fine-tuned the model round 1 promoted
-    assert r2["retired"] == 4 and r2["pushed"] == QUEUE  # stale tasks of `first` replaced by `second`'s
+    assert r2["retired"] == 4 + QUEUE and r2["pushed"] == QUEUE  # stale tasks of `first` replaced by `second`'s
     assert set(reg.used_record_ids()) == set(reg.load().rounds[r1["round_id"]].record_ids) | set(
         reg.load().rounds[r2["round_id"]].record_ids)
     for key in ("before", "after"):
