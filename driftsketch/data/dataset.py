@@ -1,0 +1,178 @@
+"""Processed sketch data sets: :class:`SketchData`, its ``.npz`` form and the cache.
+
+    from driftsketch.data import load_dataset
+    data = load_dataset("builtin")            # procedural doodles, built once then cached
+    data = load_dataset("data/mnist.npz")     # written by `driftsketch-data import`
+    train, holdout = data.split(holdout_fraction=0.1, seed=0)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from driftsketch.sketch import SKETCH_SHAPE
+
+FORMAT_VERSION = 1
+DEFAULT_CACHE_DIR = Path("data/cache")
+_META_SCALARS = ("source", "fit_chamfer_mean", "fit_chamfer_p95")
+
+
+class DataError(ValueError):
+    """A data file or data set that cannot be used; the message names the file and what is wrong."""
+
+
+@dataclass
+class SketchData:
+    """Sketches ``beziers`` (N, 32, 4, 2) float32 in [-1, 1] with class ``labels`` (N,) int64."""
+
+    beziers: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    source_ids: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.beziers = np.asarray(self.beziers, dtype=np.float32)
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.class_names = [str(c) for c in self.class_names]
+        self.source_ids = np.asarray(self.source_ids, dtype=str)
+        n = len(self.labels)
+        if self.beziers.shape != (n, *SKETCH_SHAPE):
+            raise DataError(f"beziers: expected shape ({n}, 32, 4, 2), got {self.beziers.shape}")
+        if self.source_ids.shape != (n,):
+            raise DataError(f"source_ids: expected shape ({n},), got {self.source_ids.shape}")
+        if n and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
+            raise DataError(f"labels must lie in [0, {len(self.class_names)}), got "
+                            f"[{self.labels.min()}, {self.labels.max()}]")
+        if not np.all(np.isfinite(self.beziers)):
+            raise DataError("beziers contain NaN or infinite values")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray) -> "SketchData":
+        """The sketches selected by an index or boolean mask (meta is shared)."""
+        return SketchData(self.beziers[index], self.labels[index], list(self.class_names),
+                          self.source_ids[index], dict(self.meta))
+
+    def class_counts(self) -> dict[str, int]:
+        """Number of sketches per class name."""
+        counts = np.bincount(self.labels, minlength=len(self.class_names))
+        return {name: int(c) for name, c in zip(self.class_names, counts)}
+
+    def split(self, holdout_fraction: float = 0.1, seed: int = 0) -> tuple["SketchData", "SketchData"]:
+        """Deterministic (train, holdout) split by hashing each source id with ``seed``.
+
+        The same sketch lands on the same side whatever the order or size of the data set.
+        """
+        if not 0.0 <= holdout_fraction <= 1.0:
+            raise ValueError(f"holdout_fraction must be in [0, 1], got {holdout_fraction}")
+        u = np.array([_unit_hash(f"{seed}:{lab}:{sid}") for lab, sid in zip(self.labels, self.source_ids)])
+        held = u < holdout_fraction
+        return self.subset(~held), self.subset(held)
+
+    def save_npz(self, path: str | Path) -> Path:
+        """Write the data set atomically (temporary file + rename) as an uncompressed ``.npz``."""
+        arrays = {
+            "beziers": self.beziers, "labels": self.labels,
+            "class_names": np.asarray(self.class_names, dtype=str),
+            "source_ids": self.source_ids,
+            "meta_json": np.asarray(json.dumps(self.meta, sort_keys=True, default=_json_default)),
+            "format_version": np.asarray(FORMAT_VERSION),
+        }
+        for key in _META_SCALARS:
+            if key in self.meta:
+                arrays[key] = np.asarray(self.meta[key])
+        arrays["options"] = np.asarray(json.dumps(self.meta.get("options", {}), sort_keys=True))
+        return atomic_save_npz(path, arrays)
+
+    @classmethod
+    def load_npz(cls, path: str | Path) -> "SketchData":
+        """Read a data set written by :meth:`save_npz` (no pickle); errors name the file."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: data set file not found")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                missing = [k for k in ("beziers", "labels", "class_names", "source_ids") if k not in z]
+                if missing:
+                    raise DataError(f"{path}: not a DriftSketch data set (missing {missing})")
+                meta = json.loads(str(z["meta_json"])) if "meta_json" in z else {}
+                return cls(z["beziers"], z["labels"], list(z["class_names"]), z["source_ids"], meta)
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, DataError):
+                raise
+            raise DataError(f"{path}: cannot read data set: {exc}") from None
+
+
+def _unit_hash(text: str) -> float:
+    return int.from_bytes(hashlib.sha1(text.encode()).digest()[:8], "big") / 2.0**64
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def atomic_save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+    """``np.savez`` to a temporary file in the same folder, then ``os.replace`` onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def cache_key(source: str, options: dict[str, Any]) -> str:
+    """Short stable hash of a source description and its import options."""
+    text = json.dumps({"source": source, "options": options, "v": FORMAT_VERSION},
+                      sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cached(name: str, source: str, options: dict[str, Any], build: Callable[[], SketchData],
+           cache_dir: str | Path = DEFAULT_CACHE_DIR) -> SketchData:
+    """Load ``cache_dir/<name>-<key>.npz`` or build it with ``build()`` and save it atomically."""
+    path = Path(cache_dir) / f"{name}-{cache_key(source, options)}.npz"
+    if path.is_file():
+        return SketchData.load_npz(path)
+    data = build()
+    data.save_npz(path)
+    return data
+
+
+def load_dataset(spec: str, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> SketchData:
+    """``"builtin"`` (procedural doodles, cached) or a path to a ``.npz`` from ``driftsketch-data import``.
+
+    ``"builtin:per_class=100,seed=1"`` overrides keys of the ``builtin`` section of ``configs/data.yaml``.
+    """
+    if spec == "builtin" or spec.startswith("builtin:"):
+        from driftsketch.data.builtin import load_builtin
+
+        return load_builtin(cache_dir=cache_dir, overrides=spec.split(":", 1)[1].split(",") if ":" in spec else ())
+    path = Path(spec)
+    if path.suffix == ".npz":
+        return SketchData.load_npz(path)
+    raise DataError(f"unknown data set {spec!r}: use 'builtin' or a .npz file written by "
+                    f"`driftsketch-data import` (e.g. driftsketch-data import DIR --out data/x.npz)")
