@@ -113,6 +113,16 @@ def _batch(item: dict, device: str, null_class: int, class_dropout: float, gen: 
     return x_w, x_l, y, x0
 
 
+def train_times(batch: int, num_t: int, t_power: float, gen: torch.Generator) -> torch.Tensor | None:
+    """Training times ``(batch, num_t)`` = ``u ** t_power`` (``t_power`` < 1 favours late, detail-forming
+    t near the data); ``None`` for ``t_power == 1``, i.e. the loss's own ``U(0, 1)`` draw."""
+    if t_power <= 0:
+        raise ValueError(f"t_power must be > 0, got {t_power}")
+    if t_power == 1.0:
+        return None
+    return torch.rand((batch, num_t), generator=gen) ** t_power
+
+
 @torch.no_grad()
 def evaluate_pairs(model, ref, data: Dataset, cfg: DPOConfig) -> dict[str, float]:
     """Mean Flow-DPO metrics over ``data`` with fixed noise and times (comparable across epochs)."""
@@ -249,7 +259,8 @@ def _train_epoch(run: _Run, data: Dataset, logger: RunLogger, bar: tqdm) -> dict
     policy.train()
     for item in loader:
         x_w, x_l, y, x0 = _batch(item, cfg.device, policy.null_class, cfg.class_dropout, gen)
-        loss, m = flow_dpo_loss(policy, run.ref, x_w, x_l, y, beta=cfg.beta, x0=x0, num_t=cfg.num_t,
+        t = train_times(len(y), cfg.num_t, cfg.t_power, gen)
+        loss, m = flow_dpo_loss(policy, run.ref, x_w, x_l, y, beta=cfg.beta, x0=x0, t=t, num_t=cfg.num_t,
                                 sft_weight=cfg.sft_weight, generator=gen)
         run.opt.zero_grad(set_to_none=True)
         loss.backward()

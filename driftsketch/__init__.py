@@ -2,7 +2,7 @@
 
     from driftsketch import load_model, generate_beziers
     model = load_model("runs/base/model.pt")
-    sketches, noise = generate_beziers(model, "circle", num_samples=8, num_steps=20, cfg_scale=2.0, seed=0)
+    sketches, noise = generate_beziers(model, "circle", num_samples=8, num_steps=10, cfg_scale=2.0, seed=0)
 """
 from driftsketch.sketch import FLAT_SHAPE, NUM_SEGMENTS, SKETCH_SHAPE
 

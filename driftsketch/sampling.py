@@ -14,7 +14,7 @@ from driftsketch.guidance import GuidedVelocity
 from driftsketch.sketch import FLAT_SHAPE, from_flat
 from driftsketch.solver import integrate
 
-DEFAULT_STEPS = 20
+DEFAULT_STEPS = 10  # midpoint: 20 network evaluations; matches 50 Euler steps (benchmarks/bench_sampler.py)
 DEFAULT_SOLVER = "midpoint"
 DEFAULT_CFG_SCALE = 2.0
 

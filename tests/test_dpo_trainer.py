@@ -10,7 +10,7 @@ import torch
 from dpo import PreferenceRecord, PreferenceStore
 from dpo.cli import main as cli_main
 from dpo.config import load_dpo_config
-from dpo.trainer import DPOError, train_dpo
+from dpo.trainer import DPOError, train_dpo, train_times
 from driftsketch.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from driftsketch.model import ModelConfig, SketchFlowTransformer
 
@@ -142,3 +142,15 @@ def test_config_defaults_mirror_the_yaml():
     from dpo.config import DPOConfig
 
     assert load_dpo_config() == DPOConfig()
+
+
+def test_train_times_bias_toward_one():
+    """t_power 1 leaves the loss's own U(0, 1) draw; t_power 0.5 gives t = sqrt(u): mean 2/3, P(t > 0.5) = 3/4."""
+    gen = torch.Generator().manual_seed(0)
+    assert train_times(8, 2, 1.0, gen) is None
+    t = train_times(20000, 2, 0.5, gen)
+    assert t.shape == (20000, 2) and float(t.min()) >= 0.0 and float(t.max()) <= 1.0
+    assert abs(float(t.mean()) - 2 / 3) < 0.01
+    assert abs(float((t > 0.5).float().mean()) - 0.75) < 0.01
+    with pytest.raises(ValueError, match="t_power"):
+        train_times(4, 1, 0.0, gen)
