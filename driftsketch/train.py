@@ -10,6 +10,7 @@ running, and sample grids ``DIR/samples_stepN.png``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import math
 import sys
@@ -25,7 +26,7 @@ from driftsketch.checkpoint import CheckpointError, load_checkpoint, save_checkp
 from driftsketch.config import ConfigError, to_dict
 from driftsketch.ema import EMA
 from driftsketch.flow import cfm_loss
-from driftsketch.model import ModelConfig, SketchFlowTransformer
+from driftsketch.model import SketchFlowTransformer
 from driftsketch.sketch import to_flat
 from driftsketch.tracking import RunLogger
 from driftsketch.train_config import DEFAULT_TRAIN_CONFIG, TrainConfig, load_train_config
@@ -42,10 +43,7 @@ def dataset_id_of(data) -> str:
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> SketchFlowTransformer:
-    m = cfg.model
-    return SketchFlowTransformer(ModelConfig(num_classes=num_classes, dim=m.dim, depth=m.depth, heads=m.heads,
-                                             mlp_ratio=m.mlp_ratio, dropout=m.dropout, codec=m.codec,
-                                             gap_scale=m.gap_scale, handle_scale=m.handle_scale))
+    return SketchFlowTransformer(dataclasses.replace(cfg.model, num_classes=num_classes))
 
 
 def training_progress(cfg: TrainConfig, step: int, elapsed_s: float, cpu_s: float = 0.0) -> float:

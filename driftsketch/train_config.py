@@ -5,23 +5,10 @@ from dataclasses import dataclass, field
 
 from driftsketch.augment import AugmentConfig
 from driftsketch.config import CONFIG_DIR, load_config
+from driftsketch.model import ModelConfig
 from driftsketch.sampling import DEFAULT_CFG_SCALE, DEFAULT_SOLVER, DEFAULT_STEPS
 
 DEFAULT_TRAIN_CONFIG = CONFIG_DIR / "train.yaml"
-
-
-@dataclass
-class ModelSection:
-    """Model size; ``num_classes`` is taken from the data set at train time."""
-
-    dim: int = 128
-    depth: int = 6
-    heads: int = 4
-    mlp_ratio: float = 4.0
-    dropout: float = 0.0
-    codec: str = "relative"
-    gap_scale: float = 2.0
-    handle_scale: float = 3.0
 
 
 @dataclass
@@ -55,7 +42,7 @@ class TrainConfig:
     wandb: bool = True
     wandb_project: str = "driftsketch"
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    model: ModelSection = field(default_factory=ModelSection)
+    model: ModelConfig = field(default_factory=ModelConfig)  # num_classes is taken from the data set
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
