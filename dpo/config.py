@@ -25,7 +25,7 @@ class DPOConfig:
     batch_size: int = 32
     num_t: int = 2
     use_stored_noise: bool = False
-    class_dropout: float = 0.0
+    class_dropout: float = 0.2
     t_power: float = 1.0  # training t = u ** t_power, u ~ U(0, 1); < 1 biases toward t = 1 (data end)
     holdout_fraction: float = 0.1
     eval_num_t: int = 16
