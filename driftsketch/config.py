@@ -128,6 +128,11 @@ def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str | tuple
     return out
 
 
+def flag_overrides(args: Any, names: typing.Iterable[str]) -> list[tuple[list[str], Any]]:
+    """Overrides from CLI flags that were given: attribute ``name`` of ``args`` -> top-level key ``name``."""
+    return [([name], getattr(args, name)) for name in names if getattr(args, name) is not None]
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with errors naming the file."""
     path = Path(path)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from driftsketch.augment import random_affine
 from driftsketch.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from driftsketch.config import ConfigError, to_dict
+from driftsketch.config import ConfigError, flag_overrides, to_dict
 from driftsketch.ema import EMA
 from driftsketch.flow import cfm_loss
 from driftsketch.model import SketchFlowTransformer
@@ -202,12 +202,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = list(args.set)
-    for flag, key in (("data", "data"), ("max_steps", "max_steps"), ("max_minutes", "max_minutes"),
-                      ("max_cpu_minutes", "max_cpu_minutes"), ("batch_size", "batch_size"), ("lr", "lr"),
-                      ("checkpoint_dir", "checkpoint_dir"), ("seed", "seed"), ("num_threads", "num_threads")):
-        value = getattr(args, flag)
-        if value is not None:
-            overrides.append(([key], value))
+    overrides += flag_overrides(args, ("data", "max_steps", "max_minutes", "max_cpu_minutes", "batch_size", "lr",
+                                       "checkpoint_dir", "seed", "num_threads"))
     if args.no_wandb:
         overrides.append((["wandb"], False))
     return load_train_config(args.config, overrides)

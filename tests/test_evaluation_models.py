@@ -11,18 +11,10 @@ from driftsketch.evaluation import (ClassifierConfig, HiddenJudge, LabellingJudg
 from driftsketch.evaluation.cli import main as eval_main
 from driftsketch.evaluation.judges import prefer_from_scores
 from driftsketch.model import ModelConfig, SketchFlowTransformer
+from sketch_factories import polyline_sketch as polyline
 
 CLASSES = ["circle", "square", "zigzag"]
 TINY = ClassifierConfig(resolution=32, widths=[8, 16, 32], steps=60, batch_size=32, lr=5e-3, holdout_fraction=0.25)
-
-
-def polyline(points) -> np.ndarray:
-    pts = np.asarray(points, dtype=np.float64)
-    d = np.r_[0, np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))]
-    t = np.linspace(0, d[-1], 33)
-    p = np.stack([np.interp(t, d, pts[:, 0]), np.interp(t, d, pts[:, 1])], 1)
-    a, b = p[:-1], p[1:]
-    return np.stack([a, a + (b - a) / 3, a + 2 * (b - a) / 3, b], 1).astype(np.float32)
 
 
 def shape(label: int, rng: np.random.Generator) -> np.ndarray:

@@ -9,19 +9,10 @@ from PIL import Image
 
 from driftsketch.raster import rasterize, sample_curves
 from driftsketch.render import plot_bezier_sketches, png_bytes, sketch_to_svg, write_png, write_svg
+from sketch_factories import polyline_sketch
 
 # Ink of the test sketch spans x, y in [-0.8, -0.2]: the top-left quadrant, i.e. [0.1, 0.4] of the canvas.
 BOX = (0.1, 0.4)
-
-
-def polyline_sketch(points) -> np.ndarray:
-    """32 straight cubic segments chained along a polyline (equal arc length each)."""
-    pts = np.asarray(points, dtype=np.float64)
-    d = np.r_[0, np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))]
-    t = np.linspace(0, d[-1], 33)
-    p = np.stack([np.interp(t, d, pts[:, 0]), np.interp(t, d, pts[:, 1])], 1)
-    a, b = p[:-1], p[1:]
-    return np.stack([a, a + (b - a) / 3, a + 2 * (b - a) / 3, b], 1).astype(np.float32)
 
 
 @pytest.fixture
