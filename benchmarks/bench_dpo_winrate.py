@@ -64,39 +64,76 @@ def sample(model, labels: np.ndarray, seed: int, args) -> tuple[np.ndarray, np.n
                             solver=args.solver, seed=seed)
 
 
+def base_samples(base, labels: np.ndarray, seed: int, out: Path, args) -> np.ndarray:
+    """The base model's evaluation samples, cached in ``out`` (same for every setting run on these pairs)."""
+    key = f"{base.checkpoint_id}-{len(labels)}-{seed}-{args.solver}{args.num_steps}-cfg{args.cfg_scale}"
+    path = out / f"base_eval_{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    x = sample(base, labels, seed, args)[0]
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(path, x)
+    return x
+
+
 def build_store(model, judge: LabellingJudge, store: PreferenceStore, args) -> dict:
     """Generate and label ``args.pairs`` pairs into ``store`` (skipped when the store already holds them)."""
     if store.session_files():
         return {"reused": True, "records": len(store.records())}
+    recs = label_pairs(model, judge, store, args.pairs, args.seed, "bench", "p", args)
+    return {"reused": False, "records": len(recs), **{c: sum(r.preference == c for r in recs) for c in ("a", "b", "tie")}}
+
+
+def label_pairs(model, judge: LabellingJudge, store: PreferenceStore, n: int, seed: int, session: str,
+                prefix: str, args) -> list[PreferenceRecord]:
+    """``n`` pairs sampled from ``model`` (two samples of one class each), labelled by the noisy
+    ``judge`` and appended to ``store`` as session ``session``; returns the new records."""
     n_cls = len(model.class_names)
-    labels = np.arange(args.pairs) % n_cls
-    a, na = sample(model, labels, args.seed * 2 + 1, args)
-    b, nb = sample(model, labels, args.seed * 2 + 2, args)
-    rng = np.random.default_rng(args.seed)
+    labels = np.arange(n) % n_cls
+    a, na = sample(model, labels, seed * 2 + 1, args)
+    b, nb = sample(model, labels, seed * 2 + 2, args)
+    rng = np.random.default_rng(seed)
     choices = prefer(judge, a, b, labels, rng, noise=args.label_noise, tie_margin=args.tie_margin,
                      tie_rate=args.tie_rate)
     recs = []
     for i, (c, y) in enumerate(zip(choices, labels)):
-        ra, rna = store.save_sample(f"p{i:05d}a", a[i], na[i])
-        rb, rnb = store.save_sample(f"p{i:05d}b", b[i], nb[i])
+        ra, rna = store.save_sample(f"{prefix}{i:05d}a", a[i], na[i])
+        rb, rnb = store.save_sample(f"{prefix}{i:05d}b", b[i], nb[i])
         recs.append(PreferenceRecord(comparison_type="pairwise", class_label=int(y), class_name=model.class_names[y],
                                      beziers_a=ra, beziers_b=rb, noise_a=rna, noise_b=rnb, preference=c,
                                      checkpoint=model.checkpoint_id, annotator=f"bot:{judge.name}-judge",
-                                     source={"system": "bench_dpo_winrate", "seed": args.seed, "pair": i}))
-    store.append(recs, session="bench")
-    return {"reused": False, "records": len(recs), "a": choices.count("a"), "b": choices.count("b"),
-            "tie": choices.count("tie")}
+                                     source={"system": "bench_dpo_winrate", "seed": seed, "session": session,
+                                             "pair": i}))
+    store.append(recs, session=session)
+    return recs
 
 
-def train(args, prefs: Path, run_dir: Path, shuffle: bool, epochs: int | None = None) -> dict:
+def online_rounds(args, judge: LabellingJudge, out: Path, shuffle: bool) -> dict:
+    """``args.rounds`` rounds of the online loop: each samples ``pairs / rounds`` new pairs from the newest
+    model, the judge labels them, and Flow-DPO tunes that model on them (reference = that model)."""
+    name = "control" if shuffle else "dpo"
+    store = PreferenceStore(out / f"prefs_{name}")
+    current, rounds = args.base_checkpoint, []
+    per_round = args.pairs // args.rounds
+    for r in range(args.rounds):
+        model = load_model(current)
+        recs = label_pairs(model, judge, store, per_round, args.seed * 1000 + r, f"round{r}", f"r{r}-", args)
+        res = train(args, store.root, out / f"{name}_r{r}", shuffle, base=current, records=recs)
+        rounds.append(res)
+        current = res["checkpoint"]
+    return {"checkpoint": current, "rounds": rounds}
+
+
+def train(args, prefs: Path, run_dir: Path, shuffle: bool, epochs: int | None = None,
+          base: str | None = None, records: list[PreferenceRecord] | None = None) -> dict:
     """One Flow-DPO run; ``epochs`` fixes the epoch count with no early stopping (the control run
     trains exactly as many epochs as the DPO model it is compared with)."""
     fixed = [(["epochs"], epochs), (["early_stopping_patience"], 0)] if epochs is not None else []
-    over = list(args.set) + fixed + [(["base_checkpoint"], args.base_checkpoint), (["preference_dir"], str(prefs)),
+    over = list(args.set) + fixed + [(["base_checkpoint"], base or args.base_checkpoint), (["preference_dir"], str(prefs)),
                              (["checkpoint_dir"], str(run_dir)), (["wandb"], False),
                              (["shuffle_labels"], shuffle), (["num_threads"], args.threads)]
     cfg = load_dpo_config(args.config, over)
-    res = train_dpo(cfg, progress=not args.quiet)
+    res = train_dpo(cfg, records=records, progress=not args.quiet)
     return {"checkpoint": str(res.checkpoint_path), "best_epoch": res.best_epoch, "seconds": round(res.seconds, 1),
             "stopped_early": res.stopped_early, "history": res.history, "data": res.data_summary}
 
@@ -133,6 +170,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--config", default=str(DEFAULT_DPO_CONFIG))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DPO config override")
     p.add_argument("--pairs", type=int, default=500)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="> 1: online loop, pairs / rounds fresh pairs from the newest model per round")
     p.add_argument("--label-noise", type=float, default=0.1)
     p.add_argument("--tie-margin", type=float, default=0.02)
     p.add_argument("--tie-rate", type=float, default=0.05)
@@ -156,15 +195,21 @@ def main(argv=None) -> None:
     hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, hidden=True))
     labelling = LabellingJudge(clf)
     base = load_model(args.base_checkpoint)
-    store_info = build_store(base, labelling, PreferenceStore(out / "prefs"), args)
-    print(f"pairs: {store_info}")
-    runs = {"dpo": train(args, out / "prefs", out / args.name / "dpo", shuffle=False)}
-    if not args.no_control:
+    if args.rounds > 1:  # online: fresh on-policy pairs each round
+        store_info = {"rounds": args.rounds, "pairs_per_round": args.pairs // args.rounds}
+        runs = {"dpo": online_rounds(args, labelling, out / args.name, shuffle=False)}
+        if not args.no_control:
+            runs["control"] = online_rounds(args, labelling, out / args.name, shuffle=True)
+    else:
+        store_info = build_store(base, labelling, PreferenceStore(out / "prefs"), args)
+        print(f"pairs: {store_info}")
+        runs = {"dpo": train(args, out / "prefs", out / args.name / "dpo", shuffle=False)}
+    if args.rounds <= 1 and not args.no_control:
         runs["control"] = train(args, out / "prefs", out / args.name / "control", shuffle=True,
                                 epochs=max(1, runs["dpo"]["best_epoch"]))
     labels = np.repeat(np.arange(len(base.class_names)), args.eval_per_class)
     eval_seed = 10_000 + args.seed  # new noise, never used for the training pairs
-    samples = {"base": sample(base, labels, eval_seed, args)[0]}
+    samples = {"base": base_samples(base, labels, eval_seed, out, args)}
     for name, r in runs.items():
         samples[name] = sample(load_model(r["checkpoint"]), labels, eval_seed, args)[0]
     result = {"args": vars(args), "pairs": store_info, "runs": runs,

@@ -26,6 +26,7 @@ class DPOConfig:
     num_t: int = 2
     use_stored_noise: bool = False
     class_dropout: float = 0.2
+    loss_cfg_scale: float = 1.0  # 1 = DPO on the conditional velocity; e.g. 2 = on the CFG-guided velocity
     t_power: float = 1.0  # training t = u ** t_power, u ~ U(0, 1); < 1 biases toward t = 1 (data end)
     holdout_fraction: float = 0.1
     eval_num_t: int = 16

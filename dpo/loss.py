@@ -78,17 +78,17 @@ def _times(t: torch.Tensor | None, batch: int, k: int, like: torch.Tensor,
 
 
 def pair_mse(net, x1_w: torch.Tensor, x1_l: torch.Tensor, labels: torch.Tensor, x0_w: torch.Tensor,
-             x0_l: torch.Tensor, t: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+             x0_l: torch.Tensor, t: torch.Tensor, k: int, cfg_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pair velocity MSE of winners and losers, averaged over the ``k`` draws: two (B,) tensors."""
     x1 = torch.cat([_repeat(x1_w, k), _repeat(x1_l, k)])  # (2 B k, 32, 8): one forward for both
-    mse = velocity_mse(net, x1, _repeat(labels, k).repeat(2), torch.cat([x0_w, x0_l]), t.repeat(2))
+    mse = velocity_mse(net, x1, _repeat(labels, k).repeat(2), torch.cat([x0_w, x0_l]), t.repeat(2), cfg_scale)
     mse_w, mse_l = mse.view(2, -1, k).mean(dim=2)
     return mse_w, mse_l
 
 
 def flow_dpo_loss(model, ref_model, x1_w: torch.Tensor, x1_l: torch.Tensor, class_labels: torch.Tensor,
                   beta: float = DEFAULT_BETA, x0: Noise = None, t: torch.Tensor | None = None,
-                  num_t: int = 1, sft_weight: float = 0.0,
+                  num_t: int = 1, sft_weight: float = 0.0, cfg_scale: float = 1.0,
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Flow-DPO loss for a batch of preference pairs; returns ``(loss, metrics)``.
 
@@ -102,6 +102,10 @@ def flow_dpo_loss(model, ref_model, x1_w: torch.Tensor, x1_l: torch.Tensor, clas
         num_t: time (and, if ``x0`` is None, noise) draws per pair; the per-pair MSEs are averaged over
             them before the sigmoid, which lowers the variance of the logit at ``num_t`` times the cost.
         sft_weight: adds ``sft_weight * mean(e_w)``, the plain CFM loss on winners (same noise and t).
+        cfg_scale: 1 compares conditional velocities; another value compares the classifier-free-guided
+            velocity ``v_u + cfg_scale (v_c - v_u)`` of policy and reference, the field the sampler follows
+            (both branches get gradients; twice the forward cost). Pairs labelled with the null class
+            are unaffected (their guided velocity is the unconditional one).
 
     Metrics (floats): ``loss``, ``loss_dpo``, ``loss_sft``, ``implicit_accuracy`` (share of pairs with
     logit > 0; a tie, logit == 0, counts 0.5, so model == reference gives exactly 0.5),
@@ -121,9 +125,9 @@ def flow_dpo_loss(model, ref_model, x1_w: torch.Tensor, x1_l: torch.Tensor, clas
     tt = _times(t, batch, k, x1_w, generator)
 
     with _no_mha_fastpath():
-        model_w, model_l = pair_mse(model, x1_w, x1_l, labels, x0_w, x0_l, tt, k)
+        model_w, model_l = pair_mse(model, x1_w, x1_l, labels, x0_w, x0_l, tt, k, cfg_scale)
         with torch.no_grad():
-            ref_w, ref_l = pair_mse(ref_model, x1_w, x1_l, labels, x0_w, x0_l, tt, k)
+            ref_w, ref_l = pair_mse(ref_model, x1_w, x1_l, labels, x0_w, x0_l, tt, k, cfg_scale)
 
     chosen = beta * (ref_w - model_w)  # (B,) implicit reward of the winner
     rejected = beta * (ref_l - model_l)

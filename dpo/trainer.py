@@ -134,7 +134,8 @@ def evaluate_pairs(model, ref, data: Dataset, cfg: DPOConfig) -> dict[str, float
     totals: dict[str, float] = {}
     for item in DataLoader(data, batch_size=max(cfg.batch_size, 64)):
         x_w, x_l, y, x0 = _batch(item, cfg.device, model.null_class, 0.0, gen)
-        _, m = flow_dpo_loss(model, ref, x_w, x_l, y, beta=cfg.beta, x0=x0, num_t=cfg.eval_num_t, generator=gen)
+        _, m = flow_dpo_loss(model, ref, x_w, x_l, y, beta=cfg.beta, x0=x0, num_t=cfg.eval_num_t,
+                             cfg_scale=cfg.loss_cfg_scale, generator=gen)
         for k, v in m.items():
             totals[k] = totals.get(k, 0.0) + v * len(y)
     model.train(was)
@@ -261,7 +262,7 @@ def _train_epoch(run: _Run, data: Dataset, logger: RunLogger, bar: tqdm) -> dict
         x_w, x_l, y, x0 = _batch(item, cfg.device, policy.null_class, cfg.class_dropout, gen)
         t = train_times(len(y), cfg.num_t, cfg.t_power, gen)
         loss, m = flow_dpo_loss(policy, run.ref, x_w, x_l, y, beta=cfg.beta, x0=x0, t=t, num_t=cfg.num_t,
-                                sft_weight=cfg.sft_weight, generator=gen)
+                                sft_weight=cfg.sft_weight, cfg_scale=cfg.loss_cfg_scale, generator=gen)
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         m["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))

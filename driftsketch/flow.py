@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import torch
 
+from driftsketch.guidance import GuidedVelocity
 from driftsketch.path import interpolate, sample_time, target_velocity
 
 
 def velocity_mse(model, x1: torch.Tensor, class_labels: torch.Tensor, x0: torch.Tensor | None = None,
-                 t: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-sample mean squared error of the predicted velocity, shape ``(B,)``."""
+                 t: torch.Tensor | None = None, cfg_scale: float = 1.0) -> torch.Tensor:
+    """Per-sample mean squared error of the predicted velocity, shape ``(B,)``.
+
+    ``cfg_scale != 1`` measures the classifier-free-guided velocity ``v_u + w (v_c - v_u)`` (the field
+    the sampler integrates) instead of the conditional one; it costs a second forward pass.
+    """
     z1 = model.encode(x1)
     if x0 is None:
         x0 = torch.randn_like(z1)
     if t is None:
         t = sample_time(z1.shape[0], device=z1.device)
     xt = interpolate(x0, z1, t)
-    pred = model(xt, t, class_labels)
+    pred = model(xt, t, class_labels) if cfg_scale == 1.0 else GuidedVelocity(model, class_labels, cfg_scale)(xt, t)
     return (pred - target_velocity(x0, z1)).pow(2).flatten(1).mean(dim=1)
 
 

@@ -96,6 +96,26 @@ def test_shared_noise_and_several_t(batch):
         flow_dpo_loss(model, ref, x1_w, x1_l[:2], y)
 
 
+def test_guided_velocity_loss_matches_the_sampler_field(batch):
+    """cfg_scale compares v_u + w (v_c - v_u), the field the CFG sampler integrates, and trains both branches."""
+    x1_w, x1_l, y = batch
+    model, ref = tiny_model(0), frozen_copy(tiny_model(1))
+    g = torch.Generator().manual_seed(3)
+    x0, t, w = torch.randn(B, 32, 8, generator=g), torch.rand(B, generator=g), 2.5
+    loss, m = flow_dpo_loss(model, ref, x1_w, x1_l, y, beta=100.0, x0=x0, t=t, cfg_scale=w)
+    with torch.no_grad():
+        z1, null = model.encode(x1_w), torch.full_like(y, model.null_class)
+        xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * z1
+        v = model(xt, t, null) + w * (model(xt, t, y) - model(xt, t, null))
+        expected_w = (v - (z1 - x0)).pow(2).flatten(1).mean(1).mean()
+    assert m["model_mse_w"] == pytest.approx(expected_w.item(), rel=1e-5)
+    assert m["model_mse_w"] != pytest.approx(flow_dpo_loss(model, ref, x1_w, x1_l, y, x0=x0, t=t)[1]["model_mse_w"])
+    loss.backward()
+    assert model.class_emb.weight.grad[model.null_class].abs().sum() > 0  # the unconditional branch learns
+    same, _ = flow_dpo_loss(model, model, x1_w, x1_l, y, beta=5000.0, cfg_scale=w)
+    assert same.item() == pytest.approx(math.log(2), abs=1e-7)
+
+
 def test_gradient_only_reaches_policy(batch):
     model, ref = tiny_model(0), frozen_copy(tiny_model(1))
     loss, _ = flow_dpo_loss(model, ref, *batch)
