@@ -155,7 +155,29 @@ def compare(samples: dict[str, np.ndarray], labels: np.ndarray, hidden: HiddenJu
                 lo, hi = wilson(wins + ties / 2, len(d))
                 row[f"{jname}_win_rate"] = (wins + ties / 2) / len(d)
                 row[f"{jname}_win_ci"] = [lo, hi]
+                if jname == "hidden":  # a model change moves a whole class together: look per class
+                    row["hidden_win_per_class"] = [round(float((d[labels == c] > 0).mean()), 3)
+                                                   for c in np.unique(labels)]
         out[name] = row
+    return out
+
+
+def selection_ceiling(x: np.ndarray, labels: np.ndarray, hidden: HiddenJudge, labelling: LabellingJudge,
+                      ks=(2, 3, 4, 8), trials: int = 4000, seed: int = 0) -> dict[str, float]:
+    """What perfect learning of the labels could buy: the hidden-judge win rate of the best of ``k`` base
+    samples (picked by the noise-free labelling judge) against another base sample of the same class.
+    One round of pairwise labels teaches at most a best-of-2 shift."""
+    hs, ls = hidden.score(x, labels), labelling.score(x, labels)
+    rng, out = np.random.default_rng(seed), {}
+    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    for k in ks:
+        wins = 0.0
+        for _ in range(trials):
+            g = groups[rng.integers(len(groups))]
+            idx = rng.choice(g, k + 1, replace=False)
+            d = hs[idx[:k][np.argmax(ls[idx[:k]])]] - hs[idx[k]]
+            wins += float(d > 0) + 0.5 * float(d == 0)
+        out[f"best_of_{k}"] = round(wins / trials, 3)
     return out
 
 
@@ -212,13 +234,17 @@ def main(argv=None) -> None:
     samples = {"base": base_samples(base, labels, eval_seed, out, args)}
     for name, r in runs.items():
         samples[name] = sample(load_model(r["checkpoint"]), labels, eval_seed, args)[0]
+    (out / args.name).mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / args.name / "eval_samples.npz", labels=labels, **samples)  # for grids and analysis
     result = {"args": vars(args), "pairs": store_info, "runs": runs,
               "compare": compare(samples, labels, hidden, labelling, real, clf),
+              "selection_ceiling": selection_ceiling(samples["base"], labels, hidden, labelling),
               "seconds": round(time.perf_counter() - t0, 1)}
     path = out / args.name / "report.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, default=str))
     print_table(result["compare"])
+    print(f"hidden win rate of perfect best-of-k selection by the labelling judge: {result['selection_ceiling']}")
     print(f"report: {path}")
 
 

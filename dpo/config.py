@@ -1,8 +1,9 @@
 """Typed configuration of Flow-DPO fine-tuning; the defaults live in ``configs/dpo.yaml``."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from driftsketch.augment import AugmentConfig
 from driftsketch.config import CONFIG_DIR, load_config
 
 DEFAULT_DPO_CONFIG = CONFIG_DIR / "dpo.yaml"
@@ -27,6 +28,7 @@ class DPOConfig:
     use_stored_noise: bool = False
     class_dropout: float = 0.2
     loss_cfg_scale: float = 1.0  # 1 = DPO on the conditional velocity; e.g. 2 = on the CFG-guided velocity
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(enabled=False))  # shared by a pair
     t_power: float = 1.0  # training t = u ** t_power, u ~ U(0, 1); < 1 biases toward t = 1 (data end)
     holdout_fraction: float = 0.1
     eval_num_t: int = 16

@@ -26,6 +26,7 @@ from dpo.dataset import PreferenceDataset, unit_hash
 from dpo.loss import flow_dpo_loss
 from dpo.records import PreferenceRecord
 from dpo.store import PreferenceStore
+from driftsketch.augment import AugmentConfig, shared_random_affine
 from driftsketch.checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
 from driftsketch.config import to_dict
 from driftsketch.tracking import RunLogger
@@ -103,8 +104,12 @@ def build_datasets(cfg: DPOConfig, class_names: list[str],
     return train, held
 
 
-def _batch(item: dict, device: str, null_class: int, class_dropout: float, gen: torch.Generator):
-    x_w, x_l = item["winner_beziers"].to(device), item["loser_beziers"].to(device)
+def _batch(item: dict, device: str, null_class: int, class_dropout: float, gen: torch.Generator,
+           augment: AugmentConfig | None = None):
+    x_w, x_l = item["winner_beziers"], item["loser_beziers"]
+    if augment is not None and augment.enabled:  # the same small affine map for winner and loser
+        x_w, x_l = shared_random_affine(x_w, x_l, cfg=augment, generator=gen)
+    x_w, x_l = x_w.to(device), x_l.to(device)
     y = item["class_label"].to(device)
     if class_dropout > 0:  # also tune the unconditional branch that classifier-free guidance mixes in
         drop = torch.rand(y.shape, generator=gen) < class_dropout
@@ -259,7 +264,7 @@ def _train_epoch(run: _Run, data: Dataset, logger: RunLogger, bar: tqdm) -> dict
     n = 0
     policy.train()
     for item in loader:
-        x_w, x_l, y, x0 = _batch(item, cfg.device, policy.null_class, cfg.class_dropout, gen)
+        x_w, x_l, y, x0 = _batch(item, cfg.device, policy.null_class, cfg.class_dropout, gen, cfg.augment)
         t = train_times(len(y), cfg.num_t, cfg.t_power, gen)
         loss, m = flow_dpo_loss(policy, run.ref, x_w, x_l, y, beta=cfg.beta, x0=x0, t=t, num_t=cfg.num_t,
                                 sft_weight=cfg.sft_weight, cfg_scale=cfg.loss_cfg_scale, generator=gen)

@@ -40,3 +40,11 @@ def random_affine(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
     out = torch.einsum("bij,bnj->bni", mat.to(x), pts) + shift.to(x)[:, None]
     peak = out.abs().amax(dim=(1, 2)).clamp(min=1.0)  # shrink any sketch that left the canvas
     return (out / peak[:, None, None]).reshape_as(x)
+
+
+def shared_random_affine(*xs: torch.Tensor, cfg: AugmentConfig,
+                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+    """One random affine map per row, shared by all of ``xs`` (each ``(B, 32, 8)``): e.g. a preference
+    pair stays a pair of the same two drawings, moved together."""
+    joint = random_affine(torch.cat(xs, dim=1), cfg, generator)
+    return tuple(joint.split([x.shape[1] for x in xs], dim=1))
