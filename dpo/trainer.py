@@ -118,14 +118,19 @@ def _batch(item: dict, device: str, null_class: int, class_dropout: float, gen: 
     return x_w, x_l, y, x0
 
 
-def train_times(batch: int, num_t: int, t_power: float, gen: torch.Generator) -> torch.Tensor | None:
-    """Training times ``(batch, num_t)`` = ``u ** t_power`` (``t_power`` < 1 favours late, detail-forming
-    t near the data); ``None`` for ``t_power == 1``, i.e. the loss's own ``U(0, 1)`` draw."""
+def train_times(batch: int, num_t: int, t_power: float, gen: torch.Generator,
+                t_min: float = 0.0) -> torch.Tensor | None:
+    """Training times ``(batch, num_t)`` = ``t_min + (1 - t_min) u ** t_power``; ``None`` for the plain
+    ``U(0, 1)`` (then the loss draws its own). ``t_min > 0`` drops the early times where a pair's two
+    points ``xt`` are both nearly pure noise: there the loss only shifts the class's mean sketch toward
+    the mean winner-minus-loser difference, which over a few dozen pairs is mostly chance."""
     if t_power <= 0:
         raise ValueError(f"t_power must be > 0, got {t_power}")
-    if t_power == 1.0:
+    if not 0.0 <= t_min < 1.0:
+        raise ValueError(f"t_min must lie in [0, 1), got {t_min}")
+    if t_power == 1.0 and t_min == 0.0:
         return None
-    return torch.rand((batch, num_t), generator=gen) ** t_power
+    return t_min + (1.0 - t_min) * torch.rand((batch, num_t), generator=gen) ** t_power
 
 
 @torch.no_grad()
@@ -265,7 +270,7 @@ def _train_epoch(run: _Run, data: Dataset, logger: RunLogger, bar: tqdm) -> dict
     policy.train()
     for item in loader:
         x_w, x_l, y, x0 = _batch(item, cfg.device, policy.null_class, cfg.class_dropout, gen, cfg.augment)
-        t = train_times(len(y), cfg.num_t, cfg.t_power, gen)
+        t = train_times(len(y), cfg.num_t, cfg.t_power, gen, cfg.t_min)
         loss, m = flow_dpo_loss(policy, run.ref, x_w, x_l, y, beta=cfg.beta, x0=x0, t=t, num_t=cfg.num_t,
                                 sft_weight=cfg.sft_weight, cfg_scale=cfg.loss_cfg_scale, generator=gen)
         run.opt.zero_grad(set_to_none=True)

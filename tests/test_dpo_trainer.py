@@ -154,3 +154,7 @@ def test_train_times_bias_toward_one():
     assert abs(float((t > 0.5).float().mean()) - 0.75) < 0.01
     with pytest.raises(ValueError, match="t_power"):
         train_times(4, 1, 0.0, gen)
+    late = train_times(20000, 1, 1.0, gen, t_min=0.6)
+    assert float(late.min()) >= 0.6 and abs(float(late.mean()) - 0.8) < 0.01
+    with pytest.raises(ValueError, match="t_min"):
+        train_times(4, 1, 1.0, gen, t_min=1.0)
