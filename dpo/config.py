@@ -29,6 +29,7 @@ class DPOConfig:
     class_dropout: float = 0.2
     loss_cfg_scale: float = 1.0  # 1 = DPO on the conditional velocity; e.g. 2 = on the CFG-guided velocity
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(enabled=False))  # shared by a pair
+    trainable: list[str] = field(default_factory=list)  # glob patterns of parameters to tune; [] = all
     t_min: float = 0.0  # training t in [t_min, 1]: > 0 skips the noise-dominated start of the path
     t_power: float = 1.0  # training t = u ** t_power, u ~ U(0, 1); < 1 biases toward t = 1 (data end)
     holdout_fraction: float = 0.1

@@ -12,6 +12,7 @@ Leaves ``CHECKPOINT_DIR/model.pt`` (the best epoch by held-out preference accura
 from __future__ import annotations
 
 import copy
+import fnmatch
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -88,7 +89,24 @@ def load_models(cfg: DPOConfig) -> tuple[torch.nn.Module, torch.nn.Module, dict]
                            f"{cfg.base_checkpoint}")
     else:
         ref = copy.deepcopy(policy)
+    select_trainable(policy, cfg.trainable)
     return policy.train(), _frozen(ref), base
+
+
+def select_trainable(model: torch.nn.Module, patterns: list[str]) -> int:
+    """Freeze every parameter whose name matches none of the glob ``patterns`` (empty: train all);
+    returns the number of trainable values. DPOError when a pattern matches nothing."""
+    if not patterns:
+        return sum(p.numel() for p in model.parameters())
+    names = [n for n, _ in model.named_parameters()]
+    for pat in patterns:
+        if not any(fnmatch.fnmatchcase(n, pat) for n in names):
+            raise DPOError(f"trainable: pattern {pat!r} matches no parameter; names look like {names[:6]}")
+    count = 0
+    for name, param in model.named_parameters():
+        param.requires_grad_(any(fnmatch.fnmatchcase(name, pat) for pat in patterns))
+        count += param.numel() if param.requires_grad else 0
+    return count
 
 
 def build_datasets(cfg: DPOConfig, class_names: list[str],
@@ -157,7 +175,7 @@ class _Run:
 
     def __init__(self, cfg: DPOConfig, policy, ref, base: dict):
         self.cfg, self.policy, self.ref, self.base = cfg, policy, ref, base
-        self.opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.epoch, self.step, self.history = 0, 0, []
         self.best: dict = {"epoch": 0, "score": None, "state": None}
         self.bad_epochs = 0

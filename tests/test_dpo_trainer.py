@@ -1,6 +1,7 @@
 """Flow-DPO trainer and CLI on a tiny real model and a real on-disk preference store."""
 from __future__ import annotations
 
+import fnmatch
 import math
 
 import numpy as np
@@ -158,3 +159,15 @@ def test_train_times_bias_toward_one():
     assert float(late.min()) >= 0.6 and abs(float(late.mean()) - 0.8) < 0.01
     with pytest.raises(ValueError, match="t_min"):
         train_times(4, 1, 1.0, gen, t_min=1.0)
+
+
+def test_trainable_patterns_tune_only_the_named_parameters(tmp_path, base_ckpt):
+    store = make_store(tmp_path / "prefs", 20)
+    res = train_dpo(cfg_for(base_ckpt, store, tmp_path / "run", epochs=2, lr=1e-3,
+                            trainable=["blocks.*.ada.*", "final.*"]), progress=False)
+    before, after = load_checkpoint(base_ckpt)["model_state_dict"], load_checkpoint(res.checkpoint_path)["model_state_dict"]
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert "blocks.0.ada.1.weight" in changed and "blocks.0.mlp.0.weight" not in changed
+    assert all(fnmatch.fnmatchcase(k, "blocks.*.ada.*") or k.startswith("final.") for k in changed), changed
+    with pytest.raises(DPOError, match="matches no parameter"):
+        train_dpo(cfg_for(base_ckpt, store, tmp_path / "bad", trainable=["encoder.*"]), progress=False)
