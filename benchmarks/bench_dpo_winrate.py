@@ -35,6 +35,7 @@ from dpo.trainer import train_dpo
 from driftsketch.checkpoint import load_model
 from driftsketch.data import load_dataset
 from driftsketch.evaluation import HiddenJudge, LabellingJudge, SketchClassifier, evaluate_samples, prefer
+from driftsketch.evaluation.judges import prefer_from_scores
 from driftsketch.evaluation.classifier import train_classifier
 from driftsketch.evaluation.settings import load_eval_config
 from driftsketch.sampling import generate_beziers
@@ -181,6 +182,24 @@ def selection_ceiling(x: np.ndarray, labels: np.ndarray, hidden: HiddenJudge, la
     return out
 
 
+def noisy_pick_ceiling(x: np.ndarray, labels: np.ndarray, hidden: HiddenJudge, labelling: LabellingJudge,
+                       args, trials: int = 4000) -> float:
+    """As :func:`selection_ceiling` for k = 2, but picked by the *noisy* simulated annotator of this
+    benchmark (flips, ties resolved at random): what the training labels themselves select."""
+    hs, ls = hidden.score(x, labels), labelling.score(x, labels)
+    rng = np.random.default_rng(args.seed + 1)
+    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    wins = 0.0
+    for _ in range(trials):
+        g = groups[rng.integers(len(groups))]
+        a, b, other = rng.choice(g, 3, replace=False)
+        choice = prefer_from_scores(ls[[a]], ls[[b]], rng, args.label_noise, args.tie_margin, args.tie_rate)[0]
+        pick = a if choice == "a" or (choice == "tie" and rng.random() < 0.5) else b
+        d = hs[pick] - hs[other]
+        wins += float(d > 0) + 0.5 * float(d == 0)
+    return round(wins / trials, 3)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base-checkpoint", required=True)
@@ -238,7 +257,9 @@ def main(argv=None) -> None:
     np.savez_compressed(out / args.name / "eval_samples.npz", labels=labels, **samples)  # for grids and analysis
     result = {"args": vars(args), "pairs": store_info, "runs": runs,
               "compare": compare(samples, labels, hidden, labelling, real, clf),
-              "selection_ceiling": selection_ceiling(samples["base"], labels, hidden, labelling),
+              "selection_ceiling": {**selection_ceiling(samples["base"], labels, hidden, labelling),
+                                    "best_of_2_noisy_labels": noisy_pick_ceiling(samples["base"], labels, hidden,
+                                                                                 labelling, args)},
               "seconds": round(time.perf_counter() - t0, 1)}
     path = out / args.name / "report.json"
     path.parent.mkdir(parents=True, exist_ok=True)
