@@ -81,6 +81,9 @@ def build_store(model, judge: LabellingJudge, store: PreferenceStore, args) -> d
     """Generate and label ``args.pairs`` pairs into ``store`` (skipped when the store already holds them)."""
     if store.session_files():
         return {"reused": True, "records": len(store.records())}
+    if args.group_size > 2:
+        recs = label_groups(model, judge, store, args)
+        return {"reused": False, "records": len(recs), "tasks": len(recs) // (args.group_size - 1)}
     recs = label_pairs(model, judge, store, args.pairs, args.seed, "bench", "p", args)
     return {"reused": False, "records": len(recs), **{c: sum(r.preference == c for r in recs) for c in ("a", "b", "tie")}}
 
@@ -106,6 +109,34 @@ def label_pairs(model, judge: LabellingJudge, store: PreferenceStore, n: int, se
                                      source={"system": "bench_dpo_winrate", "seed": seed, "session": session,
                                              "pair": i}))
     store.append(recs, session=session)
+    return recs
+
+
+def label_groups(model, judge: LabellingJudge, store: PreferenceStore, args) -> list[PreferenceRecord]:
+    """"Pick the best of k" tasks: ``pairs / (k - 1)`` groups of k sketches of one class; the noisy
+    annotator picks the best (a random other one with probability ``label_noise``; skips a task at
+    ``tie_rate``), which yields k - 1 pairs (the pick against each other sketch)."""
+    k, n_cls = args.group_size, len(model.class_names)
+    n_tasks = args.pairs // (k - 1)
+    labels = np.arange(n_tasks) % n_cls
+    draws = [sample(model, labels, args.seed * 10 + 1 + j, args) for j in range(k)]
+    scores = np.stack([judge.score(x, labels) for x, _ in draws], axis=1)  # (tasks, k)
+    rng, recs = np.random.default_rng(args.seed), []
+    for i, y in enumerate(labels):
+        if rng.random() < args.tie_rate:
+            continue
+        best = int(np.argmax(scores[i]))
+        if rng.random() < args.label_noise:
+            best = int(rng.choice([j for j in range(k) if j != best]))
+        paths = [store.save_sample(f"g{i:05d}-{j}", draws[j][0][i], draws[j][1][i]) for j in range(k)]
+        for j in range(k):
+            if j != best:
+                recs.append(PreferenceRecord(
+                    comparison_type="pairwise", class_label=int(y), class_name=model.class_names[y],
+                    beziers_a=paths[best][0], beziers_b=paths[j][0], noise_a=paths[best][1], noise_b=paths[j][1],
+                    preference="a", checkpoint=model.checkpoint_id, annotator=f"bot:{judge.name}-judge",
+                    source={"system": "bench_dpo_winrate", "seed": args.seed, "task": i, "other": j}))
+    store.append(recs, session="bench")
     return recs
 
 
@@ -211,6 +242,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--config", default=str(DEFAULT_DPO_CONFIG))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DPO config override")
     p.add_argument("--pairs", type=int, default=500)
+    p.add_argument("--group-size", type=int, default=2,
+                   help="> 2: 'pick the best of k' tasks, each giving k - 1 pairs (pairs / (k - 1) tasks)")
     p.add_argument("--rounds", type=int, default=1,
                    help="> 1: online loop, pairs / rounds fresh pairs from the newest model per round")
     p.add_argument("--label-noise", type=float, default=0.1)
