@@ -55,19 +55,27 @@ def _asked_proba(classifier: SketchClassifier, beziers: np.ndarray, class_labels
     return probs[np.arange(len(labels)), labels]
 
 
-class LabellingJudge:
+class _ClassifierJudge:
+    """A judge built around one classifier and its weights config (``config_type()`` by default)."""
+
+    name = ""
+    config_type: type = object
+
+    def __init__(self, classifier: SketchClassifier, cfg=None):
+        self.classifier = classifier
+        self.cfg = cfg or self.config_type()
+
+    @classmethod
+    def load(cls, classifier_path: str | Path, cfg=None):
+        """The judge around a classifier file written by ``driftsketch-eval train-classifier``."""
+        return cls(SketchClassifier.load(classifier_path), cfg)
+
+
+class LabellingJudge(_ClassifierJudge):
     """Classifier confidence in the asked class + continuity, minus off-canvas and degenerate strokes."""
 
     name = "labelling"
-
-    def __init__(self, classifier: SketchClassifier, cfg: LabellingJudgeConfig | None = None):
-        self.classifier = classifier
-        self.cfg = cfg or LabellingJudgeConfig()
-
-    @classmethod
-    def load(cls, classifier_path: str | Path, cfg: LabellingJudgeConfig | None = None) -> "LabellingJudge":
-        """The judge around a classifier file written by ``driftsketch-eval train-classifier``."""
-        return cls(SketchClassifier.load(classifier_path), cfg)
+    config_type = LabellingJudgeConfig
 
     def components(self, beziers: np.ndarray, class_labels: np.ndarray) -> dict[str, np.ndarray]:
         """Per-sketch terms ``(N,)``: class_prob, continuity, off_canvas_share, degenerate_share."""
@@ -85,19 +93,11 @@ class LabellingJudge:
                 - w.off_canvas_weight * c["off_canvas_share"] - w.degenerate_weight * c["degenerate_share"])
 
 
-class HiddenJudge:
+class HiddenJudge(_ClassifierJudge):
     """A second classifier's confidence + a pen-stroke-count score (fewer strokes is cleaner)."""
 
     name = "hidden"
-
-    def __init__(self, classifier: SketchClassifier, cfg: HiddenJudgeConfig | None = None):
-        self.classifier = classifier
-        self.cfg = cfg or HiddenJudgeConfig()
-
-    @classmethod
-    def load(cls, classifier_path: str | Path, cfg: HiddenJudgeConfig | None = None) -> "HiddenJudge":
-        """The judge around a classifier file written by ``driftsketch-eval train-classifier``."""
-        return cls(SketchClassifier.load(classifier_path), cfg)
+    config_type = HiddenJudgeConfig
 
     def components(self, beziers: np.ndarray, class_labels: np.ndarray) -> dict[str, np.ndarray]:
         """Per-sketch terms ``(N,)``: class_prob, stroke_count, stroke_score = 1 - (k - 1) / 31."""
