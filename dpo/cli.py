@@ -15,7 +15,7 @@ import sys
 from dpo.config import DEFAULT_DPO_CONFIG, DPOConfig, load_dpo_config
 from dpo.store import StoreError
 from driftsketch.checkpoint import CheckpointError
-from driftsketch.config import ConfigError, flag_overrides
+from driftsketch.config import ConfigError, cli_overrides
 
 # flag -> config key; every default lives in configs/dpo.yaml
 FLAGS = {"base_checkpoint": str, "reference_checkpoint": str, "beta": float, "sft_weight": float, "lr": float,
@@ -37,11 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> DPOConfig:
-    overrides = list(args.set)
-    overrides += flag_overrides(args, FLAGS)
-    if args.no_wandb:
-        overrides.append((["wandb"], False))
-    return load_dpo_config(args.config, overrides)
+    return load_dpo_config(args.config, cli_overrides(args, FLAGS))
 
 
 def main(argv=None) -> int:

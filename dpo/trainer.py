@@ -175,7 +175,8 @@ class _Run:
 
     def __init__(self, cfg: DPOConfig, policy, ref, base: dict):
         self.cfg, self.policy, self.ref, self.base = cfg, policy, ref, base
-        self.opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+        tuned = [p for p in policy.parameters() if p.requires_grad]  # all, unless cfg.trainable narrows it
+        self.opt = torch.optim.AdamW(tuned, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.epoch, self.step, self.history = 0, 0, []
         self.best: dict = {"epoch": 0, "score": None, "state": None}
         self.bad_epochs = 0

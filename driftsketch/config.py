@@ -133,6 +133,15 @@ def flag_overrides(args: Any, names: typing.Iterable[str]) -> list[tuple[list[st
     return [([name], getattr(args, name)) for name in names if getattr(args, name) is not None]
 
 
+def cli_overrides(args: Any, flag_names: typing.Iterable[str]) -> list:
+    """All overrides a training CLI was given: ``--set KEY=VALUE`` first, then the named flags, then
+    ``--no-wandb`` (``args.set``, the flags and ``args.no_wandb`` must exist)."""
+    overrides = list(args.set) + flag_overrides(args, flag_names)
+    if args.no_wandb:
+        overrides.append((["wandb"], False))
+    return overrides
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with errors naming the file."""
     path = Path(path)

@@ -27,7 +27,7 @@ def velocity_mse(model, x1: torch.Tensor, class_labels: torch.Tensor, x0: torch.
     if t is None:
         t = sample_time(z1.shape[0], device=z1.device)
     xt = interpolate(x0, z1, t)
-    pred = model(xt, t, class_labels) if cfg_scale == 1.0 else GuidedVelocity(model, class_labels, cfg_scale)(xt, t)
+    pred = GuidedVelocity(model, class_labels, cfg_scale)(xt, t)  # plain conditional velocity at scale 1
     return (pred - target_velocity(x0, z1)).pow(2).flatten(1).mean(dim=1)
 
 

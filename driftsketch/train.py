@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from driftsketch.augment import random_affine
 from driftsketch.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from driftsketch.config import ConfigError, flag_overrides, to_dict
+from driftsketch.config import ConfigError, cli_overrides, to_dict
 from driftsketch.ema import EMA
 from driftsketch.flow import cfm_loss
 from driftsketch.model import SketchFlowTransformer
@@ -201,12 +201,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    overrides = list(args.set)
-    overrides += flag_overrides(args, ("data", "max_steps", "max_minutes", "max_cpu_minutes", "batch_size", "lr",
-                                       "checkpoint_dir", "seed", "num_threads"))
-    if args.no_wandb:
-        overrides.append((["wandb"], False))
-    return load_train_config(args.config, overrides)
+    flags = ("data", "max_steps", "max_minutes", "max_cpu_minutes", "batch_size", "lr", "checkpoint_dir", "seed",
+             "num_threads")
+    return load_train_config(args.config, cli_overrides(args, flags))
 
 
 def main(argv=None) -> int:
