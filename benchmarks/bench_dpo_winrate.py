@@ -88,6 +88,15 @@ def build_store(model, judge: LabellingJudge, store: PreferenceStore, args) -> d
     return {"reused": False, "records": len(recs), **{c: sum(r.preference == c for r in recs) for c in ("a", "b", "tie")}}
 
 
+def bot_record(model, judge: LabellingJudge, label: int, a: tuple[str, str | None], b: tuple[str, str | None],
+               preference: str, source: dict) -> PreferenceRecord:
+    """A pairwise record of the simulated annotator; ``a`` and ``b`` are (beziers, noise) store paths."""
+    return PreferenceRecord(comparison_type="pairwise", class_label=label, class_name=model.class_names[label],
+                            beziers_a=a[0], beziers_b=b[0], noise_a=a[1], noise_b=b[1], preference=preference,
+                            checkpoint=model.checkpoint_id, annotator=f"bot:{judge.name}-judge",
+                            source={"system": "bench_dpo_winrate", **source})
+
+
 def label_pairs(model, judge: LabellingJudge, store: PreferenceStore, n: int, seed: int, session: str,
                 prefix: str, args) -> list[PreferenceRecord]:
     """``n`` pairs sampled from ``model`` (two samples of one class each), labelled by the noisy
@@ -103,11 +112,8 @@ def label_pairs(model, judge: LabellingJudge, store: PreferenceStore, n: int, se
     for i, (c, y) in enumerate(zip(choices, labels)):
         ra, rna = store.save_sample(f"{prefix}{i:05d}a", a[i], na[i])
         rb, rnb = store.save_sample(f"{prefix}{i:05d}b", b[i], nb[i])
-        recs.append(PreferenceRecord(comparison_type="pairwise", class_label=int(y), class_name=model.class_names[y],
-                                     beziers_a=ra, beziers_b=rb, noise_a=rna, noise_b=rnb, preference=c,
-                                     checkpoint=model.checkpoint_id, annotator=f"bot:{judge.name}-judge",
-                                     source={"system": "bench_dpo_winrate", "seed": seed, "session": session,
-                                             "pair": i}))
+        recs.append(bot_record(model, judge, int(y), (ra, rna), (rb, rnb), c,
+                               {"seed": seed, "session": session, "pair": i}))
     store.append(recs, session=session)
     return recs
 
@@ -131,11 +137,8 @@ def label_groups(model, judge: LabellingJudge, store: PreferenceStore, args) -> 
         paths = [store.save_sample(f"g{i:05d}-{j}", draws[j][0][i], draws[j][1][i]) for j in range(k)]
         for j in range(k):
             if j != best:
-                recs.append(PreferenceRecord(
-                    comparison_type="pairwise", class_label=int(y), class_name=model.class_names[y],
-                    beziers_a=paths[best][0], beziers_b=paths[j][0], noise_a=paths[best][1], noise_b=paths[j][1],
-                    preference="a", checkpoint=model.checkpoint_id, annotator=f"bot:{judge.name}-judge",
-                    source={"system": "bench_dpo_winrate", "seed": args.seed, "task": i, "other": j}))
+                recs.append(bot_record(model, judge, int(y), paths[best], paths[j], "a",
+                                       {"seed": args.seed, "task": i, "other": j}))
     store.append(recs, session="bench")
     return recs
 
@@ -202,7 +205,7 @@ def selection_ceiling(x: np.ndarray, labels: np.ndarray, hidden: HiddenJudge, la
     hs, ls = hidden.score(x, labels), labelling.score(x, labels)
     rng, out = np.random.default_rng(seed), {}
     groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    for k in ks:
+    for k in (k for k in ks if k < min(len(g) for g in groups)):  # k + 1 sketches of one class per trial
         wins = 0.0
         for _ in range(trials):
             g = groups[rng.integers(len(groups))]
