@@ -33,9 +33,14 @@ unset LABEL_STUDIO_URL LABEL_STUDIO_API_KEY  # the demo uses its own local Label
 say() { printf '\n[demo] %s\n' "$*"; }
 
 stop_pid() {  # stop_pid NAME: stop the process recorded in $DEMO/NAME.pid (and its process group)
-  local f=$DEMO/$1.pid
+  local f=$DEMO/$1.pid pid i
   if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then
-    kill -- -"$(cat "$f")" 2>/dev/null || kill "$(cat "$f")"
+    pid=$(cat "$f")
+    kill -- -"$pid" 2>/dev/null || kill "$pid"
+    for i in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    if kill -0 "$pid" 2>/dev/null; then  # a Prefect worker can hang in its SIGINT shutdown
+      kill -9 -- -"$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
+    fi
     echo "stopped $1"
   fi
   rm -f "$f"
