@@ -36,7 +36,7 @@ from driftsketch.checkpoint import load_model
 from driftsketch.data import load_dataset
 from driftsketch.evaluation import HiddenJudge, LabellingJudge, SketchClassifier, evaluate_samples, prefer
 from driftsketch.evaluation.judges import prefer_from_scores
-from driftsketch.evaluation.classifier import train_classifier
+from driftsketch.evaluation.classifier import config_replace, train_classifier
 from driftsketch.evaluation.settings import load_eval_config
 from driftsketch.sampling import generate_beziers
 
@@ -51,11 +51,16 @@ def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return centre - half, centre + half
 
 
-def get_classifier(path: Path, data, hidden: bool) -> SketchClassifier:
+def get_classifier(path: Path, data, kind: str = "labelling") -> SketchClassifier:
+    """The classifier at ``path``, trained on ``data`` and saved there when missing. ``kind``: "labelling"
+    (configs/eval.yaml ``classifier``), "hidden" (``hidden_classifier``) or "reward": a third one for
+    the reward model of ``amplify`` (48 px, seed 2), so that it shares no network with either judge."""
     if path.is_file():
         return SketchClassifier.load(path)
     cfg = load_eval_config()
-    clf = train_classifier(data, cfg.hidden_classifier if hidden else cfg.classifier)
+    ccfg = {"labelling": cfg.classifier, "hidden": cfg.hidden_classifier,
+            "reward": config_replace(cfg.classifier, resolution=48, widths=[16, 32, 64], line_width=1.2, seed=2)}[kind]
+    clf = train_classifier(data, ccfg)
     clf.save(path)
     return clf
 
@@ -239,6 +244,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--base-checkpoint", required=True)
     p.add_argument("--classifier", default="runs/classifier.pt", help="labelling judge + metrics (64 px)")
     p.add_argument("--hidden-classifier", default="runs/classifier_hidden.pt", help="hidden judge's classifier")
+    p.add_argument("--reward-classifier", default="runs/classifier_reward.pt",
+                   help="classifier behind the reward model of amplify (neither judge's)")
     p.add_argument("--data", default="builtin", help="real data for FD/recognizability and classifier training")
     p.add_argument("--out", default="runs/bench_dpo")
     p.add_argument("--name", default="default", help="sub-folder for this DPO setting")
@@ -268,8 +275,10 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     t0, out = time.perf_counter(), Path(args.out)
     real = load_dataset(args.data)
-    clf = get_classifier(Path(args.classifier), real, hidden=False)
-    hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, hidden=True))
+    clf = get_classifier(Path(args.classifier), real)
+    hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, "hidden"))
+    get_classifier(Path(args.reward_classifier), real, "reward")
+    args.set = [f"amplify.reward.classifier={args.reward_classifier}"] + list(args.set)
     labelling = LabellingJudge(clf)
     base = load_model(args.base_checkpoint)
     if args.rounds > 1:  # online: fresh on-policy pairs each round

@@ -2,11 +2,43 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from driftsketch.augment import AugmentConfig
 from driftsketch.config import CONFIG_DIR, load_config
 
 DEFAULT_DPO_CONFIG = CONFIG_DIR / "dpo.yaml"
+
+
+@dataclass
+class RewardConfig:
+    """How the reward model is built (``reward`` in configs/dpo.yaml)."""
+
+    classifier: str = "runs/classifier.pt"  # SketchClassifier behind the class-confidence features
+    continuity_eps: list[float] = field(default_factory=lambda: [0.01, 0.02, 0.04])
+    l2: float = 0.01  # on the standardised weights
+    fit_on: Literal["all", "training"] = "all"  # every stored human pair, or only this run's training pairs
+
+
+@dataclass
+class AmplifyConfig:
+    """``amplify`` in configs/dpo.yaml: whether and how to amplify the human pairs with a reward model."""
+
+    enabled: bool = False
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    groups_per_class: int = 32
+    group_size: int = 8
+    min_heldout_accuracy: float = 0.6  # below it the reward model is not trusted: human pairs only
+    keep_human_pairs: bool = True  # train on the human pairs too
+    num_steps: int = 10  # the generator's sampler defaults (driftsketch/sampling.py)
+    cfg_scale: float = 2.0
+    solver: str = "midpoint"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.group_size < 2 or self.groups_per_class < 1:
+            raise ValueError(f"amplify: need group_size >= 2 and groups_per_class >= 1, got "
+                             f"{self.group_size} and {self.groups_per_class}")
 
 
 @dataclass
@@ -39,6 +71,7 @@ class DPOConfig:
     min_margin: int = 1
     same_checkpoint: bool = False
     max_synthesised: int | None = None
+    amplify: AmplifyConfig = field(default_factory=AmplifyConfig)  # reward-model amplification (dpo/amplify.py)
     shuffle_labels: bool = False  # control run: winner/loser swapped at random (fixed per pair)
     seed: int = 0
     num_threads: int = 0

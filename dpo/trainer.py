@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from tqdm import tqdm
 
+from dpo.amplify import amplify, fit_on_dataset
 from dpo.config import DPOConfig
 from dpo.dataset import PreferenceDataset, unit_hash
 from dpo.loss import flow_dpo_loss
@@ -30,6 +31,7 @@ from dpo.store import PreferenceStore
 from driftsketch.augment import AugmentConfig, shared_random_affine
 from driftsketch.checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
 from driftsketch.config import to_dict
+from driftsketch.evaluation.classifier import SketchClassifier
 from driftsketch.tracking import RunLogger
 
 
@@ -235,18 +237,20 @@ def train_dpo(cfg: DPOConfig, *, records: list[PreferenceRecord] | None = None, 
     torch.manual_seed(cfg.seed)
     policy, ref, base = load_models(cfg)
     train, held = build_datasets(cfg, policy.class_names, records)
-    train_data: Dataset = _Shuffled(train, cfg.seed) if cfg.shuffle_labels else train
-    ds_id = preference_dataset_id(train.records)
     out = Path(cfg.checkpoint_dir)
     out.mkdir(parents=True, exist_ok=True)
+    pairs, summary = train, train.summary()
+    if cfg.amplify.enabled:
+        pairs, summary["amplify"] = amplified_pairs(cfg, ref, train, held, out, progress)
+    train_data: Dataset = _Shuffled(pairs, cfg.seed) if cfg.shuffle_labels else pairs
+    ds_id = preference_dataset_id(train.records)
     run = _Run(cfg, policy, ref, base)
     if resume:
         if not (out / "last.pt").is_file():
             raise CheckpointError(f"--resume: no {out / 'last.pt'} to resume from")
         run.restore(out / "last.pt")
     logger = RunLogger(cfg.wandb, cfg.wandb_project, out, to_dict(cfg), job_type="dpo")
-    summary = train.summary()
-    tqdm.write(f"flow-dpo: {len(train)} training pairs, {len(held)} held out; data: {summary}")
+    tqdm.write(f"flow-dpo: {len(train_data)} training pairs, {len(held)} held out; data: {summary}")
     if run.epoch == 0:
         run.history.append(_epoch_row(0, {}, evaluate_pairs(policy, ref, held, cfg)))
     stopped = _epochs(run, train_data, held, logger, progress, out, ds_id)
@@ -254,6 +258,47 @@ def train_dpo(cfg: DPOConfig, *, records: list[PreferenceRecord] | None = None, 
     logger.finish()
     result.seconds = time.perf_counter() - t_start
     return result
+
+
+def reward_classifier(path: str, class_names: list[str]) -> SketchClassifier:
+    """The classifier behind the reward features; DPOError when missing or trained on other classes."""
+    if not Path(path).is_file():
+        raise DPOError(f"amplify.reward.classifier: no classifier at {path} (train one with driftsketch-eval "
+                       "train-classifier, or --set amplify.enabled=false)")
+    classifier = SketchClassifier.load(path)
+    if classifier.class_names != class_names:
+        raise DPOError(f"amplify.reward.classifier {path} knows classes {classifier.class_names}, the model "
+                       f"{class_names}")
+    return classifier
+
+
+def amplified_pairs(cfg: DPOConfig, ref, train: PreferenceDataset, held: PreferenceDataset, out: Path,
+                    progress: bool) -> tuple[Dataset, dict]:
+    """Reward amplification (dpo/amplify.py): fit a reward model on the human training pairs, check it
+    on the held-out ones, and rank groups of the reference model's samples with it. Returns the training
+    pairs (amplified + this run's human pairs, or the human pairs only when the reward model fails its
+    check) and a summary. ``amplify.reward.fit_on: all`` fits on every pair in the store (same split)."""
+    amp = cfg.amplify
+    classifier = reward_classifier(amp.reward.classifier, ref.class_names)
+    rm_train, rm_held = train, held
+    if amp.reward.fit_on == "all":  # the reward does not depend on the model: every stored human pair helps
+        rm_train, rm_held = build_datasets(cfg, ref.class_names, None)
+    rm = fit_on_dataset(classifier, rm_train, rm_held, amp.reward)
+    rm.save(out / "reward_model.json")
+    info = {"reward_model": str(out / "reward_model.json"), "weights": rm.describe(), **rm.metrics}
+    acc = rm.metrics["heldout_accuracy"]
+    tqdm.write(f"flow-dpo: reward model on {len(rm_train)} human pairs: train accuracy "
+               f"{rm.metrics['train_accuracy']:.3f}, held-out {acc:.3f} on {len(rm_held)} pairs")
+    if not acc >= amp.min_heldout_accuracy:  # NaN (no held-out pairs) fails too
+        tqdm.write(f"flow-dpo: reward model held-out accuracy {acc:.3f} < amplify.min_heldout_accuracy "
+                   f"{amp.min_heldout_accuracy}: training on the human pairs only")
+        return train, {**info, "used": False}
+    store = PreferenceStore(out / "amplified")
+    session = f"amp-{ref.checkpoint_id}-{rm.digest()}-s{amp.seed}"
+    recs = amplify(ref, rm, store, amp, session=session, progress=progress)
+    synthetic = PreferenceDataset(store, ref.class_names, records=recs, use_noise=train.with_noise)
+    parts = [synthetic, train] if amp.keep_human_pairs else [synthetic]
+    return ConcatDataset(parts), {**info, "used": True, "pairs": len(synthetic), "store": str(store.root)}
 
 
 def _epochs(run: _Run, train_data: Dataset, held: Dataset, logger: RunLogger, progress: bool, out: Path,

@@ -11,27 +11,10 @@ from driftsketch.evaluation import (ClassifierConfig, HiddenJudge, LabellingJudg
 from driftsketch.evaluation.cli import main as eval_main
 from driftsketch.evaluation.judges import prefer_from_scores
 from driftsketch.model import ModelConfig, SketchFlowTransformer
-from sketch_factories import polyline_sketch as polyline
+from sketch_factories import scattered, toy_shape as shape
 
 CLASSES = ["circle", "square", "zigzag"]
 TINY = ClassifierConfig(resolution=32, widths=[8, 16, 32], steps=60, batch_size=32, lr=5e-3, holdout_fraction=0.25)
-
-
-def shape(label: int, rng: np.random.Generator) -> np.ndarray:
-    s, (cx, cy) = rng.uniform(0.4, 0.7), rng.uniform(-0.15, 0.15, 2)
-    if label == 0:
-        a = np.linspace(0, 2 * np.pi, 40)
-        return polyline(np.stack([cx + s * np.cos(a), cy + s * np.sin(a)], 1))
-    if label == 1:
-        return polyline([[cx - s, cy - s], [cx + s, cy - s], [cx + s, cy + s], [cx - s, cy + s], [cx - s, cy - s]])
-    xs = np.linspace(cx - s, cx + s, 7)
-    return polyline(np.stack([xs, cy + s * 0.5 * (-1) ** np.arange(7)], 1))
-
-
-def scattered(sketches: np.ndarray) -> np.ndarray:
-    """Each segment moved to its own cell of a 6 x 6 grid 0.3 apart: the same dashes, nothing connects."""
-    grid = np.stack(np.meshgrid(np.arange(6), np.arange(6)), -1).reshape(-1, 2)[:32] * 0.3 - 0.8
-    return (sketches - sketches[:, :, :1] + grid[None, :, None, :]).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,78 @@
+"""Reward amplification: turn a few hundred human pairs into thousands of on-policy training pairs.
+
+    rm = fit_on_dataset(classifier, human_train, RewardConfig(...))
+    records = amplify(model, rm, PreferenceStore("runs/dpo/amplified"), AmplifyConfig(), session="amp")
+
+1. A :class:`~dpo.reward.RewardModel` is fit on the human pairs (Bradley-Terry, a handful of weights).
+2. The model to tune draws ``groups_per_class`` groups of ``group_size`` sketches of every class.
+3. The reward model picks the best of each group; "best vs each other sketch" gives ``group_size - 1``
+   pairs per group, stored as ordinary pairwise records (annotator ``reward-model:<digest>``) in a store
+   of their own, never mixed into the human store.
+
+Why: one round of pairwise labels only shows the learner a "better of two" shift, and Flow-DPO on 500
+such pairs moved the hidden-judge win rate to about 55%. Ranking many fresh samples with a reward model
+fit on the same 500 pairs gives a far stronger and on-policy signal (docs/dpo.md, "Reward amplification").
+"""
+from __future__ import annotations
+
+import numpy as np
+from tqdm import tqdm
+
+from dpo.dataset import PreferenceDataset
+from dpo.records import PreferenceRecord
+from dpo.config import AmplifyConfig, RewardConfig
+from dpo.reward import RewardModel, fit_reward_model
+from dpo.store import PreferenceStore
+from driftsketch.evaluation.classifier import SketchClassifier
+from driftsketch.sampling import generate_beziers
+
+
+def dataset_arrays(data: PreferenceDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(winners, losers) ``(P, 32, 4, 2)`` and class labels ``(P,)`` of a preference dataset."""
+    items = [data[i] for i in range(len(data))]
+    if not items:
+        empty = np.zeros((0, 32, 4, 2), np.float32)
+        return empty, empty, np.zeros(0, np.int64)
+    stack = lambda key: np.stack([it[key].numpy() for it in items]).reshape(-1, 32, 4, 2)  # noqa: E731
+    return stack("winner_beziers"), stack("loser_beziers"), np.array([int(it["class_label"]) for it in items])
+
+
+def fit_on_dataset(classifier: SketchClassifier, train: PreferenceDataset, held: PreferenceDataset,
+                   cfg: RewardConfig) -> RewardModel:
+    """Fit a reward model on ``train``'s pairs; ``metrics['heldout_accuracy']`` on ``held``'s (NaN if none)."""
+    rm = fit_reward_model(classifier, *dataset_arrays(train), cfg)
+    w, l, y = dataset_arrays(held)
+    rm.metrics["heldout_pairs"] = len(y)
+    rm.metrics["heldout_accuracy"] = rm.pair_accuracy(w, l, y) if len(y) else float("nan")
+    return rm
+
+
+def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, session: str,
+            progress: bool = True) -> list[PreferenceRecord]:
+    """Sample groups from ``model``, rank each with ``rm``, append best-vs-rest pairs to ``store``
+    as session ``session`` and return the records. Re-running with the same arguments reuses them."""
+    existing = [r for r in store.records() if r.source.get("session") == session]
+    if existing:
+        return existing
+    n_cls, k = len(model.class_names), cfg.group_size
+    labels = np.repeat(np.arange(n_cls), cfg.groups_per_class)
+    tag = f"reward-model:{rm.digest()}"
+    records: list[PreferenceRecord] = []
+    draws = []
+    for j in tqdm(range(k), desc="amplify: sampling", disable=not progress, mininterval=2.0):
+        draws.append(generate_beziers(model, labels.tolist(), len(labels), num_steps=cfg.num_steps,
+                                      cfg_scale=cfg.cfg_scale, solver=cfg.solver, seed=cfg.seed * 1000 + j))
+    rewards = np.stack([rm.score(x, labels) for x, _ in draws], axis=1)  # (groups, k)
+    for g, y in enumerate(labels):
+        best = int(np.argmax(rewards[g]))
+        paths = [store.save_sample(f"{session}-g{g:05d}-{j}", draws[j][0][g], draws[j][1][g]) for j in range(k)]
+        for j in range(k):
+            if j == best:
+                continue
+            records.append(PreferenceRecord(
+                comparison_type="pairwise", class_label=int(y), class_name=model.class_names[int(y)],
+                beziers_a=paths[best][0], beziers_b=paths[j][0], noise_a=paths[best][1], noise_b=paths[j][1],
+                preference="a", checkpoint=model.checkpoint_id, annotator=tag,
+                source={"system": "reward-amplification", "session": session, "group": g, "other": j}))
+    store.append(records, session=session)
+    return records

@@ -1,0 +1,176 @@
+"""Reward model (Bradley-Terry on sketch features) and reward amplification on a tiny real model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dpo import PreferenceRecord, PreferenceStore
+from dpo.amplify import amplify
+from dpo.config import AmplifyConfig, RewardConfig, load_dpo_config
+from dpo.reward import RewardError, RewardModel, feature_names, fit_bradley_terry, fit_reward_model
+from driftsketch.checkpoint import load_model, save_checkpoint
+from driftsketch.data import SketchData
+from dpo.trainer import DPOError, train_dpo
+from driftsketch.evaluation import ClassifierConfig, SketchClassifier, train_classifier
+from driftsketch.model import ModelConfig, SketchFlowTransformer
+from sketch_factories import scattered, toy_shape
+
+CLASSES = ["circle", "square", "zigzag"]
+TINY = ClassifierConfig(resolution=32, widths=[8, 16, 32], steps=60, batch_size=32, lr=5e-3, holdout_fraction=0.25)
+
+
+def sketches(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    return np.stack([toy_shape(int(c), rng) for c in labels]), labels
+
+
+def half_broken(x: np.ndarray, seed: int) -> np.ndarray:
+    """Every other segment shifted by 0.06: the shape stays, continuity drops to about half."""
+    out = x.copy()
+    out[:, ::2] += np.random.default_rng(seed).uniform(0.05, 0.07, (len(x), 1, 1, 2)).astype(np.float32)
+    return out
+
+
+@pytest.fixture(scope="module")
+def classifier_path(tmp_path_factory):
+    x, y = sketches(240, 0)
+    torch.manual_seed(0)
+    clf = train_classifier(SketchData(x, y, CLASSES, [f"s{i}" for i in range(len(y))], {"source": "test"}), TINY,
+                           progress=False)
+    return clf.save(tmp_path_factory.mktemp("clf") / "classifier.pt")
+
+
+@pytest.fixture(scope="module")
+def rm(classifier_path):
+    x, y = sketches(90, 1)
+    cfg = RewardConfig(classifier=str(classifier_path))
+    return fit_reward_model(SketchClassifier.load(classifier_path), x, half_broken(x, 1), y, cfg)
+
+
+def test_bradley_terry_recovers_the_direction_of_known_weights():
+    rng = np.random.default_rng(0)
+    w_true = np.array([2.0, -1.0, 0.0, 0.5])
+    diff = rng.normal(size=(3000, 4)) * np.array([1.0, 2.0, 0.5, 3.0])
+    y = rng.random(3000) < 1 / (1 + np.exp(-diff @ w_true))
+    diff = np.where(y[:, None], diff, -diff)  # rows are winner minus loser
+    w = fit_bradley_terry(np.c_[diff, np.zeros(len(diff))], l2=1e-4)  # a constant feature gets weight 0
+    assert w[-1] == 0.0
+    cos = w[:4] @ w_true / np.linalg.norm(w[:4]) / np.linalg.norm(w_true)
+    assert cos > 0.99 and abs(w[2]) < 0.1
+
+
+def test_reward_prefers_connected_sketches_on_new_pairs(rm):
+    assert rm.metrics["train_accuracy"] > 0.95
+    x, y = sketches(60, 2)
+    assert rm.pair_accuracy(x, half_broken(x, 2), y) > 0.95
+    assert rm.pair_accuracy(x, scattered(x), y) > 0.95
+    assert rm.describe()["continuity@0.02"] > 0  # it learned what the pairs show: connected is better
+    assert list(rm.describe()) == feature_names(rm.cfg)
+
+
+def test_save_load_round_trip_and_a_changed_classifier_is_refused(rm, classifier_path, tmp_path):
+    path = rm.save(tmp_path / "rm.json")
+    x, y = sketches(12, 3)
+    back = RewardModel.load(path)
+    np.testing.assert_allclose(back.score(x, y), rm.score(x, y))
+    assert back.digest() == rm.digest()
+    blob = json.loads(path.read_text())
+    blob["classifier_sha256"] = "0" * 16
+    path.write_text(json.dumps(blob))
+    with pytest.raises(RewardError, match="has changed"):
+        RewardModel.load(path)
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    with pytest.raises(RewardError, match="bad.json"):
+        RewardModel.load(tmp_path / "bad.json")
+
+
+def test_features_reject_unknown_classes_and_mismatched_labels(rm):
+    x, y = sketches(4, 4)
+    with pytest.raises(RewardError, match="class labels"):
+        rm.score(x, np.array([0, 1, 2, 3]))
+    with pytest.raises(RewardError, match="3 labels for 4"):
+        rm.score(x, y[:3])
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch.manual_seed(0)
+    model = SketchFlowTransformer(ModelConfig(num_classes=3, dim=32, depth=2, heads=2))
+    path = tmp_path_factory.mktemp("gen") / "model.pt"
+    save_checkpoint(path, model, CLASSES, step=1)
+    return load_model(path)
+
+
+def test_amplify_stores_best_of_group_pairs_once(rm, tiny_model, tmp_path):
+    cfg = AmplifyConfig(enabled=True, groups_per_class=3, group_size=4, num_steps=2)
+    store = PreferenceStore(tmp_path / "amp")
+    recs = amplify(tiny_model, rm, store, cfg, session="amp-test", progress=False)
+    assert len(recs) == 3 * 3 * 3 and all(r.preference == "a" for r in recs)
+    assert {r.annotator for r in recs} == {f"reward-model:{rm.digest()}"}
+    by_group: dict[int, list] = {}
+    for r in recs:
+        by_group.setdefault(r.source["group"], []).append(r)
+    for group in by_group.values():
+        winner = store.load_beziers(group[0], "a")[None]
+        losers = np.stack([store.load_beziers(r, "b") for r in group])
+        y = np.full(1, group[0].class_label)
+        assert len({r.beziers_a for r in group}) == 1
+        assert (rm.score(winner, y)[0] >= rm.score(losers, np.repeat(y, len(losers)))).all()
+    again = amplify(tiny_model, rm, store, cfg, session="amp-test", progress=False)
+    assert [r.id for r in again] == [r.id for r in recs] and len(store.records()) == len(recs)
+
+
+def human_store(root, n: int = 60) -> PreferenceStore:
+    """n human pairs: a clean shape beats the same shape with broken joins (winner side alternating)."""
+    store, recs = PreferenceStore(root), []
+    x, y = sketches(n, 5)
+    bad = half_broken(x, 5)
+    for i in range(n):
+        a, b = (x[i], bad[i]) if i % 2 == 0 else (bad[i], x[i])
+        ra, _ = store.save_sample(f"h{i}a", a)
+        rb, _ = store.save_sample(f"h{i}b", b)
+        recs.append(PreferenceRecord(comparison_type="pairwise", class_label=int(y[i]), class_name=CLASSES[y[i]],
+                                     beziers_a=ra, beziers_b=rb, preference="ab"[i % 2], annotator="test",
+                                     source={"i": i}))
+    store.append(recs, session="human")
+    return store
+
+
+def amp_config(model_path, store, out, classifier, **amp):
+    amp = {"enabled": True, "groups_per_class": 2, "group_size": 3, "num_steps": 2, **amp}
+    over = dict(base_checkpoint=str(model_path), preference_dir=str(store.root), checkpoint_dir=str(out),
+                wandb=False, epochs=1, batch_size=16, num_t=1, eval_num_t=2, holdout_fraction=0.25,
+                min_pairs=10, early_stopping_patience=0)
+    over.update({f"amplify.{k}": v for k, v in amp.items()})
+    over["amplify.reward.classifier"] = str(classifier)
+    return load_dpo_config(overrides=[(k.split("."), v) for k, v in over.items()])
+
+
+def test_train_dpo_amplifies_with_a_trusted_reward_model_only(tiny_model, classifier_path, tmp_path):
+    store = human_store(tmp_path / "prefs")
+    res = train_dpo(amp_config(tiny_model.checkpoint_path, store, tmp_path / "run", classifier_path), progress=False)
+    amp = res.data_summary["amplify"]
+    assert amp["used"] and amp["pairs"] == 3 * 2 * 2 and amp["heldout_accuracy"] > 0.9
+    assert (tmp_path / "run" / "reward_model.json").is_file()
+    assert load_model(res.checkpoint_path).class_names == CLASSES
+    assert len(PreferenceStore(tmp_path / "prefs").records()) == 60  # the human store is untouched
+    strict = amp_config(tiny_model.checkpoint_path, store, tmp_path / "run2", classifier_path,
+                        min_heldout_accuracy=1.01)
+    assert not train_dpo(strict, progress=False).data_summary["amplify"]["used"]
+    assert not (tmp_path / "run2" / "amplified").exists()
+
+
+def test_train_dpo_amplify_refuses_a_missing_or_mismatched_classifier(tiny_model, classifier_path, tmp_path):
+    store = human_store(tmp_path / "prefs", n=40)
+    with pytest.raises(DPOError, match="no classifier at"):
+        train_dpo(amp_config(tiny_model.checkpoint_path, store, tmp_path / "r", tmp_path / "none.pt"), progress=False)
+    other = SketchClassifier.load(classifier_path)
+    other.class_names = ["a", "b", "c"]
+    with pytest.raises(DPOError, match="classes"):
+        train_dpo(amp_config(tiny_model.checkpoint_path, store, tmp_path / "r",
+                             other.save(tmp_path / "other.pt")), progress=False)
+    assert not (tmp_path / "r" / "model.pt").exists()
