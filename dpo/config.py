@@ -28,7 +28,7 @@ class AmplifyConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     groups_per_class: int = 32
     group_size: int = 8
-    min_heldout_accuracy: float = 0.6  # below it the reward model is not trusted: human pairs only
+    min_accuracy: float = 0.6  # 5-fold cross-validated pair accuracy below which the reward model is not used
     keep_human_pairs: bool = True  # train on the human pairs too
     num_steps: int = 10  # the generator's sampler defaults (driftsketch/sampling.py)
     cfg_scale: float = 2.0

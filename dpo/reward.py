@@ -160,4 +160,19 @@ def fit_reward_model(classifier: SketchClassifier, winners: np.ndarray, losers: 
     rm = RewardModel(classifier, cfg, weights)
     rm.metrics["train_pairs"] = len(labels)
     rm.metrics["train_accuracy"] = rm.pair_accuracy(winners, losers, labels)
+    rm.metrics["cv_accuracy"] = cross_validated_accuracy(fw - fl, cfg.l2)
     return rm
+
+
+def cross_validated_accuracy(diff: np.ndarray, l2: float, folds: int = 5, seed: int = 0) -> float:
+    """K-fold pair accuracy of :func:`fit_bradley_terry` on winner-minus-loser features (NaN under 2 folds'
+    worth of pairs): what the reward model's accuracy on new pairs from the same annotators will be."""
+    if len(diff) < 2 * folds:
+        return float("nan")
+    fold = np.random.default_rng(seed).permutation(len(diff)) % folds
+    hits = 0.0
+    for k in range(folds):
+        w = fit_bradley_terry(diff[fold != k], l2)
+        z = diff[fold == k] @ w
+        hits += float((z > 0).sum() + 0.5 * (z == 0).sum())
+    return hits / len(diff)

@@ -241,7 +241,7 @@ def train_dpo(cfg: DPOConfig, *, records: list[PreferenceRecord] | None = None, 
     out.mkdir(parents=True, exist_ok=True)
     pairs, summary = train, train.summary()
     if cfg.amplify.enabled:
-        pairs, summary["amplify"] = amplified_pairs(cfg, ref, train, held, out, progress)
+        pairs, held, summary["amplify"] = amplified_pairs(cfg, policy, train, held, out, progress)
     train_data: Dataset = _Shuffled(pairs, cfg.seed) if cfg.shuffle_labels else pairs
     ds_id = preference_dataset_id(train.records)
     run = _Run(cfg, policy, ref, base)
@@ -272,33 +272,36 @@ def reward_classifier(path: str, class_names: list[str]) -> SketchClassifier:
     return classifier
 
 
-def amplified_pairs(cfg: DPOConfig, ref, train: PreferenceDataset, held: PreferenceDataset, out: Path,
-                    progress: bool) -> tuple[Dataset, dict]:
-    """Reward amplification (dpo/amplify.py): fit a reward model on the human training pairs, check it
-    on the held-out ones, and rank groups of the reference model's samples with it. Returns the training
+def amplified_pairs(cfg: DPOConfig, model, train: PreferenceDataset, held: PreferenceDataset, out: Path,
+                    progress: bool) -> tuple[Dataset, PreferenceDataset, dict]:
+    """Reward amplification (dpo/amplify.py): fit a reward model on the human training pairs, check its
+    cross-validated accuracy, and rank groups of ``model``'s samples with it (the policy before tuning). Returns the training
     pairs (amplified + this run's human pairs, or the human pairs only when the reward model fails its
-    check) and a summary. ``amplify.reward.fit_on: all`` fits on every pair in the store (same split)."""
+    check), the held-out pairs for early stopping (a split of the amplified pairs: a few dozen noisy human
+    pairs picked the first epoch in docs/dpo.md run amp_def) and a summary. ``amplify.reward.fit_on: all`` fits on every pair in the store (same split)."""
     amp = cfg.amplify
-    classifier = reward_classifier(amp.reward.classifier, ref.class_names)
+    classifier = reward_classifier(amp.reward.classifier, model.class_names)
     rm_train, rm_held = train, held
     if amp.reward.fit_on == "all":  # the reward does not depend on the model: every stored human pair helps
-        rm_train, rm_held = build_datasets(cfg, ref.class_names, None)
+        rm_train, rm_held = build_datasets(cfg, model.class_names, None)
     rm = fit_on_dataset(classifier, rm_train, rm_held, amp.reward)
     rm.save(out / "reward_model.json")
     info = {"reward_model": str(out / "reward_model.json"), "weights": rm.describe(), **rm.metrics}
-    acc = rm.metrics["heldout_accuracy"]
-    tqdm.write(f"flow-dpo: reward model on {len(rm_train)} human pairs: train accuracy "
-               f"{rm.metrics['train_accuracy']:.3f}, held-out {acc:.3f} on {len(rm_held)} pairs")
-    if not acc >= amp.min_heldout_accuracy:  # NaN (no held-out pairs) fails too
-        tqdm.write(f"flow-dpo: reward model held-out accuracy {acc:.3f} < amplify.min_heldout_accuracy "
-                   f"{amp.min_heldout_accuracy}: training on the human pairs only")
-        return train, {**info, "used": False}
+    acc = rm.metrics["cv_accuracy"]
+    tqdm.write(f"flow-dpo: reward model on {len(rm_train)} human pairs: cross-validated accuracy {acc:.3f}, "
+               f"held-out {rm.metrics['heldout_accuracy']:.3f} on {len(rm_held)} pairs; weights {rm.describe()}")
+    if not acc >= amp.min_accuracy:  # NaN (too few pairs) fails too
+        tqdm.write(f"flow-dpo: reward model accuracy {acc:.3f} < amplify.min_accuracy {amp.min_accuracy}: "
+                   "training on the human pairs only")
+        return train, held, {**info, "used": False}
     store = PreferenceStore(out / "amplified")
-    session = f"amp-{ref.checkpoint_id}-{rm.digest()}-s{amp.seed}"
-    recs = amplify(ref, rm, store, amp, session=session, progress=progress)
-    synthetic = PreferenceDataset(store, ref.class_names, records=recs, use_noise=train.with_noise)
-    parts = [synthetic, train] if amp.keep_human_pairs else [synthetic]
-    return ConcatDataset(parts), {**info, "used": True, "pairs": len(synthetic), "store": str(store.root)}
+    session = f"amp-{model.checkpoint_id}-{rm.digest()}-s{amp.seed}"
+    recs = amplify(model, rm, store, amp, session=session, progress=progress)
+    synthetic = PreferenceDataset(store, model.class_names, records=recs, use_noise=train.with_noise)
+    syn_train, syn_held = synthetic.split(cfg.holdout_fraction, seed=cfg.seed)
+    parts = [syn_train, train] if amp.keep_human_pairs else [syn_train]
+    info.update(used=True, pairs=len(synthetic), heldout_amplified=len(syn_held), store=str(store.root))
+    return ConcatDataset(parts), syn_held, info
 
 
 def _epochs(run: _Run, train_data: Dataset, held: Dataset, logger: RunLogger, progress: bool, out: Path,

@@ -78,7 +78,9 @@ def train_and_decide(params: RoundParams, record_ids: list[str], classifier: str
     """Fine-tune on ``record_ids``, evaluate candidate vs current, apply the gate. Returns summary fields."""
     rnd = md.start_round(params.registry_dir, record_ids, params.dpo.reference)
     model_id = f"r{rnd['index']:03d}-{rnd['id'][:10]}"
-    overrides = [*params.dpo.overrides, *([] if params.wandb else ["wandb=false"])]
+    # the reward model of amplification reads the round's metrics classifier unless the overrides name another
+    overrides = [f"amplify.reward.classifier={classifier}", *params.dpo.overrides,
+                 *([] if params.wandb else ["wandb=false"])]
     with timer("train"):
         candidate = finetune_round(params.registry_dir, params.preference_dir, rnd["id"], model_id,
                                    params.dpo.config, overrides, f"{params.work_dir}/rounds/{rnd['id']}/dpo")

@@ -10,7 +10,7 @@ import torch
 from dpo import PreferenceRecord, PreferenceStore
 from dpo.amplify import amplify
 from dpo.config import AmplifyConfig, RewardConfig, load_dpo_config
-from dpo.reward import RewardError, RewardModel, feature_names, fit_bradley_terry, fit_reward_model
+from dpo.reward import RewardError, RewardModel, feature_names, cross_validated_accuracy, fit_bradley_terry, fit_reward_model
 from driftsketch.checkpoint import load_model, save_checkpoint
 from driftsketch.data import SketchData
 from dpo.trainer import DPOError, train_dpo
@@ -61,10 +61,12 @@ def test_bradley_terry_recovers_the_direction_of_known_weights():
     assert w[-1] == 0.0
     cos = w[:4] @ w_true / np.linalg.norm(w[:4]) / np.linalg.norm(w_true)
     assert cos > 0.99 and abs(w[2]) < 0.1
+    assert 0.75 < cross_validated_accuracy(diff[:300], l2=1e-4) < 1.0  # informative features, noisy labels
+    assert abs(cross_validated_accuracy(rng.normal(size=(300, 4)), l2=1e-2) - 0.5) < 0.1  # pure noise
 
 
 def test_reward_prefers_connected_sketches_on_new_pairs(rm):
-    assert rm.metrics["train_accuracy"] > 0.95
+    assert rm.metrics["train_accuracy"] > 0.95 and rm.metrics["cv_accuracy"] > 0.9
     x, y = sketches(60, 2)
     assert rm.pair_accuracy(x, half_broken(x, 2), y) > 0.95
     assert rm.pair_accuracy(x, scattered(x), y) > 0.95
@@ -159,7 +161,7 @@ def test_train_dpo_amplifies_with_a_trusted_reward_model_only(tiny_model, classi
     assert load_model(res.checkpoint_path).class_names == CLASSES
     assert len(PreferenceStore(tmp_path / "prefs").records()) == 60  # the human store is untouched
     strict = amp_config(tiny_model.checkpoint_path, store, tmp_path / "run2", classifier_path,
-                        min_heldout_accuracy=1.01)
+                        min_accuracy=1.01)
     assert not train_dpo(strict, progress=False).data_summary["amplify"]["used"]
     assert not (tmp_path / "run2" / "amplified").exists()
 
