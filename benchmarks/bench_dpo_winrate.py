@@ -14,8 +14,11 @@
 4. base, DPO and control sample from the same *new* noise; the *hidden* judge (another classifier,
    stroke count instead of continuity) compares each with the base: win rate with a 95% Wilson interval;
    recognizability, Frechet distance and continuity from ``evaluate_samples``.
-Classifiers missing at the given paths are trained on ``--data`` and saved there. Writes
-``OUT/NAME/report.json``.
+Classifiers missing at the given paths are trained on ``--data`` and saved there (a third one,
+``--reward-classifier``, is behind the reward model of ``--set amplify.enabled=true``, so that the reward
+shares no network with either judge). Writes ``OUT/NAME/report.json``, which also holds the selection
+ceilings: the hidden-judge win rate of best-of-k picks (by the labelling judge, by the simulated
+annotator, and by the run's reward model when it amplified), i.e. of best-of-k sampling.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import torch
 
 from dpo.config import DEFAULT_DPO_CONFIG, load_dpo_config
 from dpo.records import PreferenceRecord
+from dpo.reward import RewardModel
 from dpo.store import PreferenceStore
 from dpo.trainer import train_dpo
 from driftsketch.checkpoint import load_model
@@ -202,12 +206,12 @@ def compare(samples: dict[str, np.ndarray], labels: np.ndarray, hidden: HiddenJu
     return out
 
 
-def selection_ceiling(x: np.ndarray, labels: np.ndarray, hidden: HiddenJudge, labelling: LabellingJudge,
-                      ks=(2, 3, 4, 8), trials: int = 4000, seed: int = 0) -> dict[str, float]:
-    """What perfect learning of the labels could buy: the hidden-judge win rate of the best of ``k`` base
-    samples (picked by the noise-free labelling judge) against another base sample of the same class.
-    One round of pairwise labels teaches at most a best-of-2 shift."""
-    hs, ls = hidden.score(x, labels), labelling.score(x, labels)
+def selection_ceiling(hidden_scores: np.ndarray, pick_scores: np.ndarray, labels: np.ndarray,
+                      ks=(2, 3, 4, 8, 16), trials: int = 4000, seed: int = 0) -> dict[str, float]:
+    """What perfect learning of a picker could buy: the hidden-judge win rate of the best of ``k`` base
+    samples (highest ``pick_scores``: the noise-free labelling judge, or a reward model) against another
+    base sample of the same class. One round of pairwise labels teaches at most a best-of-2 shift; the
+    same numbers are what best-of-k *sampling* with that picker gives."""
     rng, out = np.random.default_rng(seed), {}
     groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
     for k in (k for k in ks if k < min(len(g) for g in groups)):  # k + 1 sketches of one class per trial
@@ -215,9 +219,24 @@ def selection_ceiling(x: np.ndarray, labels: np.ndarray, hidden: HiddenJudge, la
         for _ in range(trials):
             g = groups[rng.integers(len(groups))]
             idx = rng.choice(g, k + 1, replace=False)
-            d = hs[idx[:k][np.argmax(ls[idx[:k]])]] - hs[idx[k]]
+            d = hidden_scores[idx[:k][np.argmax(pick_scores[idx[:k]])]] - hidden_scores[idx[k]]
             wins += float(d > 0) + 0.5 * float(d == 0)
         out[f"best_of_{k}"] = round(wins / trials, 3)
+    return out
+
+
+def ceilings(x: np.ndarray, labels: np.ndarray, hidden: HiddenJudge, labelling: LabellingJudge, runs: dict,
+             args) -> dict:
+    """Selection ceilings of the labelling judge, the simulated annotator and (when a run amplified)
+    its reward model, all on the base's evaluation sketches ``x``."""
+    hs = hidden.score(x, labels)
+    out = {**selection_ceiling(hs, labelling.score(x, labels), labels),
+           "best_of_2_noisy_labels": noisy_pick_ceiling(x, labels, hidden, labelling, args)}
+    last = (runs["dpo"].get("rounds") or [runs["dpo"]])[-1]  # online: the last round's reward model
+    amp = last.get("data", {}).get("amplify")
+    if amp:
+        rm = RewardModel.load(amp["reward_model"])
+        out["reward_model"] = selection_ceiling(hs, rm.score(x, labels), labels)
     return out
 
 
@@ -302,9 +321,7 @@ def main(argv=None) -> None:
     np.savez_compressed(out / args.name / "eval_samples.npz", labels=labels, **samples)  # for grids and analysis
     result = {"args": vars(args), "pairs": store_info, "runs": runs,
               "compare": compare(samples, labels, hidden, labelling, real, clf),
-              "selection_ceiling": {**selection_ceiling(samples["base"], labels, hidden, labelling),
-                                    "best_of_2_noisy_labels": noisy_pick_ceiling(samples["base"], labels, hidden,
-                                                                                 labelling, args)},
+              "selection_ceiling": ceilings(samples["base"], labels, hidden, labelling, runs, args),
               "seconds": round(time.perf_counter() - t0, 1)}
     path = out / args.name / "report.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,26 @@ def fit_on_dataset(classifier: SketchClassifier, train: PreferenceDataset, held:
     return rm
 
 
+def sample_groups(model, labels: np.ndarray, k: int, cfg: AmplifyConfig,
+                  progress: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``k`` independent draws ``(beziers, noise)`` for every label, with ``cfg``'s sampler and seeds."""
+    return [generate_beziers(model, labels.tolist(), len(labels), num_steps=cfg.num_steps, cfg_scale=cfg.cfg_scale,
+                             solver=cfg.solver, seed=cfg.seed * 1000 + j)
+            for j in tqdm(range(k), desc="sampling groups", disable=not progress, mininterval=2.0)]
+
+
+def best_of_n(model, rm: RewardModel, labels: np.ndarray, n: int, cfg: AmplifyConfig | None = None,
+              progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Best-of-n sampling: for each of ``labels`` draw ``n`` sketches and keep the one ``rm`` ranks
+    highest. Returns ``(beziers (N, 32, 4, 2), reward (N,))``; costs ``n`` times plain sampling."""
+    labels = np.asarray(labels, dtype=np.int64)
+    draws = sample_groups(model, labels, n, cfg or AmplifyConfig(), progress)
+    rewards = np.stack([rm.score(x, labels) for x, _ in draws], axis=1)
+    pick = rewards.argmax(axis=1)
+    beziers = np.stack([x for x, _ in draws], axis=1)[np.arange(len(labels)), pick]
+    return beziers, rewards[np.arange(len(labels)), pick]
+
+
 def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, session: str,
             progress: bool = True) -> list[PreferenceRecord]:
     """Sample groups from ``model``, rank each with ``rm``, append best-vs-rest pairs to ``store``
@@ -58,10 +78,7 @@ def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, 
     labels = np.repeat(np.arange(n_cls), cfg.groups_per_class)
     tag = f"reward-model:{rm.digest()}"
     records: list[PreferenceRecord] = []
-    draws = []
-    for j in tqdm(range(k), desc="amplify: sampling", disable=not progress, mininterval=2.0):
-        draws.append(generate_beziers(model, labels.tolist(), len(labels), num_steps=cfg.num_steps,
-                                      cfg_scale=cfg.cfg_scale, solver=cfg.solver, seed=cfg.seed * 1000 + j))
+    draws = sample_groups(model, labels, k, cfg, progress)
     rewards = np.stack([rm.score(x, labels) for x, _ in draws], axis=1)  # (groups, k)
     for g, y in enumerate(labels):
         best = int(np.argmax(rewards[g]))

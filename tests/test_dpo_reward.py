@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dpo import PreferenceRecord, PreferenceStore
-from dpo.amplify import amplify
+from dpo.amplify import amplify, best_of_n
 from dpo.config import AmplifyConfig, RewardConfig, load_dpo_config
 from dpo.reward import RewardError, RewardModel, feature_names, cross_validated_accuracy, fit_bradley_terry, fit_reward_model
 from driftsketch.checkpoint import load_model, save_checkpoint
@@ -176,3 +176,13 @@ def test_train_dpo_amplify_refuses_a_missing_or_mismatched_classifier(tiny_model
         train_dpo(amp_config(tiny_model.checkpoint_path, store, tmp_path / "r",
                              other.save(tmp_path / "other.pt")), progress=False)
     assert not (tmp_path / "r" / "model.pt").exists()
+
+
+def test_best_of_n_keeps_the_highest_reward_of_n_draws(rm, tiny_model):
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    cfg = AmplifyConfig(num_steps=2)
+    one, r1 = best_of_n(tiny_model, rm, labels, 1, cfg)
+    four, r4 = best_of_n(tiny_model, rm, labels, 4, cfg)
+    assert four.shape == (6, 32, 4, 2) and (r4 >= r1).all()  # draw 0 of four is the n = 1 draw
+    np.testing.assert_allclose(rm.score(four, labels), r4)
+    np.testing.assert_allclose(rm.score(one, labels), r1)
