@@ -168,6 +168,19 @@ def online_rounds(args, judge: LabellingJudge, out: Path, shuffle: bool) -> dict
     return {"checkpoint": current, "rounds": rounds}
 
 
+def repeated_runs(args, prefs: Path, out: Path, shuffle: bool) -> dict:
+    """``--repeat`` Flow-DPO runs on the same stored pairs, each from (and referenced to) the previous
+    run's checkpoint; with ``amplify`` on, each one ranks fresh samples of the newest model. One run is
+    the plain offline benchmark."""
+    if args.repeat <= 1:
+        return train(args, prefs, out / "dpo", shuffle)
+    current, rounds = args.base_checkpoint, []
+    for r in range(args.repeat):
+        rounds.append(train(args, prefs, out / f"dpo_r{r}", shuffle, base=current))
+        current = rounds[-1]["checkpoint"]
+    return {"checkpoint": current, "best_epoch": rounds[-1]["best_epoch"], "rounds": rounds}
+
+
 def train(args, prefs: Path, run_dir: Path, shuffle: bool, epochs: int | None = None,
           base: str | None = None, records: list[PreferenceRecord] | None = None) -> dict:
     """One Flow-DPO run; ``epochs`` fixes the epoch count with no early stopping (the control run
@@ -275,6 +288,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="> 2: 'pick the best of k' tasks, each giving k - 1 pairs (pairs / (k - 1) tasks)")
     p.add_argument("--rounds", type=int, default=1,
                    help="> 1: online loop, pairs / rounds fresh pairs from the newest model per round")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="> 1 (offline): that many runs on the same pairs, each from the previous checkpoint")
     p.add_argument("--label-noise", type=float, default=0.1)
     p.add_argument("--tie-margin", type=float, default=0.02)
     p.add_argument("--tie-rate", type=float, default=0.05)
@@ -308,7 +323,7 @@ def main(argv=None) -> None:
     else:
         store_info = build_store(base, labelling, PreferenceStore(out / "prefs"), args)
         print(f"pairs: {store_info}")
-        runs = {"dpo": train(args, out / "prefs", out / args.name / "dpo", shuffle=False)}
+        runs = {"dpo": repeated_runs(args, out / "prefs", out / args.name, shuffle=False)}
     if args.rounds <= 1 and not args.no_control:
         runs["control"] = train(args, out / "prefs", out / args.name / "control", shuffle=True,
                                 epochs=max(1, runs["dpo"]["best_epoch"]))
