@@ -7,6 +7,7 @@ changes nothing.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from driftsketch.registry import Registry
 from flows.params import load_round_params
 
 QUEUE = 16
-DPO = "[epochs=2,batch_size=8,min_pairs=5,num_t=1,eval_num_t=2,holdout_fraction=0.4,num_threads=1,wandb=false]"
+DPO = ("[epochs=2,batch_size=8,min_pairs=5,num_t=1,eval_num_t=2,holdout_fraction=0.4,num_threads=1,wandb=false,"
+       "amplify.enabled=true,amplify.groups_per_class=1,amplify.group_size=2,amplify.num_steps=2]")
 
 
 def _params(tmp_path, base: str, title: str):
@@ -69,6 +71,8 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     assert reg.get(first).num_preferences == QUEUE
     assert r1["pushed"] == QUEUE  # the queue refilled from the new model
     assert r1["retired"] == QUEUE  # the base's unanswered rating tasks (the bot answers pairwise only)
+    reward = json.loads((Path(params.work_dir) / "rounds" / r1["round_id"] / "dpo" / "reward_model.json").read_text())
+    assert Path(reward["classifier"]).parent == Path(params.work_dir) / "classifiers"  # the flow's own classifier
     assert _bot(labelstudio, params, limit=12) == 12  # 4 tasks of `first` stay open (no ties: tie_margin 0)
 
     r2 = online_dpo(params)
