@@ -245,7 +245,8 @@ def ceilings(x: np.ndarray, labels: np.ndarray, hidden: HiddenJudge, labelling: 
     hs = hidden.score(x, labels)
     out = {**selection_ceiling(hs, labelling.score(x, labels), labels),
            "best_of_2_noisy_labels": noisy_pick_ceiling(x, labels, hidden, labelling, args)}
-    last = (runs["dpo"].get("rounds") or [runs["dpo"]])[-1]  # online: the last round's reward model
+    run = runs.get("dpo") or next(iter(runs.values()))
+    last = (run.get("rounds") or [run])[-1]  # online: the last round's reward model
     amp = last.get("data", {}).get("amplify")
     if amp:
         rm = RewardModel.load(amp["reward_model"])
@@ -298,6 +299,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cfg-scale", type=float, default=2.0)
     p.add_argument("--solver", default="midpoint")
     p.add_argument("--no-control", action="store_true", help="skip the shuffled-label control run")
+    p.add_argument("--control-only", action="store_true", help="with --rounds > 1: only the control run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
@@ -317,7 +319,7 @@ def main(argv=None) -> None:
     base = load_model(args.base_checkpoint)
     if args.rounds > 1:  # online: fresh on-policy pairs each round
         store_info = {"rounds": args.rounds, "pairs_per_round": args.pairs // args.rounds}
-        runs = {"dpo": online_rounds(args, labelling, out / args.name, shuffle=False)}
+        runs = {} if args.control_only else {"dpo": online_rounds(args, labelling, out / args.name, shuffle=False)}
         if not args.no_control:
             runs["control"] = online_rounds(args, labelling, out / args.name, shuffle=True)
     else:

@@ -26,7 +26,7 @@ class AmplifyConfig:
 
     enabled: bool = False
     reward: RewardConfig = field(default_factory=RewardConfig)
-    groups_per_class: int = 32
+    groups_per_class: int = 16
     group_size: int = 8
     min_accuracy: float = 0.6  # 5-fold cross-validated pair accuracy below which the reward model is not used
     keep_human_pairs: bool = True  # train on the human pairs too
