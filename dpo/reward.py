@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ import torch
 
 from dpo.config import RewardConfig
 from driftsketch.evaluation.classifier import SketchClassifier
+from driftsketch.fileio import atomic_write_text
 from driftsketch.evaluation.metrics import continuity_per_sketch, vector_stats_per_sketch
 
 FORMAT = "driftsketch-reward-v1"
@@ -83,7 +82,8 @@ class RewardModel:
 
     def digest(self) -> str:
         """Short id of the fitted model (features, weights and classifier file)."""
-        text = json.dumps([feature_names(self.cfg), self.weights.round(10).tolist(), _digest_or_none(self.cfg.classifier)])
+        parts = [feature_names(self.cfg), self.weights.round(10).tolist(), _digest_or_none(self.cfg.classifier)]
+        text = json.dumps(parts)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def describe(self) -> dict[str, float]:
@@ -92,16 +92,10 @@ class RewardModel:
 
     def save(self, path: str | Path) -> Path:
         """Write the model as JSON (atomic: tmp file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         blob = {"format": FORMAT, "classifier": self.cfg.classifier, "continuity_eps": self.cfg.continuity_eps,
                 "l2": self.cfg.l2, "classifier_sha256": _digest_or_none(self.cfg.classifier),
                 "features": feature_names(self.cfg), "weights": self.weights.tolist(), "metrics": self.metrics}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(blob, f, indent=2)
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, json.dumps(blob, indent=2))
 
     @classmethod
     def load(cls, path: str | Path, classifier: SketchClassifier | None = None) -> "RewardModel":

@@ -21,7 +21,6 @@ import contextlib
 import io
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Iterator, Literal
 import numpy as np
 from pydantic import ValidationError
 
+from driftsketch.fileio import atomic_write_bytes, fsync_dir
 from driftsketch.sketch import FLAT_SHAPE, SketchError, validate_sketch
 from dpo.records import PreferenceRecord, check_safe_name
 
@@ -55,31 +55,6 @@ class ReadResult:
 
     records: list[PreferenceRecord] = field(default_factory=list)
     issues: list[str] = field(default_factory=list)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -137,7 +112,7 @@ class PreferenceStore:
             if old.shape == arr.shape and np.array_equal(old, arr):
                 return
             raise StoreError(f"{path}: already exists with different content; use a new sample id")
-        _atomic_write_bytes(path, _npy_bytes(arr))
+        atomic_write_bytes(path, _npy_bytes(arr))
 
     def _resolve(self, rel: str | None, record_id: str, field_name: str) -> Path:
         if rel is None:
@@ -272,7 +247,7 @@ def _append_bytes(path: Path, payload: bytes) -> None:
     finally:
         os.close(fd)
     if new:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def _read_session(path: Path) -> tuple[list[PreferenceRecord], list[str]]:

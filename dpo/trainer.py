@@ -274,11 +274,14 @@ def reward_classifier(path: str, class_names: list[str]) -> SketchClassifier:
 
 def amplified_pairs(cfg: DPOConfig, model, train: PreferenceDataset, held: PreferenceDataset, out: Path,
                     progress: bool) -> tuple[Dataset, PreferenceDataset, dict]:
-    """Reward amplification (dpo/amplify.py): fit a reward model on the human training pairs, check its
-    cross-validated accuracy, and rank groups of ``model``'s samples with it (the policy before tuning). Returns the training
-    pairs (amplified + this run's human pairs, or the human pairs only when the reward model fails its
-    check), the held-out pairs for early stopping (a split of the amplified pairs: a few dozen noisy human
-    pairs picked the first epoch in docs/dpo.md run amp_def) and a summary. ``amplify.reward.fit_on: all`` fits on every pair in the store (same split)."""
+    """Reward amplification (dpo/amplify.py): fit a reward model on the human pairs, check its
+    cross-validated accuracy, and rank groups of ``model``'s samples (the policy before tuning) with it.
+
+    Returns the training pairs (amplified + this run's human pairs, or the human pairs alone when the
+    reward model fails its check), the held-out pairs for early stopping (a split of the amplified pairs;
+    a few dozen noisy human pairs picked epoch 1 in docs/dpo.md run amp_def) and a summary.
+    ``amplify.reward.fit_on: all`` fits on every human pair in the store, split the same way.
+    """
     amp = cfg.amplify
     classifier = reward_classifier(amp.reward.classifier, model.class_names)
     rm_train, rm_held = train, held

@@ -32,6 +32,8 @@ from typing import Any, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from driftsketch.fileio import atomic_write_text
+
 REGISTRY_FILE = "registry.json"
 CHECKPOINT_DIR = "checkpoints"
 
@@ -103,15 +105,6 @@ def round_id_for(parent: str, record_ids: list[str] | set[str], reference: str |
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _atomic_copy(src: Path, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     shutil.copyfile(src, tmp)
@@ -180,7 +173,7 @@ class Registry:
                 yield state
                 after = state.model_dump_json(indent=2)
                 if json.loads(after) != json.loads(before):
-                    _atomic_write_text(self.file, after + "\n")
+                    atomic_write_text(self.file, after + "\n")
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 

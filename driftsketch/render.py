@@ -11,12 +11,12 @@ pen stroke meet without visible seams); the canvas is white.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from driftsketch.fileio import atomic_write_bytes
 from driftsketch.sketch import CANVAS_SIZE, validate_sketch
 
 DEFAULT_STROKE_WIDTH = 4.0  # pixels on the 512-pixel canvas; scaled with ``size``
@@ -24,19 +24,6 @@ DEFAULT_STROKE_WIDTH = 4.0  # pixels on the 512-pixel canvas; scaled with ``size
 
 def _stroke_width(size: int, stroke_width: float | None) -> float:
     return DEFAULT_STROKE_WIDTH * size / CANVAS_SIZE if stroke_width is None else float(stroke_width)
-
-
-def _atomic_write(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def sketch_to_svg(beziers: np.ndarray, size: int = CANVAS_SIZE, stroke_width: float | None = None,
@@ -61,7 +48,7 @@ def sketch_to_svg(beziers: np.ndarray, size: int = CANVAS_SIZE, stroke_width: fl
 def write_svg(beziers: np.ndarray, path: str | Path, size: int = CANVAS_SIZE,
               stroke_width: float | None = None) -> Path:
     """Write the SVG of one sketch atomically; returns the path."""
-    _atomic_write(path, sketch_to_svg(beziers, size, stroke_width).encode())
+    atomic_write_bytes(path, sketch_to_svg(beziers, size, stroke_width).encode(), durable=False)
     return Path(path)
 
 
@@ -76,7 +63,7 @@ def png_bytes(beziers: np.ndarray, size: int = CANVAS_SIZE, stroke_width: float 
 def write_png(beziers: np.ndarray, path: str | Path, size: int = CANVAS_SIZE,
               stroke_width: float | None = None) -> Path:
     """Write the PNG of one sketch atomically; returns the path."""
-    _atomic_write(path, png_bytes(beziers, size, stroke_width))
+    atomic_write_bytes(path, png_bytes(beziers, size, stroke_width), durable=False)
     return Path(path)
 
 

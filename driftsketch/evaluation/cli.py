@@ -18,10 +18,10 @@ import math
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from driftsketch.fileio import atomic_write_text
 from driftsketch.evaluation.settings import DEFAULT_EVAL_CONFIG, EvalConfig, load_eval_config
 
 
@@ -32,12 +32,7 @@ def _load_data(spec: str):
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True, default=float)
-        fh.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
 
 
 def _write_samples(path: Path, samples, labels, class_names: list[str]) -> None:
