@@ -10,9 +10,8 @@ Format (a plain dict, loadable with ``torch.load(weights_only=True)``)::
 from __future__ import annotations
 
 import dataclasses
-import os
+import io
 import pickle
-import tempfile
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 
 from driftsketch.config import ConfigError, from_dict
+from driftsketch.fileio import atomic_write_bytes
 from driftsketch.model import ModelConfig, SketchFlowTransformer
 
 FORMAT = "driftsketch-checkpoint"
@@ -64,18 +64,10 @@ def save_checkpoint(path: str | Path, model: SketchFlowTransformer, class_names:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` written atomically and durably (:func:`driftsketch.fileio.atomic_write_bytes`)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
