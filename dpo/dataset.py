@@ -217,14 +217,18 @@ class PreferenceDataset(Dataset):
         return item
 
     def split(self, holdout_fraction: float = 0.1, seed: int = 0) -> tuple["PreferenceDataset", "PreferenceDataset"]:
-        """(train, held-out) by a deterministic hash of each record id with ``seed``.
+        """(train, held-out): the ``round(holdout_fraction * records)`` records whose ids hash lowest
+        with ``seed`` are held out.
 
-        Records (not pairs) are split, so a synthesised pair only joins ratings from one side and no
-        sketch of a held-out record is trained on.
+        The size is exact, not binomial, so a small store cannot lose most of its training pairs to
+        an unlucky draw. Records (not pairs) are split, so a synthesised pair only joins ratings from
+        one side and no sketch of a held-out record is trained on.
         """
         if not 0.0 <= holdout_fraction <= 1.0:
             raise ValueError(f"holdout_fraction must be in [0, 1], got {holdout_fraction}")
-        held = [unit_hash(f"{seed}:{r.id}") < holdout_fraction for r in self.records]
+        order = sorted(range(len(self.records)), key=lambda i: unit_hash(f"{seed}:{self.records[i].id}"))
+        held_ids = set(order[:int(holdout_fraction * len(self.records) + 0.5)])
+        held = [i in held_ids for i in range(len(self.records))]
         make = lambda recs: PreferenceDataset(self.store, self.class_names, records=recs, **self.options)  # noqa: E731
         return (make([r for r, h in zip(self.records, held) if not h]),
                 make([r for r, h in zip(self.records, held) if h]))

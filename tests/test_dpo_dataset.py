@@ -120,6 +120,14 @@ def test_split_deterministic_by_record_id(store):
     tr2, ho2 = PreferenceDataset(store, CLASSES).split(0.25, seed=0)
     ids = lambda d: sorted(p.winner.id for p in d.pairs)  # noqa: E731
     assert ids(ho) == ids(ho2) and ids(tr) == ids(tr2)
-    assert len(tr) + len(ho) == 40 and 4 <= len(ho) <= 18
+    assert len(tr) + len(ho) == 40 and len(ho) == 10  # exact size: round(0.25 * 40)
     assert not set(ids(tr)) & set(ids(ho))
     assert ids(ds.split(0.25, seed=1)[1]) != ids(ho)
+
+
+def test_split_size_is_exact_on_small_stores(store):
+    """12 records at 0.4 hold out exactly 5 for every seed (a binomial split left 4 to train on once)."""
+    store.append([pairwise(store, n, "ab"[n % 2]) for n in range(12)], "s")
+    ds = PreferenceDataset(store, CLASSES)
+    assert {tuple(len(d) for d in ds.split(0.4, seed=s)) for s in range(50)} == {(7, 5)}
+    assert len(ds.split(0.0)[1]) == 0 and len(ds.split(1.0)[0]) == 0
