@@ -15,6 +15,9 @@ fit on the same 500 pairs gives a far stronger and on-policy signal (docs/dpo.md
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+
 import numpy as np
 from tqdm import tqdm
 
@@ -78,6 +81,8 @@ def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, 
     labels = np.repeat(np.arange(n_cls), cfg.groups_per_class)
     tag = f"reward-model:{rm.digest()}"
     records: list[PreferenceRecord] = []
+    if cfg.seed_per_model:
+        cfg = dataclasses.replace(cfg, seed=cfg.seed + int(hashlib.sha256(str(model.checkpoint_id).encode()).hexdigest()[:6], 16))
     draws = sample_groups(model, labels, k, cfg, progress)
     rewards = np.stack([rm.score(x, labels) for x, _ in draws], axis=1)  # (groups, k)
     for g, y in enumerate(labels):

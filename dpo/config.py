@@ -34,6 +34,7 @@ class AmplifyConfig:
     cfg_scale: float = 2.0
     solver: str = "midpoint"
     seed: int = 0
+    seed_per_model: bool = True  # mix the model's checkpoint id into the seed: each online round ranks fresh draws
 
     def __post_init__(self):
         if self.group_size < 2 or self.groups_per_class < 1:

@@ -1,6 +1,8 @@
 """Reward model (Bradley-Terry on sketch features) and reward amplification on a tiny real model."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -124,6 +126,22 @@ def test_amplify_stores_best_of_group_pairs_once(rm, tiny_model, tmp_path):
         assert (rm.score(winner, y)[0] >= rm.score(losers, np.repeat(y, len(losers)))).all()
     again = amplify(tiny_model, rm, store, cfg, session="amp-test", progress=False)
     assert [r.id for r in again] == [r.id for r in recs] and len(store.records()) == len(recs)
+
+
+def test_amplify_draws_fresh_noise_for_each_model(rm, tiny_model, tmp_path):
+    """Each online round's model ranks new draws (same model: same draws, so reruns reproduce)."""
+    cfg = AmplifyConfig(enabled=True, groups_per_class=1, group_size=2, num_steps=2)
+    other = copy.deepcopy(tiny_model)
+    other.checkpoint_id = "another-round"
+
+    def first_noise(model, cfg, name):
+        store = PreferenceStore(tmp_path / name)
+        return store.load_noise(amplify(model, rm, store, cfg, session="s", progress=False)[0], "a")
+
+    assert np.array_equal(first_noise(tiny_model, cfg, "m1"), first_noise(tiny_model, cfg, "m2"))
+    assert not np.allclose(first_noise(tiny_model, cfg, "m3"), first_noise(other, cfg, "o"))
+    fixed = dataclasses.replace(cfg, seed_per_model=False)
+    assert np.array_equal(first_noise(tiny_model, fixed, "f1"), first_noise(other, fixed, "f2"))
 
 
 def human_store(root, n: int = 60) -> PreferenceStore:
