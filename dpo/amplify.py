@@ -4,7 +4,8 @@
     records = amplify(model, rm, PreferenceStore("runs/dpo/amplified"), AmplifyConfig(), session="amp")
 
 1. A :class:`~dpo.reward.RewardModel` is fit on the human pairs (Bradley-Terry, a handful of weights).
-2. The model to tune draws ``groups_per_class`` groups of ``group_size`` sketches of every class.
+2. The model to tune draws ``groups_per_class`` groups of ``group_size`` sketches of every class, from
+   noise seeded by its checkpoint id (``seed_per_model``), so every online round ranks new draws.
 3. The reward model picks the best of each group; "best vs each other sketch" gives ``group_size - 1``
    pairs per group, stored as ordinary pairwise records (annotator ``reward-model:<digest>``) in a store
    of their own, never mixed into the human store.
@@ -16,12 +17,11 @@ fit on the same 500 pairs gives a far stronger and on-policy signal (docs/dpo.md
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 import numpy as np
 from tqdm import tqdm
 
-from dpo.dataset import PreferenceDataset
+from dpo.dataset import PreferenceDataset, unit_hash
 from dpo.records import PreferenceRecord
 from dpo.config import AmplifyConfig, RewardConfig
 from dpo.reward import RewardModel, fit_reward_model
@@ -81,8 +81,8 @@ def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, 
     labels = np.repeat(np.arange(n_cls), cfg.groups_per_class)
     tag = f"reward-model:{rm.digest()}"
     records: list[PreferenceRecord] = []
-    if cfg.seed_per_model:
-        cfg = dataclasses.replace(cfg, seed=cfg.seed + int(hashlib.sha256(str(model.checkpoint_id).encode()).hexdigest()[:6], 16))
+    if cfg.seed_per_model:  # each model, i.e. each online round, ranks draws of its own
+        cfg = dataclasses.replace(cfg, seed=cfg.seed + int(unit_hash(str(model.checkpoint_id)) * 2**24))
     draws = sample_groups(model, labels, k, cfg, progress)
     rewards = np.stack([rm.score(x, labels) for x, _ in draws], axis=1)  # (groups, k)
     for g, y in enumerate(labels):
