@@ -10,7 +10,7 @@ pen stroke meet without visible seams); the canvas is white.
 """
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 from typing import Sequence
 
@@ -111,13 +111,9 @@ def plot_bezier_sketches(samples: np.ndarray, path: str | Path, titles: Sequence
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    buf = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=dpi, facecolor="white")
-        os.replace(tmp, path)
+        fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write_bytes(path, buf.getvalue(), durable=False)

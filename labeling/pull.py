@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -32,6 +31,7 @@ from label_studio_sdk import LabelStudio
 
 from dpo.records import PreferenceRecord
 from dpo.store import PreferenceStore
+from driftsketch.fileio import atomic_write_text
 from labeling.agreement import agreement_report
 from labeling.client import client_url, with_retries
 from labeling.projects import BOTH_BAD, control_names, project_kind
@@ -72,14 +72,7 @@ def load_cursor(path: str | Path) -> dict:
 
 def save_cursor(path: str | Path, cursor: dict) -> None:
     """Atomic write (tmp + fsync + replace): a crash leaves the old or the new cursor, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(cursor, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(cursor, indent=1, sort_keys=True))
 
 
 def fetch_changed_tasks(ls: LabelStudio, project_id: int, since: str | None, page_size: int = 100,

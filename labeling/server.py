@@ -33,6 +33,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from driftsketch.fileio import atomic_write_text
 from labeling.config import ServerConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -61,14 +62,7 @@ def _paths(cfg: ServerConfig) -> dict[str, Path]:
 
 def _write_private(path: Path, text: str) -> None:
     """Atomic write with mode 0600 from the first byte (tokens must never be world-readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, text)  # its temporary file comes from mkstemp: 0600 from creation
 
 
 def load_or_create_credentials(cfg: ServerConfig) -> dict[str, str]:

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
-from pathlib import Path
+import io
 
 import numpy as np
 from prefect import task
+
+from driftsketch.fileio import atomic_write_bytes
 
 
 def allocate_classes(num_pairs: int, num_classes: int, weights: list[float] | None = None,
@@ -64,12 +64,8 @@ def generate_pairs(checkpoint: str, model_id: str, num_pairs: int, out_path: str
     both = labels + labels  # first half a, second half b: same class, independent noise
     beziers, noise = generate_beziers(model, both, 2 * num_pairs, num_steps=num_steps, cfg_scale=cfg_scale,
                                       seed=s, solver=solver)
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".npz")
-    with os.fdopen(fd, "wb") as fh:
-        np.savez(fh, beziers_a=beziers[:num_pairs], beziers_b=beziers[num_pairs:], noise_a=noise[:num_pairs],
-                 noise_b=noise[num_pairs:], labels=np.asarray(labels, dtype=np.int64),
-                 class_names=np.asarray(model.class_names), checkpoint=np.asarray(model_id))
-    os.replace(tmp, out)
-    return str(out)
+    buf = io.BytesIO()
+    np.savez(buf, beziers_a=beziers[:num_pairs], beziers_b=beziers[num_pairs:], noise_a=noise[:num_pairs],
+             noise_b=noise[num_pairs:], labels=np.asarray(labels, dtype=np.int64),
+             class_names=np.asarray(model.class_names), checkpoint=np.asarray(model_id))
+    return str(atomic_write_bytes(out_path, buf.getvalue()))

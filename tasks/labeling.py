@@ -7,11 +7,11 @@ The token is resolved inside each task (tasks.credentials), never passed as a pa
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from prefect import task
+
+from driftsketch.fileio import atomic_write_text
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.credentials import labelstudio_connection
@@ -106,13 +106,7 @@ def render_pairs(ls: LabelStudioParams, preference_dir: str, work_dir: str, pair
              if kind == "pairwise" else RatingBatch(z["beziers_a"], z["labels"], names, z["noise_a"]))
     tasks = build_tasks(batch, PreferenceStore(cfg.push.store_root), cfg.push.svg_dir, checkpoint=str(z["checkpoint"]),
                         round_id=round_id, image_size=cfg.push.image_size, seed=cfg.push.seed, progress=False)
-    out = Path(out_json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(tasks, fh)
-    os.replace(tmp, out)
-    return str(out)
+    return str(atomic_write_text(out_json, json.dumps(tasks)))
 
 
 @task(**NETWORK)

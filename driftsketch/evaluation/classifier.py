@@ -12,8 +12,6 @@ labelling judge and the eval metrics, and 32 px with other widths and seed for t
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from driftsketch.augment import AugmentConfig, random_affine
+from driftsketch.checkpoint import atomic_torch_save
 from driftsketch.config import from_dict, to_dict
 from driftsketch.raster import rasterize
 from driftsketch.sketch import to_flat, from_flat
@@ -122,17 +121,10 @@ class SketchClassifier:
 
     def save(self, path: str | Path) -> Path:
         """Write ``{format, config, class_names, metrics, state_dict}`` atomically with torch.save."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         blob = {"format": FORMAT, "config": to_dict(self.cfg), "class_names": self.class_names,
                 "metrics": self.metrics, "state_dict": self.net.state_dict()}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(blob, tmp)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        path = Path(path)
+        atomic_torch_save(blob, path)
         return path
 
     @classmethod

@@ -13,15 +13,15 @@ per class.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
-import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from driftsketch.fileio import atomic_write_text
+from driftsketch.fileio import atomic_write_bytes, atomic_write_text
 from driftsketch.evaluation.settings import DEFAULT_EVAL_CONFIG, EvalConfig, load_eval_config
 
 
@@ -38,9 +38,9 @@ def _write_json(path: Path, obj: Any) -> None:
 def _write_samples(path: Path, samples, labels, class_names: list[str]) -> None:
     import numpy as np
 
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(tmp, beziers=samples, labels=labels, class_names=np.array(class_names))
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, beziers=samples, labels=labels, class_names=np.array(class_names))
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def cmd_train_classifier(args: argparse.Namespace, cfg: EvalConfig) -> int:
