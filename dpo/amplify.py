@@ -16,16 +16,15 @@ fit on the same 500 pairs gives a far stronger and on-policy signal (docs/dpo.md
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 from tqdm import tqdm
 
+from dpo.config import AmplifyConfig, RewardConfig
 from dpo.dataset import PreferenceDataset, unit_hash
 from dpo.records import PreferenceRecord
-from dpo.config import AmplifyConfig, RewardConfig
 from dpo.reward import RewardModel, fit_reward_model
 from dpo.store import PreferenceStore
+from driftsketch.config import replace_config
 from driftsketch.evaluation.classifier import SketchClassifier
 from driftsketch.sampling import generate_beziers
 
@@ -82,7 +81,7 @@ def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, 
     tag = f"reward-model:{rm.digest()}"
     records: list[PreferenceRecord] = []
     if cfg.seed_per_model:  # each model, i.e. each online round, ranks draws of its own
-        cfg = dataclasses.replace(cfg, seed=cfg.seed + int(unit_hash(str(model.checkpoint_id)) * 2**24))
+        cfg = replace_config(cfg, seed=cfg.seed + int(unit_hash(str(model.checkpoint_id)) * 2**24))
     draws = sample_groups(model, labels, k, cfg, progress)
     rewards = np.stack([rm.score(x, labels) for x, _ in draws], axis=1)  # (groups, k)
     for g, y in enumerate(labels):

@@ -21,14 +21,18 @@ import numpy as np
 import torch
 
 from dpo.config import RewardConfig
+from driftsketch.errors import DriftSketchError
 from driftsketch.evaluation.classifier import SketchClassifier
+from driftsketch.evaluation.metrics import (
+    continuity_per_sketch,
+    vector_stats_per_sketch,
+)
 from driftsketch.fileio import atomic_write_text
-from driftsketch.evaluation.metrics import continuity_per_sketch, vector_stats_per_sketch
 
 FORMAT = "driftsketch-reward-v1"
 
 
-class RewardError(ValueError):
+class RewardError(DriftSketchError, ValueError):
     """A reward model that cannot be fit, loaded or used; the message names the file or field."""
 
 

@@ -29,9 +29,10 @@ from typing import Iterator, Literal
 import numpy as np
 from pydantic import ValidationError
 
+from dpo.records import PreferenceRecord, check_safe_name
+from driftsketch.errors import DriftSketchError
 from driftsketch.fileio import atomic_write_bytes, fsync_dir
 from driftsketch.sketch import FLAT_SHAPE, SketchError, validate_sketch
-from dpo.records import PreferenceRecord, check_safe_name
 
 try:  # advisory lock so two writers (a pull and a bot) cannot interleave dedup checks
     import fcntl
@@ -41,7 +42,7 @@ except ImportError:  # pragma: no cover - non-POSIX
 DEFAULT_ROOT = Path("data/preferences")
 
 
-class StoreError(ValueError):
+class StoreError(DriftSketchError, ValueError):
     """A record or array in the store that cannot be used; the message names the record or file."""
 
 

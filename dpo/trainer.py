@@ -29,13 +29,19 @@ from dpo.loss import flow_dpo_loss
 from dpo.records import PreferenceRecord
 from dpo.store import PreferenceStore
 from driftsketch.augment import AugmentConfig, shared_random_affine
-from driftsketch.checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
+from driftsketch.checkpoint import (
+    CheckpointError,
+    build_model,
+    load_checkpoint,
+    save_checkpoint,
+)
 from driftsketch.config import to_dict
+from driftsketch.errors import DriftSketchError
 from driftsketch.evaluation.classifier import SketchClassifier
 from driftsketch.tracking import RunLogger
 
 
-class DPOError(ValueError):
+class DPOError(DriftSketchError, ValueError):
     """Flow-DPO cannot start or resume (too few pairs, mismatched checkpoints, ...)."""
 
 

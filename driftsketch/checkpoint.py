@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from driftsketch.config import ConfigError, from_dict
+from driftsketch.errors import DriftSketchError
 from driftsketch.fileio import atomic_write_bytes
 from driftsketch.model import ModelConfig, SketchFlowTransformer
 
@@ -28,7 +29,7 @@ FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model_state_dict", "config", "step", "lineage", "id")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DriftSketchError, ValueError):
     """A file that is not a loadable DriftSketch checkpoint."""
 
 

@@ -15,12 +15,14 @@ from typing import Any, TypeVar
 
 import yaml
 
+from driftsketch.errors import DriftSketchError
+
 T = TypeVar("T")
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(DriftSketchError, ValueError):
     """A configuration file or override that does not match its typed schema."""
 
 
@@ -102,6 +104,12 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
 def to_dict(obj: Any) -> dict[str, Any]:
     """Plain-dict form of a config dataclass (safe for YAML, JSON and checkpoints)."""
     return dataclasses.asdict(obj)
+
+
+def replace_config(obj: T, **changes: Any) -> T:
+    """A copy of config object ``obj`` with ``changes`` applied (use this, not ``dataclasses.replace``:
+    the config classes may change their implementation, this call stays)."""
+    return dataclasses.replace(obj, **changes)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

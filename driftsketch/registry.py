@@ -32,6 +32,7 @@ from typing import Any, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from driftsketch.errors import DriftSketchError
 from driftsketch.fileio import atomic_write_text
 
 REGISTRY_FILE = "registry.json"
@@ -41,7 +42,7 @@ ModelStatus = Literal["candidate", "promoted", "rejected", "rolled_back"]
 RoundStatus = Literal["started", "trained", "promoted", "rejected"]
 
 
-class RegistryError(RuntimeError):
+class RegistryError(DriftSketchError, RuntimeError):
     """A registry operation that cannot be carried out (unknown id, nothing to roll back to, bad file)."""
 
 

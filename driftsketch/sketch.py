@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from driftsketch.errors import DriftSketchError
+
 NUM_SEGMENTS = 32
 POINTS_PER_SEGMENT = 4
 SKETCH_SHAPE = (NUM_SEGMENTS, POINTS_PER_SEGMENT, 2)
@@ -18,7 +20,7 @@ CANVAS_SIZE = 512  # pixels of the rendered canvas; [-1, 1] maps onto [0, CANVAS
 CONNECT_EPS = 0.02  # end point meets start point within this distance (in [-1, 1] units)
 
 
-class SketchError(ValueError):
+class SketchError(DriftSketchError, ValueError):
     """A sketch array that is not a valid ``(32, 4, 2)`` finite float array."""
 
 

@@ -21,6 +21,7 @@ import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
+from driftsketch.errors import DriftSketchError
 from labeling.config import ServerConfig
 
 T = TypeVar("T")
@@ -28,7 +29,7 @@ URL_ENV = "LABEL_STUDIO_URL"
 KEY_ENV = "LABEL_STUDIO_API_KEY"
 
 
-class LabelStudioUnavailable(RuntimeError):
+class LabelStudioUnavailable(DriftSketchError, RuntimeError):
     """Label Studio could not be reached, or refused the token; the message names the URL."""
 
 

@@ -19,6 +19,7 @@ from typing import Literal
 
 from label_studio_sdk import LabelStudio
 
+from driftsketch.errors import DriftSketchError
 from labeling.client import client_url, with_retries
 from labeling.config import ProjectsConfig
 
@@ -27,7 +28,7 @@ CHOICE_TO_SIDE = {"A": "left", "B": "right", "tie": "tie"}  # pairwise choice va
 BOTH_BAD = "both are bad"
 
 
-class ProjectError(RuntimeError):
+class ProjectError(DriftSketchError, RuntimeError):
     """A project exists under our title but does not match what we expect."""
 
 

@@ -33,6 +33,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from driftsketch.errors import DriftSketchError
 from driftsketch.fileio import atomic_write_text
 from labeling.config import ServerConfig
 
@@ -42,7 +43,7 @@ CRED_ENV = {"email": "DRIFTSKETCH_LS_USERNAME", "password": "DRIFTSKETCH_LS_PASS
 NOT_COPIED = {"server.json", "labelstudio.log"}
 
 
-class ServerError(RuntimeError):
+class ServerError(DriftSketchError, RuntimeError):
     """The local Label Studio server could not be started or stopped; the message says why."""
 
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 
+from driftsketch.errors import DriftSketchError
 from labeling.client import URL_ENV, Connection, resolve_connection
 from labeling.config import ServerConfig
 
 
-class CredentialsError(RuntimeError):
+class CredentialsError(DriftSketchError, RuntimeError):
     """The configured Prefect Secret block does not exist."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from driftsketch.errors import DriftSketchError
 from driftsketch.sketch import CANVAS_SIZE, NUM_SEGMENTS
 
 
@@ -39,7 +40,7 @@ class FitConfig:
     max_refits: int = 14
 
 
-class FitError(ValueError):
+class FitError(DriftSketchError, ValueError):
     """A drawing that cannot become a 32-segment sketch (no ink, or more than 32 strokes)."""
 
 

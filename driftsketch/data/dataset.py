@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from driftsketch.errors import DriftSketchError
 from driftsketch.sketch import SKETCH_SHAPE
 
 FORMAT_VERSION = 1
@@ -24,7 +25,7 @@ DEFAULT_CACHE_DIR = Path("data/cache")
 _META_SCALARS = ("source", "fit_chamfer_mean", "fit_chamfer_p95")
 
 
-class DataError(ValueError):
+class DataError(DriftSketchError, ValueError):
     """A data file or data set that cannot be used; the message names the file and what is wrong."""
 
 

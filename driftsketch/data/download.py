@@ -18,10 +18,12 @@ from typing import Sequence
 
 from tqdm import tqdm
 
+from driftsketch.errors import DriftSketchError
+
 DEFAULT_BASE_URL = "https://storage.googleapis.com/quickdraw_dataset/full/simplified"
 
 
-class DownloadError(OSError):
+class DownloadError(DriftSketchError, OSError):
     """A download that failed; a ``.part`` file, if any, is kept for the next attempt."""
 
 

@@ -11,7 +11,6 @@ labelling judge and the eval metrics, and 32 px with other widths and seed for t
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +23,9 @@ from tqdm import tqdm
 
 from driftsketch.augment import AugmentConfig, random_affine
 from driftsketch.checkpoint import atomic_torch_save
-from driftsketch.config import from_dict, to_dict
+from driftsketch.config import from_dict, replace_config, to_dict
 from driftsketch.raster import rasterize
-from driftsketch.sketch import to_flat, from_flat
+from driftsketch.sketch import from_flat, to_flat
 
 FORMAT = "driftsketch-classifier-v1"
 
@@ -194,4 +193,4 @@ def train_classifier(data, cfg: ClassifierConfig | None = None, progress: bool =
 
 def config_replace(cfg: ClassifierConfig, **changes: Any) -> ClassifierConfig:
     """A copy of ``cfg`` with some fields changed (unknown names raise TypeError)."""
-    return dataclasses.replace(cfg, **changes)
+    return replace_config(cfg, **changes)
