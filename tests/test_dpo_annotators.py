@@ -257,3 +257,53 @@ def test_soft_target_and_weights_in_the_loss():
     assert weighted.item() == pytest.approx(only_first.item(), rel=1e-5)
     with pytest.raises(ValueError, match="weight"):
         flow_dpo_loss(model, ref, x_w, x_l, y, beta=10.0, t=t, weight=torch.zeros(4))
+
+
+# ---- active pair selection ----------------------------------------------------------------------
+class FirstCoordinate:
+    """Toy reward: the x coordinate of the first control point, times a slope."""
+
+    def __init__(self, slope: float):
+        self.slope = slope
+
+    def score(self, beziers, labels):
+        return self.slope * np.asarray(beziers)[:, 0, 0, 0]
+
+
+def test_select_uncertain_picks_the_closest_pairs_per_class():
+    from dpo.selection import class_quota, select_uncertain
+
+    n = 40
+    a, b = np.zeros((n, 32, 4, 2), np.float32), np.zeros((n, 32, 4, 2), np.float32)
+    gap = np.linspace(-1, 1, n)
+    a[:, 0, 0, 0] = gap
+    labels = np.array([0] * 30 + [1] * 10)
+    keep = select_uncertain([FirstCoordinate(3.0), FirstCoordinate(5.0)], a, b, labels, 8)
+    assert class_quota(labels, 8) == {0: 6, 1: 2} and len(keep) == 8
+    by_class = {c: sorted(np.abs(gap[keep][labels[keep] == c])) for c in (0, 1)}
+    for c, got in by_class.items():
+        idx = np.flatnonzero(labels == c)
+        assert got == sorted(np.abs(gap[idx]))[:len(got)]  # the smallest reward gaps of that class
+    assert list(select_uncertain([FirstCoordinate(1.0)], a, b, labels, 100)) == list(range(n))
+
+
+def test_fit_ensemble_uses_bootstrap_resamples():
+    from dpo.selection import fit_ensemble
+
+    seen = []
+
+    def fit(w, lo, y):
+        seen.append(tuple(y.tolist()))
+        return FirstCoordinate(1.0)
+
+    y = np.arange(20)
+    x = np.zeros((20, 32, 4, 2), np.float32)
+    models = fit_ensemble(fit, x, x, y, k=4, seed=3)
+    assert len(models) == 4 and all(len(s) == 20 for s in seen) and len(set(seen)) == 4
+    assert any(len(set(s)) < 20 for s in seen)  # drawn with replacement
+    first = list(seen)
+    seen.clear()
+    fit_ensemble(fit, x, x, y, k=4, seed=3)
+    assert seen == first  # same seed, same resamples
+    with pytest.raises(ValueError, match="no human pairs"):
+        fit_ensemble(fit, x[:0], x[:0], y[:0], k=2)
