@@ -41,7 +41,7 @@ from driftsketch.checkpoint import load_model
 from driftsketch.data import load_dataset
 from driftsketch.evaluation import HiddenJudge, LabellingJudge
 
-METHODS = ("random", "uncertain")
+METHODS = ("random", "uncertain", "disagreement")  # uncertain = generate.selection: uncertain (entropy)
 
 
 def bank(base, out: Path, args) -> dict:
@@ -75,10 +75,11 @@ def run(method: str, seed: int, bank_: dict, judge_scores: np.ndarray, features:
     won: list[tuple[int, int, int]] = []  # decided answers: (winner, loser, class) bank indices
     while asked < max(args.budgets):
         idx, labels = draw_candidates(bank_, args.candidates * args.batch, cand_rng)
-        if method == "uncertain" and won:
+        if method != "random" and won:
             w, lo, y = (np.array(c) for c in zip(*won))
             models = fit_ensemble(fit, x[w], x[lo], y, args.ensemble, seed=asked)
-            keep = select_uncertain(models, x[idx[:, 0]], x[idx[:, 1]], labels, args.batch)
+            kind = "entropy" if method == "uncertain" else "disagreement"
+            keep = select_uncertain(models, x[idx[:, 0]], x[idx[:, 1]], labels, args.batch, kind)
         else:
             keep = np.arange(args.batch)
         idx, labels = idx[keep], labels[keep]
@@ -119,6 +120,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-steps", type=int, default=20, help="sampler of the evaluation sketches")
     p.add_argument("--cfg-scale", type=float, default=2.0)
     p.add_argument("--solver", default="midpoint")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--threads", type=int, default=1)
     return p.parse_args(argv)
 
@@ -138,7 +140,7 @@ def main(argv=None) -> None:
     features(bank_["x"], bank_["labels"])  # warm the cache once
     ev = eval_set(base, hidden, out, args)
     curves = {m: {s: run(m, s, bank_, judge_scores, features, reward_cfg.l2, ev, args) for s in args.seeds}
-              for m in METHODS}
+              for m in args.methods}
     summary = summarise(curves, args)
     report = {"args": vars(args), "curves": curves, "summary": summary, "seconds": round(time.perf_counter() - t0, 1)}
     out.mkdir(parents=True, exist_ok=True)
@@ -148,30 +150,33 @@ def main(argv=None) -> None:
 
 
 def summarise(curves: dict, args) -> dict:
-    out: dict = {}
+    out: dict = {"curves": {}, "labels_to_match_random_at_max": {}}
     for m, by_seed in curves.items():
         budgets = [r["labels"] for r in next(iter(by_seed.values()))]
-        out[m] = {b: {k: mean_spread([rows[i][k] for rows in by_seed.values()])
-                      for k in ("best_of_8_hidden_win", "reward_hidden_agreement", "ties")}
-                  for i, b in enumerate(budgets)}
+        out["curves"][m] = {b: {k: mean_spread([rows[i][k] for rows in by_seed.values()])
+                                for k in ("best_of_8_hidden_win", "reward_hidden_agreement", "ties")}
+                            for i, b in enumerate(budgets)}
     top = max(args.budgets)
-    target = out["random"][top]["best_of_8_hidden_win"]["mean"]
-    reach = [b for b, row in out["uncertain"].items() if row["best_of_8_hidden_win"]["mean"] >= target]
-    out["uncertain_labels_to_match_random_at_max"] = min(reach) if reach else None
+    target = out["curves"]["random"][top]["best_of_8_hidden_win"]["mean"] if "random" in out["curves"] else None
+    for m, rows in out["curves"].items():
+        reach = [b for b, row in rows.items() if target is not None and row["best_of_8_hidden_win"]["mean"] >= target]
+        out["labels_to_match_random_at_max"][m] = min(reach) if reach else None
     return out
 
 
 def print_table(summary: dict, args) -> None:
-    print("\n| labels | random: best-of-8 hidden win | uncertain | random: reward agrees with hidden judge | "
-          "uncertain | ties random / uncertain |\n|---|---|---|---|---|---|")
+    methods = list(summary["curves"])
     fmt = lambda s: f"{s['mean']:.3f} +- {s['std']:.3f}"  # noqa: E731
-    for b in summary["random"]:
-        r, u = summary["random"][b], summary["uncertain"][b]
-        print(f"| {b} | {fmt(r['best_of_8_hidden_win'])} | {fmt(u['best_of_8_hidden_win'])} | "
-              f"{fmt(r['reward_hidden_agreement'])} | {fmt(u['reward_hidden_agreement'])} | "
-              f"{r['ties']['mean']:.0f} / {u['ties']['mean']:.0f} |")
-    print(f"\nlabels uncertain needs to reach random's {max(args.budgets)}-label win rate: "
-          f"{summary['uncertain_labels_to_match_random_at_max']}")
+    print("\n| labels | " + " | ".join(f"{m}: best-of-8 hidden win" for m in methods) + " | "
+          + " | ".join(f"{m}: agreement with hidden judge" for m in methods) + " | ties (" + " / ".join(methods)
+          + ") |\n|---|" + "---|" * (2 * len(methods) + 1))
+    for b in summary["curves"][methods[0]]:
+        rows = [summary["curves"][m][b] for m in methods]
+        print(f"| {b} | " + " | ".join(fmt(r["best_of_8_hidden_win"]) for r in rows) + " | "
+              + " | ".join(fmt(r["reward_hidden_agreement"]) for r in rows) + " | "
+              + " / ".join(f"{r['ties']['mean']:.0f}" for r in rows) + " |")
+    print(f"\nlabels each method needs to reach random's {max(args.budgets)}-label win rate: "
+          f"{summary['labels_to_match_random_at_max']}")
 
 
 if __name__ == "__main__":

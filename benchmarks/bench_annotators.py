@@ -16,7 +16,8 @@ by measured reliability recover the honest annotators' preference?
    ``weighted_no_exclusion``, ``unweighted`` (soft labels, every answer weight 1, nobody excluded) and
    ``unweighted_each`` (every answer its own training pair, weight 1: the pipeline before issue 11).
 3. Per condition: the share of training pairs whose winner the noise-free labelling judge also prefers
-   (label accuracy); a Bradley-Terry reward model fit on them (the one reward amplification uses, on a
+   (label accuracy), and the same weighted by each pair's |2 target - 1|, the pull of the label-smoothed
+   Flow-DPO loss (signal accuracy: a near-even soft label counts little); a Bradley-Terry reward model fit on them (the one reward amplification uses, on a
    third classifier); its agreement with the hidden judge on new base pairs; and the win rate it buys:
    the hidden judge's win rate of its best of 8 base sketches against another base sketch (best-of-8
    sampling, bench_dpo_winrate.py's selection ceiling). With ``--dpo``: Flow-DPO (configs/dpo.yaml) on
@@ -120,7 +121,9 @@ def evaluate_condition(ds: PreferenceDataset, judge: LabellingJudge, features: F
     w, lo, y = dataset_arrays(ds)
     d = judge.score(w, y) - judge.score(lo, y)
     reward = cached_fitter(features, l2)(w, lo, y)
+    confidence = np.abs(2 * np.array([p.target for p in ds.pairs]) - 1)  # the label-smoothed loss's pull
     return {"pairs": len(y), "label_accuracy": float(np.mean(d[d != 0] > 0)),
+            "signal_accuracy": float(np.sum(confidence * (d > 0)) / np.sum(confidence[d != 0])),
             "mean_target": float(np.mean([p.target for p in ds.pairs])),
             "reward_hidden_agreement": agreement(reward, ev["pa"], ev["pb"], ev["pl"], ev["ptruth"]),
             "best_of_8_hidden_win": best_of_8(reward, ev["x"], ev["labels"], ev["hidden"]),
@@ -226,7 +229,7 @@ def main(argv=None) -> None:
     print(f"report: {out / 'report.json'}")
 
 
-METRICS = ("label_accuracy", "reward_hidden_agreement", "best_of_8_hidden_win", "dpo_hidden_win", "pairs")
+METRICS = ("label_accuracy", "signal_accuracy", "reward_hidden_agreement", "best_of_8_hidden_win", "dpo_hidden_win", "pairs")
 
 
 def summarise(results: dict, args) -> dict:

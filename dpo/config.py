@@ -47,10 +47,11 @@ class AnnotatorsConfig:
     """``annotators`` in configs/dpo.yaml: how several answers per pair become one training signal."""
 
     aggregate: Literal["each", "majority", "soft"] = "soft"  # soft: target = weighted share of votes
-    weighting: Literal["none", "gold", "dawid_skene"] = "dawid_skene"  # weight 2 * accuracy - 1 per annotator
-    prior_accuracy: float = 0.8  # Beta prior of an annotator's accuracy (mean) ...
+    weighting: Literal["none", "gold", "dawid_skene"] = "dawid_skene"  # weight left_acc + right_acc - 1
+    prior_accuracy: float = 0.8  # Beta prior of an annotator's accuracy on each side (mean) ...
     prior_strength: float = 4.0  # ... worth this many answers
-    min_gold_accuracy: float | None = 0.7  # below this gold accuracy an annotator is not trained on; null = off
+    min_weight: float = 0.1  # weights below this (no better than chance) count as 0
+    min_gold_accuracy: float | None = 0.75  # gold-accuracy interval entirely below: not trained on; None = off
     min_gold_answers: int = 5  # gold answers needed before that decision is taken
 
     def __post_init__(self):
