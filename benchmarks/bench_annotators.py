@@ -186,6 +186,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dpo-conditions", nargs="+", default=["honest_only", "weighted", "unweighted"])
     p.add_argument("--config", default=None, help="DPO config for --dpo (default configs/dpo.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DPO config override")
+    p.add_argument("--report", default="report.json", help="file name of the report inside --out")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
@@ -224,9 +225,9 @@ def main(argv=None) -> None:
     summary = summarise(results, args)
     report = {"args": vars(args), "runs": results, "summary": summary, "seconds": round(time.perf_counter() - t0, 1)}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    (out / args.report).write_text(json.dumps(report, indent=2, default=str))
     print_tables(summary)
-    print(f"report: {out / 'report.json'}")
+    print(f"report: {out / args.report}")
 
 
 METRICS = ("label_accuracy", "signal_accuracy", "reward_hidden_agreement", "best_of_8_hidden_win", "dpo_hidden_win", "pairs")
