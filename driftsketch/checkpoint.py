@@ -9,7 +9,6 @@ Format (a plain dict, loadable with ``torch.load(weights_only=True)``)::
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 import pickle
 import uuid
@@ -19,7 +18,7 @@ from typing import Any
 
 import torch
 
-from driftsketch.config import ConfigError, from_dict
+from driftsketch.config import ConfigError, from_dict, to_dict
 from driftsketch.errors import DriftSketchError
 from driftsketch.fileio import atomic_write_bytes
 from driftsketch.model import ModelConfig, SketchFlowTransformer
@@ -52,7 +51,7 @@ def save_checkpoint(path: str | Path, model: SketchFlowTransformer, class_names:
         "id": ckpt_id,
         "created": datetime.now(timezone.utc).isoformat(),
         "model_state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "config": {"model": dataclasses.asdict(model.config), "class_names": list(class_names)},
+        "config": {"model": to_dict(model.config), "class_names": list(class_names)},
         "ema": ema_state,
         "optimizer_state_dict": optimizer_state,
         "scheduler_state_dict": scheduler_state,

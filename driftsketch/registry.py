@@ -28,10 +28,11 @@ import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, ClassVar, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from driftsketch.config import Config
 from driftsketch.errors import DriftSketchError
 from driftsketch.fileio import atomic_write_text
 
@@ -310,18 +311,20 @@ def _check_id(model_id: str) -> None:
         raise RegistryError(f"invalid model id {model_id!r}: use letters, digits, '-' and '_'")
 
 
-class PromotionGate(_Strict):
-    """When a candidate replaces the current model. Metrics are compared candidate vs current.
+class PromotionGate(Config):
+    """When a candidate replaces the current model (``gate`` in configs/round.yaml). Metrics are compared
+    candidate vs current.
 
     Keys used: ``recognizability`` (higher is better), ``frechet_distance`` (to the data; lower is better),
     ``heldout_accuracy`` (candidate's implicit accuracy on held-out preferences) and, if set,
     ``win_rate`` (candidate over current under an automatic judge).
     """
 
-    min_heldout_accuracy: float = Field(0.5, description="held-out preference accuracy at least this")
-    max_recognizability_drop: float = Field(0.02, description="recognizability may fall at most this much")
-    max_fd_ratio: float = Field(1.2, description="Frechet distance at most this times the current model's")
-    min_win_rate: float | None = Field(None, description="judge win rate over current at least this (off if null)")
+    defaults_from: ClassVar[str] = "round.yaml:gate"
+    min_heldout_accuracy: float = Field(description="held-out preference accuracy at least this")
+    max_recognizability_drop: float = Field(description="recognizability may fall at most this much")
+    max_fd_ratio: float = Field(description="Frechet distance at most this times the current model's")
+    min_win_rate: float | None = Field(description="judge win rate over current at least this (off if null)")
 
 
 def apply_gate(gate: PromotionGate, candidate: dict[str, float], current: dict[str, float]) -> tuple[bool, str]:

@@ -10,7 +10,6 @@ running, and sample grids ``DIR/samples_stepN.png``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import math
 import sys
@@ -23,7 +22,7 @@ from tqdm import tqdm
 
 from driftsketch.augment import random_affine
 from driftsketch.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from driftsketch.config import ConfigError, cli_overrides, to_dict
+from driftsketch.config import ConfigError, cli_overrides, replace_config, to_dict
 from driftsketch.ema import EMA
 from driftsketch.flow import cfm_loss
 from driftsketch.model import SketchFlowTransformer
@@ -43,7 +42,7 @@ def dataset_id_of(data) -> str:
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> SketchFlowTransformer:
-    return SketchFlowTransformer(dataclasses.replace(cfg.model, num_classes=num_classes))
+    return SketchFlowTransformer(replace_config(cfg.model, num_classes=num_classes))
 
 
 def training_progress(cfg: TrainConfig, step: int, elapsed_s: float, cpu_s: float = 0.0) -> float:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 
 import numpy as np
 
+from driftsketch.config import replace_config
 from labeling.config import DEFAULT_LABELSTUDIO_CONFIG, LabelStudioConfig, load_labelstudio_config
 
 
@@ -72,8 +72,8 @@ def _generate(model, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndar
 
 
 def cmd_push(cfg: LabelStudioConfig, args) -> int:
-    from driftsketch.checkpoint import load_model
     from dpo.store import PreferenceStore
+    from driftsketch.checkpoint import load_model
     from labeling.push import PairBatch, RatingBatch, push_tasks
 
     ls, model = _client(cfg), load_model(args.model)
@@ -112,7 +112,7 @@ def cmd_bot(cfg: LabelStudioConfig, args) -> int:
     from dpo.store import PreferenceStore
     from labeling.bot import load_judge, run_bot
 
-    bot = replace(cfg.bot, **{k: v for k, v in (("judge", args.judge), ("classifier", args.classifier),
+    bot = replace_config(cfg.bot, **{k: v for k, v in (("judge", args.judge), ("classifier", args.classifier),
                                                ("noise", args.noise), ("tie_rate", args.tie_rate)) if v is not None})
     ls = _client(cfg)
     ids = _projects(cfg, ls)

@@ -16,28 +16,29 @@ with a looser tolerance. Too few: split the longest segment exactly at t = 0.5 (
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
+from driftsketch.config import Config
 from driftsketch.errors import DriftSketchError
 from driftsketch.sketch import CANVAS_SIZE, NUM_SEGMENTS
 
 
-@dataclass
-class FitConfig:
-    """Fitting settings; defaults mirror ``configs/data.yaml`` (section ``fit``). Units: canvas px."""
+class FitConfig(Config):
+    """Fitting settings (defaults: ``fit`` in configs/data.yaml). Units: canvas px."""
 
-    margin: float = 0.9  # drawings span at most [-margin, margin]
-    resample_px: float = 2.0  # arc-length spacing of the resampled polyline
-    smooth_px: float = 1.0  # Gaussian sigma for ordinary (float) strokes
-    staircase_smooth: float = 0.8  # sigma as a multiple of the grid step for staircase strokes
-    tolerance_px: float = 2.0  # first-try max distance between smoothed polyline and curve
-    tolerance_growth: float = 1.6  # refit factor when a drawing needs more than 32 segments
-    corner_angle_deg: float = 60.0  # turning angle (over the corner window) that makes a corner
-    corner_window_px: float = 10.0  # half-width of the window the turning angle is measured over
-    dot_length_px: float = 3.0  # a single-point stroke (a dot) becomes a segment this long
-    max_refits: int = 14
+    defaults_from: ClassVar[str] = "data.yaml:fit"
+    margin: float  # drawings span at most [-margin, margin]
+    resample_px: float  # arc-length spacing of the resampled polyline
+    smooth_px: float  # Gaussian sigma for ordinary (float) strokes
+    staircase_smooth: float  # sigma as a multiple of the grid step for staircase strokes
+    tolerance_px: float  # first-try max distance between smoothed polyline and curve
+    tolerance_growth: float  # refit factor when a drawing needs more than 32 segments
+    corner_angle_deg: float  # turning angle (over the corner window) that makes a corner
+    corner_window_px: float  # half-width of the window the turning angle is measured over
+    dot_length_px: float  # a single-point stroke (a dot) becomes a segment this long
+    max_refits: int
 
 
 class FitError(DriftSketchError, ValueError):

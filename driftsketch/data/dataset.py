@@ -21,7 +21,6 @@ from driftsketch.errors import DriftSketchError
 from driftsketch.sketch import SKETCH_SHAPE
 
 FORMAT_VERSION = 1
-DEFAULT_CACHE_DIR = Path("data/cache")
 _META_SCALARS = ("source", "fit_chamfer_mean", "fit_chamfer_p95")
 
 
@@ -153,7 +152,7 @@ def cache_key(source: str, options: dict[str, Any]) -> str:
 
 
 def cached(name: str, source: str, options: dict[str, Any], build: Callable[[], SketchData],
-           cache_dir: str | Path = DEFAULT_CACHE_DIR) -> SketchData:
+           cache_dir: str | Path) -> SketchData:
     """Load ``cache_dir/<name>-<key>.npz`` or build it with ``build()`` and save it atomically."""
     path = Path(cache_dir) / f"{name}-{cache_key(source, options)}.npz"
     if path.is_file():
@@ -163,8 +162,9 @@ def cached(name: str, source: str, options: dict[str, Any], build: Callable[[], 
     return data
 
 
-def load_dataset(spec: str, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> SketchData:
-    """``"builtin"`` (procedural doodles, cached) or a path to a ``.npz`` from ``driftsketch-data import``.
+def load_dataset(spec: str, cache_dir: str | Path | None = None) -> SketchData:
+    """``"builtin"`` (procedural doodles, cached in ``cache_dir``, default ``cache_dir`` of configs/data.yaml)
+    or a path to a ``.npz`` from ``driftsketch-data import``.
 
     ``"builtin:per_class=100,seed=1"`` overrides keys of the ``builtin`` section of ``configs/data.yaml``.
     """

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-from dataclasses import asdict
 from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
 
+from driftsketch.config import to_dict
 from driftsketch.data.bezier_fit import FitConfig, FitError, fit_drawing
 from driftsketch.data.dataset import DataError, SketchData
 
@@ -26,7 +26,7 @@ def _fit_task(args: tuple[Drawing, dict]) -> tuple[np.ndarray | None, float, str
 def fit_many(drawings: Sequence[Drawing], cfg: FitConfig, workers: int = 2,
              desc: str = "fitting") -> tuple[list[np.ndarray | None], np.ndarray, list[str]]:
     """Fit every drawing; returns sketches (None where fitting failed), Chamfer px, failure reasons."""
-    tasks = [(d, asdict(cfg)) for d in drawings]
+    tasks = [(d, to_dict(cfg)) for d in drawings]
     bar = dict(total=len(tasks), desc=desc, unit="drawing", mininterval=1.0)
     if workers > 1 and len(tasks) > 200:
         with mp.get_context("fork").Pool(workers) as pool:
@@ -50,7 +50,7 @@ def assemble(items: list[tuple[int, str, Drawing]], class_names: list[str], cfg:
             key = "more than 32 strokes" if "strokes, more than" in r else r
             failed[key] = failed.get(key, 0) + 1
     err = errors[ok]
-    meta = dict(meta, fit=asdict(cfg), skipped_fit=failed,
+    meta = dict(meta, fit=to_dict(cfg), skipped_fit=failed,
                 fit_chamfer_mean=float(np.mean(err)), fit_chamfer_p95=float(np.percentile(err, 95)))
     return SketchData(np.stack([sketches[i] for i in ok]), np.array([items[i][0] for i in ok]),
                       class_names, np.array([items[i][1] for i in ok], dtype=str), meta)

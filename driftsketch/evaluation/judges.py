@@ -19,30 +19,35 @@ random with ``tie_rate``, and the decision flipped with probability ``noise``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
+from driftsketch.config import Config
 from driftsketch.evaluation.classifier import SketchClassifier
 from driftsketch.evaluation.metrics import continuity_per_sketch, stroke_count_per_sketch, vector_stats_per_sketch
-from driftsketch.sketch import CONNECT_EPS, NUM_SEGMENTS
+from driftsketch.sketch import NUM_SEGMENTS
 
 
-@dataclass
-class LabellingJudgeConfig:
-    class_weight: float = 1.0
-    continuity_weight: float = 1.0
-    continuity_eps: float = CONNECT_EPS
-    off_canvas_weight: float = 1.0
-    degenerate_weight: float = 1.0
+class LabellingJudgeConfig(Config):
+    """Weights of the labelling judge (``labelling_judge`` in configs/eval.yaml)."""
+
+    defaults_from: ClassVar[str] = "eval.yaml:labelling_judge"
+    class_weight: float
+    continuity_weight: float
+    continuity_eps: float
+    off_canvas_weight: float
+    degenerate_weight: float
 
 
-@dataclass
-class HiddenJudgeConfig:
-    class_weight: float = 1.0
-    strokes_weight: float = 1.0
-    connect_eps: float = 0.05
+class HiddenJudgeConfig(Config):
+    """Weights of the hidden judge (``hidden_judge`` in configs/eval.yaml)."""
+
+    defaults_from: ClassVar[str] = "eval.yaml:hidden_judge"
+    class_weight: float
+    strokes_weight: float
+    connect_eps: float
 
 
 def _asked_proba(classifier: SketchClassifier, beziers: np.ndarray, class_labels: np.ndarray) -> np.ndarray:
