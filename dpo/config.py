@@ -38,10 +38,29 @@ class AmplifyConfig(Config):
     seed_per_model: bool  # mix the model's checkpoint id into the seed: each online round ranks fresh draws
 
     @model_validator(mode="after")
-    def _groups_make_pairs(self) -> "AmplifyConfig":
+    def _check(self):
         if self.group_size < 2 or self.groups_per_class < 1:
             raise ValueError(f"amplify: need group_size >= 2 and groups_per_class >= 1, got "
                              f"{self.group_size} and {self.groups_per_class}")
+        return self
+
+
+class AnnotatorsConfig(Config):
+    """``annotators`` in configs/dpo.yaml: how several answers per pair become one training signal."""
+
+    defaults_from: ClassVar[str] = "dpo.yaml:annotators"
+    aggregate: Literal["each", "majority", "soft"]  # soft: target = weighted share of votes
+    weighting: Literal["none", "gold", "dawid_skene"]  # weight 2 * accuracy - 1 per annotator
+    prior_accuracy: float  # Beta prior of an annotator's accuracy (mean) ...
+    prior_strength: float  # ... worth this many answers
+    min_gold_accuracy: float | None  # below this gold accuracy an annotator is not trained on; null = off
+    min_gold_answers: int  # gold answers needed before that decision is taken
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not 0.5 < self.prior_accuracy < 1.0 or self.prior_strength <= 0:
+            raise ValueError(f"annotators: need 0.5 < prior_accuracy < 1 and prior_strength > 0, got "
+                             f"{self.prior_accuracy} and {self.prior_strength}")
         return self
 
 
@@ -76,6 +95,7 @@ class DPOConfig(Config):
     same_checkpoint: bool
     max_synthesised: int | None
     amplify: AmplifyConfig  # reward-model amplification (dpo/amplify.py)
+    annotators: AnnotatorsConfig  # several answers per pair, weights
     shuffle_labels: bool  # control run: winner/loser swapped at random (fixed per pair)
     seed: int
     num_threads: int

@@ -57,7 +57,18 @@ class BotConfig(Config):
     noise: float
     tie_margin: float
     tie_rate: float
+    careless_share: float
+    always_left_share: float
     lead_time_s: float
+    seed: int
+
+
+class GoldConfig(Config):
+    defaults_from: ClassVar[str] = "labelstudio.yaml:gold"
+    share: float
+    data: str
+    kinds: list[str]
+    noise_std: float
     seed: int
 
 
@@ -68,6 +79,7 @@ class LabelStudioConfig(Config):
     push: PushConfig
     pull: PullConfig
     bot: BotConfig
+    gold: GoldConfig
 
 
 def load_labelstudio_config(path: str | Path | None = DEFAULT_LABELSTUDIO_CONFIG,
