@@ -20,7 +20,8 @@ import numpy as np
 from tqdm import tqdm
 
 from dpo.config import AmplifyConfig, RewardConfig
-from dpo.dataset import PreferenceDataset, unit_hash
+from dpo.dataset import PreferenceDataset
+from driftsketch.split import unit_hash
 from dpo.records import PreferenceRecord
 from dpo.reward import RewardModel, fit_reward_model
 from dpo.store import PreferenceStore

@@ -19,6 +19,7 @@ import numpy as np
 
 from driftsketch.errors import DriftSketchError
 from driftsketch.sketch import SKETCH_SHAPE
+from driftsketch.split import holdout_mask
 
 FORMAT_VERSION = 1
 _META_SCALARS = ("source", "fit_chamfer_mean", "fit_chamfer_p95")
@@ -68,14 +69,9 @@ class SketchData:
         return {name: int(c) for name, c in zip(self.class_names, counts)}
 
     def split(self, holdout_fraction: float = 0.1, seed: int = 0) -> tuple["SketchData", "SketchData"]:
-        """Deterministic (train, holdout) split by hashing each source id with ``seed``.
-
-        The same sketch lands on the same side whatever the order or size of the data set.
-        """
-        if not 0.0 <= holdout_fraction <= 1.0:
-            raise ValueError(f"holdout_fraction must be in [0, 1], got {holdout_fraction}")
-        u = np.array([_unit_hash(f"{seed}:{lab}:{sid}") for lab, sid in zip(self.labels, self.source_ids)])
-        held = u < holdout_fraction
+        """Deterministic (train, holdout) split (:func:`driftsketch.split.holdout_mask` over class and
+        source id): exactly ``round(holdout_fraction * N)`` sketches held out, whatever their order."""
+        held = holdout_mask([f"{lab}:{sid}" for lab, sid in zip(self.labels, self.source_ids)], holdout_fraction, seed)
         return self.subset(~held), self.subset(held)
 
     def save_npz(self, path: str | Path) -> Path:
@@ -110,10 +106,6 @@ class SketchData:
             if isinstance(exc, DataError):
                 raise
             raise DataError(f"{path}: cannot read data set: {exc}") from None
-
-
-def _unit_hash(text: str) -> float:
-    return int.from_bytes(hashlib.sha1(text.encode()).digest()[:8], "big") / 2.0**64
 
 
 def _json_default(obj: Any) -> Any:
