@@ -9,7 +9,6 @@ Format (a plain dict, loadable with ``torch.load(weights_only=True)``)::
 """
 from __future__ import annotations
 
-import io
 import pickle
 import uuid
 from datetime import datetime, timezone
@@ -20,7 +19,7 @@ import torch
 
 from driftsketch.config import ConfigError, from_dict, to_dict
 from driftsketch.errors import DriftSketchError
-from driftsketch.fileio import atomic_write_bytes
+from driftsketch.fileio import atomic_writer
 from driftsketch.model import ModelConfig, SketchFlowTransformer
 
 FORMAT = "driftsketch-checkpoint"
@@ -64,10 +63,9 @@ def save_checkpoint(path: str | Path, model: SketchFlowTransformer, class_names:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` written atomically and durably (:func:`driftsketch.fileio.atomic_write_bytes`)."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    """``torch.save`` written atomically and durably (:func:`driftsketch.fileio.atomic_writer`)."""
+    with atomic_writer(path) as fh:
+        torch.save(obj, fh)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -24,8 +24,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Literal
@@ -34,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from driftsketch.config import Config
 from driftsketch.errors import DriftSketchError
-from driftsketch.fileio import atomic_write_text
+from driftsketch.fileio import atomic_copy, atomic_write_text
 
 REGISTRY_FILE = "registry.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -105,14 +103,6 @@ def round_id_for(parent: str, record_ids: list[str] | set[str], reference: str |
     payload = json.dumps({"parent": parent, "reference": reference or parent,
                           "records": sorted(set(record_ids))}, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    shutil.copyfile(src, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, dst)
 
 
 class Registry:
@@ -194,7 +184,7 @@ class Registry:
             if parent is not None and parent not in state.models:
                 raise RegistryError(f"parent {parent!r} is not in the registry {self.file}")
             if src.resolve() != dst.resolve():
-                _atomic_copy(src, dst)
+                atomic_copy(src, dst)
             entry = ModelEntry(id=model_id, path=f"{CHECKPOINT_DIR}/{dst.name}", kind=kind, parent=parent,
                                round_id=round_id, round_index=round_index, num_preferences=num_preferences,
                                metrics=dict(metrics or {}), extra=dict(extra or {}))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from driftsketch.errors import DriftSketchError
+from driftsketch.fileio import atomic_writer
 from driftsketch.sketch import SKETCH_SHAPE
 from driftsketch.split import holdout_mask
 
@@ -119,21 +119,11 @@ def _json_default(obj: Any) -> Any:
 
 
 def atomic_save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
-    """``np.savez`` to a temporary file in the same folder, then ``os.replace`` onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``np.savez`` through :func:`driftsketch.fileio.atomic_writer` (readable by all, like a plain save)."""
+    with atomic_writer(path) as fh:
+        np.savez(fh, **arrays)
+        os.fchmod(fh.fileno(), 0o644)  # the temporary file is created 0600
+    return Path(path)
 
 
 def cache_key(source: str, options: dict[str, Any]) -> str:
