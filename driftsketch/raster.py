@@ -17,6 +17,8 @@ import math
 import numpy as np
 import torch
 
+from driftsketch.sketch import to_canvas
+
 
 def bezier_basis(num: int, dtype=torch.float32) -> torch.Tensor:
     """Cubic Bernstein weights at ``num`` evenly spaced t in [0, 1]: ``(num, 4)``."""
@@ -61,7 +63,7 @@ def rasterize(beziers: torch.Tensor | np.ndarray, resolution: int = 64, samples_
     weight[:, :, 1:] += 0.5 * step
     weight[:, :, :-1] += 0.5 * step
     # Continuous pixel coordinates: pixel centres sit at integers 0..R-1.
-    uv = (pts + 1.0) * (r / 2.0) - 0.5  # (N, S, K, 2): [..., 0] column, [..., 1] row
+    uv = to_canvas(pts, r) - 0.5  # (N, S, K, 2): [..., 0] column, [..., 1] row
     weight = (weight * (r / 2.0)).reshape(n, -1)  # arc length in pixels
     col, row = uv[..., 0].reshape(n, -1), uv[..., 1].reshape(n, -1)
     c0, r0 = col.floor(), row.floor()

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from driftsketch.fileio import atomic_write_bytes
-from driftsketch.sketch import CANVAS_SIZE, validate_sketch
+from driftsketch.sketch import CANVAS_SIZE, to_canvas, validate_sketch
 
 DEFAULT_STROKE_WIDTH = 4.0  # pixels on the 512-pixel canvas; scaled with ``size``
 
@@ -32,7 +32,7 @@ def sketch_to_svg(beziers: np.ndarray, size: int = CANVAS_SIZE, stroke_width: fl
 
     ``stroke_width`` is in pixels of the ``size`` canvas (default 4 px at 512, scaled with size).
     """
-    pts = (validate_sketch(beziers).astype(np.float64) + 1.0) * (size / 2.0)  # (32, 4, 2) in pixels
+    pts = to_canvas(validate_sketch(beziers).astype(np.float64), size)  # (32, 4, 2) in pixels
     paths = [
         '<path d="M {:.2f} {:.2f} C {:.2f} {:.2f} {:.2f} {:.2f} {:.2f} {:.2f}"/>'.format(*seg.ravel())
         for seg in pts

@@ -51,6 +51,12 @@ def validate_sketch(array: np.ndarray, where: str = "sketch") -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
-def to_canvas(points: np.ndarray, size: float = CANVAS_SIZE) -> np.ndarray:
-    """Map coordinates from ``[-1, 1]`` to pixel units ``[0, size]`` (y stays pointing down)."""
-    return (np.asarray(points) + 1.0) * (size / 2.0)
+def to_canvas(points, size: float = CANVAS_SIZE):
+    """Map coordinates from ``[-1, 1]`` to pixel units ``[0, size]`` (y stays pointing down); keeps the
+    array type (numpy or torch) and dtype of ``points``. The one place the canvas mapping is written."""
+    return (points + 1.0) * (size / 2.0)
+
+
+def from_canvas(pixels, size: float = CANVAS_SIZE):
+    """Inverse of :func:`to_canvas`: pixel units ``[0, size]`` -> ``[-1, 1]``."""
+    return pixels / (size / 2.0) - 1.0

@@ -41,10 +41,6 @@ def dataset_id_of(data) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_model(cfg: TrainConfig, num_classes: int) -> SketchFlowTransformer:
-    return SketchFlowTransformer(replace_config(cfg.model, num_classes=num_classes))
-
-
 def training_progress(cfg: TrainConfig, step: int, elapsed_s: float, cpu_s: float = 0.0) -> float:
     """Fraction of the budget used: steps, wall-clock time (``max_minutes``) or CPU time
     (``max_cpu_minutes``, all threads of this process; fair on a shared machine), whichever is largest."""
@@ -92,7 +88,7 @@ class _State:
 
 
 def _init_state(cfg: TrainConfig, num_classes: int, resume_from: Path | None) -> _State:
-    model = build_model(cfg, num_classes)
+    model = SketchFlowTransformer(replace_config(cfg.model, num_classes=num_classes))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     ema = EMA(model, cfg.ema_decay)
     state = _State(model, ema, opt)

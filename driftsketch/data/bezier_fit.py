@@ -22,7 +22,7 @@ import numpy as np
 
 from driftsketch.config import Config
 from driftsketch.errors import DriftSketchError
-from driftsketch.sketch import CANVAS_SIZE, NUM_SEGMENTS
+from driftsketch.sketch import CANVAS_SIZE, NUM_SEGMENTS, from_canvas, to_canvas
 
 
 class FitConfig(Config):
@@ -277,16 +277,6 @@ def normalise_strokes(strokes: list[np.ndarray], margin: float) -> tuple[list[np
     return [(s - centre) * scale for s in strokes], scale
 
 
-def units_to_px(points: np.ndarray) -> np.ndarray:
-    """[-1, 1] units -> canvas pixels [0, 512]."""
-    return (np.asarray(points, dtype=np.float64) + 1.0) * (CANVAS_SIZE / 2.0)
-
-
-def px_to_units(points: np.ndarray) -> np.ndarray:
-    """Canvas pixels [0, 512] -> [-1, 1] units."""
-    return np.asarray(points, dtype=np.float64) / (CANVAS_SIZE / 2.0) - 1.0
-
-
 def prepare_stroke(px: np.ndarray, step_px: float, cfg: FitConfig, corners: bool = True) -> list[np.ndarray]:
     """Resample, split at corners and smooth one stroke (canvas px) -> corner-to-corner pieces.
 
@@ -384,9 +374,9 @@ def fit_drawing(strokes: list[np.ndarray], cfg: FitConfig | None = None,
         raise FitError("drawing has no finite points")
     unit, scale = normalise_strokes(strokes, cfg.margin)
     step_px = staircase_step(strokes) * scale * CANVAS_SIZE / 2
-    px = [units_to_px(s) for s in unit]
+    px = [to_canvas(np.asarray(s, dtype=np.float64)) for s in unit]
     segs, tol = fit_strokes_px(px, step_px, cfg)
     segs_px = np.stack(segs)
-    sketch = np.clip(px_to_units(segs_px), -1.0, 1.0).astype(np.float32)
+    sketch = np.clip(from_canvas(np.asarray(segs_px, dtype=np.float64)), -1.0, 1.0).astype(np.float32)
     err = chamfer_px(px, segs_px) if with_error else float("nan")
     return sketch, {"chamfer_px": err, "staircase_px": step_px, "tolerance_px": tol}
