@@ -40,6 +40,7 @@ from dpo.selection import fit_ensemble, select_uncertain
 from driftsketch.checkpoint import load_model
 from driftsketch.data import load_dataset
 from driftsketch.evaluation import HiddenJudge, LabellingJudge
+from driftsketch.train_config import SamplingConfig
 
 METHODS = ("random", "uncertain")
 
@@ -49,7 +50,8 @@ def bank(base, out: Path, args) -> dict:
     path = out / f"bank_{base.checkpoint_id}_{args.bank_per_class}_s{args.bank_seed}.npz"
     if not path.is_file():
         gen = copy.copy(args)
-        gen.num_steps, gen.solver, gen.cfg_scale = 10, "midpoint", 2.0
+        s = SamplingConfig()  # the round's generator: configs/train.yaml sampling (= round.yaml generate)
+        gen.num_steps, gen.solver, gen.cfg_scale = s.num_steps, s.solver, s.cfg_scale
         labels = np.repeat(np.arange(len(base.class_names)), args.bank_per_class)
         x = sample(base, labels, 20_000 + args.bank_seed, gen)[0]
         out.mkdir(parents=True, exist_ok=True)
@@ -116,7 +118,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bank-seed", type=int, default=0)
     p.add_argument("--pair-seed", type=int, default=0, help="evaluation noise, as bench_annotators.py")
     p.add_argument("--eval-per-class", type=int, default=64)
-    p.add_argument("--num-steps", type=int, default=20, help="sampler of the evaluation sketches")
+    p.add_argument("--num-steps", type=int, default=SamplingConfig().num_steps,
+                   help="sampler steps of the evaluation sketches (default: configs/train.yaml sampling; docs/dpo.md figures: 20)")
     p.add_argument("--cfg-scale", type=float, default=2.0)
     p.add_argument("--solver", default="midpoint")
     p.add_argument("--threads", type=int, default=1)

@@ -47,6 +47,7 @@ from dpo.store import PreferenceStore
 from driftsketch.checkpoint import load_model
 from driftsketch.data import load_dataset
 from driftsketch.evaluation import HiddenJudge, LabellingJudge
+from driftsketch.train_config import SamplingConfig
 
 CONDITIONS = {  # name -> (only honest answers?, annotators config)
     "honest_only": (True, AnnotatorsConfig(weighting="none", min_gold_accuracy=None)),
@@ -176,7 +177,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="annotator draws (same pairs)")
     p.add_argument("--pair-seed", type=int, default=0)
     p.add_argument("--eval-per-class", type=int, default=64)
-    p.add_argument("--num-steps", type=int, default=20)
+    p.add_argument("--num-steps", type=int, default=SamplingConfig().num_steps,
+                   help="sampler steps (default: configs/train.yaml sampling; docs/dpo.md figures: 20)")
     p.add_argument("--cfg-scale", type=float, default=2.0)
     p.add_argument("--solver", default="midpoint")
     p.add_argument("--dpo", action="store_true", help="also Flow-DPO per condition (slow)")

@@ -43,6 +43,7 @@ from driftsketch.evaluation.judges import prefer_from_scores
 from driftsketch.evaluation.classifier import config_replace, train_classifier
 from driftsketch.evaluation.settings import load_eval_config
 from driftsketch.sampling import generate_beziers
+from driftsketch.train_config import SamplingConfig
 
 
 def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -295,7 +296,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tie-margin", type=float, default=0.02)
     p.add_argument("--tie-rate", type=float, default=0.05)
     p.add_argument("--eval-per-class", type=int, default=64)
-    p.add_argument("--num-steps", type=int, default=20)
+    p.add_argument("--num-steps", type=int, default=SamplingConfig().num_steps,
+                   help="sampler steps (default: configs/train.yaml sampling; docs/dpo.md figures: 20)")
     p.add_argument("--cfg-scale", type=float, default=2.0)
     p.add_argument("--solver", default="midpoint")
     p.add_argument("--no-control", action="store_true", help="skip the shuffled-label control run")

@@ -35,7 +35,9 @@ class AmplifyConfig(Config):
     cfg_scale: float
     solver: str
     seed: int
+    draw_seed_stride: int  # draw j of every group: seed * draw_seed_stride + j
     seed_per_model: bool  # mix the model's checkpoint id into the seed: each online round ranks fresh draws
+    model_seed_range: int  # ... as seed + unit_hash(checkpoint id) * model_seed_range
 
     @model_validator(mode="after")
     def _check(self):
@@ -98,6 +100,8 @@ class DPOConfig(Config):
     annotators: AnnotatorsConfig  # several answers per pair, weights
     shuffle_labels: bool  # control run: winner/loser swapped at random (fixed per pair)
     seed: int
+    eval_seed_offset: int  # held-out evaluation noise and times: seed + eval_seed_offset
+    epoch_seed_stride: int  # epoch e: seed * epoch_seed_stride + e
     num_threads: int
     device: str
     log_every: int

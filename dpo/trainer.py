@@ -172,7 +172,7 @@ def evaluate_pairs(model, ref, data: Dataset, cfg: DPOConfig) -> dict[str, float
     """Mean Flow-DPO metrics over ``data`` with fixed noise and times (comparable across epochs)."""
     if len(data) == 0:
         return {}
-    gen = torch.Generator().manual_seed(cfg.seed + 7919)
+    gen = torch.Generator().manual_seed(cfg.seed + cfg.eval_seed_offset)
     was = model.training
     model.eval()
     totals: dict[str, float] = {}
@@ -355,7 +355,7 @@ def _epochs(run: _Run, train_data: Dataset, held: Dataset, logger: RunLogger, pr
 
 def _train_epoch(run: _Run, data: Dataset, logger: RunLogger, bar: tqdm) -> dict[str, float]:
     cfg, policy = run.cfg, run.policy
-    gen = torch.Generator().manual_seed(cfg.seed * 100003 + run.epoch)
+    gen = torch.Generator().manual_seed(cfg.seed * cfg.epoch_seed_stride + run.epoch)
     loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=gen, drop_last=False)
     totals: dict[str, float] = {}
     n = 0

@@ -45,11 +45,18 @@ def _gaussian_kernel(sigma: float) -> torch.Tensor:
 
 @torch.no_grad()
 def rasterize(beziers: torch.Tensor | np.ndarray, resolution: int = 64, samples_per_segment: int = 16,
-              blur_sigma: float = 0.6, line_width: float = 1.5) -> torch.Tensor:
+              blur_sigma: float | None = None, line_width: float | None = None) -> torch.Tensor:
     """Rasterise ``(N, 32, 4, 2)`` sketches (or one ``(32, 4, 2)``) to ``(N, 1, R, R)`` float32 in [0, 1].
 
-    ``line_width`` is in pixels of the output; ink density is saturated so a stroke reads as 1.
+    ``line_width`` and ``blur_sigma`` are in pixels of the output (None: the classifier's, configs/eval.yaml);
+    ink density is saturated so a stroke reads as 1.
     """
+    if blur_sigma is None or line_width is None:
+        from driftsketch.evaluation.classifier import ClassifierConfig
+
+        defaults = ClassifierConfig()
+        blur_sigma = defaults.blur_sigma if blur_sigma is None else blur_sigma
+        line_width = defaults.line_width if line_width is None else line_width
     x = torch.as_tensor(np.asarray(beziers) if not torch.is_tensor(beziers) else beziers, dtype=torch.float32)
     if x.ndim == 3:
         x = x[None]

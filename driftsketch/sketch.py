@@ -17,7 +17,6 @@ SKETCH_SHAPE = (NUM_SEGMENTS, POINTS_PER_SEGMENT, 2)
 TOKEN_DIM = POINTS_PER_SEGMENT * 2  # 8 numbers per segment token
 FLAT_SHAPE = (NUM_SEGMENTS, TOKEN_DIM)
 CANVAS_SIZE = 512  # pixels of the rendered canvas; [-1, 1] maps onto [0, CANVAS_SIZE]
-CONNECT_EPS = 0.02  # end point meets start point within this distance (in [-1, 1] units)
 
 
 class SketchError(DriftSketchError, ValueError):

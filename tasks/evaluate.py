@@ -35,8 +35,8 @@ def flat_metrics(report: dict) -> dict[str, float]:
 
 @task
 def evaluate_checkpoint(checkpoint: str, classifier_path: str, data: str, out_dir: str, *,
-                        samples_per_class: int, seed: int, grid_per_class: int = 4, num_steps: int = 20,
-                        cfg_scale: float = 2.0, solver: str = "midpoint") -> dict:
+                        samples_per_class: int, seed: int, grid_per_class: int, num_steps: int,
+                        cfg_scale: float, solver: str) -> dict:
     """Recognizability, FD and continuity of one model; samples from a fixed seed, so two models are
     compared on the same noise. Writes ``samples.npz`` and ``grid.png`` into ``out_dir``.
 

@@ -47,8 +47,7 @@ def batch_seed(model_id: str, batch_key: str, seed: int) -> int:
 
 @task
 def generate_pairs(checkpoint: str, model_id: str, num_pairs: int, out_path: str, *, weights: list[float] | None = None,
-                   batch_key: str = "0", seed: int = 0, num_steps: int = 20, cfg_scale: float = 2.0,
-                   solver: str = "midpoint") -> str | None:
+                   batch_key: str, seed: int, num_steps: int, cfg_scale: float, solver: str) -> str | None:
     """Sample ``num_pairs`` (a, b) pairs of one class each, fresh noise per sketch; writes an .npz.
 
     The .npz holds ``beziers_a/b`` (P, 32, 4, 2), ``noise_a/b`` (P, 32, 8), ``labels`` (P,),

@@ -36,6 +36,7 @@ class ClassifierConfig(Config):
     resolution: int  # raster size in pixels
     widths: list[int]  # conv channels per stage
     line_width: float  # raster line width in pixels
+    blur_sigma: float  # raster blur in pixels
     dropout: float
     steps: int  # optimiser steps (the builtin data reaches its loss floor by ~150)
     batch_size: int
@@ -88,7 +89,7 @@ class SketchClassifier:
         self.metrics = dict(metrics or {})
 
     def _raster(self, beziers: np.ndarray) -> torch.Tensor:
-        return rasterize(beziers, self.cfg.resolution, line_width=self.cfg.line_width)
+        return rasterize(beziers, self.cfg.resolution, blur_sigma=self.cfg.blur_sigma, line_width=self.cfg.line_width)
 
     @torch.no_grad()
     def _batched(self, beziers: np.ndarray, fn, batch_size: int = 1024) -> np.ndarray:
@@ -158,7 +159,7 @@ def fit_classifier(beziers: np.ndarray, labels: np.ndarray, class_names: list[st
         x = x_all[idx]
         if cfg.augment:
             x = from_flat(random_affine(to_flat(x), cfg.affine, generator=gen))
-        img = rasterize(x, cfg.resolution, line_width=cfg.line_width)
+        img = rasterize(x, cfg.resolution, blur_sigma=cfg.blur_sigma, line_width=cfg.line_width)
         loss = nn.functional.cross_entropy(net(img), y_all[idx], label_smoothing=0.05)
         opt.zero_grad(set_to_none=True)
         loss.backward()

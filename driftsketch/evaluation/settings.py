@@ -7,6 +7,8 @@ from typing import ClassVar, Iterable
 from driftsketch.config import CONFIG_DIR, Config, load_config
 from driftsketch.evaluation.classifier import ClassifierConfig
 from driftsketch.evaluation.judges import HiddenJudgeConfig, LabellingJudgeConfig
+from driftsketch.evaluation.metrics import MetricsConfig
+from driftsketch.render import RenderConfig
 
 DEFAULT_EVAL_CONFIG = CONFIG_DIR / "eval.yaml"
 
@@ -27,6 +29,8 @@ class EvalConfig(Config):
     classifier: ClassifierConfig
     hidden_classifier: ClassifierConfig
     evaluate: EvaluateConfig
+    render: RenderConfig
+    metrics: MetricsConfig
     labelling_judge: LabellingJudgeConfig
     hidden_judge: HiddenJudgeConfig
 
