@@ -22,6 +22,8 @@ class ImportConfig(Config):
     seed: int
     workers: int
     max_warnings_per_file: int
+    batch_size: int  # drawings fitted together (one task of a worker, one resumable piece)
+    fit_error_every: int  # measure the Chamfer fit error on every n-th drawing (1: all)
 
 
 class BuiltinConfig(Config):
