@@ -155,7 +155,7 @@ def stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-@flow(name="online-dpo")
+@flow(name="online-dpo")  # the default is the Prefect form's (its schema is built from it): configs/round.yaml
 def online_dpo(params: RoundParams = load_round_params()) -> dict:
     """One round; returns the round summary (also in ``<work_dir>/reports/<time>-<round>/summary.json``)."""
     log = get_run_logger()
@@ -165,7 +165,7 @@ def online_dpo(params: RoundParams = load_round_params()) -> dict:
     with timer("bootstrap"):
         current = ensure_current_model(params)
         classifier = ev.ensure_classifier(params.data, params.eval.config, params.eval.overrides, f"{work}/classifiers")
-        class_names = _class_names(params, current)
+        class_names = md.class_names(params.registry_dir, current)
     with timer("pull"):
         projects = lb.ensure_projects(ls, prefs, work)
         summary["pull"] = lb.pull(ls, prefs, work, projects)
@@ -191,12 +191,6 @@ def online_dpo(params: RoundParams = load_round_params()) -> dict:
     log.info("pushed %d pairs (open before: %d), retired %d; report %s", summary["pushed"], summary["open_before"],
              summary["retired"], summary["report"])
     return summary
-
-
-def _class_names(params: RoundParams, model_id: str) -> list[str]:
-    from driftsketch.checkpoint import load_checkpoint
-
-    return list(load_checkpoint(md.model_path(params.registry_dir, model_id))["config"]["class_names"])
 
 
 def main(argv: list[str] | None = None) -> None:
