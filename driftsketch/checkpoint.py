@@ -9,8 +9,9 @@ Format (a plain dict, loadable with ``torch.load(weights_only=True)``)::
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import pickle
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,16 @@ class CheckpointError(DriftSketchError, ValueError):
     """A file that is not a loadable DriftSketch checkpoint."""
 
 
-def new_checkpoint_id() -> str:
-    return uuid.uuid4().hex[:12]
+def content_id(payload: dict[str, Any]) -> str:
+    """A checkpoint's id, derived from what it holds: weights (and EMA weights), model config, class
+    names, step and lineage. The same training inputs and seeds give the same id, so whatever is seeded
+    from an id (reward amplification's draws) repeats too; a different model gets a different one."""
+    h = hashlib.sha256(json.dumps({k: payload[k] for k in ("config", "step", "lineage")}, sort_keys=True).encode())
+    for states in (payload["model_state_dict"], payload["ema"] or {}):
+        for name, tensor in states.items():
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
 
 
 def save_checkpoint(path: str | Path, model: SketchFlowTransformer, class_names: list[str], *, step: int = 0,
@@ -40,14 +49,14 @@ def save_checkpoint(path: str | Path, model: SketchFlowTransformer, class_names:
                     scheduler_state: dict | None = None, parent: str | None = None,
                     dataset_id: str | None = None, extra: dict[str, Any] | None = None,
                     checkpoint_id: str | None = None) -> str:
-    """Write a checkpoint atomically (temp file + rename) and return its id."""
+    """Write a checkpoint atomically (temp file + rename) and return its id (``checkpoint_id`` or
+    :func:`content_id`)."""
     if len(class_names) != model.config.num_classes:
         raise ValueError(f"{len(class_names)} class names for a model with {model.config.num_classes} classes")
-    ckpt_id = checkpoint_id or new_checkpoint_id()
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "id": ckpt_id,
+        "id": None,
         "created": datetime.now(timezone.utc).isoformat(),
         "model_state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "config": {"model": to_dict(model.config), "class_names": list(class_names)},
@@ -58,6 +67,7 @@ def save_checkpoint(path: str | Path, model: SketchFlowTransformer, class_names:
         "lineage": {"parent": parent, "dataset_id": dataset_id},
         "extra": extra or {},
     }
+    payload["id"] = ckpt_id = checkpoint_id or content_id(payload)
     atomic_torch_save(payload, Path(path))
     return ckpt_id
 

@@ -29,7 +29,7 @@ from flows.params import RoundParams, load_round_params
 from tasks import evaluate as ev
 from tasks import labeling as lb
 from tasks import models as md
-from tasks.generate import generate_pairs, select_pairs, weak_class_weights
+from tasks.generate import generate_pairs, mark_pushed, next_batch_key, select_pairs, weak_class_weights
 from tasks.preferences import assess_annotators, select_new_preferences
 from tasks.report import publish_report
 from tasks.train import finetune_round
@@ -115,7 +115,7 @@ def refill_queue(params: RoundParams, projects: dict[str, int], current: str, cu
     n_gold = n_gold if n_gold < need else 0
     per_class = {k.split("/", 1)[1]: v for k, v in current_eval["metrics"].items() if k.startswith("recognizability/")}
     weights = weak_class_weights(per_class, class_names) if g.class_weighting == "weak" else None
-    batch_key = f"{waiting}-{need}-{stamp()}"
+    batch_key = next_batch_key(work, current)  # from what was pushed before, not the clock: reruns repeat
     batch_dir = f"{work}/batches/{current}/{batch_key}"
     with timer("generate"):
         pairs = next_pairs(params, current, need - n_gold, batch_dir, batch_key, weights, classifier, class_names, out)
@@ -130,6 +130,7 @@ def refill_queue(params: RoundParams, projects: dict[str, int], current: str, cu
             ratings = lb.render_pairs(ls, prefs, work, pairs, f"{batch_dir}/ratings.json", round_id, kind="rating")
         with timer("push"):
             out["pushed_ratings"] = lb.push_rendered(ls, prefs, work, projects["rating"], ratings, g.queue_target)
+    mark_pushed(batch_dir, out)
     return out
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 from prefect import task
 
-from driftsketch.fileio import atomic_write_bytes
+from driftsketch.fileio import atomic_write_bytes, atomic_write_text
+
+PUSHED = "pushed.json"  # in a batch folder once its tasks went out
 
 
 def allocate_classes(num_pairs: int, num_classes: int, weights: list[float] | None = None,
@@ -38,6 +42,17 @@ def weak_class_weights(per_class_recognizability: dict[str, float], class_names:
     if not all(name in per_class_recognizability for name in class_names):
         return None
     return [1.0 - float(per_class_recognizability[n]) + floor for n in class_names]
+
+
+def next_batch_key(work_dir: str, model_id: str) -> str:
+    """``batch<n>``, n = the batches of ``model_id`` already pushed (:func:`mark_pushed`): a re-run after a
+    crash before the mark gets the same key, hence the same seed and sketches; the next round a new one."""
+    return f"batch{len(list(Path(work_dir, 'batches', model_id).glob('*/' + PUSHED))):04d}"
+
+
+def mark_pushed(batch_dir: str, summary: dict) -> None:
+    """Record that the batch in ``batch_dir`` went out (the next batch of its model gets a new key)."""
+    atomic_write_text(Path(batch_dir) / PUSHED, json.dumps(summary, sort_keys=True))
 
 
 def batch_seed(model_id: str, batch_key: str, seed: int) -> int:
