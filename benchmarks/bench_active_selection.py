@@ -122,13 +122,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="sampler steps of the evaluation sketches (default: configs/train.yaml sampling; docs/dpo.md figures: 20)")
     p.add_argument("--cfg-scale", type=float, default=2.0)
     p.add_argument("--solver", default="midpoint")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--num-threads", type=int, default=1)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.num_threads)
     t0, out = time.perf_counter(), Path(args.out)
     real = load_dataset(args.data)
     judge = LabellingJudge(get_classifier(Path(args.classifier), real))

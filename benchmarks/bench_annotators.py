@@ -185,7 +185,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dpo-conditions", nargs="+", default=["honest_only", "weighted", "unweighted"])
     p.add_argument("--config", default=None, help="DPO config for --dpo (default configs/dpo.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DPO config override")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--num-threads", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
@@ -194,7 +194,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     from dpo.config import DEFAULT_DPO_CONFIG
     args.config = args.config or str(DEFAULT_DPO_CONFIG)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.num_threads)
     t0, out = time.perf_counter(), Path(args.out)
     real = load_dataset(args.data)
     judge = LabellingJudge(get_classifier(Path(args.classifier), real))

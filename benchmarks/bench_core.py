@@ -1,7 +1,7 @@
 """Training and generation throughput of the sketch model, next to the issue's reference network.
 
     python benchmarks/bench_core.py                       # default config vs the 8x256 reference
-    python benchmarks/bench_core.py --checkpoint runs/base/model.pt --threads 2
+    python benchmarks/bench_core.py --checkpoint runs/base/model.pt --num-threads 2
 
 Prints training samples/s (batch 64), generation sketches/s (50 Euler steps with and without CFG,
 and the default sampler), and peak resident memory. Both networks are timed in the same run, so the
@@ -56,11 +56,11 @@ def measure(name: str, model, args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--num-threads", type=int, default=2)
     p.add_argument("--num", type=int, default=64, help="sketches per generation measurement")
     p.add_argument("--train-steps", type=int, default=10)
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.num_threads)
     torch.manual_seed(0)
     m = load_train_config().model
     ours = SketchFlowTransformer(ModelConfig(num_classes=10, dim=m.dim, depth=m.depth, heads=m.heads,

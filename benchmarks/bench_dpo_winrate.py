@@ -189,7 +189,7 @@ def train(args, prefs: Path, run_dir: Path, shuffle: bool, epochs: int | None = 
     fixed = [(["epochs"], epochs), (["early_stopping_patience"], 0)] if epochs is not None else []
     over = list(args.set) + fixed + [(["base_checkpoint"], base or args.base_checkpoint), (["preference_dir"], str(prefs)),
                              (["checkpoint_dir"], str(run_dir)), (["wandb"], False),
-                             (["shuffle_labels"], shuffle), (["num_threads"], args.threads)]
+                             (["shuffle_labels"], shuffle), (["num_threads"], args.num_threads)]
     cfg = load_dpo_config(args.config, over)
     res = train_dpo(cfg, records=records, progress=not args.quiet)
     return {"checkpoint": str(res.checkpoint_path), "best_epoch": res.best_epoch, "seconds": round(res.seconds, 1),
@@ -303,14 +303,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-control", action="store_true", help="skip the shuffled-label control run")
     p.add_argument("--control-only", action="store_true", help="with --rounds > 1: only the control run")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--num-threads", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.num_threads)
     t0, out = time.perf_counter(), Path(args.out)
     real = load_dataset(args.data)
     clf = get_classifier(Path(args.classifier), real)
