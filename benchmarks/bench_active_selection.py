@@ -40,7 +40,10 @@ from dpo.selection import fit_ensemble, select_uncertain
 from driftsketch.checkpoint import load_model
 from driftsketch.data import load_dataset
 from driftsketch.evaluation import HiddenJudge, LabellingJudge
+
 from driftsketch.train_config import SamplingConfig
+
+from bench_args import add_model_args, add_run_args, add_sampler_args
 
 METHODS = ("random", "uncertain")
 
@@ -103,12 +106,7 @@ def run(method: str, seed: int, bank_: dict, judge_scores: np.ndarray, features:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--base-checkpoint", required=True)
-    p.add_argument("--classifier", default="runs/classifier.pt")
-    p.add_argument("--hidden-classifier", default="runs/classifier_hidden.pt")
-    p.add_argument("--reward-classifier", default="runs/classifier_reward.pt")
-    p.add_argument("--data", default="builtin")
-    p.add_argument("--out", default="runs/bench_active")
+    add_model_args(p, out="runs/bench_active")
     p.add_argument("--budgets", type=int, nargs="+", default=[100, 200, 500])
     p.add_argument("--batch", type=int, default=50, help="labels per round")
     p.add_argument("--candidates", type=int, default=4, help="candidate pairs drawn per pair asked")
@@ -117,12 +115,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bank-per-class", type=int, default=400)
     p.add_argument("--bank-seed", type=int, default=0)
     p.add_argument("--pair-seed", type=int, default=0, help="evaluation noise, as bench_annotators.py")
-    p.add_argument("--eval-per-class", type=int, default=64)
-    p.add_argument("--num-steps", type=int, default=SamplingConfig().num_steps,
-                   help="sampler steps of the evaluation sketches (default: configs/train.yaml sampling; docs/dpo.md figures: 20)")
-    p.add_argument("--cfg-scale", type=float, default=2.0)
-    p.add_argument("--solver", default="midpoint")
-    p.add_argument("--num-threads", type=int, default=1)
+    add_sampler_args(p)
+    add_run_args(p)
     return p.parse_args(argv)
 
 

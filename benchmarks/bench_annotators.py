@@ -47,7 +47,8 @@ from dpo.store import PreferenceStore
 from driftsketch.checkpoint import load_model
 from driftsketch.data import load_dataset
 from driftsketch.evaluation import HiddenJudge, LabellingJudge
-from driftsketch.train_config import SamplingConfig
+
+from bench_args import add_model_args, add_run_args, add_sampler_args
 
 CONDITIONS = {  # name -> (only honest answers?, annotators config)
     "honest_only": (True, AnnotatorsConfig(weighting="none", min_gold_accuracy=None)),
@@ -165,28 +166,18 @@ def eval_set(base, hidden: HiddenJudge, out: Path, args) -> dict:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--base-checkpoint", required=True)
-    p.add_argument("--classifier", default="runs/classifier.pt")
-    p.add_argument("--hidden-classifier", default="runs/classifier_hidden.pt")
-    p.add_argument("--reward-classifier", default="runs/classifier_reward.pt")
-    p.add_argument("--data", default="builtin")
-    p.add_argument("--out", default="runs/bench_annotators")
+    add_model_args(p, out="runs/bench_annotators")
     p.add_argument("--pairs", type=int, default=500)
     p.add_argument("--gold", type=int, default=50, help="gold pairs among the tasks")
     p.add_argument("--panels", nargs="+", default=["careless", "left"], choices=["careless", "left"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="annotator draws (same pairs)")
     p.add_argument("--pair-seed", type=int, default=0)
-    p.add_argument("--eval-per-class", type=int, default=64)
-    p.add_argument("--num-steps", type=int, default=SamplingConfig().num_steps,
-                   help="sampler steps (default: configs/train.yaml sampling; docs/dpo.md figures: 20)")
-    p.add_argument("--cfg-scale", type=float, default=2.0)
-    p.add_argument("--solver", default="midpoint")
+    add_sampler_args(p)
     p.add_argument("--dpo", action="store_true", help="also Flow-DPO per condition (slow)")
     p.add_argument("--dpo-conditions", nargs="+", default=["honest_only", "weighted", "unweighted"])
     p.add_argument("--config", default=None, help="DPO config for --dpo (default configs/dpo.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DPO config override")
-    p.add_argument("--num-threads", type=int, default=1)
-    p.add_argument("--quiet", action="store_true")
+    add_run_args(p)
     return p.parse_args(argv)
 
 

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from dpo.annotators import wilson_interval
 from dpo.config import DEFAULT_DPO_CONFIG, load_dpo_config
 from dpo.records import PreferenceRecord
 from dpo.reward import RewardModel
@@ -43,17 +43,8 @@ from driftsketch.evaluation.judges import prefer_from_scores
 from driftsketch.evaluation.classifier import config_replace, train_classifier
 from driftsketch.evaluation.settings import load_eval_config
 from driftsketch.sampling import generate_beziers
-from driftsketch.train_config import SamplingConfig
 
-
-def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (ties counted as half a success)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
+from bench_args import add_model_args, add_run_args, add_sampler_args
 
 
 def get_classifier(path: Path, data, kind: str = "labelling") -> SketchClassifier:
@@ -210,7 +201,7 @@ def compare(samples: dict[str, np.ndarray], labels: np.ndarray, hidden: HiddenJu
             for jname, judge in (("hidden", hidden), ("labelling", labelling)):
                 d = judge.score(x, labels) - judge.score(samples["base"], labels)
                 wins, ties = float((d > 0).sum()), float((d == 0).sum())
-                lo, hi = wilson(wins + ties / 2, len(d))
+                lo, hi = wilson_interval(wins + ties / 2, len(d))
                 row[f"{jname}_win_rate"] = (wins + ties / 2) / len(d)
                 row[f"{jname}_win_ci"] = [lo, hi]
                 if jname == "hidden":  # a model change moves a whole class together: look per class
@@ -275,13 +266,7 @@ def noisy_pick_ceiling(x: np.ndarray, labels: np.ndarray, hidden: HiddenJudge, l
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--base-checkpoint", required=True)
-    p.add_argument("--classifier", default="runs/classifier.pt", help="labelling judge + metrics (64 px)")
-    p.add_argument("--hidden-classifier", default="runs/classifier_hidden.pt", help="hidden judge's classifier")
-    p.add_argument("--reward-classifier", default="runs/classifier_reward.pt",
-                   help="classifier behind the reward model of amplify (neither judge's)")
-    p.add_argument("--data", default="builtin", help="real data for FD/recognizability and classifier training")
-    p.add_argument("--out", default="runs/bench_dpo")
+    add_model_args(p, out="runs/bench_dpo")
     p.add_argument("--name", default="default", help="sub-folder for this DPO setting")
     p.add_argument("--config", default=str(DEFAULT_DPO_CONFIG))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DPO config override")
@@ -295,16 +280,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--label-noise", type=float, default=0.1)
     p.add_argument("--tie-margin", type=float, default=0.02)
     p.add_argument("--tie-rate", type=float, default=0.05)
-    p.add_argument("--eval-per-class", type=int, default=64)
-    p.add_argument("--num-steps", type=int, default=SamplingConfig().num_steps,
-                   help="sampler steps (default: configs/train.yaml sampling; docs/dpo.md figures: 20)")
-    p.add_argument("--cfg-scale", type=float, default=2.0)
-    p.add_argument("--solver", default="midpoint")
+    add_sampler_args(p)
     p.add_argument("--no-control", action="store_true", help="skip the shuffled-label control run")
     p.add_argument("--control-only", action="store_true", help="with --rounds > 1: only the control run")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-threads", type=int, default=1)
-    p.add_argument("--quiet", action="store_true")
+    add_run_args(p)
     return p.parse_args(argv)
 
 
