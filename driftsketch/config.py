@@ -164,6 +164,14 @@ def flag_overrides(args: Any, names: typing.Iterable[str]) -> list[tuple[list[st
     return [([name], getattr(args, name)) for name in names if getattr(args, name) is not None]
 
 
+def add_training_flags(parser: Any, example: str) -> None:
+    """``--no-wandb``, ``--resume`` and ``--set KEY=VALUE`` of a training CLI (read by :func:`cli_overrides`)."""
+    parser.add_argument("--no-wandb", action="store_true", help="do not log to wandb (offline by default)")
+    parser.add_argument("--resume", action="store_true", help="continue from CHECKPOINT_DIR/last.pt")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override any config key, e.g. --set {example} (repeatable)")
+
+
 def cli_overrides(args: Any, flag_names: typing.Iterable[str]) -> list:
     """All overrides a training CLI was given: ``--set KEY=VALUE`` first, then the named flags, then
     ``--no-wandb`` (``args.set``, the flags and ``args.no_wandb`` must exist)."""

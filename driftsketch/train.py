@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from driftsketch.augment import random_affine
 from driftsketch.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from driftsketch.config import ConfigError, cli_overrides, replace_config, to_dict
+from driftsketch.config import ConfigError, add_training_flags, cli_overrides, replace_config, to_dict
 from driftsketch.ema import EMA
 from driftsketch.flow import cfm_loss
 from driftsketch.model import SketchFlowTransformer
@@ -188,10 +188,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--checkpoint-dir")
     p.add_argument("--seed", type=int)
     p.add_argument("--num-threads", type=int)
-    p.add_argument("--no-wandb", action="store_true", help="do not log to wandb (offline by default)")
-    p.add_argument("--resume", action="store_true", help="continue from CHECKPOINT_DIR/last.pt")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set model.depth=4 (repeatable)")
+    add_training_flags(p, "model.depth=4")
     return p.parse_args(argv)
 
 
