@@ -185,20 +185,3 @@ def cached(name: str, source: str, options: dict[str, Any], build: Callable[[], 
     data = build()
     data.save_npz(path)
     return data
-
-
-def load_dataset(spec: str, cache_dir: str | Path | None = None) -> SketchData:
-    """``"builtin"`` (procedural doodles, cached in ``cache_dir``, default ``cache_dir`` of configs/data.yaml)
-    or a path to a ``.npz`` from ``driftsketch-data import``.
-
-    ``"builtin:per_class=100,seed=1"`` overrides keys of the ``builtin`` section of ``configs/data.yaml``.
-    """
-    if spec == "builtin" or spec.startswith("builtin:"):
-        from driftsketch.data.builtin import load_builtin
-
-        return load_builtin(cache_dir=cache_dir, overrides=spec.split(":", 1)[1].split(",") if ":" in spec else ())
-    path = Path(spec)
-    if path.suffix == ".npz":
-        return SketchData.load_npz(path)
-    raise DataError(f"unknown data set {spec!r}: use 'builtin' or a .npz file written by "
-                    f"`driftsketch-data import` (e.g. driftsketch-data import DIR --out data/x.npz)")
