@@ -179,3 +179,16 @@ def test_concurrent_appenders_interleave_whole_lines(tmp_path):
     assert all(p.exitcode == 0 for p in procs)
     assert len(PreferenceStore(tmp_path).scan().records) == 20
     assert PreferenceStore(tmp_path).scan().issues == []
+
+
+def test_record_ids_come_from_content_not_from_chance():
+    """The held-out split and the dataset id hash record ids: the same annotation written by a re-run gets
+    the same id (whatever the time), any other annotation another one; a given id is kept."""
+    fields = dict(comparison_type="pairwise", class_label=0, class_name="cat", beziers_a="beziers/a.npy",
+                  beziers_b="beziers/b.npy", preference="a", annotator="bot", source={"pair": 1})
+    first = PreferenceRecord(**fields)
+    assert PreferenceRecord(**fields).id == first.id and PreferenceRecord(**fields).timestamp >= first.timestamp
+    assert PreferenceRecord(**{**fields, "preference": "b"}).id != first.id
+    assert PreferenceRecord(**{**fields, "source": {"pair": 2}}).id != first.id
+    assert PreferenceRecord(**fields, id="given").id == "given"
+    assert PreferenceRecord.model_validate_json(first.to_json_line()).id == first.id
