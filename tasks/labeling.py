@@ -33,12 +33,13 @@ class LabelStudioParams(BaseModel):
 
 
 def ls_config(ls: LabelStudioParams, preference_dir: str, work_dir: str):
-    """The labeling config with the round's store; the pull cursor lives in the store it describes."""
+    """The labeling config with the round's store; the pull cursor lives in the store it describes. SVGs
+    and PNGs go where the labeling config says (``server.files_root``: Label Studio serves them)."""
     from labeling.config import load_labelstudio_config
 
     return load_labelstudio_config(ls.config, [f"push.store_root={preference_dir}", f"pull.store_root={preference_dir}",
                                                f"pull.cursor_path={preference_dir}/labelstudio_cursor.json",
-                                               f"push.svg_dir={work_dir}/svg", *ls.overrides])
+                                               *ls.overrides])
 
 
 def client(ls: LabelStudioParams, cfg):
@@ -97,6 +98,7 @@ def render_pairs(ls: LabelStudioParams, preference_dir: str, work_dir: str, pair
     import numpy as np
 
     from dpo.store import PreferenceStore
+    from labeling.images import TaskImages
     from labeling.push import PairBatch, RatingBatch, build_tasks
 
     cfg = ls_config(ls, preference_dir, work_dir)
@@ -104,8 +106,8 @@ def render_pairs(ls: LabelStudioParams, preference_dir: str, work_dir: str, pair
     names = [str(c) for c in z["class_names"]]
     batch = (PairBatch(z["beziers_a"], z["beziers_b"], z["labels"], names, z["noise_a"], z["noise_b"])
              if kind == "pairwise" else RatingBatch(z["beziers_a"], z["labels"], names, z["noise_a"]))
-    tasks = build_tasks(batch, PreferenceStore(cfg.push.store_root), cfg.push.svg_dir, checkpoint=str(z["checkpoint"]),
-                        round_id=round_id, image_size=cfg.push.image_size, seed=cfg.push.seed, progress=False)
+    tasks = build_tasks(batch, PreferenceStore(cfg.push.store_root), TaskImages.from_config(cfg.push, cfg.server),
+                        checkpoint=str(z["checkpoint"]), round_id=round_id, seed=cfg.push.seed, progress=False)
     return str(atomic_write_text(out_json, json.dumps(tasks)))
 
 
@@ -114,11 +116,13 @@ def push_rendered(ls: LabelStudioParams, preference_dir: str, work_dir: str, pro
                   queue_target: int) -> int:
     """Import rendered tasks until the open queue reaches ``queue_target`` (a retry re-checks the queue
     first, so it cannot overfill); returns how many were imported."""
+    from labeling.images import TaskImages, ensure_local_storage
     from labeling.push import import_tasks
     from labeling.queue import open_task_count
 
     cfg = ls_config(ls, preference_dir, work_dir)
     ls_client = client(ls, cfg)
+    ensure_local_storage(ls_client, project_id, TaskImages.from_config(cfg.push, cfg.server))
     room = queue_target - open_task_count(ls_client, project_id)
     tasks = json.loads(Path(tasks_json).read_text())[:max(room, 0)]
     return len(import_tasks(ls_client, project_id, tasks, cfg.push.batch_size, progress=False)) if tasks else 0

@@ -103,3 +103,37 @@ def test_hotkeys_in_a_real_browser_reach_the_preference_store(labelstudio, brows
         want = "tie" if screen == "tie" else (left if screen == "A" else {"a": "b", "b": "a"}[left])
         assert (rec.preference, rec.both_bad, rec.left) == (want, both_bad, left)
         assert rec.annotator == labelstudio.email and rec.lead_time and rec.lead_time > 0
+
+
+def _shown_images(page, url: str, project_id: int) -> tuple[list[bytes], list[str]]:
+    """Open the project's labeling stream; screenshots of the two sketches as the annotator sees them,
+    and their sources."""
+    page.goto(f"{url}/projects/{project_id}/data?labeling=1")
+    page.get_by_text("Which is the better").wait_for(timeout=60_000)
+    sketch = "i => i.complete && i.naturalWidth > 0 && (i.src.includes('local-files') || i.src.startsWith('data:image/png'))"
+    page.wait_for_function(f"() => [...document.images].filter({sketch}).length >= 2", timeout=30_000)
+    srcs = page.evaluate(f"() => [...document.images].filter({sketch}).map((i, n) => "
+                         "(i.setAttribute('data-sketch', n), i.src.slice(0, 120)))")
+    return [page.locator(f'[data-sketch="{n}"]').screenshot() for n in range(2)], srcs
+
+
+def test_url_and_data_uri_tasks_look_the_same_to_annotators(labelstudio, browser_page, tmp_path):
+    """The same pair pushed with images by URL (served by Label Studio's local-files storage) and inlined
+    as data URIs: the annotator's page shows identical pixels."""
+    from labeling.config import PushConfig
+    from labeling.images import TaskImages
+
+    ls, store = labelstudio.client(), PreferenceStore(tmp_path / "prefs")
+    data = load_dataset("builtin")
+    batch = PairBatch(data.beziers[[5]], data.beziers[[6]], data.labels[[5]], data.class_names)
+    _login(browser_page, labelstudio)
+    shown = {}
+    for mode in ("url", "data_uri"):
+        ids = setup_projects(ls, ProjectsConfig(pairwise_title=f"DriftSketch pairwise ({mode})",
+                                               rating_title=f"DriftSketch rating ({mode})"))
+        images = TaskImages.from_config(PushConfig(image_mode=mode), labelstudio.cfg)
+        push_tasks(ls, ids["pairwise"], batch, store=store, checkpoint="ck-modes", images=images, progress=False)
+        shown[mode] = _shown_images(browser_page, labelstudio.info.url, ids["pairwise"])
+    assert any("/data/local-files/" in s for s in shown["url"][1])
+    assert any(s.startswith("data:image/png") for s in shown["data_uri"][1])
+    assert shown["url"][0] == shown["data_uri"][0]  # pixel for pixel
