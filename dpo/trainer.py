@@ -122,7 +122,8 @@ def build_datasets(cfg: DPOConfig, class_names: list[str],
     """(train, held-out) preference datasets; DPOError when there are too few usable training pairs."""
     full = PreferenceDataset(PreferenceStore(cfg.preference_dir), class_names, min_margin=cfg.min_margin,
                              same_checkpoint=cfg.same_checkpoint, max_synthesised=cfg.max_synthesised,
-                             use_noise=cfg.use_stored_noise, seed=cfg.seed, records=records)
+                             use_noise=cfg.use_stored_noise, seed=cfg.seed, records=records,
+                             annotators=cfg.annotators)
     train, held = full.split(cfg.holdout_fraction, seed=cfg.seed)
     if len(train) < cfg.min_pairs:
         raise DPOError(f"only {len(train)} usable training pairs in {cfg.preference_dir} (min_pairs="
@@ -141,7 +142,7 @@ def _batch(item: dict, device: str, null_class: int, class_dropout: float, gen: 
         drop = torch.rand(y.shape, generator=gen) < class_dropout
         y = torch.where(drop.to(device), torch.full_like(y, null_class), y)
     x0 = (item["winner_noise"].to(device), item["loser_noise"].to(device)) if "winner_noise" in item else None
-    return x_w, x_l, y, x0
+    return x_w, x_l, y, x0, item["target"].to(device), item["weight"].to(device)
 
 
 def train_times(batch: int, num_t: int, t_power: float, gen: torch.Generator,
@@ -169,9 +170,9 @@ def evaluate_pairs(model, ref, data: Dataset, cfg: DPOConfig) -> dict[str, float
     model.eval()
     totals: dict[str, float] = {}
     for item in DataLoader(data, batch_size=max(cfg.batch_size, 64)):
-        x_w, x_l, y, x0 = _batch(item, cfg.device, model.null_class, 0.0, gen)
+        x_w, x_l, y, x0, target, weight = _batch(item, cfg.device, model.null_class, 0.0, gen)
         _, m = flow_dpo_loss(model, ref, x_w, x_l, y, beta=cfg.beta, x0=x0, num_t=cfg.eval_num_t,
-                             cfg_scale=cfg.loss_cfg_scale, generator=gen)
+                             cfg_scale=cfg.loss_cfg_scale, generator=gen, target=target, weight=weight)
         for k, v in m.items():
             totals[k] = totals.get(k, 0.0) + v * len(y)
     model.train(was)
@@ -345,10 +346,12 @@ def _train_epoch(run: _Run, data: Dataset, logger: RunLogger, bar: tqdm) -> dict
     n = 0
     policy.train()
     for item in loader:
-        x_w, x_l, y, x0 = _batch(item, cfg.device, policy.null_class, cfg.class_dropout, gen, cfg.augment)
+        x_w, x_l, y, x0, target, weight = _batch(item, cfg.device, policy.null_class, cfg.class_dropout, gen,
+                                                 cfg.augment)
         t = train_times(len(y), cfg.num_t, cfg.t_power, gen, cfg.t_min)
         loss, m = flow_dpo_loss(policy, run.ref, x_w, x_l, y, beta=cfg.beta, x0=x0, t=t, num_t=cfg.num_t,
-                                sft_weight=cfg.sft_weight, cfg_scale=cfg.loss_cfg_scale, generator=gen)
+                                sft_weight=cfg.sft_weight, cfg_scale=cfg.loss_cfg_scale, generator=gen,
+                                target=target, weight=weight)
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         m["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))

@@ -78,7 +78,18 @@ class BotConfig:
     noise: float = 0.1
     tie_margin: float = 0.02
     tie_rate: float = 0.0
+    careless_share: float = 0.0
+    always_left_share: float = 0.0
     lead_time_s: float = 3.0
+    seed: int = 0
+
+
+@dataclass
+class GoldConfig:
+    share: float = 0.1
+    data: str = "builtin"
+    kinds: list[str] = field(default_factory=lambda: ["scrambled", "wrong_class", "noise"])
+    noise_std: float = 0.25
     seed: int = 0
 
 
@@ -89,6 +100,7 @@ class LabelStudioConfig:
     push: PushConfig = field(default_factory=PushConfig)
     pull: PullConfig = field(default_factory=PullConfig)
     bot: BotConfig = field(default_factory=BotConfig)
+    gold: GoldConfig = field(default_factory=GoldConfig)
 
 
 def load_labelstudio_config(path: str | Path | None = DEFAULT_LABELSTUDIO_CONFIG,

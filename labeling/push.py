@@ -7,8 +7,11 @@ see :mod:`labeling.images`); then import the tasks in bulk. Every task carries t
 paths of their arrays, the class, the checkpoint id and the round id, so a pull (or the bot) needs
 nothing but the task.
 
-Why two modes: a URL keeps each task ~0.5 KiB (Label Studio's task lists and database stay small at
-tens of thousands of tasks) but needs a server that reads our files; an inline data URI (~22 KiB per
+Gold pairs (:mod:`dpo.gold`, ``gold.share`` of the pairwise tasks) are rendered exactly like the
+others, shuffled in among them, and registered in the store's gold set, never in the task data.
+
+Why two image modes: a URL keeps each task ~0.5 KiB (Label Studio's task lists and database stay small
+at tens of thousands of tasks) but needs a server that reads our files; an inline data URI (~22 KiB per
 pair) works against any Label Studio, local or remote, with no storage setup, and survives moving the
 server.
 
@@ -28,9 +31,11 @@ import numpy as np
 from label_studio_sdk import LabelStudio
 from tqdm import tqdm
 
-from driftsketch.sketch import validate_sketch
+from dpo.gold import GoldBatch, GoldSet, fake_noise, make_gold_pairs
 from dpo.store import PreferenceStore
+from driftsketch.sketch import validate_sketch
 from labeling.client import client_url, with_retries
+from labeling.config import GoldConfig
 from labeling.images import TaskImages, ensure_local_storage
 
 
@@ -109,12 +114,52 @@ def build_tasks(batch: PairBatch | RatingBatch, store: PreferenceStore, images: 
     n = len(batch.class_labels)
     if isinstance(batch, PairBatch):
         # a different but reproducible left/right draw for every (seed, checkpoint, round)
-        rng = np.random.default_rng([seed, zlib.crc32(f"{checkpoint}/{round_id}".encode())])
-        lefts = rng.choice(["a", "b"], size=n)
+        lefts = batch_rng(seed, checkpoint, round_id).choice(["a", "b"], size=n)
         make = lambda i: pair_task(store, images, batch, i, str(lefts[i]), checkpoint, round_id)  # noqa: E731
     else:
         make = lambda i: rating_task(store, images, batch, i, checkpoint, round_id)  # noqa: E731
     return [make(i) for i in tqdm(range(n), desc="render tasks", unit="task", disable=not progress)]
+
+
+def batch_rng(seed: int, checkpoint: str, round_id: str | None, stream: int = 0) -> np.random.Generator:
+    """A different but reproducible random stream for every (seed, checkpoint, round)."""
+    return np.random.default_rng([seed, zlib.crc32(f"{checkpoint}/{round_id}".encode()), stream])
+
+
+def make_gold(cfg: GoldConfig, class_names: list[str], n: int, checkpoint: str,
+              round_id: str | None) -> GoldBatch:
+    """``n`` gold pairs from the real drawings of ``cfg.data`` (different ones for every batch)."""
+    from driftsketch.data import load_dataset
+
+    data = load_dataset(cfg.data)
+    return make_gold_pairs(data.beziers, data.labels, data.class_names, class_names, n,
+                           batch_rng(cfg.seed, checkpoint, round_id, 1), cfg.kinds, cfg.noise_std)
+
+
+def gold_tasks(gold: GoldBatch, class_names: list[str], store: PreferenceStore, images: TaskImages | str | Path, *,
+               checkpoint: str, round_id: str | None = None, image_size: int = 256, seed: int = 0,
+               progress: bool = True) -> list[dict]:
+    """Pair tasks of ``gold`` that look like any other (the real drawing on a random side, noise files
+    like a generated sketch's), registered in ``store``'s gold set before anyone can answer them."""
+    swap = batch_rng(seed, checkpoint, round_id, 2).random(len(gold)) < 0.5
+    a = np.where(swap[:, None, None, None], gold.bad, gold.good)
+    b = np.where(swap[:, None, None, None], gold.good, gold.bad)
+    batch = PairBatch(a, b, gold.labels, class_names, np.stack([fake_noise(x) for x in a]) if len(a) else None,
+                      np.stack([fake_noise(x) for x in b]) if len(b) else None)
+    tasks = build_tasks(batch, store, images, checkpoint=checkpoint, round_id=round_id, image_size=image_size,
+                        seed=seed + 1, progress=progress)
+    GoldSet(store).register([{"good": t["beziers_b" if sw else "beziers_a"], "bad": t["beziers_a" if sw else "beziers_b"],
+                              "kind": kind, "class_name": t["class_name"]}
+                             for t, sw, kind in zip(tasks, swap, gold.kinds)])
+    return tasks
+
+
+def mix_in(tasks: list[dict], extra: list[dict], rng: np.random.Generator) -> list[dict]:
+    """``tasks`` with ``extra`` inserted at random places (the relative order of each kept)."""
+    slots = np.zeros(len(tasks) + len(extra), dtype=bool)
+    slots[rng.choice(len(slots), size=len(extra), replace=False)] = True
+    it, ex = iter(tasks), iter(extra)
+    return [next(ex) if s else next(it) for s in slots]
 
 
 def import_tasks(ls: LabelStudio, project_id: int, tasks: list[dict], batch_size: int = 100,
@@ -129,14 +174,27 @@ def import_tasks(ls: LabelStudio, project_id: int, tasks: list[dict], batch_size
     return ids
 
 
+def build_tasks_with_gold(batch: PairBatch | RatingBatch, store: PreferenceStore, images: TaskImages | str | Path,
+                          gold: GoldBatch | None, *, checkpoint: str, round_id: str | None = None,
+                          image_size: int = 256, seed: int = 0, progress: bool = True) -> list[dict]:
+    """:func:`build_tasks` with the ``gold`` pairs (if any) rendered, registered and shuffled in."""
+    kw = dict(checkpoint=checkpoint, round_id=round_id, image_size=image_size, seed=seed, progress=progress)
+    tasks = build_tasks(batch, store, images, **kw)
+    if gold is None or not len(gold):
+        return tasks
+    return mix_in(tasks, gold_tasks(gold, batch.class_names, store, images, **kw),
+                  batch_rng(seed, checkpoint, round_id, 3))
+
+
 def push_tasks(ls: LabelStudio, project_id: int, batch: PairBatch | RatingBatch, *, store: PreferenceStore,
                checkpoint: str, round_id: str | None = None, svg_dir: str | Path = "data/labelstudio-files/svg",
                image_size: int = 256, batch_size: int = 100, seed: int = 0, progress: bool = True,
-               images: TaskImages | None = None) -> list[int]:
-    """Render, store and import ``batch`` into project ``project_id``; returns the new task ids.
-    ``images`` (url or data_uri mode) wins over ``svg_dir`` + ``image_size`` (data URIs)."""
+               gold: GoldBatch | None = None, images: TaskImages | None = None) -> list[int]:
+    """Render, store and import ``batch`` (plus the ``gold`` pairs shuffled in) into project
+    ``project_id``; returns the new task ids. ``images`` (url or data_uri mode) wins over ``svg_dir`` +
+    ``image_size`` (data URIs)."""
     images = images or _images(svg_dir, image_size)
     ensure_local_storage(ls, project_id, images)
-    tasks = build_tasks(batch, store, images, checkpoint=checkpoint, round_id=round_id, seed=seed,
-                        progress=progress)
+    tasks = build_tasks_with_gold(batch, store, images, gold, checkpoint=checkpoint, round_id=round_id,
+                                  image_size=image_size, seed=seed, progress=progress)
     return import_tasks(ls, project_id, tasks, batch_size, progress)

@@ -88,26 +88,37 @@ def open_pairs(ls: LabelStudioParams, preference_dir: str, work_dir: str, projec
     return open_task_count(client(ls, ls_config(ls, preference_dir, work_dir)), project_id)
 
 
+def gold_share(ls: LabelStudioParams, preference_dir: str, work_dir: str) -> float:
+    """Share of pushed pairwise tasks that are gold pairs (``gold.share`` of the labeling config)."""
+    return ls_config(ls, preference_dir, work_dir).gold.share
+
+
 @task
 def render_pairs(ls: LabelStudioParams, preference_dir: str, work_dir: str, pairs_npz: str, out_json: str,
-                 round_id: str | None = None, kind: str = "pairwise") -> str:
+                 round_id: str | None = None, kind: str = "pairwise", gold: int = 0,
+                 gold_data: str | None = None) -> str:
     """Save arrays into the store, write SVGs, render PNG task data; returns the JSON path of the tasks.
 
     ``kind="rating"`` makes one rating task per pair's sketch ``a`` instead of a pairwise task.
+    ``gold`` gold pairs from the real drawings of ``gold_data`` (default ``gold.data``) are shuffled in.
     """
     import numpy as np
 
     from dpo.store import PreferenceStore
+    from driftsketch.config import replace_config
     from labeling.images import TaskImages
-    from labeling.push import PairBatch, RatingBatch, build_tasks
+    from labeling.push import PairBatch, RatingBatch, build_tasks_with_gold, make_gold
 
     cfg = ls_config(ls, preference_dir, work_dir)
     z = np.load(pairs_npz)
-    names = [str(c) for c in z["class_names"]]
+    names, checkpoint = [str(c) for c in z["class_names"]], str(z["checkpoint"])
     batch = (PairBatch(z["beziers_a"], z["beziers_b"], z["labels"], names, z["noise_a"], z["noise_b"])
              if kind == "pairwise" else RatingBatch(z["beziers_a"], z["labels"], names, z["noise_a"]))
-    tasks = build_tasks(batch, PreferenceStore(cfg.push.store_root), TaskImages.from_config(cfg.push, cfg.server),
-                        checkpoint=str(z["checkpoint"]), round_id=round_id, seed=cfg.push.seed, progress=False)
+    golden = None
+    if gold and kind == "pairwise":
+        golden = make_gold(replace_config(cfg.gold, data=gold_data or cfg.gold.data), names, gold, checkpoint, round_id)
+    tasks = build_tasks_with_gold(batch, PreferenceStore(cfg.push.store_root), TaskImages.from_config(cfg.push, cfg.server),
+                                  golden, checkpoint=checkpoint, round_id=round_id, seed=cfg.push.seed, progress=False)
     return str(atomic_write_text(out_json, json.dumps(tasks)))
 
 

@@ -17,6 +17,7 @@ from driftsketch.registry import Registry
 from flows.params import load_round_params
 
 QUEUE = 16
+GOLD = 2  # gold.share 0.1 of the 16 pushed pairs: gold pairs take the place of model pairs, and get no rating task
 DPO = ("[epochs=2,batch_size=8,min_pairs=5,num_t=1,eval_num_t=2,holdout_fraction=0.4,num_threads=1,wandb=false,"
        "amplify.enabled=true,amplify.groups_per_class=1,amplify.group_size=2,amplify.num_steps=2]")
 
@@ -62,7 +63,8 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     r0 = online_dpo(params)
     base = reg.current
     assert base.startswith("base-") and r0["decision"]["promoted"] is False and "no training" in r0["decision"]["reason"]
-    assert r0["pushed"] == QUEUE and r0["pushed_ratings"] == QUEUE and r0["pulled"] == 0
+    assert r0["pushed"] == QUEUE and r0["gold_pushed"] == GOLD and r0["pushed_ratings"] == QUEUE - GOLD
+    assert r0["pulled"] == 0
     assert _bot(labelstudio, params) == QUEUE
 
     r1 = online_dpo(params)
@@ -71,7 +73,10 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     assert first == r1["candidate"] and reg.get(first).parent == base and reg.get(first).round_index == 1
     assert reg.get(first).num_preferences == QUEUE
     assert r1["pushed"] == QUEUE  # the queue refilled from the new model
-    assert r1["retired"] == QUEUE  # the base's unanswered rating tasks (the bot answers pairwise only)
+    assert r1["retired"] == QUEUE - GOLD  # the base's unanswered rating tasks (the bot answers pairwise only)
+    assert {r["annotator"] for r in r1["annotators"]["annotators"]} == {"bot@driftsketch.local"}
+    assert r1["annotators"]["annotators"][0]["gold_answers"] == GOLD
+    assert "## Annotators" in Path(r1["report"]).read_text()
     reward = json.loads((Path(params.work_dir) / "rounds" / r1["round_id"] / "dpo" / "reward_model.json").read_text())
     assert Path(reward["classifier"]).parent == Path(params.work_dir) / "classifiers"  # the flow's own classifier
     assert _bot(labelstudio, params, limit=12) == 12  # 4 tasks of `first` stay open (no ties: tie_margin 0)
@@ -80,7 +85,7 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     second = reg.current
     assert r2["pulled"] == 12 and r2["decision"]["promoted"], r2["decision"]
     assert reg.get(second).parent == first != second  # round 2 fine-tuned the model round 1 promoted
-    assert r2["retired"] == 4 + QUEUE and r2["pushed"] == QUEUE  # stale tasks of `first` replaced by `second`'s
+    assert r2["retired"] == 4 + QUEUE - GOLD and r2["pushed"] == QUEUE  # stale tasks of `first` replaced by `second`'s
     assert set(reg.used_record_ids()) == set(reg.load().rounds[r1["round_id"]].record_ids) | set(
         reg.load().rounds[r2["round_id"]].record_ids)
     for key in ("before", "after"):
