@@ -70,7 +70,7 @@ if ! curl -sf "$PREFECT_API_URL/health" >/dev/null; then
 fi
 "$PREFECT" work-pool inspect driftsketch-local >/dev/null 2>&1 || \
   "$PREFECT" work-pool create driftsketch-local --type process >/dev/null
-"$PREFECT" --no-prompt deploy --all >"$DEMO/deploy.log" 2>&1 || { tail -20 "$DEMO/deploy.log"; exit 1; }
+"$PREFECT" --no-prompt deploy --name round --name base-train >"$DEMO/deploy.log" 2>&1 || { tail -20 "$DEMO/deploy.log"; exit 1; }
 echo "deployments: online-dpo/round (nightly), base-train/base-train"
 if ! { [ -f "$DEMO/prefect-worker.pid" ] && kill -0 "$(cat "$DEMO/prefect-worker.pid")" 2>/dev/null; }; then
   setsid "$PREFECT" worker start --pool driftsketch-local >"$DEMO/prefect-worker.log" 2>&1 &

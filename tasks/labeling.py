@@ -48,6 +48,22 @@ def client(ls: LabelStudioParams, cfg):
     return connect(labelstudio_connection(ls.url, ls.token_env, ls.token_secret_block, cfg.server))
 
 
+@task
+def check_round_storage(ls: LabelStudioParams, registry_dir: str, preference_dir: str, work_dir: str) -> None:
+    """Every folder the round writes (possibly shared storage) takes files and locks, or one clear error
+    naming the setting (driftsketch/storage.py says which storage keeps the guarantees)."""
+    from driftsketch.storage import check_storage
+    from labeling.images import TaskImages
+
+    cfg = ls_config(ls, preference_dir, work_dir)
+    images = TaskImages.from_config(cfg.push, cfg.server)
+    folders = {"registry_dir": registry_dir, "preference_dir": preference_dir, "work_dir": work_dir,
+               "labelstudio push.svg_dir": images.svg_dir}
+    if images.mode == "url":
+        folders["labelstudio push.png_dir"] = images.png_dir
+    check_storage(folders)
+
+
 @task(**NETWORK)
 def ensure_projects(ls: LabelStudioParams, preference_dir: str, work_dir: str) -> dict[str, int]:
     """``{"pairwise": id[, "rating": id]}``, created on first use (idempotent)."""

@@ -132,3 +132,73 @@ def test_postgres_down_reads_as_not_running_and_is_a_clear_error(tmp_path):
     own = replace_config(own, postgres=replace_config(own.postgres, managed=False, port=port))
     assert postgres_status(own) == {"kind": "postgresql", "managed": False, "running": False,
                                     "host": "127.0.0.1", "port": port, "name": "labelstudio"}
+
+
+def _post(url: str, body: dict, secret: str | None) -> int:
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {secret}"} if secret else {})}
+    req = urllib.request.Request(url, json.dumps(body).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_webhook_receiver_refuses_a_wrong_secret_and_logs_it(caplog):
+    import threading
+    import time
+
+    from labeling.webhook import WebhookReceiver
+
+    got, done = [], threading.Event()
+    receiver = WebhookReceiver("right", lambda batch: (got.extend(batch), done.set()), port=0).start()
+    body = {"action": "ANNOTATION_CREATED", "project": {"id": 3}, "annotation": {"id": 17, "task": 5, "project": 3}}
+    try:
+        with caplog.at_level("WARNING", logger="driftsketch.webhook"):
+            assert _post(receiver.url, body, "wrong") == 403 and _post(receiver.url, body, None) == 403
+        assert receiver.stats.refused == 2 and "wrong or missing secret" in caplog.text and "wrong\n" not in caplog.text
+        t0 = time.perf_counter()
+        assert _post(receiver.url, body, "right") == 200
+        assert time.perf_counter() - t0 < 1.0  # inside Label Studio's 1-second webhook timeout
+        bulk = {"action": "ANNOTATIONS_CREATED", "project": {"id": 3},
+                "annotation": [{"id": 18, "task": {"id": 6}}, {"id": 19, "task": {"id": 7}}]}
+        assert _post(receiver.url, bulk, "right") == 200
+        assert _post(receiver.url, {"action": "TASKS_CREATED"}, "right") == 200
+        deadline = time.monotonic() + 5
+        while len(got) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        receiver.stop()
+    assert [(a.project, a.annotation, a.task) for a in got] == [(3, 17, 5), (3, 18, 6), (3, 19, 7)]
+    assert receiver.stats.accepted == 3 and receiver.stats.annotations == 3
+
+
+def test_annotation_events_have_stable_ids():
+    from labeling.webhook import NewAnnotation
+    from tasks.events import EVENT, annotation_event
+
+    one = annotation_event("http://ls:8080", NewAnnotation(3, 17, 5))
+    assert one == annotation_event("http://ls:8080/", NewAnnotation(3, 17, 5))  # a re-delivery: the same event
+    assert one["id"] != annotation_event("http://ls:8080", NewAnnotation(3, 18, 5))["id"]
+    assert one["event"] == EVENT and one["resource"]["prefect.resource.id"] == "driftsketch.labelstudio.project.3"
+
+
+def test_round_storage_check_names_the_setting_and_changes_nothing(tmp_path):
+    from driftsketch.storage import StorageError, check_storage
+    from flows.params import load_round_params
+    from tasks.labeling import check_round_storage
+
+    check_storage({"registry_dir": tmp_path / "ok"})
+    assert list((tmp_path / "ok").iterdir()) == []  # the probe is gone
+    blocker = tmp_path / "registry-file"
+    blocker.write_text("keep me")
+    params = load_round_params(overrides=[f"labelstudio.overrides=[server.files_root={tmp_path}/files]"])
+    with pytest.raises(StorageError, match=f"registry_dir: {blocker}/reg cannot hold"):
+        check_round_storage.fn(params.labelstudio, str(blocker / "reg"), str(tmp_path / "prefs"), str(tmp_path / "w"))
+    assert blocker.read_text() == "keep me"
+    with pytest.raises(StorageError, match="labelstudio push.svg_dir"):
+        check_round_storage.fn(params.labelstudio.model_copy(update={"overrides": [
+            f"server.files_root={blocker}"]}), str(tmp_path / "r"), str(tmp_path / "p"), str(tmp_path / "w"))
