@@ -56,7 +56,7 @@ def start_copy(data_dir: Path, **server: object) -> LabelStudioServer:
     """Start a server on a fresh copy of the template in ``data_dir`` (its files root: ``<data_dir>-files``);
     ``server`` overrides ServerConfig fields."""
     copy_template(ensure_template(), data_dir)
-    return _start(ServerConfig(data_dir=str(data_dir), port=0, files_root=f"{data_dir}-files", **server))
+    return _start(ServerConfig(**{"data_dir": str(data_dir), "port": 0, "files_root": f"{data_dir}-files", **server}))
 
 
 def _start(cfg: ServerConfig) -> LabelStudioServer:

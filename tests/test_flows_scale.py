@@ -63,6 +63,7 @@ def test_deploy_gpu_variants_with_their_job_variables(prefect_server):
 
 # ------------------------------------------------------------------------------------------- the trigger
 N = 4  # annotations per round in this test
+WITHIN = 15  # the trigger's window (s): after firing it counts again from the window's end
 TITLE = "trigger-test pairwise"
 
 
@@ -82,7 +83,7 @@ def _test_prefect_yaml(tmp_path: Path, params: dict) -> Path:
     """The repository's prefect.yaml with the trigger threshold N and the test's round parameters."""
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
     (rnd,) = [d for d in spec["deployments"] if d["name"] == "round"]
-    rnd["triggers"][0]["threshold"] = N
+    rnd["triggers"][0].update(threshold=N, within=WITHIN)
     rnd["parameters"] = params
     rnd["schedules"] = []
     path = tmp_path / "prefect.yaml"
@@ -149,11 +150,14 @@ def test_n_answers_trigger_one_round_and_a_second_waits_for_it(prefect_server, l
     bot = BotConfig(email="bot@driftsketch.test", noise=0.0)
     try:
         _wait("the receiver", lambda: "receiving Label Studio webhooks" in (tmp_path / "receiver.log").read_text(), 60)
+        t0 = time.monotonic()
         assert run_bot(ls, pid, store, tiny_judge, bot, limit=N, progress=False)["answered"] == N
         first = _wait("a triggered run to start", lambda: [r for r in _runs(server) if r["state_type"] == "RUNNING"],
                       180)[0]
+        assert len(_runs(server)) == 1  # N answers: one round
+        time.sleep(max(0.0, t0 + WITHIN + 1 - time.monotonic()))  # answers inside the fired window are not counted
         assert run_bot(ls, pid, store, tiny_judge, bot, limit=N, progress=False)["answered"] == N  # during round 1
-        second = _wait("a second triggered run", lambda: [r for r in _runs(server) if r["id"] != first["id"]], 60)[0]
+        second = _wait("a second triggered run", lambda: [r for r in _runs(server) if r["id"] != first["id"]], 120)[0]
         assert second["state_type"] in ("SCHEDULED", "PENDING"), second["state_name"]  # queued, not running
         done = _wait("both runs to finish", lambda: (rs := _runs(server)) and all(
             r["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for r in rs) and rs, 600, every=3)
