@@ -61,8 +61,8 @@ def annotator_figures(summary: dict) -> dict[str, float]:
     """Per-annotator figures for wandb: ``annotators/<name>/<figure>`` and Krippendorff's alpha."""
     ann = summary.get("annotators") or {}
     keys = ("answers", "gold_accuracy", "tie_rate", "left_rate", "median_lead_time", "mean_kappa", "weight")
-    flat = {f"annotators/{row['annotator']}/{k}": float(row[k]) for row in ann.get("annotators", []) for k in keys}
-    flat.update({f"annotators/{row['annotator']}/excluded": float(row["excluded"]) for row in ann.get("annotators", [])})
+    rows = ann.get("annotators", [])
+    flat = {f"annotators/{row['annotator']}/{k}": float(row[k]) for row in rows for k in (*keys, "excluded")}
     if ann.get("annotators"):
         flat["annotators/krippendorff_alpha"] = float(ann["krippendorff_alpha"])
     return flat
