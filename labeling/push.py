@@ -116,7 +116,8 @@ def build_tasks(batch: PairBatch | RatingBatch, store: PreferenceStore, svg_dir:
         make = lambda i: pair_task(store, svg_dir, batch, i, str(lefts[i]), image_size, checkpoint, round_id)  # noqa: E731
     else:
         make = lambda i: rating_task(store, svg_dir, batch, i, image_size, checkpoint, round_id)  # noqa: E731
-    return [make(i) for i in tqdm(range(n), desc="render tasks", unit="task", disable=not progress)]
+    with store.batch_writes():  # one sync for the batch's arrays instead of a fsync per file
+        return [make(i) for i in tqdm(range(n), desc="render tasks", unit="task", disable=not progress)]
 
 
 def batch_rng(seed: int, checkpoint: str, round_id: str | None, stream: int = 0) -> np.random.Generator:
