@@ -118,7 +118,8 @@ def build_tasks(batch: PairBatch | RatingBatch, store: PreferenceStore, images: 
         make = lambda i: pair_task(store, images, batch, i, str(lefts[i]), checkpoint, round_id)  # noqa: E731
     else:
         make = lambda i: rating_task(store, images, batch, i, checkpoint, round_id)  # noqa: E731
-    return [make(i) for i in tqdm(range(n), desc="render tasks", unit="task", disable=not progress)]
+    with store.batch_writes():  # one sync for the batch's arrays instead of a fsync per file
+        return [make(i) for i in tqdm(range(n), desc="render tasks", unit="task", disable=not progress)]
 
 
 def batch_rng(seed: int, checkpoint: str, round_id: str | None, stream: int = 0) -> np.random.Generator:
@@ -148,9 +149,9 @@ def gold_tasks(gold: GoldBatch, class_names: list[str], store: PreferenceStore, 
                       np.stack([fake_noise(x) for x in b]) if len(b) else None)
     tasks = build_tasks(batch, store, images, checkpoint=checkpoint, round_id=round_id, image_size=image_size,
                         seed=seed + 1, progress=progress)
-    GoldSet(store).register([{"good": t["beziers_b" if sw else "beziers_a"], "bad": t["beziers_a" if sw else "beziers_b"],
-                              "kind": kind, "class_name": t["class_name"]}
-                             for t, sw, kind in zip(tasks, swap, gold.kinds)])
+    sides = lambda t, sw: (t["beziers_b"], t["beziers_a"]) if sw else (t["beziers_a"], t["beziers_b"])  # noqa: E731
+    GoldSet(store).register([{"good": sides(t, sw)[0], "bad": sides(t, sw)[1], "kind": kind,
+                              "class_name": t["class_name"]} for t, sw, kind in zip(tasks, swap, gold.kinds)])
     return tasks
 
 
