@@ -175,6 +175,7 @@ def online_dpo(params: RoundParams = load_round_params()) -> dict:
     summary: dict = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     ls, prefs, work = params.labelstudio, params.preference_dir, params.work_dir
     with timer("bootstrap"):
+        lb.check_round_storage(ls, params.registry_dir, prefs, work)  # a bad folder fails before any write
         current = ensure_current_model(params)
         classifier = ev.ensure_classifier(params.data, params.eval.config, params.eval.overrides, f"{work}/classifiers")
         class_names = _class_names(params, current)
