@@ -4,6 +4,7 @@
     atomic_write_text(path, text)
     atomic_write_bytes(path, data, durable=False)   # atomic, not fsynced: many small, re-creatable files
     atomic_copy(src, dst)                      # streamed, for large files (checkpoints)
+    flush_to_disk()                            # many durable=False writes made durable together: one sync
 
 The temporary file is ``.<name>.<pid>.<random>.tmp`` (mode 0600 from creation). A writer killed with
 SIGKILL cannot remove it, so the first atomic write of a process into a folder removes the temporary
@@ -102,6 +103,12 @@ def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> P
     with atomic_writer(path, durable) as fh:
         fh.write(data)
     return Path(path)
+
+
+def flush_to_disk() -> None:
+    """Make every write so far durable. After many ``durable=False`` writes one call costs ~30 ms where
+    a fsync per file (and its folder) costs ~15 ms a file on ext4."""
+    os.sync()
 
 
 def atomic_write_text(path: str | Path, text: str, durable: bool = True) -> Path:

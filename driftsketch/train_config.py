@@ -17,6 +17,8 @@ class SamplingConfig(Config):
     num_steps: int
     solver: str  # euler | midpoint | heun (driftsketch.solver.SOLVERS)
     cfg_scale: float
+    precision: str  # auto | bf16 | fp32 (driftsketch.sampling.PRECISIONS)
+    batch_size: int  # sketches per forward pass (x2 with CFG)
 
 
 class TrainConfig(Config):

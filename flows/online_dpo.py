@@ -20,11 +20,11 @@ import hashlib
 import json
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 
 from dpo.gold import gold_count
+from driftsketch.memory import peak_rss_mib, reset_peak_rss
 from flows.params import RoundParams, load_round_params
 from tasks import evaluate as ev
 from tasks import labeling as lb
@@ -32,7 +32,7 @@ from tasks import models as md
 from tasks.generate import generate_pairs, mark_pushed, next_batch_key, select_pairs, weak_class_weights
 from tasks.preferences import assess_annotators, select_new_preferences
 from tasks.report import publish_report
-from tasks.train import finetune_round
+from tasks.train import finetune_round, finetune_timings
 
 
 class StepTimer:
@@ -48,6 +48,15 @@ class StepTimer:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def split(self, name: str, parts: dict[str, float]) -> None:
+        """Show step ``name`` as its measured ``parts``; what they do not cover stays under ``name``."""
+        total = self.seconds.pop(name, 0.0)
+        for part, sec in parts.items():
+            if part != name:
+                self.seconds[part] = self.seconds.get(part, 0.0) + sec
+                total -= sec
+        self.seconds[name] = total
 
 
 def ensure_current_model(params: RoundParams) -> str:
@@ -82,9 +91,11 @@ def train_and_decide(params: RoundParams, record_ids: list[str], classifier: str
     # the reward model of amplification reads the round's metrics classifier unless the overrides name another
     overrides = [f"amplify.reward.classifier={classifier}", *params.dpo.overrides,
                  *([] if params.wandb else ["wandb=false"])]
+    train_dir = f"{params.work_dir}/rounds/{rnd['id']}/dpo"
     with timer("train"):
         candidate = finetune_round(params.registry_dir, params.preference_dir, rnd["id"], model_id,
-                                   params.dpo.config, overrides, f"{params.work_dir}/rounds/{rnd['id']}/dpo")
+                                   params.dpo.config, overrides, train_dir)
+    timer.split("train", finetune_timings(train_dir))  # reward fit, amplification sampling, training
     with timer("evaluate"):
         before, after = evaluate(params, rnd["parent"], classifier), evaluate(params, candidate, classifier)
         cand_metrics = dict(after["metrics"])
@@ -160,10 +171,12 @@ def stamp() -> str:
 def online_dpo(params: RoundParams = load_round_params()) -> dict:
     """One round; returns the round summary (also in ``<work_dir>/reports/<time>-<round>/summary.json``)."""
     log = get_run_logger()
+    reset_peak_rss()  # the peak memory of this round, also when one process runs several
     timer = StepTimer()
     summary: dict = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     ls, prefs, work = params.labelstudio, params.preference_dir, params.work_dir
     with timer("bootstrap"):
+        lb.check_round_storage(ls, params.registry_dir, prefs, work)  # a bad folder fails before any write
         current = ensure_current_model(params)
         classifier = ev.ensure_classifier(params.data, params.eval.config, params.eval.overrides, f"{work}/classifiers")
         class_names = md.class_names(params.registry_dir, current)
@@ -187,6 +200,7 @@ def online_dpo(params: RoundParams = load_round_params()) -> dict:
     summary.update(refill_queue(params, projects, current, current_eval, class_names, summary.get("round_id"),
                                 classifier, timer))
     summary["timings"] = timer.seconds
+    summary["peak_rss_mib"] = round(peak_rss_mib(), 1)
     summary["report"] = publish_report(summary, f"{work}/reports/{stamp()}-{summary.get('round_id') or 'no-train'}",
                                        params.wandb)
     log.info("pushed %d pairs (open before: %d), retired %d; report %s", summary["pushed"], summary["open_before"],

@@ -12,6 +12,21 @@ from driftsketch.config import CONFIG_DIR, Config, load_config
 DEFAULT_LABELSTUDIO_CONFIG = CONFIG_DIR / "labelstudio.yaml"
 
 
+class PostgresConfig(Config):
+    """Label Studio's PostgreSQL: one we start (``managed``) or the user's own."""
+
+    defaults_from: ClassVar[str] = "labelstudio.yaml:server.postgres"
+    managed: bool
+    data_dir: str | None  # None: <server.data_dir>/postgres
+    host: str
+    port: int
+    name: str
+    user: str
+    password_env: str
+    os_user: str
+    start_timeout_s: float
+
+
 class ServerConfig(Config):
     defaults_from: ClassVar[str] = "labelstudio.yaml:server"
     venv: str
@@ -21,6 +36,9 @@ class ServerConfig(Config):
     port: int
     start_timeout_s: float
     admin_email: str
+    database: str
+    files_root: str
+    postgres: PostgresConfig
 
 
 class ProjectsConfig(Config):
@@ -33,7 +51,9 @@ class ProjectsConfig(Config):
 class PushConfig(Config):
     defaults_from: ClassVar[str] = "labelstudio.yaml:push"
     store_root: str
-    svg_dir: str
+    image_mode: str
+    svg_dir: str | None  # None: <server.files_root>/svg
+    png_dir: str | None  # None: <server.files_root>/png
     image_size: int
     batch_size: int
     seed: int

@@ -44,5 +44,6 @@ def assess_annotators(preference_dir: str, dpo_config: str, overrides: list[str]
     from dpo.store import PreferenceStore
 
     store = PreferenceStore(preference_dir)
-    report = assess(collect_answers(store.records()), GoldSet(store).entries(), annotators_config(dpo_config, overrides))
+    rules = annotators_config(dpo_config, overrides)
+    report = assess(collect_answers(store.records()), GoldSet(store).entries(), rules)
     return {**report.to_dict(), "markdown": format_table(report, markdown=True)}

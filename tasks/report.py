@@ -40,6 +40,9 @@ def round_markdown(summary: dict) -> str:
     timings = summary.get("timings") or {}
     if timings:
         lines += ["| step | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in timings.items()]
+        lines += [f"| **all steps** | **{sum(timings.values()):.1f}** |"]
+    if summary.get("peak_rss_mib"):
+        lines += ["", f"Peak memory (resident) of the round: {summary['peak_rss_mib']:.0f} MiB"]
     return "\n".join(lines)
 
 
@@ -61,8 +64,8 @@ def annotator_figures(summary: dict) -> dict[str, float]:
     """Per-annotator figures for wandb: ``annotators/<name>/<figure>`` and Krippendorff's alpha."""
     ann = summary.get("annotators") or {}
     keys = ("answers", "gold_accuracy", "tie_rate", "left_rate", "median_lead_time", "mean_kappa", "weight")
-    flat = {f"annotators/{row['annotator']}/{k}": float(row[k]) for row in ann.get("annotators", []) for k in keys}
-    flat.update({f"annotators/{row['annotator']}/excluded": float(row["excluded"]) for row in ann.get("annotators", [])})
+    rows = ann.get("annotators", [])
+    flat = {f"annotators/{row['annotator']}/{k}": float(row[k]) for row in rows for k in (*keys, "excluded")}
     if ann.get("annotators"):
         flat["annotators/krippendorff_alpha"] = float(ann["krippendorff_alpha"])
     return flat
@@ -86,6 +89,8 @@ def publish_report(summary: dict, out_dir: str, wandb_enabled: bool = True, wand
     logger = RunLogger(wandb_enabled, wandb_project, out, {"round_id": summary.get("round_id")},
                        name=f"round-{summary.get('round_index') or 0}", job_type="online-dpo")
     flat = {f"round/{k}": v for k, v in (summary.get("timings") or {}).items()}
+    if summary.get("peak_rss_mib"):
+        flat["round/peak_rss_mib"] = float(summary["peak_rss_mib"])
     for who in ("current", "candidate"):
         flat.update({f"{who}/{k}": v for k, v in (summary.get(f"metrics_{who}") or {}).items()})
     flat["round/promoted"] = float(bool((summary.get("decision") or {}).get("promoted")))
