@@ -12,7 +12,7 @@
    so far (dpo/selection.py, the code of ``generate.selection: uncertain``) and asks about the pairs
    whose mean preference probability is nearest 1/2, per class. The first batch is random for both (no
    labels yet), and both draw the same candidates and annotator noise for a seed.
-3. The annotator is bench_dpo_winrate.py's noisy labelling judge (10 % flips, ties within 0.02 and 5 %
+3. The annotator is bench_dpo_winrate.py's noisy labeling judge (10 % flips, ties within 0.02 and 5 %
    random ties). A tie costs a label and teaches nothing.
 4. After every batch: a reward model fit on all decided answers (the one amplification uses, on a third
    classifier); the win rate it buys (hidden-judge win rate of its best of 8 base sketches against
@@ -39,7 +39,7 @@ from dpo.config import RewardConfig
 from dpo.selection import fit_ensemble, select_uncertain
 from driftsketch.checkpoint import load_model
 from driftsketch.data import load_dataset
-from driftsketch.evaluation import HiddenJudge, LabellingJudge
+from driftsketch.evaluation import HiddenJudge, LabelingJudge
 
 from driftsketch.train_config import SamplingConfig
 
@@ -73,7 +73,7 @@ def draw_candidates(bank_: dict, n: int, rng: np.random.Generator) -> tuple[np.n
 
 def run(method: str, seed: int, bank_: dict, judge_scores: np.ndarray, features: FeatureCache, l2: float,
         ev: dict, args) -> list[dict]:
-    """One labelling campaign; a metrics row after every batch."""
+    """One labeling campaign; a metrics row after every batch."""
     cand_rng, ann_rng = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
     fit, x = cached_fitter(features, l2), bank_["x"]
     asked, ties, rows = 0, 0, []
@@ -125,7 +125,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.num_threads)
     t0, out = time.perf_counter(), Path(args.out)
     real = load_dataset(args.data)
-    judge = LabellingJudge(get_classifier(Path(args.classifier), real))
+    judge = LabelingJudge(get_classifier(Path(args.classifier), real))
     hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, "hidden"))
     reward_cfg = RewardConfig(classifier=args.reward_classifier)
     features = FeatureCache(get_classifier(Path(args.reward_classifier), real, "reward"), reward_cfg)

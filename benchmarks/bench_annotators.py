@@ -8,14 +8,14 @@ by measured reliability recover the honest annotators' preference?
 
 1. ``--pairs`` pairs of base-model sketches (bench_dpo_winrate.py's sampler) and ``--gold`` gold pairs
    (dpo/gold.py: a real drawing vs a scrambled / wrong-class / noisy copy), answered by 3 of 5 annotators
-   each, drawn at random per pair: 3 honest (the noisy labelling judge of docs/dpo.md: 10 % flips, ties
+   each, drawn at random per pair: 3 honest (the noisy labeling judge of docs/dpo.md: 10 % flips, ties
    within 0.02 and 5 % random ties) and 2 careless (coin flips) or always-left (labeling.bot.misbehave);
    which sketch is shown left is random per pair. Stored in a real preference store per panel and seed.
 2. Conditions, each a PreferenceDataset over the same store: ``honest_only`` (only the honest answers),
    ``weighted`` (configs/dpo.yaml: soft labels, Dawid-Skene weights, gold-accuracy exclusion),
    ``weighted_no_exclusion``, ``unweighted`` (soft labels, every answer weight 1, nobody excluded) and
    ``unweighted_each`` (every answer its own training pair, weight 1: the pipeline before issue 11).
-3. Per condition: the share of training pairs whose winner the noise-free labelling judge also prefers
+3. Per condition: the share of training pairs whose winner the noise-free labeling judge also prefers
    (label accuracy); a Bradley-Terry reward model fit on them (the one reward amplification uses, on a
    third classifier); its agreement with the hidden judge on new base pairs; and the win rate it buys:
    the hidden judge's win rate of its best of 8 base sketches against another base sketch (best-of-8
@@ -46,7 +46,7 @@ from dpo.records import PreferenceRecord
 from dpo.store import PreferenceStore
 from driftsketch.checkpoint import load_model
 from driftsketch.data import load_dataset
-from driftsketch.evaluation import HiddenJudge, LabellingJudge
+from driftsketch.evaluation import HiddenJudge, LabelingJudge
 
 from bench_args import add_model_args, add_run_args, add_sampler_args
 
@@ -72,7 +72,7 @@ def base_pairs(model, n: int, out: Path, args) -> dict:
     return dict(np.load(path))
 
 
-def build_store(root: Path, pairs: dict, gold, judge: LabellingJudge, panel: str, seed: int, class_names,
+def build_store(root: Path, pairs: dict, gold, judge: LabelingJudge, panel: str, seed: int, class_names,
                 per_pair: int = 3) -> tuple[PreferenceStore, list[str]]:
     """Every pair and gold pair answered by ``per_pair`` of the 5 annotators; returns the store and the
     honest annotators' names. Reused when it exists."""
@@ -116,7 +116,7 @@ def condition_dataset(store: PreferenceStore, honest: list[str], only_honest: bo
     return PreferenceDataset(store, class_names, records=records, annotators=cfg, use_noise=False)
 
 
-def evaluate_condition(ds: PreferenceDataset, judge: LabellingJudge, features: FeatureCache, l2: float,
+def evaluate_condition(ds: PreferenceDataset, judge: LabelingJudge, features: FeatureCache, l2: float,
                        ev: dict) -> dict:
     """Label accuracy, reward-model agreement with the hidden judge, best-of-8 hidden win rate."""
     w, lo, y = dataset_arrays(ds)
@@ -188,7 +188,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.num_threads)
     t0, out = time.perf_counter(), Path(args.out)
     real = load_dataset(args.data)
-    judge = LabellingJudge(get_classifier(Path(args.classifier), real))
+    judge = LabelingJudge(get_classifier(Path(args.classifier), real))
     hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, "hidden"))
     reward_cfg = RewardConfig(classifier=args.reward_classifier)
     features = FeatureCache(get_classifier(Path(args.reward_classifier), real, "reward"), reward_cfg)

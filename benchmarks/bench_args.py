@@ -10,7 +10,7 @@ from driftsketch.train_config import SamplingConfig
 def add_model_args(p: argparse.ArgumentParser, out: str) -> None:
     """``--base-checkpoint`` and the three classifiers (trained on ``--data`` when missing), ``--out``."""
     p.add_argument("--base-checkpoint", required=True)
-    p.add_argument("--classifier", default="runs/classifier.pt", help="labelling judge + metrics (64 px)")
+    p.add_argument("--classifier", default="runs/classifier.pt", help="labeling judge + metrics (64 px)")
     p.add_argument("--hidden-classifier", default="runs/classifier_hidden.pt", help="hidden judge's classifier")
     p.add_argument("--reward-classifier", default="runs/classifier_reward.pt",
                    help="classifier behind the reward model (neither judge's)")

@@ -159,7 +159,7 @@ def next_pairs(params: RoundParams, current: str, num_pairs: int, batch_dir: str
     if factor > 1:
         path, out["selection"] = select_pairs(path, f"{batch_dir}/pairs.npz", num_pairs, params.preference_dir,
                                               classifier, class_names, params.dpo.config, params.dpo.overrides,
-                                              g.ensemble, g.min_labelled_pairs, params.seed)
+                                              g.ensemble, g.min_labeled_pairs, params.seed)
     return path
 
 

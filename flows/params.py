@@ -57,7 +57,7 @@ class GenerateParams(Config):
         description="which pairs to push: random, or those a reward-model ensemble is least sure about")
     candidates: int = Field(ge=1, description="uncertain: candidate pairs sampled per pair pushed")
     ensemble: int = Field(ge=1, description="uncertain: reward models fit on bootstrap resamples")
-    min_labelled_pairs: int = Field(ge=1, description="uncertain: fewer human pairs in the store: random")
+    min_labeled_pairs: int = Field(ge=1, description="uncertain: fewer human pairs in the store: random")
 
 
 class RoundParams(Config):

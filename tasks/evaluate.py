@@ -68,11 +68,11 @@ def evaluate_checkpoint(checkpoint: str, classifier_path: str, data: str, out_di
 
 @task
 def paired_win_rate(samples_candidate: str, samples_current: str, classifier_path: str) -> dict[str, float]:
-    """Win rate of the candidate over the current model under the labelling judge, sample for sample."""
+    """Win rate of the candidate over the current model under the labeling judge, sample for sample."""
     from driftsketch.evaluation.classifier import SketchClassifier
-    from driftsketch.evaluation.judges import LabellingJudge, win_rate
+    from driftsketch.evaluation.judges import LabelingJudge, win_rate
 
-    judge = LabellingJudge(SketchClassifier.load(classifier_path))
+    judge = LabelingJudge(SketchClassifier.load(classifier_path))
     a, b = np.load(samples_candidate), np.load(samples_current)
     return win_rate(judge.score(a["beziers"], a["labels"]), judge.score(b["beziers"], b["labels"]))
 

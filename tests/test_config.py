@@ -34,7 +34,7 @@ def test_every_config_class_is_found():
     names = {c.__name__ for c in CLASSES}
     assert {"TrainConfig", "SamplingConfig", "ModelConfig", "AugmentConfig", "FitConfig", "ImportConfig",
             "BuiltinConfig", "DataConfig", "ClassifierConfig", "EvaluateConfig", "EvalConfig",
-            "LabellingJudgeConfig", "HiddenJudgeConfig", "DPOConfig", "RewardConfig", "AmplifyConfig",
+            "LabelingJudgeConfig", "HiddenJudgeConfig", "DPOConfig", "RewardConfig", "AmplifyConfig",
             "LabelStudioConfig", "ServerConfig", "PushConfig", "PullConfig", "BotConfig", "RoundParams",
             "PromotionGate", "LabelStudioParams"} <= names
     assert set(TOP_LEVEL) == {p.name for p in CONFIG_DIR.glob("*.yaml")}  # one top-level class per file

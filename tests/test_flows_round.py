@@ -44,7 +44,7 @@ def _bot(server, params, limit=None) -> int:
     ls = server.client()
     clf = next((Path(params.work_dir) / "classifiers").glob("*.pt"))
     pid = find_project(ls, params.labelstudio.overrides[0].split("=", 1)[1])
-    out = run_bot(ls, pid, PreferenceStore(params.preference_dir), load_judge("labelling", clf),
+    out = run_bot(ls, pid, PreferenceStore(params.preference_dir), load_judge("labeling", clf),
                   replace_config(load_labelstudio_config().bot, tie_margin=0.0), limit=limit, progress=False)
     return out["answered"]
 

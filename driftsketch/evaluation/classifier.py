@@ -7,7 +7,7 @@
     feats = clf.features(beziers)                             # (N, D) penultimate layer
 
 Two configurations (``classifier`` and ``hidden_classifier`` in configs/eval.yaml): 64 px for the
-labelling judge and the eval metrics, and 32 px with other widths and seed for the hidden judge.
+labeling judge and the eval metrics, and 32 px with other widths and seed for the hidden judge.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from typing import ClassVar, Iterable
 
 from driftsketch.config import CONFIG_DIR, Config, load_config
 from driftsketch.evaluation.classifier import ClassifierConfig
-from driftsketch.evaluation.judges import HiddenJudgeConfig, LabellingJudgeConfig
+from driftsketch.evaluation.judges import HiddenJudgeConfig, LabelingJudgeConfig
 from driftsketch.evaluation.metrics import MetricsConfig
 from driftsketch.render import RenderConfig
 
@@ -31,7 +31,7 @@ class EvalConfig(Config):
     evaluate: EvaluateConfig
     render: RenderConfig
     metrics: MetricsConfig
-    labelling_judge: LabellingJudgeConfig
+    labeling_judge: LabelingJudgeConfig
     hidden_judge: HiddenJudgeConfig
 
 
