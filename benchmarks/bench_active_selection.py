@@ -30,20 +30,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from bench_annotators import eval_set
-from bench_dpo_winrate import get_classifier, sample
+from bench_annotators import eval_set, load_judges
+from bench_dpo_winrate import sample
 from preference_sim import PROFILES, FeatureCache, agreement, answers, best_of_8, cached_fitter, mean_spread
 
-from dpo.config import RewardConfig
 from dpo.selection import fit_ensemble, select_uncertain
 from driftsketch.checkpoint import load_model
-from driftsketch.data import load_dataset
-from driftsketch.evaluation import HiddenJudge, LabelingJudge
 
 from driftsketch.train_config import SamplingConfig
 
-from bench_args import add_model_args, add_run_args, add_sampler_args
+from bench_args import add_model_args, add_sampler_args, start
 
 METHODS = ("random", "uncertain")
 
@@ -104,7 +100,7 @@ def run(method: str, seed: int, bank_: dict, judge_scores: np.ndarray, features:
     return rows
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p, out="runs/bench_active")
     p.add_argument("--budgets", type=int, nargs="+", default=[100, 200, 500])
@@ -116,19 +112,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bank-seed", type=int, default=0)
     p.add_argument("--pair-seed", type=int, default=0, help="evaluation noise, as bench_annotators.py")
     add_sampler_args(p)
-    add_run_args(p)
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
-    torch.set_num_threads(args.num_threads)
-    t0, out = time.perf_counter(), Path(args.out)
-    real = load_dataset(args.data)
-    judge = LabelingJudge(get_classifier(Path(args.classifier), real))
-    hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, "hidden"))
-    reward_cfg = RewardConfig(classifier=args.reward_classifier)
-    features = FeatureCache(get_classifier(Path(args.reward_classifier), real, "reward"), reward_cfg)
+    args, t0, out, real = start(parser(), argv)
+    judge, hidden, reward_cfg, features = load_judges(args, real)
     base = load_model(args.base_checkpoint)
     bank_ = bank(base, out, args)
     judge_scores = judge.score(bank_["x"], bank_["labels"])

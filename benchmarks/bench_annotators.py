@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from bench_dpo_winrate import base_samples, get_classifier, sample, train
 from preference_sim import PROFILES, FeatureCache, agreement, answers, best_of_8, cached_fitter, mean_spread
 
@@ -45,10 +44,9 @@ from dpo.gold import GoldSet, make_gold_pairs
 from dpo.records import PreferenceRecord
 from dpo.store import PreferenceStore
 from driftsketch.checkpoint import load_model
-from driftsketch.data import load_dataset
 from driftsketch.evaluation import HiddenJudge, LabelingJudge
 
-from bench_args import add_model_args, add_run_args, add_sampler_args
+from bench_args import add_model_args, add_sampler_args, start
 
 CONDITIONS = {  # name -> (only honest answers?, annotators config)
     "honest_only": (True, AnnotatorsConfig(weighting="none", min_gold_accuracy=None)),
@@ -164,7 +162,16 @@ def eval_set(base, hidden: HiddenJudge, out: Path, args) -> dict:
             "pl": pl, "ptruth": hidden.score(pa, pl) - hidden.score(pb, pl)}
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def load_judges(args: argparse.Namespace, real) -> tuple[LabelingJudge, HiddenJudge, RewardConfig, FeatureCache]:
+    """The simulated annotator's judge, the hidden judge, and the reward model's features (its own classifier)."""
+    judge = LabelingJudge(get_classifier(Path(args.classifier), real))
+    hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, "hidden"))
+    reward_cfg = RewardConfig(classifier=args.reward_classifier)
+    return judge, hidden, reward_cfg, FeatureCache(get_classifier(Path(args.reward_classifier), real, "reward"),
+                                                   reward_cfg)
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p, out="runs/bench_annotators")
     p.add_argument("--pairs", type=int, default=500)
@@ -177,21 +184,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dpo-conditions", nargs="+", default=["honest_only", "weighted", "unweighted"])
     p.add_argument("--config", default=None, help="DPO config for --dpo (default configs/dpo.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DPO config override")
-    add_run_args(p)
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
+    args, t0, out, real = start(parser(), argv)
     from dpo.config import DEFAULT_DPO_CONFIG
     args.config = args.config or str(DEFAULT_DPO_CONFIG)
-    torch.set_num_threads(args.num_threads)
-    t0, out = time.perf_counter(), Path(args.out)
-    real = load_dataset(args.data)
-    judge = LabelingJudge(get_classifier(Path(args.classifier), real))
-    hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, "hidden"))
-    reward_cfg = RewardConfig(classifier=args.reward_classifier)
-    features = FeatureCache(get_classifier(Path(args.reward_classifier), real, "reward"), reward_cfg)
+    judge, hidden, reward_cfg, features = load_judges(args, real)
     base = load_model(args.base_checkpoint)
     pairs = base_pairs(base, args.pairs, out, args)
     gold = make_gold_pairs(real.beziers, real.labels, real.class_names, base.class_names, args.gold,

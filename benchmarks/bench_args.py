@@ -3,7 +3,13 @@ bench_active_selection): the base model and its judges, and the sampler of the e
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
+from typing import Any
 
+import torch
+
+from driftsketch.data import load_dataset
 from driftsketch.train_config import SamplingConfig
 
 
@@ -28,7 +34,11 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solver", default=s.solver)
 
 
-def add_run_args(p: argparse.ArgumentParser) -> None:
-    """``--num-threads`` (torch CPU threads) and ``--quiet``."""
+def start(p: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, float, Path, Any]:
+    """Add ``--num-threads`` / ``--quiet``, parse ``argv``, set torch's threads, start the clock and load
+    ``--data``: returns ``(args, start time, Path(args.out), real data)``."""
     p.add_argument("--num-threads", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.num_threads)
+    return args, time.perf_counter(), Path(args.out), load_dataset(args.data)

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dpo.annotators import wilson_interval
 from dpo.config import DEFAULT_DPO_CONFIG, load_dpo_config
@@ -37,14 +36,13 @@ from dpo.reward import RewardModel
 from dpo.store import PreferenceStore
 from dpo.trainer import train_dpo
 from driftsketch.checkpoint import load_model
-from driftsketch.data import load_dataset
 from driftsketch.evaluation import HiddenJudge, LabelingJudge, SketchClassifier, evaluate_samples, prefer
 from driftsketch.evaluation.judges import prefer_from_scores
 from driftsketch.evaluation.classifier import config_replace, train_classifier
 from driftsketch.evaluation.settings import load_eval_config
 from driftsketch.sampling import generate_beziers
 
-from bench_args import add_model_args, add_run_args, add_sampler_args
+from bench_args import add_model_args, add_sampler_args, start
 
 
 def get_classifier(path: Path, data, kind: str = "labeling") -> SketchClassifier:
@@ -264,7 +262,7 @@ def noisy_pick_ceiling(x: np.ndarray, labels: np.ndarray, hidden: HiddenJudge, l
     return round(wins / trials, 3)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p, out="runs/bench_dpo")
     p.add_argument("--name", default="default", help="sub-folder for this DPO setting")
@@ -284,15 +282,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-control", action="store_true", help="skip the shuffled-label control run")
     p.add_argument("--control-only", action="store_true", help="with --rounds > 1: only the control run")
     p.add_argument("--seed", type=int, default=0)
-    add_run_args(p)
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
-    torch.set_num_threads(args.num_threads)
-    t0, out = time.perf_counter(), Path(args.out)
-    real = load_dataset(args.data)
+    args, t0, out, real = start(parser(), argv)
     clf = get_classifier(Path(args.classifier), real)
     hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, "hidden"))
     get_classifier(Path(args.reward_classifier), real, "reward")
