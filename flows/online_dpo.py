@@ -29,7 +29,7 @@ from flows.params import RoundParams, load_round_params
 from tasks import evaluate as ev
 from tasks import labeling as lb
 from tasks import models as md
-from tasks.generate import generate_pairs, select_pairs, weak_class_weights
+from tasks.generate import generate_pairs, mark_pushed, next_batch_key, select_pairs, weak_class_weights
 from tasks.preferences import assess_annotators, select_new_preferences
 from tasks.report import publish_report
 from tasks.train import finetune_round, finetune_timings
@@ -126,7 +126,7 @@ def refill_queue(params: RoundParams, projects: dict[str, int], current: str, cu
     n_gold = n_gold if n_gold < need else 0
     per_class = {k.split("/", 1)[1]: v for k, v in current_eval["metrics"].items() if k.startswith("recognizability/")}
     weights = weak_class_weights(per_class, class_names) if g.class_weighting == "weak" else None
-    batch_key = f"{waiting}-{need}-{stamp()}"
+    batch_key = next_batch_key(work, current)  # from what was pushed before, not the clock: reruns repeat
     batch_dir = f"{work}/batches/{current}/{batch_key}"
     with timer("generate"):
         pairs = next_pairs(params, current, need - n_gold, batch_dir, batch_key, weights, classifier, class_names, out)
@@ -141,6 +141,7 @@ def refill_queue(params: RoundParams, projects: dict[str, int], current: str, cu
             ratings = lb.render_pairs(ls, prefs, work, pairs, f"{batch_dir}/ratings.json", round_id, kind="rating")
         with timer("push"):
             out["pushed_ratings"] = lb.push_rendered(ls, prefs, work, projects["rating"], ratings, g.queue_target)
+    mark_pushed(batch_dir, out)
     return out
 
 
@@ -158,7 +159,7 @@ def next_pairs(params: RoundParams, current: str, num_pairs: int, batch_dir: str
     if factor > 1:
         path, out["selection"] = select_pairs(path, f"{batch_dir}/pairs.npz", num_pairs, params.preference_dir,
                                               classifier, class_names, params.dpo.config, params.dpo.overrides,
-                                              g.ensemble, g.min_labelled_pairs, params.seed)
+                                              g.ensemble, g.min_labeled_pairs, params.seed)
     return path
 
 
@@ -166,7 +167,7 @@ def stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-@flow(name="online-dpo")
+@flow(name="online-dpo")  # the default is the Prefect form's (its schema is built from it): configs/round.yaml
 def online_dpo(params: RoundParams = load_round_params()) -> dict:
     """One round; returns the round summary (also in ``<work_dir>/reports/<time>-<round>/summary.json``)."""
     log = get_run_logger()
@@ -178,7 +179,7 @@ def online_dpo(params: RoundParams = load_round_params()) -> dict:
         lb.check_round_storage(ls, params.registry_dir, prefs, work)  # a bad folder fails before any write
         current = ensure_current_model(params)
         classifier = ev.ensure_classifier(params.data, params.eval.config, params.eval.overrides, f"{work}/classifiers")
-        class_names = _class_names(params, current)
+        class_names = md.class_names(params.registry_dir, current)
     with timer("pull"):
         projects = lb.ensure_projects(ls, prefs, work)
         summary["pull"] = lb.pull(ls, prefs, work, projects)
@@ -205,12 +206,6 @@ def online_dpo(params: RoundParams = load_round_params()) -> dict:
     log.info("pushed %d pairs (open before: %d), retired %d; report %s", summary["pushed"], summary["open_before"],
              summary["retired"], summary["report"])
     return summary
-
-
-def _class_names(params: RoundParams, model_id: str) -> list[str]:
-    from driftsketch.checkpoint import load_checkpoint
-
-    return list(load_checkpoint(md.model_path(params.registry_dir, model_id))["config"]["class_names"])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -116,7 +116,7 @@ for r in $(seq 0 $((ROUNDS - 1))); do
   sed -n '1,6p' "$report"
   if [ "$r" -lt $((ROUNDS - 1)) ]; then
     clf=$(ls -t "$DEMO"/work/classifiers/*.pt | head -1)
-    "$LS" bot "${LS_SET[@]}" --judge labelling --classifier "$clf"
+    "$LS" bot "${LS_SET[@]}" --judge labeling --classifier "$clf"
   fi
 done
 

@@ -8,11 +8,11 @@ changes nothing.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from driftsketch.config import replace_config
 from driftsketch.registry import Registry
 from flows.params import load_round_params
 
@@ -44,8 +44,8 @@ def _bot(server, params, limit=None) -> int:
     ls = server.client()
     clf = next((Path(params.work_dir) / "classifiers").glob("*.pt"))
     pid = find_project(ls, params.labelstudio.overrides[0].split("=", 1)[1])
-    out = run_bot(ls, pid, PreferenceStore(params.preference_dir), load_judge("labelling", clf),
-                  replace(load_labelstudio_config().bot, tie_margin=0.0), limit=limit, progress=False)
+    out = run_bot(ls, pid, PreferenceStore(params.preference_dir), load_judge("labeling", clf),
+                  replace_config(load_labelstudio_config().bot, tie_margin=0.0), limit=limit, progress=False)
     return out["answered"]
 
 
