@@ -12,7 +12,7 @@
    so far (dpo/selection.py, the code of ``generate.selection: uncertain``) and asks about the pairs
    whose mean preference probability is nearest 1/2, per class. The first batch is random for both (no
    labels yet), and both draw the same candidates and annotator noise for a seed.
-3. The annotator is bench_dpo_winrate.py's noisy labelling judge (10 % flips, ties within 0.02 and 5 %
+3. The annotator is bench_dpo_winrate.py's noisy labeling judge (10 % flips, ties within 0.02 and 5 %
    random ties). A tie costs a label and teaches nothing.
 4. After every batch: a reward model fit on all decided answers (the one amplification uses, on a third
    classifier); the win rate it buys (hidden-judge win rate of its best of 8 base sketches against
@@ -30,16 +30,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from bench_annotators import eval_set
-from bench_dpo_winrate import get_classifier, sample
+from bench_annotators import eval_set, load_judges
+from bench_args import add_model_args, add_sampler_args, start
+from bench_dpo_winrate import sample
 from preference_sim import PROFILES, FeatureCache, agreement, answers, best_of_8, cached_fitter, mean_spread
 
-from dpo.config import RewardConfig
 from dpo.selection import fit_ensemble, select_uncertain
 from driftsketch.checkpoint import load_model
-from driftsketch.data import load_dataset
-from driftsketch.evaluation import HiddenJudge, LabellingJudge
+from driftsketch.train_config import SamplingConfig
 
 METHODS = ("random", "uncertain", "disagreement")  # uncertain = generate.selection: uncertain (entropy)
 
@@ -49,7 +47,8 @@ def bank(base, out: Path, args) -> dict:
     path = out / f"bank_{base.checkpoint_id}_{args.bank_per_class}_s{args.bank_seed}.npz"
     if not path.is_file():
         gen = copy.copy(args)
-        gen.num_steps, gen.solver, gen.cfg_scale = 10, "midpoint", 2.0
+        s = SamplingConfig()  # the round's generator: configs/train.yaml sampling (= round.yaml generate)
+        gen.num_steps, gen.solver, gen.cfg_scale = s.num_steps, s.solver, s.cfg_scale
         labels = np.repeat(np.arange(len(base.class_names)), args.bank_per_class)
         x = sample(base, labels, 20_000 + args.bank_seed, gen)[0]
         out.mkdir(parents=True, exist_ok=True)
@@ -68,7 +67,7 @@ def draw_candidates(bank_: dict, n: int, rng: np.random.Generator) -> tuple[np.n
 
 def run(method: str, seed: int, bank_: dict, judge_scores: np.ndarray, features: FeatureCache, l2: float,
         ev: dict, args) -> list[dict]:
-    """One labelling campaign; a metrics row after every batch."""
+    """One labeling campaign; a metrics row after every batch."""
     cand_rng, ann_rng = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
     fit, x = cached_fitter(features, l2), bank_["x"]
     asked, ties, rows = 0, 0, []
@@ -100,14 +99,9 @@ def run(method: str, seed: int, bank_: dict, judge_scores: np.ndarray, features:
     return rows
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--base-checkpoint", required=True)
-    p.add_argument("--classifier", default="runs/classifier.pt")
-    p.add_argument("--hidden-classifier", default="runs/classifier_hidden.pt")
-    p.add_argument("--reward-classifier", default="runs/classifier_reward.pt")
-    p.add_argument("--data", default="builtin")
-    p.add_argument("--out", default="runs/bench_active")
+    add_model_args(p, out="runs/bench_active")
     p.add_argument("--budgets", type=int, nargs="+", default=[100, 200, 500])
     p.add_argument("--batch", type=int, default=50, help="labels per round")
     p.add_argument("--candidates", type=int, default=4, help="candidate pairs drawn per pair asked")
@@ -116,24 +110,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bank-per-class", type=int, default=400)
     p.add_argument("--bank-seed", type=int, default=0)
     p.add_argument("--pair-seed", type=int, default=0, help="evaluation noise, as bench_annotators.py")
-    p.add_argument("--eval-per-class", type=int, default=64)
-    p.add_argument("--num-steps", type=int, default=20, help="sampler of the evaluation sketches")
-    p.add_argument("--cfg-scale", type=float, default=2.0)
-    p.add_argument("--solver", default="midpoint")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    p.add_argument("--threads", type=int, default=1)
-    return p.parse_args(argv)
+    add_sampler_args(p)
+    return p
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    t0, out = time.perf_counter(), Path(args.out)
-    real = load_dataset(args.data)
-    judge = LabellingJudge(get_classifier(Path(args.classifier), real))
-    hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, "hidden"))
-    reward_cfg = RewardConfig(classifier=args.reward_classifier)
-    features = FeatureCache(get_classifier(Path(args.reward_classifier), real, "reward"), reward_cfg)
+    args, t0, out, real = start(parser(), argv)
+    judge, hidden, reward_cfg, features = load_judges(args, real)
     base = load_model(args.base_checkpoint)
     bank_ = bank(base, out, args)
     judge_scores = judge.score(bank_["x"], bank_["labels"])

@@ -1,6 +1,6 @@
 """Shared pieces of the annotator and pair-selection benchmarks (bench_annotators.py, bench_active_selection.py).
 
-- simulated annotators: the noisy labelling judge of bench_dpo_winrate.py ("honest"), a coin-flipper
+- simulated annotators: the noisy labeling judge of bench_dpo_winrate.py ("honest"), a coin-flipper
   ("careless") and one who always picks the left sketch ("left"), through labeling.bot.misbehave, the
   same code the Label Studio bot runs;
 - a per-sketch feature cache, so that reward models fit and score thousands of times cheaply;
@@ -37,7 +37,7 @@ PROFILES = {"honest": Profile(), "careless": Profile(careless_share=1.0), "left"
 
 def answers(score_a: np.ndarray, score_b: np.ndarray, left: list[str], profile: Profile,
             rng: np.random.Generator) -> list[str]:
-    """Simulated answers "a" | "b" | "tie" to pairs with labelling-judge scores ``score_a``/``score_b``."""
+    """Simulated answers "a" | "b" | "tie" to pairs with labeling-judge scores ``score_a``/``score_b``."""
     choices = prefer_from_scores(score_a, score_b, rng, profile.noise, profile.tie_margin, profile.tie_rate)
     return misbehave(choices, left, rng, profile.careless_share, profile.always_left_share)
 

@@ -94,7 +94,7 @@ def cohen_kappa(x: list[int], y: list[int]) -> float:
 
 
 def krippendorff_alpha(items: list[list[int]]) -> float:
-    """Krippendorff's alpha, nominal, over items each labelled by >= 2 annotators (others ignored)."""
+    """Krippendorff's alpha, nominal, over items each labeled by >= 2 annotators (others ignored)."""
     items = [v for v in items if len(v) >= 2]
     cats = sorted({c for v in items for c in v})
     if not items or len(cats) < 2:

@@ -108,9 +108,10 @@ class RewardModel:
             blob = json.loads(Path(path).read_text())
             if blob.get("format") != FORMAT:
                 raise RewardError(f"{path}: not a DriftSketch reward model (format {blob.get('format')!r})")
-            cfg = RewardConfig(blob["classifier"], list(blob["continuity_eps"]), float(blob["l2"]))
+            cfg = RewardConfig(classifier=blob["classifier"], continuity_eps=list(blob["continuity_eps"]),
+                               l2=float(blob["l2"]))
             weights = np.asarray(blob["weights"], dtype=np.float64)
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise RewardError(f"{path}: cannot read the reward model ({exc})") from None
         if classifier is None:
             digest = _digest_or_none(cfg.classifier)

@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from dpo.amplify import amplify, fit_on_dataset
 from dpo.config import DPOConfig
-from dpo.dataset import PreferenceDataset, unit_hash
+from dpo.dataset import PreferenceDataset
+from driftsketch.split import unit_hash
 from dpo.loss import flow_dpo_loss
 from dpo.records import PreferenceRecord
 from dpo.store import PreferenceStore
@@ -58,6 +59,7 @@ class DPOResult:
     data_summary: dict = field(default_factory=dict)
     record_ids: list[str] = field(default_factory=list)  # records the training pairs came from
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # reward_fit, amplify (sampling + ranking), train
 
 
 class _Shuffled(Dataset):
@@ -117,13 +119,19 @@ def select_trainable(model: torch.nn.Module, patterns: list[str]) -> int:
     return count
 
 
-def build_datasets(cfg: DPOConfig, class_names: list[str],
-                   records: list[PreferenceRecord] | None = None) -> tuple[PreferenceDataset, PreferenceDataset]:
-    """(train, held-out) preference datasets; DPOError when there are too few usable training pairs."""
-    full = PreferenceDataset(PreferenceStore(cfg.preference_dir), class_names, min_margin=cfg.min_margin,
+def preference_dataset(cfg: DPOConfig, class_names: list[str],
+                       records: list[PreferenceRecord] | None = None) -> PreferenceDataset:
+    """The pairs of ``records`` (default: every record in ``cfg.preference_dir``) under ``cfg``'s rules."""
+    return PreferenceDataset(PreferenceStore(cfg.preference_dir), class_names, min_margin=cfg.min_margin,
                              same_checkpoint=cfg.same_checkpoint, max_synthesised=cfg.max_synthesised,
                              use_noise=cfg.use_stored_noise, seed=cfg.seed, records=records,
                              annotators=cfg.annotators)
+
+
+def build_datasets(cfg: DPOConfig, class_names: list[str],
+                   records: list[PreferenceRecord] | None = None) -> tuple[PreferenceDataset, PreferenceDataset]:
+    """(train, held-out) preference datasets; DPOError when there are too few usable training pairs."""
+    full = preference_dataset(cfg, class_names, records)
     train, held = full.split(cfg.holdout_fraction, seed=cfg.seed)
     if len(train) < cfg.min_pairs:
         raise DPOError(f"only {len(train)} usable training pairs in {cfg.preference_dir} (min_pairs="
@@ -160,18 +168,45 @@ def train_times(batch: int, num_t: int, t_power: float, gen: torch.Generator,
     return t_min + (1.0 - t_min) * torch.rand((batch, num_t), generator=gen) ** t_power
 
 
+class ReplayedForward:
+    """A frozen network whose outputs are remembered by their inputs. The held-out pairs are evaluated
+    with the same fixed noise and times after every epoch, so the frozen reference runs once per
+    input instead of once per epoch (a sixth of a round's network evaluations)."""
+
+    def __init__(self, net: torch.nn.Module):
+        self.net = net
+        self._outputs: dict[bytes, torch.Tensor] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self.__dict__["net"], name)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        key = hashlib.sha1(b"".join(a.detach().cpu().numpy().tobytes() for a in (x, t, labels))).digest()
+        if key not in self._outputs:
+            self._outputs[key] = self.net(x, t, labels).detach()
+        return self._outputs[key]
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether two networks hold identical parameters and buffers (then their outputs are identical)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 @torch.no_grad()
 def evaluate_pairs(model, ref, data: Dataset, cfg: DPOConfig) -> dict[str, float]:
-    """Mean Flow-DPO metrics over ``data`` with fixed noise and times (comparable across epochs)."""
+    """Mean Flow-DPO metrics over ``data`` with fixed noise and times (comparable across epochs).
+    ``ref`` may be a :class:`ReplayedForward`; a model identical to it (epoch 0) is not run again."""
     if len(data) == 0:
         return {}
-    gen = torch.Generator().manual_seed(cfg.seed + 7919)
+    gen = torch.Generator().manual_seed(cfg.seed + cfg.eval_seed_offset)
     was = model.training
     model.eval()
+    net = ref if same_weights(model, ref) else model
     totals: dict[str, float] = {}
     for item in DataLoader(data, batch_size=max(cfg.batch_size, 64)):
         x_w, x_l, y, x0, target, weight = _batch(item, cfg.device, model.null_class, 0.0, gen)
-        _, m = flow_dpo_loss(model, ref, x_w, x_l, y, beta=cfg.beta, x0=x0, num_t=cfg.eval_num_t,
+        _, m = flow_dpo_loss(net, ref, x_w, x_l, y, beta=cfg.beta, x0=x0, num_t=cfg.eval_num_t,
                              cfg_scale=cfg.loss_cfg_scale, generator=gen, target=target, weight=weight)
         for k, v in m.items():
             totals[k] = totals.get(k, 0.0) + v * len(y)
@@ -184,6 +219,7 @@ class _Run:
 
     def __init__(self, cfg: DPOConfig, policy, ref, base: dict):
         self.cfg, self.policy, self.ref, self.base = cfg, policy, ref, base
+        self.ref_heldout = ReplayedForward(ref)  # the held-out evaluation's fixed inputs repeat every epoch
         tuned = [p for p in policy.parameters() if p.requires_grad]  # all, unless cfg.trainable narrows it
         self.opt = torch.optim.AdamW(tuned, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.epoch, self.step, self.history = 0, 0, []
@@ -259,11 +295,14 @@ def train_dpo(cfg: DPOConfig, *, records: list[PreferenceRecord] | None = None, 
     logger = RunLogger(cfg.wandb, cfg.wandb_project, out, to_dict(cfg), job_type="dpo")
     tqdm.write(f"flow-dpo: {len(train_data)} training pairs, {len(held)} held out; data: {summary}")
     if run.epoch == 0:
-        run.history.append(_epoch_row(0, {}, evaluate_pairs(policy, ref, held, cfg)))
+        run.history.append(_epoch_row(0, {}, evaluate_pairs(policy, run.ref_heldout, held, cfg)))
     stopped = _epochs(run, train_data, held, logger, progress, out, ds_id)
     result = _finish(run, out, ds_id, summary, train.records, stopped)
     logger.finish()
     result.seconds = time.perf_counter() - t_start
+    amp = summary.get("amplify") or {}
+    result.timings = {"reward_fit": amp.get("reward_fit_s", 0.0), "amplify": amp.get("amplify_s", 0.0)}
+    result.timings["train"] = result.seconds - sum(result.timings.values())
     return result
 
 
@@ -279,6 +318,16 @@ def reward_classifier(path: str, class_names: list[str]) -> SketchClassifier:
     return classifier
 
 
+def reward_datasets(cfg: DPOConfig, class_names: list[str], train: PreferenceDataset,
+                    held: PreferenceDataset) -> tuple[PreferenceDataset, PreferenceDataset]:
+    """(fit, held-out) human pairs of the reward model: ``amplify.reward.fit_on: all`` fits on every pair in
+    the store except the groups of the trainer's held-out pairs (the reward does not depend on the model,
+    so every other stored pair helps); ``training`` fits on this run's training pairs."""
+    if cfg.amplify.reward.fit_on == "all":
+        return preference_dataset(cfg, class_names).excluding(held), held
+    return train, held
+
+
 def amplified_pairs(cfg: DPOConfig, model, train: PreferenceDataset, held: PreferenceDataset, out: Path,
                     progress: bool) -> tuple[Dataset, PreferenceDataset, dict]:
     """Reward amplification (dpo/amplify.py): fit a reward model on the human pairs, check its
@@ -287,16 +336,16 @@ def amplified_pairs(cfg: DPOConfig, model, train: PreferenceDataset, held: Prefe
     Returns the training pairs (amplified + this run's human pairs, or the human pairs alone when the
     reward model fails its check), the held-out pairs for early stopping (a split of the amplified pairs;
     a few dozen noisy human pairs picked epoch 1 in docs/dpo.md run amp_def) and a summary.
-    ``amplify.reward.fit_on: all`` fits on every human pair in the store, split the same way.
+    The reward model is checked on the same held-out pairs as the tuned model and never fits on them.
     """
     amp = cfg.amplify
     classifier = reward_classifier(amp.reward.classifier, model.class_names)
-    rm_train, rm_held = train, held
-    if amp.reward.fit_on == "all":  # the reward does not depend on the model: every stored human pair helps
-        rm_train, rm_held = build_datasets(cfg, model.class_names, None)
+    t0 = time.perf_counter()
+    rm_train, rm_held = reward_datasets(cfg, model.class_names, train, held)
     rm = fit_on_dataset(classifier, rm_train, rm_held, amp.reward)
     rm.save(out / "reward_model.json")
-    info = {"reward_model": str(out / "reward_model.json"), "weights": rm.describe(), **rm.metrics}
+    info = {"reward_model": str(out / "reward_model.json"), "weights": rm.describe(), **rm.metrics,
+            "reward_fit_s": time.perf_counter() - t0}
     acc = rm.metrics["cv_accuracy"]
     tqdm.write(f"flow-dpo: reward model on {len(rm_train)} human pairs: cross-validated accuracy {acc:.3f}, "
                f"held-out {rm.metrics['heldout_accuracy']:.3f} on {len(rm_held)} pairs; weights {rm.describe()}")
@@ -306,7 +355,9 @@ def amplified_pairs(cfg: DPOConfig, model, train: PreferenceDataset, held: Prefe
         return train, held, {**info, "used": False}
     store = PreferenceStore(out / "amplified")
     session = f"amp-{model.checkpoint_id}-{rm.digest()}-s{amp.seed}"
+    t0 = time.perf_counter()
     recs = amplify(model, rm, store, amp, session=session, progress=progress)
+    info["amplify_s"] = time.perf_counter() - t0
     synthetic = PreferenceDataset(store, model.class_names, records=recs, use_noise=train.with_noise)
     syn_train, syn_held = synthetic.split(cfg.holdout_fraction, seed=cfg.seed)
     parts = [syn_train, train] if amp.keep_human_pairs else [syn_train]
@@ -323,7 +374,7 @@ def _epochs(run: _Run, train_data: Dataset, held: Dataset, logger: RunLogger, pr
     while run.epoch < cfg.epochs:
         run.epoch += 1
         means = _train_epoch(run, train_data, logger, bar)
-        held_m = evaluate_pairs(run.policy, run.ref, held, cfg)
+        held_m = evaluate_pairs(run.policy, run.ref_heldout, held, cfg)
         row = _epoch_row(run.epoch, means, held_m)
         logger.log({k: v for k, v in row.items() if k != "epoch"}, run.step)
         tqdm.write(_epoch_line(row))
@@ -340,7 +391,7 @@ def _epochs(run: _Run, train_data: Dataset, held: Dataset, logger: RunLogger, pr
 
 def _train_epoch(run: _Run, data: Dataset, logger: RunLogger, bar: tqdm) -> dict[str, float]:
     cfg, policy = run.cfg, run.policy
-    gen = torch.Generator().manual_seed(cfg.seed * 100003 + run.epoch)
+    gen = torch.Generator().manual_seed(cfg.seed * cfg.epoch_seed_stride + run.epoch)
     loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=gen, drop_last=False)
     totals: dict[str, float] = {}
     n = 0

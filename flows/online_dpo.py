@@ -20,19 +20,19 @@ import hashlib
 import json
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 
 from dpo.gold import gold_count
+from driftsketch.memory import peak_rss_mib, reset_peak_rss
 from flows.params import RoundParams, load_round_params
 from tasks import evaluate as ev
 from tasks import labeling as lb
 from tasks import models as md
-from tasks.generate import generate_pairs, select_pairs, weak_class_weights
+from tasks.generate import generate_pairs, mark_pushed, next_batch_key, select_pairs, weak_class_weights
 from tasks.preferences import assess_annotators, human_pair_count, select_new_preferences
 from tasks.report import publish_report
-from tasks.train import finetune_round
+from tasks.train import finetune_round, finetune_timings
 
 
 class StepTimer:
@@ -48,6 +48,15 @@ class StepTimer:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def split(self, name: str, parts: dict[str, float]) -> None:
+        """Show step ``name`` as its measured ``parts``; what they do not cover stays under ``name``."""
+        total = self.seconds.pop(name, 0.0)
+        for part, sec in parts.items():
+            if part != name:
+                self.seconds[part] = self.seconds.get(part, 0.0) + sec
+                total -= sec
+        self.seconds[name] = total
 
 
 def ensure_current_model(params: RoundParams) -> str:
@@ -82,9 +91,11 @@ def train_and_decide(params: RoundParams, record_ids: list[str], classifier: str
     # the reward model of amplification reads the round's metrics classifier unless the overrides name another
     overrides = [f"amplify.reward.classifier={classifier}", *params.dpo.overrides,
                  *([] if params.wandb else ["wandb=false"])]
+    train_dir = f"{params.work_dir}/rounds/{rnd['id']}/dpo"
     with timer("train"):
         candidate = finetune_round(params.registry_dir, params.preference_dir, rnd["id"], model_id,
-                                   params.dpo.config, overrides, f"{params.work_dir}/rounds/{rnd['id']}/dpo")
+                                   params.dpo.config, overrides, train_dir)
+    timer.split("train", finetune_timings(train_dir))  # reward fit, amplification sampling, training
     with timer("evaluate"):
         before, after = evaluate(params, rnd["parent"], classifier), evaluate(params, candidate, classifier)
         cand_metrics = dict(after["metrics"])
@@ -115,7 +126,7 @@ def refill_queue(params: RoundParams, projects: dict[str, int], current: str, cu
     n_gold = n_gold if n_gold < need else 0
     per_class = {k.split("/", 1)[1]: v for k, v in current_eval["metrics"].items() if k.startswith("recognizability/")}
     weights = weak_class_weights(per_class, class_names) if g.class_weighting == "weak" else None
-    batch_key = f"{waiting}-{need}-{stamp()}"
+    batch_key = next_batch_key(work, current)  # from what was pushed before, not the clock: reruns repeat
     batch_dir = f"{work}/batches/{current}/{batch_key}"
     with timer("generate"):
         pairs = next_pairs(params, current, need - n_gold, batch_dir, batch_key, weights, classifier, class_names, out)
@@ -130,6 +141,7 @@ def refill_queue(params: RoundParams, projects: dict[str, int], current: str, cu
             ratings = lb.render_pairs(ls, prefs, work, pairs, f"{batch_dir}/ratings.json", round_id, kind="rating")
         with timer("push"):
             out["pushed_ratings"] = lb.push_rendered(ls, prefs, work, projects["rating"], ratings, g.queue_target)
+    mark_pushed(batch_dir, out)
     return out
 
 
@@ -141,11 +153,11 @@ def next_pairs(params: RoundParams, current: str, num_pairs: int, batch_dir: str
     out["selection"] = {"selection": "random"}
     factor = 1
     if g.selection == "uncertain":
-        labelled = human_pair_count(params.preference_dir, class_names, dpo.config, dpo.overrides)
-        if labelled >= g.min_labelled_pairs:
+        labeled = human_pair_count(params.preference_dir, class_names, dpo.config, dpo.overrides)
+        if labeled >= g.min_labeled_pairs:
             factor = g.candidates
         else:
-            out["selection"]["reason"] = f"{labelled} human pairs < min_labelled_pairs {g.min_labelled_pairs}"
+            out["selection"]["reason"] = f"{labeled} human pairs < min_labeled_pairs {g.min_labeled_pairs}"
     model_path = md.model_path(params.registry_dir, current)
     path = generate_pairs(model_path, current, num_pairs * factor, f"{batch_dir}/candidates.npz" if factor > 1 else
                           f"{batch_dir}/pairs.npz", weights=weights, batch_key=batch_key, seed=params.seed,
@@ -161,17 +173,19 @@ def stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-@flow(name="online-dpo")
+@flow(name="online-dpo")  # the default is the Prefect form's (its schema is built from it): configs/round.yaml
 def online_dpo(params: RoundParams = load_round_params()) -> dict:
     """One round; returns the round summary (also in ``<work_dir>/reports/<time>-<round>/summary.json``)."""
     log = get_run_logger()
+    reset_peak_rss()  # the peak memory of this round, also when one process runs several
     timer = StepTimer()
     summary: dict = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     ls, prefs, work = params.labelstudio, params.preference_dir, params.work_dir
     with timer("bootstrap"):
+        lb.check_round_storage(ls, params.registry_dir, prefs, work)  # a bad folder fails before any write
         current = ensure_current_model(params)
         classifier = ev.ensure_classifier(params.data, params.eval.config, params.eval.overrides, f"{work}/classifiers")
-        class_names = _class_names(params, current)
+        class_names = md.class_names(params.registry_dir, current)
     with timer("pull"):
         projects = lb.ensure_projects(ls, prefs, work)
         summary["pull"] = lb.pull(ls, prefs, work, projects)
@@ -192,17 +206,12 @@ def online_dpo(params: RoundParams = load_round_params()) -> dict:
     summary.update(refill_queue(params, projects, current, current_eval, class_names, summary.get("round_id"),
                                 classifier, timer))
     summary["timings"] = timer.seconds
+    summary["peak_rss_mib"] = round(peak_rss_mib(), 1)
     summary["report"] = publish_report(summary, f"{work}/reports/{stamp()}-{summary.get('round_id') or 'no-train'}",
                                        params.wandb)
     log.info("pushed %d pairs (open before: %d), retired %d; report %s", summary["pushed"], summary["open_before"],
              summary["retired"], summary["report"])
     return summary
-
-
-def _class_names(params: RoundParams, model_id: str) -> list[str]:
-    from driftsketch.checkpoint import load_checkpoint
-
-    return list(load_checkpoint(md.model_path(params.registry_dir, model_id))["config"]["class_names"])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,7 +3,7 @@
     driftsketch-labelstudio start            # local server on 127.0.0.1 (prints its URL and login file)
     driftsketch-labelstudio setup            # pairwise + rating projects (idempotent)
     driftsketch-labelstudio push --model runs/base/model.pt --pairs 50 --ratings 10 --round-id r1
-    driftsketch-labelstudio bot --judge labelling --classifier runs/classifier.pt
+    driftsketch-labelstudio bot --judge labeling --classifier runs/classifier.pt
     driftsketch-labelstudio bot --bots 2 --careless-share 1 --email careless@driftsketch.local ...
     driftsketch-labelstudio pull             # new annotations -> data/preferences (exactly once)
     driftsketch-labelstudio annotators       # per-annotator quality, agreement, training weights
@@ -42,8 +42,8 @@ def cmd_start(cfg: LabelStudioConfig, args) -> int:
     from labeling.server import start_server
 
     info = start_server(cfg.server)
-    print(f"Label Studio running at {info.url} (pid {info.pid}); log in with the e-mail and password in "
-          f"{info.data_dir / 'credentials.json'}")
+    print(f"Label Studio running at {info.url} (pid {info.pid}, database {cfg.server.database}); log in with "
+          f"the e-mail and password in {info.data_dir / 'credentials.json'}")
     return 0
 
 
@@ -59,7 +59,7 @@ def cmd_status(cfg: LabelStudioConfig, args) -> int:
 
     status = server_status(cfg.server)
     print(json.dumps(status, indent=1))
-    return 0 if status["healthy"] else 1
+    return 0 if status["healthy"] and status.get("database", {}).get("running", True) else 1
 
 
 def cmd_setup(cfg: LabelStudioConfig, args) -> int:
@@ -77,13 +77,15 @@ def cmd_push(cfg: LabelStudioConfig, args) -> int:
     from dpo.gold import gold_count
     from dpo.store import PreferenceStore
     from driftsketch.checkpoint import load_model
+    from labeling.images import TaskImages
     from labeling.push import PairBatch, RatingBatch, make_gold, push_tasks
 
+    images = TaskImages.from_config(cfg.push, cfg.server)
     ls, model = _client(cfg), load_model(args.model)
     ids, store, p = _projects(cfg, ls), PreferenceStore(cfg.push.store_root), cfg.push
     names = list(model.class_names)
-    kw = dict(store=store, checkpoint=model.checkpoint_id, round_id=args.round_id, svg_dir=p.svg_dir,
-              image_size=p.image_size, batch_size=p.batch_size, seed=p.seed)
+    kw = dict(store=store, checkpoint=model.checkpoint_id, round_id=args.round_id, images=images,
+              batch_size=p.batch_size, seed=p.seed)
     if args.pairs:
         n_gold = gold_count(args.pairs, cfg.gold.share)
         labels = np.repeat(np.arange(args.pairs - n_gold) % len(names), 2)  # samples 2i and 2i+1 share a class
@@ -173,8 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     parser = argparse.ArgumentParser(prog="driftsketch-labelstudio", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    helps = {"start": "start the local server (data dir, 127.0.0.1, credentials file)", "stop": "stop it",
-             "status": "is it running and healthy (exit 1 if not)", "setup": "create / check the projects",
+    helps = {"start": "start the local server (data dir, 127.0.0.1, credentials file; --set server.database="
+                      "postgresql: on a PostgreSQL it starts too)", "stop": "stop it (and its PostgreSQL)",
+             "status": "is it (and its PostgreSQL) running and healthy (exit 1 if not)", "setup": "create / check the projects",
              "pull": "new annotations -> preference store (exactly once)", "queue": "open tasks per project"}
     for name, text in helps.items():
         sub.add_parser(name, parents=[common], help=text)
@@ -185,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--round-id", default=None)
     push.add_argument("--seed", type=int, default=0)
     bot = sub.add_parser("bot", parents=[common], help="answer open tasks with a simulated annotator")
-    bot.add_argument("--judge", choices=["labelling", "hidden"], default=None)
+    bot.add_argument("--judge", choices=["labeling", "hidden"], default=None)
     bot.add_argument("--classifier", default=None, help="trained SketchClassifier for the judge")
     bot.add_argument("--noise", type=float, default=None, help="probability of flipping the judge's choice")
     bot.add_argument("--tie-share", "--tie-rate", dest="tie_rate", type=float, default=None,
@@ -215,10 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](cfg, args)
     except Exception as exc:  # one clear line for the user; the type names the failing layer
-        from labeling.client import LabelStudioUnavailable
-        from labeling.server import ServerError
+        from driftsketch.errors import DriftSketchError
 
-        if isinstance(exc, (LabelStudioUnavailable, ServerError, FileNotFoundError, ValueError)):
+        if isinstance(exc, (DriftSketchError, FileNotFoundError, ValueError)):
             print(f"driftsketch-labelstudio {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 2
         raise

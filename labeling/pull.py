@@ -37,6 +37,7 @@ from dpo.store import PreferenceStore
 from driftsketch.fileio import atomic_write_text
 from labeling.agreement import agreement_report
 from labeling.client import client_url, with_retries
+from labeling.export import export_annotated_tasks
 from labeling.projects import BOTH_BAD, control_names, project_kind
 
 CURSOR_MARGIN = timedelta(minutes=2)  # re-read this much before the cursor: late commits are not lost
@@ -80,10 +81,15 @@ def save_cursor(path: str | Path, cursor: dict) -> None:
 
 def fetch_changed_tasks(ls: LabelStudio, project_id: int, since: str | None, page_size: int = 100,
                         attempts: int = 5, backoff_s: float = 1.0) -> list:
-    """All tasks of ``project_id`` whose ``updated_at`` is after ``since`` minus the margin (all if None),
-    with their annotations. Any failure (after retries) raises before anything is written."""
+    """All tasks of ``project_id`` whose ``updated_at`` is after ``since`` minus the margin (all annotated
+    ones, from the export when the server has it, if None), with their annotations. Any failure (after
+    retries) raises before anything is written."""
     query = None
-    if since:
+    if not since:
+        exported = export_annotated_tasks(ls, project_id, attempts, backoff_s)
+        if exported is not None:
+            return exported
+    else:
         after = _iso(_parse_time(since) - CURSOR_MARGIN)
         query = json.dumps({"filters": {"conjunction": "and", "items": [
             {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": after}]}})

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 from prefect import task
 
-from driftsketch.fileio import atomic_write_bytes
+from driftsketch.fileio import atomic_write_bytes, atomic_write_text
+
+PUSHED = "pushed.json"  # in a batch folder once its tasks went out
 
 
 def allocate_classes(num_pairs: int, num_classes: int, weights: list[float] | None = None,
@@ -40,6 +44,17 @@ def weak_class_weights(per_class_recognizability: dict[str, float], class_names:
     return [1.0 - float(per_class_recognizability[n]) + floor for n in class_names]
 
 
+def next_batch_key(work_dir: str, model_id: str) -> str:
+    """``batch<n>``, n = the batches of ``model_id`` already pushed (:func:`mark_pushed`): a re-run after a
+    crash before the mark gets the same key, hence the same seed and sketches; the next round a new one."""
+    return f"batch{len(list(Path(work_dir, 'batches', model_id).glob('*/' + PUSHED))):04d}"
+
+
+def mark_pushed(batch_dir: str, summary: dict) -> None:
+    """Record that the batch in ``batch_dir`` went out (the next batch of its model gets a new key)."""
+    atomic_write_text(Path(batch_dir) / PUSHED, json.dumps(summary, sort_keys=True))
+
+
 def batch_seed(model_id: str, batch_key: str, seed: int) -> int:
     """A deterministic seed, so a re-run after a crash regenerates the identical batch."""
     return int.from_bytes(hashlib.sha256(f"{model_id}/{batch_key}/{seed}".encode()).digest()[:4], "big")
@@ -47,8 +62,7 @@ def batch_seed(model_id: str, batch_key: str, seed: int) -> int:
 
 @task
 def generate_pairs(checkpoint: str, model_id: str, num_pairs: int, out_path: str, *, weights: list[float] | None = None,
-                   batch_key: str = "0", seed: int = 0, num_steps: int = 20, cfg_scale: float = 2.0,
-                   solver: str = "midpoint") -> str | None:
+                   batch_key: str, seed: int, num_steps: int, cfg_scale: float, solver: str) -> str | None:
     """Sample ``num_pairs`` (a, b) pairs of one class each, fresh noise per sketch; writes an .npz.
 
     The .npz holds ``beziers_a/b`` (P, 32, 4, 2), ``noise_a/b`` (P, 32, 8), ``labels`` (P,),

@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 from prefect import task
+from pydantic import Field
 
+from driftsketch.config import Config
 from driftsketch.fileio import atomic_write_text
-from pydantic import BaseModel, ConfigDict, Field
-
 from tasks.credentials import labelstudio_connection
 
 NETWORK = dict(retries=3, retry_delay_seconds=[2, 5, 15])
 
 
-class LabelStudioParams(BaseModel):
+class LabelStudioParams(Config):
     """Where Label Studio is and how the round uses it (section ``labelstudio`` of configs/round.yaml)."""
 
-    model_config = ConfigDict(extra="forbid")
-
+    defaults_from: ClassVar[str] = "round.yaml:labelstudio"
     config: str = Field(description="Label Studio integration config (projects, push, pull)")
     overrides: list[str] = Field(description="dotted overrides for it, e.g. push.image_size=192")
     url: str | None = Field(description="Label Studio URL; null: $LABEL_STUDIO_URL, else the local server's")
@@ -33,18 +33,35 @@ class LabelStudioParams(BaseModel):
 
 
 def ls_config(ls: LabelStudioParams, preference_dir: str, work_dir: str):
-    """The labeling config with the round's store; the pull cursor lives in the store it describes."""
+    """The labeling config with the round's store; the pull cursor lives in the store it describes. SVGs
+    and PNGs go where the labeling config says (``server.files_root``: Label Studio serves them)."""
     from labeling.config import load_labelstudio_config
 
     return load_labelstudio_config(ls.config, [f"push.store_root={preference_dir}", f"pull.store_root={preference_dir}",
                                                f"pull.cursor_path={preference_dir}/labelstudio_cursor.json",
-                                               f"push.svg_dir={work_dir}/svg", *ls.overrides])
+                                               *ls.overrides])
 
 
 def client(ls: LabelStudioParams, cfg):
     from labeling.client import connect
 
     return connect(labelstudio_connection(ls.url, ls.token_env, ls.token_secret_block, cfg.server))
+
+
+@task
+def check_round_storage(ls: LabelStudioParams, registry_dir: str, preference_dir: str, work_dir: str) -> None:
+    """Every folder the round writes (possibly shared storage) takes files and locks, or one clear error
+    naming the setting (driftsketch/storage.py says which storage keeps the guarantees)."""
+    from driftsketch.storage import check_storage
+    from labeling.images import TaskImages
+
+    cfg = ls_config(ls, preference_dir, work_dir)
+    images = TaskImages.from_config(cfg.push, cfg.server)
+    folders = {"registry_dir": registry_dir, "preference_dir": preference_dir, "work_dir": work_dir,
+               "labelstudio push.svg_dir": images.svg_dir}
+    if images.mode == "url":
+        folders["labelstudio push.png_dir"] = images.png_dir
+    check_storage(folders)
 
 
 @task(**NETWORK)
@@ -105,6 +122,7 @@ def render_pairs(ls: LabelStudioParams, preference_dir: str, work_dir: str, pair
 
     from dpo.store import PreferenceStore
     from driftsketch.config import replace_config
+    from labeling.images import TaskImages
     from labeling.push import PairBatch, RatingBatch, build_tasks_with_gold, make_gold
 
     cfg = ls_config(ls, preference_dir, work_dir)
@@ -115,9 +133,8 @@ def render_pairs(ls: LabelStudioParams, preference_dir: str, work_dir: str, pair
     golden = None
     if gold and kind == "pairwise":
         golden = make_gold(replace_config(cfg.gold, data=gold_data or cfg.gold.data), names, gold, checkpoint, round_id)
-    tasks = build_tasks_with_gold(batch, PreferenceStore(cfg.push.store_root), cfg.push.svg_dir, golden,
-                                  checkpoint=checkpoint, round_id=round_id, image_size=cfg.push.image_size,
-                                  seed=cfg.push.seed, progress=False)
+    tasks = build_tasks_with_gold(batch, PreferenceStore(cfg.push.store_root), TaskImages.from_config(cfg.push, cfg.server),
+                                  golden, checkpoint=checkpoint, round_id=round_id, seed=cfg.push.seed, progress=False)
     return str(atomic_write_text(out_json, json.dumps(tasks)))
 
 
@@ -126,11 +143,13 @@ def push_rendered(ls: LabelStudioParams, preference_dir: str, work_dir: str, pro
                   queue_target: int) -> int:
     """Import rendered tasks until the open queue reaches ``queue_target`` (a retry re-checks the queue
     first, so it cannot overfill); returns how many were imported."""
+    from labeling.images import TaskImages, ensure_local_storage
     from labeling.push import import_tasks
     from labeling.queue import open_task_count
 
     cfg = ls_config(ls, preference_dir, work_dir)
     ls_client = client(ls, cfg)
+    ensure_local_storage(ls_client, project_id, TaskImages.from_config(cfg.push, cfg.server))
     room = queue_target - open_task_count(ls_client, project_id)
     tasks = json.loads(Path(tasks_json).read_text())[:max(room, 0)]
     return len(import_tasks(ls_client, project_id, tasks, cfg.push.batch_size, progress=False)) if tasks else 0

@@ -40,6 +40,9 @@ def round_markdown(summary: dict) -> str:
     timings = summary.get("timings") or {}
     if timings:
         lines += ["| step | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in timings.items()]
+        lines += [f"| **all steps** | **{sum(timings.values()):.1f}** |"]
+    if summary.get("peak_rss_mib"):
+        lines += ["", f"Peak memory (resident) of the round: {summary['peak_rss_mib']:.0f} MiB"]
     return "\n".join(lines)
 
 
@@ -86,6 +89,8 @@ def publish_report(summary: dict, out_dir: str, wandb_enabled: bool = True, wand
     logger = RunLogger(wandb_enabled, wandb_project, out, {"round_id": summary.get("round_id")},
                        name=f"round-{summary.get('round_index') or 0}", job_type="online-dpo")
     flat = {f"round/{k}": v for k, v in (summary.get("timings") or {}).items()}
+    if summary.get("peak_rss_mib"):
+        flat["round/peak_rss_mib"] = float(summary["peak_rss_mib"])
     for who in ("current", "candidate"):
         flat.update({f"{who}/{k}": v for k, v in (summary.get(f"metrics_{who}") or {}).items()})
     flat["round/promoted"] = float(bool((summary.get("decision") or {}).get("promoted")))

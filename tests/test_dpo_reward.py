@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 
 import numpy as np
@@ -14,6 +13,7 @@ from dpo.amplify import amplify, best_of_n
 from dpo.config import AmplifyConfig, RewardConfig, load_dpo_config
 from dpo.reward import RewardError, RewardModel, feature_names, cross_validated_accuracy, fit_bradley_terry, fit_reward_model
 from driftsketch.checkpoint import load_model, save_checkpoint
+from driftsketch.config import replace_config
 from driftsketch.data import SketchData
 from dpo.trainer import DPOError, train_dpo
 from driftsketch.evaluation import ClassifierConfig, SketchClassifier, train_classifier
@@ -140,7 +140,7 @@ def test_amplify_draws_fresh_noise_for_each_model(rm, tiny_model, tmp_path):
 
     assert np.array_equal(first_noise(tiny_model, cfg, "m1"), first_noise(tiny_model, cfg, "m2"))
     assert not np.allclose(first_noise(tiny_model, cfg, "m3"), first_noise(other, cfg, "o"))
-    fixed = dataclasses.replace(cfg, seed_per_model=False)
+    fixed = replace_config(cfg, seed_per_model=False)
     assert np.array_equal(first_noise(tiny_model, fixed, "f1"), first_noise(other, fixed, "f2"))
 
 

@@ -8,11 +8,11 @@ changes nothing.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from driftsketch.config import replace_config
 from driftsketch.registry import Registry
 from flows.params import load_round_params
 
@@ -22,16 +22,17 @@ DPO = ("[epochs=2,batch_size=8,min_pairs=5,num_t=1,eval_num_t=2,holdout_fraction
        "amplify.enabled=true,amplify.groups_per_class=1,amplify.group_size=2,amplify.num_steps=2]")
 
 
-def _params(tmp_path, base: str, title: str):
+def _params(tmp_path, base: str, title: str, files_root: str):
     return load_round_params(overrides=[
         f"registry_dir={tmp_path}/registry", f"preference_dir={tmp_path}/prefs", f"work_dir={tmp_path}/work",
         f"base.checkpoint={base}", "wandb=false", "dpo.min_new_preferences=8", f"dpo.overrides={DPO}",
         "eval.overrides=[classifier.steps=40,classifier.batch_size=32]", "eval.samples_per_class=4",
         f"generate.queue_target={QUEUE}", f"generate.max_new_pairs={QUEUE}", "generate.num_steps=4",
-        "generate.selection=uncertain", "generate.min_labelled_pairs=10", "generate.candidates=2",
+        "generate.selection=uncertain", "generate.min_labeled_pairs=10", "generate.candidates=2",
         # The gate's decisions are unit-tested (test_registry.py); here every candidate must pass.
         "gate.min_heldout_accuracy=0.0", "gate.max_fd_ratio=1000", "gate.max_recognizability_drop=1.0",
-        f"labelstudio.overrides=[projects.pairwise_title={title}]", "labelstudio.token_secret_block=ls-token-test",
+        f"labelstudio.overrides=[projects.pairwise_title={title},server.files_root={files_root}]",
+        "labelstudio.token_secret_block=ls-token-test",
         "labelstudio.ratings=true"])
 
 
@@ -44,8 +45,8 @@ def _bot(server, params, limit=None) -> int:
     ls = server.client()
     clf = next((Path(params.work_dir) / "classifiers").glob("*.pt"))
     pid = find_project(ls, params.labelstudio.overrides[0].split("=", 1)[1])
-    out = run_bot(ls, pid, PreferenceStore(params.preference_dir), load_judge("labelling", clf),
-                  replace(load_labelstudio_config().bot, tie_margin=0.0), limit=limit, progress=False)
+    out = run_bot(ls, pid, PreferenceStore(params.preference_dir), load_judge("labeling", clf),
+                  replace_config(load_labelstudio_config().bot, tie_margin=0.0), limit=limit, progress=False)
     return out["answered"]
 
 
@@ -57,7 +58,7 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
 
     monkeypatch.setenv("LABEL_STUDIO_URL", labelstudio.conn.url)
     Secret(value=labelstudio.conn.api_key).save("ls-token-test", overwrite=True)  # token from a Secret block
-    params = _params(tmp_path, tiny_base_checkpoint, "flow-test-pairwise")
+    params = _params(tmp_path, tiny_base_checkpoint, "flow-test-pairwise", labelstudio.cfg.files_root)
     reg = Registry(params.registry_dir)
 
     r0 = online_dpo(params)

@@ -8,7 +8,7 @@ import pytest
 from labeling.client import LabelStudioUnavailable
 from labeling.config import ServerConfig
 from tasks.credentials import labelstudio_connection
-from tasks.generate import allocate_classes, batch_seed, weak_class_weights
+from tasks.generate import allocate_classes, batch_seed, mark_pushed, next_batch_key, weak_class_weights
 from tasks.report import round_markdown
 
 
@@ -55,7 +55,45 @@ def test_round_markdown_has_decision_metrics_and_grids():
         "decision": {"promoted": True, "reason": "gate passed: ok"}, "pulled": 12, "usable_pairs": 10,
         "metrics_current": {"recognizability": 0.5, "frechet_distance": 3.0},
         "metrics_candidate": {"recognizability": 0.6, "frechet_distance": 2.5, "heldout_accuracy": 0.7},
-        "grids": {"before": "/tmp/b.png", "after": "/tmp/a.png"}, "timings": {"train": 1.25}})
+        "grids": {"before": "/tmp/b.png", "after": "/tmp/a.png"}, "timings": {"train": 1.25},
+        "peak_rss_mib": 812.4})
     assert "**Decision:** promoted: gate passed: ok" in text
     assert "| recognizability | 0.500 | 0.600 |" in text and "| heldout_accuracy | - | 0.700 |" in text
     assert "/tmp/a.png" in text and "| train | 1.2 |" in text
+    assert "Peak memory (resident) of the round: 812 MiB" in text
+
+
+def test_step_timer_splits_a_step_into_its_measured_parts():
+    from flows.online_dpo import StepTimer
+
+    timer = StepTimer()
+    timer.seconds.update({"pull": 1.0, "train": 10.0})
+    timer.split("train", {"reward_fit": 0.5, "amplify": 3.0, "train": 6.0})
+    assert timer.seconds == {"pull": 1.0, "reward_fit": 0.5, "amplify": 3.0, "train": 6.5}
+    timer.split("evaluate", {})
+    assert timer.seconds["evaluate"] == 0.0
+
+
+def test_peak_memory_is_measured_and_resettable():
+    import numpy as np
+
+    from driftsketch.memory import peak_rss_mib, reset_peak_rss
+
+    block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+    high = peak_rss_mib()
+    del block
+    assert high > 64
+    if reset_peak_rss():  # Linux
+        assert peak_rss_mib() < high - 32
+
+
+def test_batch_keys_repeat_until_the_batch_is_pushed(tmp_path):
+    """A re-run after a crash before the push regenerates the same batch (same key, same seed); the next
+    batch of the model gets a new key. No clock is involved."""
+    key = next_batch_key(str(tmp_path), "m1")
+    assert next_batch_key(str(tmp_path), "m1") == key == "batch0000"
+    (tmp_path / "batches" / "m1" / key).mkdir(parents=True)  # generated, then killed before the push
+    assert next_batch_key(str(tmp_path), "m1") == key
+    mark_pushed(str(tmp_path / "batches" / "m1" / key), {"pushed": 3})
+    assert next_batch_key(str(tmp_path), "m1") == "batch0001" and next_batch_key(str(tmp_path), "m2") == key
+    assert batch_seed("m1", "batch0001", 0) == batch_seed("m1", "batch0001", 0) != batch_seed("m1", key, 0)

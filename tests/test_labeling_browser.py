@@ -107,6 +107,44 @@ def test_hotkeys_in_a_real_browser_reach_the_preference_store(labelstudio, brows
         assert rec.annotator == labelstudio.email and rec.lead_time and rec.lead_time > 0
 
 
+def _shown_images(page, url: str, project_id: int) -> list[bytes]:
+    """Open the project's labeling stream: screenshots of the two sketches as the annotator sees them."""
+    page.goto(f"{url}/projects/{project_id}/data?labeling=1")
+    page.get_by_text("Which is the better").wait_for(timeout=60_000)
+    sketch = ("i => i.complete && i.naturalWidth > 0 && (i.src.startsWith('blob:') || i.src.includes('local-files')"
+              " || i.src.startsWith('data:image/png'))")  # Label Studio shows fetched images as blob: URLs
+    page.wait_for_function(f"() => [...document.images].filter({sketch}).length >= 2", timeout=30_000)
+    page.evaluate(f"() => [...document.images].filter({sketch}).forEach((i, n) => i.setAttribute('data-sketch', n))")
+    return [page.locator(f'[data-sketch="{n}"]').screenshot() for n in range(2)]
+
+
+def test_url_and_data_uri_tasks_look_the_same_to_annotators(labelstudio, browser_page, tmp_path):
+    """The same pair pushed with images by URL (served by Label Studio's local-files storage) and inlined
+    as data URIs: the annotator's page shows identical pixels."""
+    from labeling.config import PushConfig
+    from labeling.images import TaskImages
+
+    ls, store = labelstudio.client(), PreferenceStore(tmp_path / "prefs")
+    data = load_dataset("builtin")
+    batch = PairBatch(data.beziers[[5]], data.beziers[[6]], data.labels[[5]], data.class_names)
+    fetched: list[str] = []  # local-files requests of the page, with their HTTP status
+    browser_page.on("response", lambda r: fetched.append(f"{r.status} {r.url}") if "/data/local-files/" in r.url
+                    else None)
+    _login(browser_page, labelstudio)
+    shown = {}
+    for mode in ("url", "data_uri"):
+        ids = setup_projects(ls, ProjectsConfig(pairwise_title=f"DriftSketch pairwise ({mode})",
+                                               rating_title=f"DriftSketch rating ({mode})"))
+        images = TaskImages.from_config(PushConfig(image_mode=mode), labelstudio.cfg)
+        push_tasks(ls, ids["pairwise"], batch, store=store, checkpoint="ck-modes", images=images, progress=False)
+        before = len(fetched)
+        shown[mode] = (_shown_images(browser_page, labelstudio.info.url, ids["pairwise"]), fetched[before:])
+    url_fetches = shown["url"][1]
+    assert len(url_fetches) == 2 and all(f.startswith("200 ") and "?d=png/s" in f for f in url_fetches), url_fetches
+    assert shown["data_uri"][1] == []  # inline: nothing fetched
+    assert shown["url"][0] == shown["data_uri"][0]  # pixel for pixel
+
+
 def _signup(page, url: str, token: str, email: str, password: str) -> None:
     """Create an annotator account through the invite link, as a person would; ends logged in."""
     page.goto(f"{url}/user/signup/?token={token}")

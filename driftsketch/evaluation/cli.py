@@ -48,7 +48,7 @@ def cmd_train_classifier(args: argparse.Namespace, cfg: EvalConfig) -> int:
 
     from driftsketch.evaluation.classifier import train_classifier
 
-    torch.set_num_threads(args.threads or torch.get_num_threads())
+    torch.set_num_threads(args.num_threads or torch.get_num_threads())
     data = _load_data(args.data)
     ccfg = cfg.hidden_classifier if args.hidden else cfg.classifier
     print(f"training a {ccfg.resolution}-px classifier on {args.data}: {len(data)} sketches, "
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="builtin or a .npz written by driftsketch-data import")
     t.add_argument("--out", required=True, type=Path, help="classifier file to write (.pt)")
     t.add_argument("--hidden", action="store_true", help="train the hidden judge's classifier instead")
-    t.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    t.add_argument("--num-threads", type=int, default=0, help="torch threads (default: torch's choice)")
     e = sub.add_parser("evaluate", help="generate per class and compare with real held-out sketches")
     e.add_argument("--checkpoint", required=True, type=Path)
     e.add_argument("--data", required=True, help="the real data set (the classifier's)")
