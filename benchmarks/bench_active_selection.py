@@ -31,17 +31,15 @@ from pathlib import Path
 
 import numpy as np
 from bench_annotators import eval_set, load_judges
+from bench_args import add_model_args, add_sampler_args, start
 from bench_dpo_winrate import sample
 from preference_sim import PROFILES, FeatureCache, agreement, answers, best_of_8, cached_fitter, mean_spread
 
 from dpo.selection import fit_ensemble, select_uncertain
 from driftsketch.checkpoint import load_model
-
 from driftsketch.train_config import SamplingConfig
 
-from bench_args import add_model_args, add_sampler_args, start
-
-METHODS = ("random", "uncertain")
+METHODS = ("random", "uncertain", "disagreement")  # uncertain = generate.selection: uncertain (entropy)
 
 
 def bank(base, out: Path, args) -> dict:
@@ -76,10 +74,11 @@ def run(method: str, seed: int, bank_: dict, judge_scores: np.ndarray, features:
     won: list[tuple[int, int, int]] = []  # decided answers: (winner, loser, class) bank indices
     while asked < max(args.budgets):
         idx, labels = draw_candidates(bank_, args.candidates * args.batch, cand_rng)
-        if method == "uncertain" and won:
+        if method != "random" and won:
             w, lo, y = (np.array(c) for c in zip(*won))
             models = fit_ensemble(fit, x[w], x[lo], y, args.ensemble, seed=asked)
-            keep = select_uncertain(models, x[idx[:, 0]], x[idx[:, 1]], labels, args.batch)
+            kind = "entropy" if method == "uncertain" else "disagreement"
+            keep = select_uncertain(models, x[idx[:, 0]], x[idx[:, 1]], labels, args.batch, kind)
         else:
             keep = np.arange(args.batch)
         idx, labels = idx[keep], labels[keep]
@@ -111,6 +110,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--bank-per-class", type=int, default=400)
     p.add_argument("--bank-seed", type=int, default=0)
     p.add_argument("--pair-seed", type=int, default=0, help="evaluation noise, as bench_annotators.py")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     add_sampler_args(p)
     return p
 
@@ -124,7 +124,7 @@ def main(argv=None) -> None:
     features(bank_["x"], bank_["labels"])  # warm the cache once
     ev = eval_set(base, hidden, out, args)
     curves = {m: {s: run(m, s, bank_, judge_scores, features, reward_cfg.l2, ev, args) for s in args.seeds}
-              for m in METHODS}
+              for m in args.methods}
     summary = summarise(curves, args)
     report = {"args": vars(args), "curves": curves, "summary": summary, "seconds": round(time.perf_counter() - t0, 1)}
     out.mkdir(parents=True, exist_ok=True)
@@ -134,30 +134,33 @@ def main(argv=None) -> None:
 
 
 def summarise(curves: dict, args) -> dict:
-    out: dict = {}
+    out: dict = {"curves": {}, "labels_to_match_random_at_max": {}}
     for m, by_seed in curves.items():
         budgets = [r["labels"] for r in next(iter(by_seed.values()))]
-        out[m] = {b: {k: mean_spread([rows[i][k] for rows in by_seed.values()])
-                      for k in ("best_of_8_hidden_win", "reward_hidden_agreement", "ties")}
-                  for i, b in enumerate(budgets)}
+        out["curves"][m] = {b: {k: mean_spread([rows[i][k] for rows in by_seed.values()])
+                                for k in ("best_of_8_hidden_win", "reward_hidden_agreement", "ties")}
+                            for i, b in enumerate(budgets)}
     top = max(args.budgets)
-    target = out["random"][top]["best_of_8_hidden_win"]["mean"]
-    reach = [b for b, row in out["uncertain"].items() if row["best_of_8_hidden_win"]["mean"] >= target]
-    out["uncertain_labels_to_match_random_at_max"] = min(reach) if reach else None
+    target = out["curves"]["random"][top]["best_of_8_hidden_win"]["mean"] if "random" in out["curves"] else None
+    for m, rows in out["curves"].items():
+        reach = [b for b, row in rows.items() if target is not None and row["best_of_8_hidden_win"]["mean"] >= target]
+        out["labels_to_match_random_at_max"][m] = min(reach) if reach else None
     return out
 
 
 def print_table(summary: dict, args) -> None:
-    print("\n| labels | random: best-of-8 hidden win | uncertain | random: reward agrees with hidden judge | "
-          "uncertain | ties random / uncertain |\n|---|---|---|---|---|---|")
+    methods = list(summary["curves"])
     fmt = lambda s: f"{s['mean']:.3f} +- {s['std']:.3f}"  # noqa: E731
-    for b in summary["random"]:
-        r, u = summary["random"][b], summary["uncertain"][b]
-        print(f"| {b} | {fmt(r['best_of_8_hidden_win'])} | {fmt(u['best_of_8_hidden_win'])} | "
-              f"{fmt(r['reward_hidden_agreement'])} | {fmt(u['reward_hidden_agreement'])} | "
-              f"{r['ties']['mean']:.0f} / {u['ties']['mean']:.0f} |")
-    print(f"\nlabels uncertain needs to reach random's {max(args.budgets)}-label win rate: "
-          f"{summary['uncertain_labels_to_match_random_at_max']}")
+    print("\n| labels | " + " | ".join(f"{m}: best-of-8 hidden win" for m in methods) + " | "
+          + " | ".join(f"{m}: agreement with hidden judge" for m in methods) + " | ties (" + " / ".join(methods)
+          + ") |\n|---|" + "---|" * (2 * len(methods) + 1))
+    for b in summary["curves"][methods[0]]:
+        rows = [summary["curves"][m][b] for m in methods]
+        print(f"| {b} | " + " | ".join(fmt(r["best_of_8_hidden_win"]) for r in rows) + " | "
+              + " | ".join(fmt(r["reward_hidden_agreement"]) for r in rows) + " | "
+              + " / ".join(f"{r['ties']['mean']:.0f}" for r in rows) + " |")
+    print(f"\nlabels each method needs to reach random's {max(args.budgets)}-label win rate: "
+          f"{summary['labels_to_match_random_at_max']}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ by measured reliability recover the honest annotators' preference?
    ``weighted_no_exclusion``, ``unweighted`` (soft labels, every answer weight 1, nobody excluded) and
    ``unweighted_each`` (every answer its own training pair, weight 1: the pipeline before issue 11).
 3. Per condition: the share of training pairs whose winner the noise-free labeling judge also prefers
-   (label accuracy); a Bradley-Terry reward model fit on them (the one reward amplification uses, on a
+   (label accuracy), and the same weighted by each pair's |2 target - 1|, the pull of the label-smoothed
+   Flow-DPO loss (signal accuracy: a near-even soft label counts little); a Bradley-Terry reward model fit
+   on them (the one reward amplification uses, on a
    third classifier); its agreement with the hidden judge on new base pairs; and the win rate it buys:
    the hidden judge's win rate of its best of 8 base sketches against another base sketch (best-of-8
    sampling, bench_dpo_winrate.py's selection ceiling). With ``--dpo``: Flow-DPO (configs/dpo.yaml) on
@@ -33,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_args import add_model_args, add_sampler_args, start
 from bench_dpo_winrate import base_samples, get_classifier, sample, train
 from preference_sim import PROFILES, FeatureCache, agreement, answers, best_of_8, cached_fitter, mean_spread
 
@@ -46,8 +49,6 @@ from dpo.store import PreferenceStore
 from driftsketch.checkpoint import load_model
 from driftsketch.evaluation import HiddenJudge, LabelingJudge
 
-from bench_args import add_model_args, add_sampler_args, start
-
 CONDITIONS = {  # name -> (only honest answers?, annotators config)
     "honest_only": (True, AnnotatorsConfig(weighting="none", min_gold_accuracy=None)),
     "weighted": (False, AnnotatorsConfig()),
@@ -59,7 +60,7 @@ CONDITIONS = {  # name -> (only honest answers?, annotators config)
 
 def base_pairs(model, n: int, out: Path, args) -> dict:
     """``n`` pairs of base sketches (cached in ``out``)."""
-    path = out / f"pairs_{model.checkpoint_id}_{n}_{args.pair_seed}.npz"
+    path = out / f"pairs_{model.checkpoint_id}_{n}_{args.pair_seed}_{args.solver}{args.num_steps}-cfg{args.cfg_scale}.npz"
     if path.is_file():
         return dict(np.load(path))
     labels = np.arange(n) % len(model.class_names)
@@ -120,7 +121,9 @@ def evaluate_condition(ds: PreferenceDataset, judge: LabelingJudge, features: Fe
     w, lo, y = dataset_arrays(ds)
     d = judge.score(w, y) - judge.score(lo, y)
     reward = cached_fitter(features, l2)(w, lo, y)
+    confidence = np.abs(2 * np.array([p.target for p in ds.pairs]) - 1)  # the label-smoothed loss's pull
     return {"pairs": len(y), "label_accuracy": float(np.mean(d[d != 0] > 0)),
+            "signal_accuracy": float(np.sum(confidence * (d > 0)) / np.sum(confidence[d != 0])),
             "mean_target": float(np.mean([p.target for p in ds.pairs])),
             "reward_hidden_agreement": agreement(reward, ev["pa"], ev["pb"], ev["pl"], ev["ptruth"]),
             "best_of_8_hidden_win": best_of_8(reward, ev["x"], ev["labels"], ev["hidden"]),
@@ -184,6 +187,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dpo-conditions", nargs="+", default=["honest_only", "weighted", "unweighted"])
     p.add_argument("--config", default=None, help="DPO config for --dpo (default configs/dpo.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DPO config override")
+    p.add_argument("--report", default="report.json", help="file name of the report inside --out")
     return p
 
 
@@ -214,12 +218,13 @@ def main(argv=None) -> None:
     summary = summarise(results, args)
     report = {"args": vars(args), "runs": results, "summary": summary, "seconds": round(time.perf_counter() - t0, 1)}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    (out / args.report).write_text(json.dumps(report, indent=2, default=str))
     print_tables(summary)
-    print(f"report: {out / 'report.json'}")
+    print(f"report: {out / args.report}")
 
 
-METRICS = ("label_accuracy", "reward_hidden_agreement", "best_of_8_hidden_win", "dpo_hidden_win", "pairs")
+METRICS = ("label_accuracy", "signal_accuracy", "reward_hidden_agreement", "best_of_8_hidden_win", "dpo_hidden_win",
+           "pairs")
 
 
 def summarise(results: dict, args) -> dict:

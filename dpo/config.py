@@ -52,10 +52,11 @@ class AnnotatorsConfig(Config):
 
     defaults_from: ClassVar[str] = "dpo.yaml:annotators"
     aggregate: Literal["each", "majority", "soft"]  # soft: target = weighted share of votes
-    weighting: Literal["none", "gold", "dawid_skene"]  # weight 2 * accuracy - 1 per annotator
-    prior_accuracy: float  # Beta prior of an annotator's accuracy (mean) ...
+    weighting: Literal["none", "gold", "dawid_skene"]  # weight left_acc + right_acc - 1 per annotator
+    prior_accuracy: float  # Beta prior of an annotator's accuracy on each side (mean) ...
     prior_strength: float  # ... worth this many answers
-    min_gold_accuracy: float | None  # below this gold accuracy an annotator is not trained on; null = off
+    min_weight: float  # weights below this (no better than chance) count as 0
+    min_gold_accuracy: float | None  # gold-accuracy interval entirely below: not trained on; null = off
     min_gold_answers: int  # gold answers needed before that decision is taken
 
     @model_validator(mode="after")

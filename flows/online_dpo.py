@@ -30,7 +30,7 @@ from tasks import evaluate as ev
 from tasks import labeling as lb
 from tasks import models as md
 from tasks.generate import generate_pairs, mark_pushed, next_batch_key, select_pairs, weak_class_weights
-from tasks.preferences import assess_annotators, select_new_preferences
+from tasks.preferences import assess_annotators, human_pair_count, select_new_preferences
 from tasks.report import publish_report
 from tasks.train import finetune_round, finetune_timings
 
@@ -149,17 +149,23 @@ def next_pairs(params: RoundParams, current: str, num_pairs: int, batch_dir: str
                classifier: str, class_names: list[str], out: dict) -> str:
     """``num_pairs`` pairs from ``current``: sampled directly (``selection: random``), or the least sure of
     ``candidates`` times as many (``uncertain``); what was done goes into ``out["selection"]``."""
-    g = params.generate
-    factor = g.candidates if g.selection == "uncertain" else 1
+    g, dpo = params.generate, params.dpo
+    out["selection"] = {"selection": "random"}
+    factor = 1
+    if g.selection == "uncertain":
+        labeled = human_pair_count(params.preference_dir, class_names, dpo.config, dpo.overrides)
+        if labeled >= g.min_labeled_pairs:
+            factor = g.candidates
+        else:
+            out["selection"]["reason"] = f"{labeled} human pairs < min_labeled_pairs {g.min_labeled_pairs}"
     model_path = md.model_path(params.registry_dir, current)
     path = generate_pairs(model_path, current, num_pairs * factor, f"{batch_dir}/candidates.npz" if factor > 1 else
                           f"{batch_dir}/pairs.npz", weights=weights, batch_key=batch_key, seed=params.seed,
                           num_steps=g.num_steps, cfg_scale=g.cfg_scale, solver=g.solver)
-    out["selection"] = {"selection": "random"}
     if factor > 1:
         path, out["selection"] = select_pairs(path, f"{batch_dir}/pairs.npz", num_pairs, params.preference_dir,
-                                              classifier, class_names, params.dpo.config, params.dpo.overrides,
-                                              g.ensemble, g.min_labeled_pairs, params.seed)
+                                              classifier, class_names, dpo.config, dpo.overrides, g.ensemble,
+                                              params.seed)
     return path
 
 

@@ -28,6 +28,7 @@ def _params(tmp_path, base: str, title: str, files_root: str):
         f"base.checkpoint={base}", "wandb=false", "dpo.min_new_preferences=8", f"dpo.overrides={DPO}",
         "eval.overrides=[classifier.steps=40,classifier.batch_size=32]", "eval.samples_per_class=4",
         f"generate.queue_target={QUEUE}", f"generate.max_new_pairs={QUEUE}", "generate.num_steps=4",
+        "generate.selection=uncertain", "generate.min_labeled_pairs=10", "generate.candidates=2",
         # The gate's decisions are unit-tested (test_registry.py); here every candidate must pass.
         "gate.min_heldout_accuracy=0.0", "gate.max_fd_ratio=1000", "gate.max_recognizability_drop=1.0",
         f"labelstudio.overrides=[projects.pairwise_title={title},server.files_root={files_root}]",
@@ -64,7 +65,7 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     base = reg.current
     assert base.startswith("base-") and r0["decision"]["promoted"] is False and "no training" in r0["decision"]["reason"]
     assert r0["pushed"] == QUEUE and r0["gold_pushed"] == GOLD and r0["pushed_ratings"] == QUEUE - GOLD
-    assert r0["pulled"] == 0
+    assert r0["pulled"] == 0 and r0["selection"]["selection"] == "random"  # no human pairs yet
     assert _bot(labelstudio, params) == QUEUE
 
     r1 = online_dpo(params)
@@ -73,6 +74,8 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     assert first == r1["candidate"] and reg.get(first).parent == base and reg.get(first).round_index == 1
     assert reg.get(first).num_preferences == QUEUE
     assert r1["pushed"] == QUEUE  # the queue refilled from the new model
+    assert r1["selection"] == {"selection": "uncertain", "human_pairs": r1["selection"]["human_pairs"],
+                               "candidates": 2 * (QUEUE - GOLD)} and r1["selection"]["human_pairs"] >= 10
     assert r1["retired"] == QUEUE - GOLD  # the base's unanswered rating tasks (the bot answers pairwise only)
     assert {r["annotator"] for r in r1["annotators"]["annotators"]} == {"bot@driftsketch.local"}
     assert r1["annotators"]["annotators"][0]["gold_answers"] == GOLD
