@@ -19,7 +19,6 @@ from labeling.postgres import PgTarget, PostgresError, django_env, pg_password, 
 from labeling.push import PairBatch, build_tasks, sample_id
 from labeling.server import database_env, files_env
 
-
 REPO = Path(__file__).resolve().parent.parent
 
 
