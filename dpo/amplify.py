@@ -3,7 +3,8 @@
     rm = fit_on_dataset(classifier, human_train, RewardConfig(...))
     records = amplify(model, rm, PreferenceStore("runs/dpo/amplified"), AmplifyConfig(), session="amp")
 
-1. A :class:`~dpo.reward.RewardModel` is fit on the human pairs (Bradley-Terry, a handful of weights).
+1. A :class:`~dpo.reward.RewardModel` is fit on the human pairs (Bradley-Terry heads on the flow model's
+   hidden states and a few hand-made features, strength chosen by cross-validation).
 2. The model to tune draws ``groups_per_class`` groups of ``group_size`` sketches of every class, from
    noise seeded by its checkpoint id (``seed_per_model``), so every online round ranks new draws.
 3. The reward model picks the best of each group; "best vs each other sketch" gives ``group_size - 1``
@@ -39,10 +40,11 @@ def dataset_arrays(data: PreferenceDataset) -> tuple[np.ndarray, np.ndarray, np.
     return stack("winner_beziers"), stack("loser_beziers"), np.array([int(it["class_label"]) for it in items])
 
 
-def fit_on_dataset(classifier: SketchClassifier, train: PreferenceDataset, held: PreferenceDataset,
-                   cfg: RewardConfig) -> RewardModel:
-    """Fit a reward model on ``train``'s pairs; ``metrics['heldout_accuracy']`` on ``held``'s (NaN if none)."""
-    rm = fit_reward_model(classifier, *dataset_arrays(train), cfg)
+def fit_on_dataset(classifier: SketchClassifier | None, train: PreferenceDataset, held: PreferenceDataset,
+                   cfg: RewardConfig, encoder=None, encoder_path: str = "") -> RewardModel:
+    """Fit a reward model on ``train``'s pairs; ``metrics['heldout_accuracy']`` on ``held``'s (NaN if none).
+    ``encoder`` (the flow model saved at ``encoder_path``) embeds sketches when ``cfg.embedding_t`` is set."""
+    rm = fit_reward_model(classifier, *dataset_arrays(train), cfg, encoder=encoder, encoder_path=encoder_path)
     w, l, y = dataset_arrays(held)
     rm.metrics["heldout_pairs"] = len(y)
     rm.metrics["heldout_accuracy"] = rm.pair_accuracy(w, l, y) if len(y) else float("nan")

@@ -278,6 +278,18 @@ def reward_classifier(path: str, class_names: list[str]) -> SketchClassifier:
     return classifier
 
 
+def reward_encoder(path: str, model, model_path: str):
+    """(flow model behind the reward's embedding, its checkpoint path): ``path``, or the model being tuned
+    (a frozen copy, so training does not move the reward's inputs) when empty."""
+    if not path:
+        return _frozen(copy.deepcopy(model)), model_path
+    encoder = load_checkpoint(path)
+    built = build_model(encoder, where=path)
+    if built.class_names != model.class_names:
+        raise DPOError(f"amplify.reward.encoder {path} knows classes {built.class_names}, the model {model.class_names}")
+    return _frozen(built), path
+
+
 def amplified_pairs(cfg: DPOConfig, model, train: PreferenceDataset, held: PreferenceDataset, out: Path,
                     progress: bool) -> tuple[Dataset, PreferenceDataset, dict]:
     """Reward amplification (dpo/amplify.py): fit a reward model on the human pairs, check its
@@ -289,11 +301,12 @@ def amplified_pairs(cfg: DPOConfig, model, train: PreferenceDataset, held: Prefe
     ``amplify.reward.fit_on: all`` fits on every human pair in the store, split the same way.
     """
     amp = cfg.amplify
-    classifier = reward_classifier(amp.reward.classifier, model.class_names)
+    classifier = reward_classifier(amp.reward.classifier, model.class_names) if amp.reward.hand_features else None
+    encoder, encoder_path = reward_encoder(amp.reward.encoder, model, cfg.base_checkpoint)
     rm_train, rm_held = train, held
     if amp.reward.fit_on == "all":  # the reward does not depend on the model: every stored human pair helps
         rm_train, rm_held = build_datasets(cfg, model.class_names, None)
-    rm = fit_on_dataset(classifier, rm_train, rm_held, amp.reward)
+    rm = fit_on_dataset(classifier, rm_train, rm_held, amp.reward, encoder, encoder_path)
     rm.save(out / "reward_model.json")
     info = {"reward_model": str(out / "reward_model.json"), "weights": rm.describe(), **rm.metrics}
     acc = rm.metrics["cv_accuracy"]

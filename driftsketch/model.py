@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from driftsketch import codec as sketch_codec
 from driftsketch.sketch import NUM_SEGMENTS, TOKEN_DIM
@@ -117,11 +116,20 @@ class SketchFlowTransformer(nn.Module):
         return self.config.num_classes
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor) -> torch.Tensor:
+        h, c = self._trunk(x, t, class_labels)
+        return self.final(h, c)  # (B, 32, 8)
+
+    def hidden(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor) -> torch.Tensor:
+        """The last block's token states ``(B, 32, D)``, what the final layer reads: the network's own
+        description of ``x`` at time ``t`` (the reward model embeds sketches with it)."""
+        return self._trunk(x, t, class_labels)[0]
+
+    def _trunk(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.time_emb(t) + self.class_emb(class_labels)  # (B, D)
         h = self.input_proj(x) + self.pos_emb  # (B, 32, D)
         for block in self.blocks:
             h = block(h, c)
-        return self.final(h, c)  # (B, 32, 8)
+        return h, c
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Bezier ``(B, 32, 8)`` -> codec space ``(B, 32, 8)``."""
