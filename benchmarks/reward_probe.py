@@ -26,7 +26,14 @@ from annotators import answer  # noqa: E402
 from preference_suite import prepare, sample, stable_int  # noqa: E402
 
 from dpo.config import load_dpo_config  # noqa: E402
-from dpo.reward import SketchFeaturizer, choose_l2, cross_validated_accuracy, fit_ensemble  # noqa: E402
+from dpo.reward import (  # noqa: E402
+    SketchFeaturizer,
+    cross_validated_accuracy,
+    fit_ensemble,
+    input_sets,
+    select,
+    standardise,
+)
 from driftsketch.checkpoint import load_model  # noqa: E402
 from driftsketch.config import replace_config  # noqa: E402
 from driftsketch.evaluation import SketchClassifier  # noqa: E402
@@ -91,13 +98,15 @@ def main(argv=None) -> None:
             feats = SketchFeaturizer(replace_config(reward_cfg, **VARIANTS[var]), clf, base)
             diff = feats(w, y) - feats(lo, y)
             test = feats(te[0][clear], te[2][clear]) - feats(te[1][clear], te[2][clear])
+            sets = input_sets(feats.blocks)
             for n in args.pairs:
                 t0 = time.perf_counter()
-                l2 = choose_l2(diff[:n], reward_cfg.l2)
-                weights = fit_ensemble(diff[:n], l2, reward_cfg.ensemble).mean(axis=0)
+                name, l2, _ = select(standardise(diff[:n])[0], sets, reward_cfg.l2)
+                weights = fit_ensemble(diff[:n], l2, reward_cfg.ensemble, sets[name]).mean(axis=0)
                 agree = float(((test @ weights > 0) == (ts[clear] > tt[clear])).mean())
-                row[f"{var}@{n}"] = {"cv": round(cross_validated_accuracy(diff[:n], reward_cfg.l2), 3),
-                                     "agree": round(agree, 3), "l2": l2, "seconds": round(time.perf_counter() - t0, 1)}
+                row[f"{var}@{n}"] = {"cv": round(cross_validated_accuracy(diff[:n], reward_cfg.l2, sets), 3),
+                                     "agree": round(agree, 3), "inputs": name, "l2": l2,
+                                     "seconds": round(time.perf_counter() - t0, 1)}
         results[ann.name] = row
         print(f"{ann.name:13s} " + "  ".join(f"{k}: cv {v['cv']:.2f} agree {v['agree']:.2f}" for k, v in row.items()),
               flush=True)

@@ -17,6 +17,8 @@ fit on the same 500 pairs gives a far stronger and on-policy signal (docs/dpo.md
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 from tqdm import tqdm
 
@@ -71,6 +73,13 @@ def best_of_n(model, rm: RewardModel, labels: np.ndarray, n: int, cfg: AmplifyCo
     return beziers, rewards[np.arange(len(labels)), pick]
 
 
+def _pair_id(group: int, best: int, other: int, a: np.ndarray, b: np.ndarray) -> str:
+    """Record id from the pair's content (not a random uuid): the trainer's held-out split hashes record
+    ids, so a rerun on the same model and reward holds out the same amplified pairs."""
+    digest = hashlib.sha256(np.ascontiguousarray(a).tobytes() + np.ascontiguousarray(b).tobytes()).hexdigest()[:16]
+    return f"amp-g{group:05d}-{best}-{other}-{digest}"
+
+
 def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, session: str,
             progress: bool = True) -> list[PreferenceRecord]:
     """Sample groups from ``model``, rank each with ``rm``, append best-vs-rest pairs to ``store``
@@ -93,9 +102,11 @@ def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, 
             if j == best:
                 continue
             records.append(PreferenceRecord(
+                id=_pair_id(g, best, j, draws[best][0][g], draws[j][0][g]),
                 comparison_type="pairwise", class_label=int(y), class_name=model.class_names[int(y)],
                 beziers_a=paths[best][0], beziers_b=paths[j][0], noise_a=paths[best][1], noise_b=paths[j][1],
                 preference="a", checkpoint=model.checkpoint_id, annotator=tag,
                 source={"system": "reward-amplification", "session": session, "group": g, "other": j}))
-    store.append(records, session=session)
+    known = {r.id for r in store.records()}  # the same draws under another session name: stored once
+    store.append([r for r in records if r.id not in known], session=session)
     return records

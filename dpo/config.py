@@ -19,7 +19,7 @@ class RewardConfig:
     hand_features: bool = True  # the seven hand-made features (classifier confidence, continuity, ...)
     embedding_t: list[float] = field(default_factory=lambda: [0.5, 0.8, 1.0])  # flow hidden states at these t
     encoder: str = ""  # checkpoint whose hidden states embed sketches; "" = the model being tuned
-    l2: list[float] = field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0])  # chosen by cross-validation
+    l2: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0])  # chosen by CV
     ensemble: int = 5  # Bradley-Terry heads on bootstrap resamples (uncertainty)
     fit_on: Literal["all", "training"] = "all"  # every stored human pair, or only this run's training pairs
 

@@ -60,9 +60,15 @@ def hand_feature_names(cfg: RewardConfig) -> list[str]:
             + ["off_canvas_share", "degenerate_share"])
 
 
-def feature_names(cfg: RewardConfig, embed_dim: int = 0) -> list[str]:
-    """Names of every reward input, in column order: hand-made features, then ``flow@t/i``."""
-    return hand_feature_names(cfg) + [f"flow@{t:g}/{i}" for t in cfg.embedding_t for i in range(embed_dim)]
+def embedding_width(encoder, cfg: RewardConfig) -> int:
+    """Number of flow-embedding columns: mean and std over tokens of every block, at every t."""
+    return len(cfg.embedding_t) * encoder.config.depth * 2 * encoder.config.dim if cfg.embedding_t else 0
+
+
+def feature_names(cfg: RewardConfig, depth: int = 0, dim: int = 0) -> list[str]:
+    """Names of every reward input, in column order: hand-made features, then ``flow@t/b<block>/<stat>/i``."""
+    return hand_feature_names(cfg) + [f"flow@{t:g}/b{b}/{stat}/{i}" for t in cfg.embedding_t for b in range(depth)
+                                      for stat in ("mean", "std") for i in range(dim)]
 
 
 def _check_labels(x: np.ndarray, labels: np.ndarray, n_cls: int, names: list[str]) -> np.ndarray:
@@ -89,8 +95,9 @@ def sketch_features(classifier: SketchClassifier, beziers: np.ndarray, labels: n
 @torch.no_grad()
 def flow_embedding(encoder, beziers: np.ndarray, labels: np.ndarray, ts: Sequence[float],
                    batch_size: int = 512) -> np.ndarray:
-    """``(N, len(ts) * D)``: the encoder's last-block token states, mean over tokens, for each sketch
-    noised to each ``t`` with one fixed noise (``x_t = (1 - t) x0 + t x1`` in codec space), asked class."""
+    """``(N, len(ts) * depth * 2 * D)``: for each sketch noised to each ``t`` with one fixed noise
+    (``x_t = (1 - t) x0 + t x1`` in codec space) and its asked class, the mean and the standard deviation
+    over the 32 stroke tokens of every transformer block's states."""
     x = np.asarray(beziers, dtype=np.float32).reshape(-1, 32, 4, 2)
     y = _check_labels(x, labels, encoder.config.num_classes, encoder.class_names)
     device = next(encoder.parameters()).device
@@ -101,12 +108,13 @@ def flow_embedding(encoder, beziers: np.ndarray, labels: np.ndarray, ts: Sequenc
     for i in range(0, len(x), batch_size):
         z1 = encoder.encode(torch.from_numpy(x[i:i + batch_size].reshape(-1, 32, 8)).to(device))
         yb = torch.from_numpy(y[i:i + batch_size]).to(device)
-        cols = [encoder.hidden((1 - t) * x0 + t * z1, torch.full((len(z1),), float(t), device=device), yb).mean(dim=1)
-                for t in ts]
+        cols = []
+        for t in ts:
+            for h in encoder.hidden_states((1 - t) * x0 + t * z1, torch.full((len(z1),), float(t), device=device), yb):
+                cols += [h.mean(dim=1), h.std(dim=1)]
         out.append(torch.cat(cols, dim=1).double().cpu().numpy())
     encoder.train(was)
-    width = len(ts) * encoder.config.dim
-    return np.concatenate(out) if out else np.zeros((0, width))
+    return np.concatenate(out) if out else np.zeros((0, len(ts) * encoder.config.depth * 2 * encoder.config.dim))
 
 
 class SketchFeaturizer:
@@ -121,8 +129,10 @@ class SketchFeaturizer:
         if not cfg.hand_features and not cfg.embedding_t:
             raise RewardError("reward model: no inputs (hand_features false and embedding_t empty)")
         self.cfg, self.classifier, self.encoder, self.encoder_path = cfg, classifier, encoder, encoder_path
-        self.embed_dim = encoder.config.dim if (encoder is not None and cfg.embedding_t) else 0
-        self.names = feature_names(cfg, self.embed_dim)
+        self.embed_dim = embedding_width(encoder, cfg) if encoder is not None else 0
+        shape = (encoder.config.depth, encoder.config.dim) if self.embed_dim else (0, 0)
+        self.names = feature_names(cfg, *shape)
+        self.blocks = {"hand": len(hand_feature_names(cfg)), "flow": self.embed_dim}  # column counts, in order
 
     def __call__(self, beziers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """``(N, F)`` float64."""
@@ -246,27 +256,97 @@ def _digest_or_none(path: str) -> str | None:
     return file_digest(path) if path and Path(path).is_file() else None
 
 
+class RidgePairs:
+    """Ridge Bradley-Terry on standardised winner-minus-loser rows ``Z`` ``(n, F)`` in the dual: one
+    eigendecomposition of the Gram matrix gives the weights *and* the exact leave-one-out predictions for
+    every L2 strength, so choosing it (and the input set) costs no refits.
+
+    ``w(l2) = argmin |Z w - 1|^2 + l2 * m * |w|^2`` with ``m`` the mean squared row norm of ``Z``, so a
+    strength means the same for any number of inputs and pairs. For the weak preferences of noisy annotators the
+    Bradley-Terry likelihood is nearly linear around 0, where this least-squares fit is its one Newton
+    step; the score's scale is then fit by maximum likelihood (:func:`platt_scale`)."""
+
+    def __init__(self, z: np.ndarray):
+        self.z, n, f = z, z.shape[0], z.shape[1]
+        self.lam_unit = max(float((z ** 2).sum()) / max(n, 1), 1e-12)
+        self.primal = f < n  # eigendecompose the smaller of Z^T Z (F x F) and Z Z^T (n x n)
+        s, vecs = np.linalg.eigh(z.T @ z if self.primal else z @ z.T)
+        self.s = np.clip(s, 0.0, None)
+        self.a = z @ vecs if self.primal else vecs * np.sqrt(self.s)  # rows' coordinates: fit = A (A^T 1)/(s + lam)
+        self.vecs = vecs
+        self.c = self.a.T @ np.ones(n)
+
+    def weights(self, l2: float) -> np.ndarray:
+        lam = l2 * self.lam_unit
+        if self.primal:
+            return self.vecs @ (self.c / (self.s + lam))
+        return self.z.T @ (self.vecs @ (self.vecs.T @ np.ones(len(self.z)) / (self.s + lam)))
+
+    def loo_accuracy(self, l2: float) -> float:
+        inv = 1.0 / (self.s + l2 * self.lam_unit)
+        fit, lev = self.a @ (inv * self.c), (self.a ** 2) @ inv
+        return _hits((fit - lev) / np.maximum(1.0 - lev, 1e-9)) / len(self.z)
+
+
+def standardise(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(diff / per-column std, the std); constant columns get an infinite std, hence weight 0."""
+    scale = diff.std(axis=0)
+    scale = np.where(scale > 1e-9, scale, np.inf)  # constant inputs get weight 0
+    return diff / scale, scale
+
+
+def input_sets(blocks: dict[str, int]) -> dict[str, np.ndarray]:
+    """Candidate column masks: each block alone and, with both, the two together with the hand-made block
+    scaled up to the flow block's total variance (so seven columns are not drowned by thousands)."""
+    sizes = [(k, n) for k, n in blocks.items() if n]
+    total = sum(n for _, n in sizes)
+    sets, start = {}, 0
+    for name, n in sizes:
+        w = np.zeros(total)
+        w[start:start + n] = 1.0
+        sets[name] = w
+        start += n
+    if len(sizes) == 2:
+        (a, na), (b, nb) = sizes
+        sets[f"{a}+{b}"] = sets[a] * np.sqrt(max(nb, na) / na) + sets[b] * np.sqrt(max(na, nb) / nb)
+    return sets
+
+
+def select(z: np.ndarray, sets: dict[str, np.ndarray], grid: Sequence[float]) -> tuple[str, float, float]:
+    """(input set, L2 strength, leave-one-out accuracy) with the best leave-one-out accuracy (ties: the
+    strongest L2, then the first set)."""
+    best = ("", 0.0, -1.0)
+    for name, mask in sets.items():
+        ridge = RidgePairs(z * mask)
+        for l2 in sorted(grid, reverse=True):
+            acc = ridge.loo_accuracy(l2)
+            if acc > best[2]:
+                best = (name, float(l2), acc)
+    return best
+
+
+def platt_scale(scores: np.ndarray) -> float:
+    """``a`` maximising ``sum log sigmoid(a * scores)`` (scores of winner minus loser), >= 0: the reward's
+    scale, so that ``sigmoid(r(a) - r(b))`` is a calibrated probability."""
+    a = 0.0
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-a * scores))
+        grad, hess = float(((1 - p) * scores).sum()), float((p * (1 - p) * scores ** 2).sum()) + 1e-9
+        a = max(0.0, a + grad / hess)
+        if abs(grad / hess) < 1e-8:
+            break
+    return a
+
+
 def fit_bradley_terry(diff: np.ndarray, l2: float) -> np.ndarray:
-    """Weights ``w`` maximising ``mean log sigmoid(diff @ w) - l2 |w * std|^2`` for winner-minus-loser
-    feature differences ``diff`` ``(P, F)``; constant features get weight 0."""
+    """Weights ``w`` (original units) of the ridge Bradley-Terry fit (:class:`RidgePairs`) on
+    winner-minus-loser feature differences ``diff`` ``(P, F)``, scaled by :func:`platt_scale`;
+    constant features get weight 0."""
     if len(diff) == 0:
         raise RewardError("reward model: no pairs to fit")
-    scale = diff.std(axis=0)
-    live = scale > 1e-9
-    z = torch.tensor(diff[:, live] / scale[live])
-    w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w], max_iter=500, tolerance_grad=1e-9, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = -torch.nn.functional.logsigmoid(z @ w).mean() + l2 * (w ** 2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    out = np.zeros(diff.shape[1])
-    out[live] = w.detach().numpy() / scale[live]
-    return out
+    z, scale = standardise(diff)
+    w = RidgePairs(z).weights(l2)
+    return w * platt_scale(z @ w) / scale
 
 
 def _folds(n: int, folds: int, seed: int) -> np.ndarray:
@@ -277,63 +357,57 @@ def _hits(z: np.ndarray) -> float:
     return float((z > 0).sum() + 0.5 * (z == 0).sum())
 
 
-def cv_accuracy_per_l2(diff: np.ndarray, grid: Sequence[float], folds: int = FOLDS, seed: int = 0) -> dict[float, float]:
-    """K-fold pair accuracy of :func:`fit_bradley_terry` for every L2 strength in ``grid``."""
-    fold = _folds(len(diff), folds, seed)
-    hits = dict.fromkeys(grid, 0.0)
-    for k in range(folds):
-        for l2 in grid:
-            hits[l2] += _hits(diff[fold == k] @ fit_bradley_terry(diff[fold != k], l2))
-    return {l2: h / len(diff) for l2, h in hits.items()}
-
-
-def choose_l2(diff: np.ndarray, grid: Sequence[float], folds: int = FOLDS, seed: int = 0) -> float:
-    """The L2 strength of ``grid`` with the best cross-validated accuracy (ties: the strongest)."""
-    if len(grid) == 1:
-        return float(grid[0])
-    acc = cv_accuracy_per_l2(diff, grid, folds, seed)
-    return float(max(sorted(grid, reverse=True), key=lambda l2: acc[l2]))
-
-
-def cross_validated_accuracy(diff: np.ndarray, l2: float | Sequence[float], folds: int = FOLDS, seed: int = 0) -> float:
+def cross_validated_accuracy(diff: np.ndarray, l2: float | Sequence[float], sets: dict[str, np.ndarray] | None = None,
+                             folds: int = FOLDS, seed: int = 0) -> float:
     """K-fold pair accuracy on winner-minus-loser features (NaN under 2 folds' worth of pairs): what the
-    reward model's accuracy on new pairs from the same annotators will be. With several ``l2`` values
-    the strength is chosen inside every training fold (nested), so the figure is not the best of a sweep."""
+    reward model's accuracy on new pairs from the same annotators will be. The L2 strength (from ``l2``) and
+    the input set (from ``sets``, column masks) are chosen by leave-one-out inside every training fold
+    (nested), so the figure is not the best of a sweep."""
     grid = [float(l2)] if np.isscalar(l2) else [float(v) for v in l2]
+    sets = sets or {"all": np.ones(diff.shape[1])}
     if len(diff) < 2 * folds:
         return float("nan")
     fold = _folds(len(diff), folds, seed)
     hits = 0.0
     for k in range(folds):
-        train = diff[fold != k]
-        inner = choose_l2(train, grid, folds - 1, seed + 1) if len(train) >= 2 * (folds - 1) else max(grid)
-        hits += _hits(diff[fold == k] @ fit_bradley_terry(train, inner))
+        z, scale = standardise(diff[fold != k])
+        name, lam, _ = select(z, sets, grid)
+        w = RidgePairs(z * sets[name]).weights(lam) * sets[name] / scale
+        hits += _hits(diff[fold == k] @ w)
     return hits / len(diff)
 
 
-def fit_ensemble(diff: np.ndarray, l2: float, members: int, seed: int = 0) -> np.ndarray:
+def fit_ensemble(diff: np.ndarray, l2: float, members: int, mask: np.ndarray | None = None,
+                 seed: int = 0) -> np.ndarray:
     """``(members, F)`` weights: member 0 on every pair, the others on bootstrap resamples."""
     rng = np.random.default_rng(seed)
-    rows = [fit_bradley_terry(diff, l2)]
-    rows += [fit_bradley_terry(diff[rng.integers(0, len(diff), len(diff))], l2) for _ in range(members - 1)]
+    mask = np.ones(diff.shape[1]) if mask is None else mask
+    rows = []
+    for m in range(members):
+        d = diff if m == 0 else diff[rng.integers(0, len(diff), len(diff))]
+        z, scale = standardise(d)
+        w = RidgePairs(z * mask).weights(l2) * mask
+        rows.append(w * platt_scale(z @ w) / scale)
     return np.stack(rows)
 
 
 def fit_reward_model(classifier: SketchClassifier | None, winners: np.ndarray, losers: np.ndarray,
                      labels: np.ndarray, cfg: RewardConfig, encoder=None, encoder_path: str = "") -> RewardModel:
     """Fit on (winner, loser) sketch pairs ``(P, 32, 4, 2)`` of classes ``labels`` ``(P,)``; ``encoder``
-    (a flow model, saved at ``encoder_path``) is needed when ``cfg.embedding_t`` is set."""
+    (a flow model, saved at ``encoder_path``) is needed when ``cfg.embedding_t`` is set. The input set
+    (hand-made, flow embedding, both) and the L2 strength are chosen by leave-one-out accuracy."""
     featurizer = SketchFeaturizer(cfg, classifier, encoder, encoder_path)
     diff = featurizer(winners, labels) - featurizer(losers, labels)
     if not np.isfinite(diff).all():
         raise RewardError("reward model: non-finite features (NaN sketches?)")
     if len(diff) == 0:
         raise RewardError("reward model: no pairs to fit")
-    l2 = choose_l2(diff, cfg.l2) if len(diff) >= 2 * FOLDS else max(cfg.l2)
-    rm = RewardModel(featurizer, fit_ensemble(diff, l2, cfg.ensemble))
-    rm.metrics.update(train_pairs=len(labels), l2=l2, ensemble=cfg.ensemble, features=len(featurizer.names),
-                      train_accuracy=_hits(diff @ rm.weights.mean(axis=0)) / len(diff),
-                      cv_accuracy=cross_validated_accuracy(diff, cfg.l2))
+    sets = input_sets(featurizer.blocks)
+    name, l2, loo = select(standardise(diff)[0], sets, cfg.l2)
+    rm = RewardModel(featurizer, fit_ensemble(diff, l2, cfg.ensemble, sets[name]))
+    rm.metrics.update(train_pairs=len(labels), inputs=name, l2=l2, loo_accuracy=loo, ensemble=cfg.ensemble,
+                      features=len(featurizer.names), train_accuracy=_hits(diff @ rm.weights.mean(axis=0)) / len(diff),
+                      cv_accuracy=cross_validated_accuracy(diff, cfg.l2, sets))
     return rm
 
 

@@ -240,7 +240,7 @@ def test_flow_embedding_learns_a_taste_no_hand_feature_measures(tiny_model, clas
     xt, yt = sketches(40, 7)
     assert emb.metrics["cv_accuracy"] > 0.9 and emb.pair_accuracy(shifted(xt, 0.1), shifted(xt, -0.1), yt) > 0.9
     assert hand.pair_accuracy(shifted(xt, 0.1), shifted(xt, -0.1), yt) < 0.8
-    assert emb.weights.shape == (5, 2 * 32) and "flow_embedding_norm" in emb.describe()
+    assert emb.weights.shape == (5, 2 * 2 * 2 * 32) and "flow_embedding_norm" in emb.describe()  # t, block, stat
 
 
 def test_embedding_reward_round_trip_and_a_changed_encoder_is_refused(tiny_model, classifier_path, tmp_path):
@@ -269,3 +269,16 @@ def test_pair_uncertainty_is_highest_where_the_ensemble_cannot_tell(rm):
     assert pair_uncertainty([rm, one], x, half_broken(x, 9), y, kind="disagreement").shape == (20,)
     with pytest.raises(RewardError, match="unknown kind"):
         pair_uncertainty(rm, x, x, y, kind="other")
+
+
+@pytest.mark.parametrize("n, f", [(40, 15), (15, 40)])  # primal and dual form
+def test_ridge_weights_and_leave_one_out_match_brute_force(n, f):
+    from dpo.reward import RidgePairs
+
+    z = np.random.default_rng(n).normal(size=(n, f)) + 0.3
+    ridge = RidgePairs(z)
+    lam = 0.5 * ridge.lam_unit
+    solve = lambda m: np.linalg.solve(z[m].T @ z[m] + lam * np.eye(f), z[m].T @ np.ones(m.sum()))  # noqa: E731
+    np.testing.assert_allclose(ridge.weights(0.5), solve(np.ones(n, bool)), rtol=1e-6, atol=1e-9)
+    loo = np.mean([z[i] @ solve(np.arange(n) != i) > 0 for i in range(n)])
+    assert ridge.loo_accuracy(0.5) == pytest.approx(loo)

@@ -79,6 +79,17 @@ class SketchData:
         held = u < holdout_fraction
         return self.subset(~held), self.subset(held)
 
+    def partition(self, parts: int, seed: int = 0) -> list["SketchData"]:
+        """``parts`` disjoint shares of about equal size, by the hash :meth:`split` uses: with one seed,
+        splitting the rest at ``k / parts`` cuts off the sketches whose hash lies in ``[(k-1)/parts, k/parts)``."""
+        if parts < 1:
+            raise ValueError(f"partition: parts must be >= 1, got {parts}")
+        out, rest = [], self
+        for k in range(1, parts):
+            rest, part = rest.split(k / parts, seed)
+            out.append(part)
+        return out + [rest]
+
     def save_npz(self, path: str | Path) -> Path:
         """Write the data set atomically (temporary file + rename) as an uncompressed ``.npz``."""
         arrays = {

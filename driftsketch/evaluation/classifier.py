@@ -44,11 +44,13 @@ class ClassifierConfig:
     seed: int = 0
     holdout_fraction: float = 0.1  # data.split() arguments: the held-out part is never trained on
     split_seed: int = 0
+    parts: int = 1  # the training split is cut into this many disjoint shares (SketchData.partition) ...
+    part: int = 0  # ... and the classifier trains on this one: judges that must share no data take different parts
 
 
 def hidden_classifier_config() -> ClassifierConfig:
     """Defaults of the hidden judge's classifier (mirrors ``hidden_classifier`` in configs/eval.yaml)."""
-    return ClassifierConfig(resolution=32, widths=[24, 48, 96], line_width=1.0, seed=1)
+    return ClassifierConfig(resolution=32, widths=[24, 48, 96], line_width=1.0, seed=1, parts=3, part=0)
 
 
 class SketchCNN(nn.Module):
@@ -172,18 +174,28 @@ def fit_classifier(beziers: np.ndarray, labels: np.ndarray, class_names: list[st
     return SketchClassifier(net.eval(), cfg, class_names)
 
 
+def training_part(data, cfg: ClassifierConfig):
+    """The sketches a classifier of ``cfg`` trains on: part ``cfg.part`` of ``cfg.parts`` of the training
+    split ``data.split(cfg.holdout_fraction, cfg.split_seed)[0]``. Two configs with the same split and
+    ``parts`` but different ``part`` train on disjoint sketches."""
+    if not 0 <= cfg.part < cfg.parts:
+        raise ValueError(f"classifier: part must lie in [0, parts={cfg.parts}), got {cfg.part}")
+    train = data.split(cfg.holdout_fraction, cfg.split_seed)[0]
+    return train if cfg.parts == 1 else train.partition(cfg.parts, cfg.split_seed + 1)[cfg.part]
+
+
 def train_classifier(data, cfg: ClassifierConfig | None = None, progress: bool = True) -> SketchClassifier:
-    """Train on ``data.split(cfg.holdout_fraction, cfg.split_seed)[0]`` (a SketchData); the held-out
-    accuracy on real sketches is stored in ``clf.metrics["holdout_accuracy"]``."""
+    """Train on :func:`training_part` of ``data`` (a SketchData); the held-out accuracy on real sketches
+    (the split's held-out side, never trained on by any part) is in ``clf.metrics["holdout_accuracy"]``."""
     cfg = cfg or ClassifierConfig()
-    train, holdout = data.split(cfg.holdout_fraction, cfg.split_seed)
+    train, holdout = training_part(data, cfg), data.split(cfg.holdout_fraction, cfg.split_seed)[1]
     if len(train) == 0:
         raise ValueError("train_classifier: the training split is empty")
     start = time.time()
     clf = fit_classifier(train.beziers, train.labels, data.class_names, cfg, progress)
     clf.metrics.update({
         "train_seconds": round(time.time() - start, 1),
-        "train_size": len(train), "holdout_size": len(holdout),
+        "train_size": len(train), "holdout_size": len(holdout), "part": [cfg.part, cfg.parts],
         "train_accuracy": clf.accuracy(train.beziers[:5000], train.labels[:5000]),
         "holdout_accuracy": clf.accuracy(holdout.beziers, holdout.labels),
         "dataset": str(data.meta.get("source", "")),

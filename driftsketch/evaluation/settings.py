@@ -23,10 +23,16 @@ class EvaluateConfig:
     grid_per_class: int = 16  # sketches shown in each class's sample grid
 
 
+CLASSIFIER_SECTIONS = ("classifier", "hidden_classifier", "annotator_classifier", "reward_classifier")
+
+
 @dataclass
 class EvalConfig:
-    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    classifier: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(parts=3, part=0))
     hidden_classifier: ClassifierConfig = field(default_factory=hidden_classifier_config)
+    annotator_classifier: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(seed=4, parts=3, part=1))
+    reward_classifier: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(
+        resolution=48, widths=[16, 32, 64], line_width=1.2, seed=2, parts=3, part=2))
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     labelling_judge: LabellingJudgeConfig = field(default_factory=LabellingJudgeConfig)
     hidden_judge: HiddenJudgeConfig = field(default_factory=HiddenJudgeConfig)
