@@ -1,26 +1,75 @@
-"""Sampler speed against quality: which solver and step count to use by default.
+"""Sampler speed against quality: the default sampler before and after the speed work, and other solvers.
 
     python benchmarks/bench_sampler.py --checkpoint runs/base-builtin/model.pt --data builtin \
-        --classifier runs/eval/clf_builtin.pt --per-class 20
+        --classifier runs/eval/clf_builtin.pt --per-class 20 --threads 2
+    python benchmarks/bench_sampler.py ... --device cuda          # the same rows on a GPU
+    python benchmarks/bench_sampler.py ... --solvers              # also Euler / midpoint / Heun step counts
 
-For each sampler setting it generates the same classes from the same noise and prints sketches/s,
-recognizability, continuity and Frechet distance (all in one run, so speed ratios hold on a busy
-machine). The default (``driftsketch.sampling``) should match 50 Euler steps' quality at less cost.
+Every row samples the same classes from the same noise, so recognizability, continuity and Frechet
+distance compare sketch for sketch; speeds are means over ``--repeats`` interleaved runs (min-max in
+brackets) in one process, so their ratios hold on a busy machine (the load average is printed too).
+
+Rows: ``before`` is the default sampler (midpoint, 10 steps, CFG 2) as it ran before this change:
+float32, attention through ``nn.MultiheadAttention``'s fast path; ``fp32`` the same arithmetic
+through ``scaled_dot_product_attention``; ``default`` what ``generate_beziers`` does now
+(``precision="auto"``: bfloat16 attention and MLP products where the hardware has native bf16).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import time
 
 import numpy as np
 import torch
 
 from driftsketch import generate_beziers, load_model
+from driftsketch import model as model_module
 from driftsketch.data import load_dataset
 from driftsketch.evaluation.classifier import SketchClassifier
 from driftsketch.evaluation.evaluate import evaluate_samples
+from driftsketch.sampling import DEFAULT_CFG_SCALE, DEFAULT_SOLVER, DEFAULT_STEPS, native_bf16
 
-SETTINGS = [("euler", 50), ("euler", 20), ("midpoint", 20), ("midpoint", 10), ("heun", 10), ("euler", 10)]
+SOLVER_SETTINGS = [("euler", 50), ("euler", 20), ("midpoint", 20), ("heun", 10), ("euler", 10)]
+
+
+def _legacy_block_forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``DiTBlock.forward`` before this change: attention through ``nn.MultiheadAttention``."""
+    shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)
+    h = model_module.modulate(self.norm1(x), shift1, scale1)
+    h, _ = self.attn(h, h, h, need_weights=False)
+    x = x + gate1.unsqueeze(1) * h
+    h = self.mlp(model_module.modulate(self.norm2(x), shift2, scale2))
+    return x + gate2.unsqueeze(1) * h
+
+
+@contextlib.contextmanager
+def legacy_attention():
+    """Run the model as it ran before (for the ``before`` row only)."""
+    new = model_module.DiTBlock.forward
+    model_module.DiTBlock.forward = _legacy_block_forward
+    try:
+        yield
+    finally:
+        model_module.DiTBlock.forward = new
+
+
+def load_line() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPUs"
+
+
+def sample(model, labels: np.ndarray, noise: np.ndarray, solver: str, steps: int, precision: str,
+           cfg_scale: float, legacy: bool = False) -> tuple[np.ndarray, float]:
+    """The sketches and the seconds they took (a device sync included)."""
+    with legacy_attention() if legacy else contextlib.nullcontext():
+        if model.pos_emb.is_cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        x, _ = generate_beziers(model, labels.tolist(), len(labels), num_steps=steps, solver=solver,
+                                cfg_scale=cfg_scale, noise=noise, precision=precision)
+        return x, time.perf_counter() - start  # generate_beziers returns numpy: the device is synced
 
 
 def main() -> None:
@@ -29,25 +78,46 @@ def main() -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--classifier", required=True)
     p.add_argument("--per-class", type=int, default=20)
-    p.add_argument("--cfg-scale", type=float, default=2.0)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cfg-scale", type=float, default=DEFAULT_CFG_SCALE)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per row (interleaved)")
+    p.add_argument("--solvers", action="store_true", help="also time other solvers and step counts (fp32)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    model, real, clf = load_model(args.checkpoint), load_dataset(args.data), SketchClassifier.load(args.classifier)
+    device = torch.device(args.device)
+    model = load_model(args.checkpoint).to(device)
+    real, clf = load_dataset(args.data), SketchClassifier.load(args.classifier)
     labels = np.repeat(np.arange(len(model.class_names)), args.per_class)
     noise = torch.randn((len(labels), 32, 8), generator=torch.Generator().manual_seed(0)).numpy()
-    print(f"{'solver':>9} {'steps':>5} {'NFE':>4} {'sketch/s':>9} {'recog':>6} {'contin':>6} {'FD':>6}")
-    for solver, steps in SETTINGS:
-        start = time.perf_counter()
-        sketches, _ = generate_beziers(model, labels.tolist(), len(labels), num_steps=steps, solver=solver,
-                                       cfg_scale=args.cfg_scale, noise=noise)
-        rate = len(labels) / (time.perf_counter() - start)
-        m = evaluate_samples(sketches, labels, real, clf)
-        nfe = steps * (1 if solver == "euler" else 2)
-        print(f"{solver:>9} {steps:>5} {nfe:>4} {rate:>9.2f} {m['recognizability']:>6.3f} {m['continuity']:>6.3f} "
+    default = (DEFAULT_SOLVER, DEFAULT_STEPS)
+    rows = [("before", *default, "fp32", True), ("fp32", *default, "fp32", False),
+            ("default", *default, "auto", False)]
+    if args.solvers:
+        rows += [(f"{s}{n}", s, n, "fp32", False) for s, n in SOLVER_SETTINGS]
+    print(f"{len(labels)} sketches a run, {args.threads} threads, device {device} (native bf16: "
+          f"{native_bf16(device)}); {load_line()}", flush=True)
+    sample(model, labels[:8], noise[:8], *default, "auto", args.cfg_scale)  # warm-up
+    seconds: dict[str, list[float]] = {r[0]: [] for r in rows}
+    sketches: dict[str, np.ndarray] = {}
+    for _ in range(args.repeats):
+        for name, solver, steps, precision, legacy in rows:
+            sketches[name], sec = sample(model, labels, noise, solver, steps, precision, args.cfg_scale, legacy)
+            seconds[name].append(sec)
+    print(f"{'row':>10} {'solver':>9} {'steps':>5} {'precision':>9} {'sketches/s (min-max)':>24} {'x before':>8} "
+          f"{'recog':>6} {'contin':>6} {'FD':>6}")
+    base_rate = len(labels) / np.mean(seconds["before"])
+    for name, solver, steps, precision, _ in rows:
+        rates = len(labels) / np.asarray(seconds[name])
+        m = evaluate_samples(sketches[name], labels, real, clf)
+        print(f"{name:>10} {solver:>9} {steps:>5} {precision:>9} {rates.mean():>9.1f} ({rates.min():.1f}-{rates.max():.1f})"
+              f"{'':>6} {rates.mean() / base_rate:>7.2f}x {m['recognizability']:>6.3f} {m['continuity']:>6.3f} "
               f"{m['frechet_distance']:>6.2f}", flush=True)
+    diff = np.abs(sketches["default"] - sketches["before"])
+    print(f"default vs before on the same noise: mean |difference| {diff.mean():.4f}, max {diff.max():.3f} "
+          f"(coordinates in [-1, 1])")
     print(f"real held-out: recognizability {m['recognizability_real']:.3f}, continuity {m['continuity_real']:.3f}, "
-          f"FD floor {m['frechet_distance_real_floor']:.2f}")
+          f"FD floor {m['frechet_distance_real_floor']:.2f}; {load_line()}")
 
 
 if __name__ == "__main__":

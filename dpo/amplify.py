@@ -95,16 +95,19 @@ def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, 
         cfg = replace_config(cfg, seed=cfg.seed + int(unit_hash(str(model.checkpoint_id)) * 2**24))
     draws = sample_groups(model, labels, k, cfg, progress)
     rewards = np.stack([rm.score(x, labels) for x, _ in draws], axis=1)  # (groups, k)
+    with store.batch_writes():  # one sync for all samples; the records are appended after it
+        paths = [[store.save_sample(f"{session}-g{g:05d}-{j}", draws[j][0][g], draws[j][1][g]) for j in range(k)]
+                 for g in range(len(labels))]
     for g, y in enumerate(labels):
         best = int(np.argmax(rewards[g]))
-        paths = [store.save_sample(f"{session}-g{g:05d}-{j}", draws[j][0][g], draws[j][1][g]) for j in range(k)]
         for j in range(k):
             if j == best:
                 continue
             records.append(PreferenceRecord(
                 id=_pair_id(g, best, j, draws[best][0][g], draws[j][0][g]),
                 comparison_type="pairwise", class_label=int(y), class_name=model.class_names[int(y)],
-                beziers_a=paths[best][0], beziers_b=paths[j][0], noise_a=paths[best][1], noise_b=paths[j][1],
+                beziers_a=paths[g][best][0], beziers_b=paths[g][j][0], noise_a=paths[g][best][1],
+                noise_b=paths[g][j][1],
                 preference="a", checkpoint=model.checkpoint_id, annotator=tag,
                 source={"system": "reward-amplification", "session": session, "group": g, "other": j}))
     known = {r.id for r in store.records()}  # the same draws under another session name: stored once

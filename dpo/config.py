@@ -47,6 +47,23 @@ class AmplifyConfig:
 
 
 @dataclass
+class AnnotatorsConfig:
+    """``annotators`` in configs/dpo.yaml: how several answers per pair become one training signal."""
+
+    aggregate: Literal["each", "majority", "soft"] = "soft"  # soft: target = weighted share of votes
+    weighting: Literal["none", "gold", "dawid_skene"] = "dawid_skene"  # weight 2 * accuracy - 1 per annotator
+    prior_accuracy: float = 0.8  # Beta prior of an annotator's accuracy (mean) ...
+    prior_strength: float = 4.0  # ... worth this many answers
+    min_gold_accuracy: float | None = 0.7  # below this gold accuracy an annotator is not trained on; null = off
+    min_gold_answers: int = 5  # gold answers needed before that decision is taken
+
+    def __post_init__(self):
+        if not 0.5 < self.prior_accuracy < 1.0 or self.prior_strength <= 0:
+            raise ValueError(f"annotators: need 0.5 < prior_accuracy < 1 and prior_strength > 0, got "
+                             f"{self.prior_accuracy} and {self.prior_strength}")
+
+
+@dataclass
 class DPOConfig:
     """Every knob of ``train_dpo``; see configs/dpo.yaml for what each does and why it has its value."""
 
@@ -77,6 +94,7 @@ class DPOConfig:
     same_checkpoint: bool = False
     max_synthesised: int | None = None
     amplify: AmplifyConfig = field(default_factory=AmplifyConfig)  # reward-model amplification (dpo/amplify.py)
+    annotators: AnnotatorsConfig = field(default_factory=AnnotatorsConfig)  # several answers per pair, weights
     shuffle_labels: bool = False  # control run: winner/loser swapped at random (fixed per pair)
     seed: int = 0
     num_threads: int = 0

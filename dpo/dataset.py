@@ -2,13 +2,23 @@
 
     ds = PreferenceDataset("data/preferences", class_names=model.class_names)
     train, held = ds.split(holdout_fraction=0.1, seed=0)
-    print(ds.summary())      # pairs, ties, synthesised, skipped (with reasons), ...
+    print(ds.summary())      # pairs, ties, synthesised, skipped (with reasons), annotators, ...
     item = ds[0]             # {"winner_beziers": (32, 8), "loser_beziers": (32, 8), "class_label": int,
+                             #  "target": float, "weight": float,
                              #  "winner_noise": (32, 8), "loser_noise": (32, 8)}   (noise when stored)
 
-Which records train: the newest record of each ``supersedes`` chain; pairwise records with a preference
-``a``/``b`` (ties and ``both_bad`` pairs are counted, not trained on); pairs synthesised from absolute
+Which records train: the newest record of each ``supersedes`` chain, and of each annotator's answers
+to one pair of sketches; pairwise answers, except answers to gold pairs (:mod:`dpo.gold`) and answers
+of annotators excluded for low gold accuracy (:mod:`dpo.annotators`); pairs synthesised from absolute
 ratings of the same class (optionally the same checkpoint) whose ratings differ by ``>= min_margin``.
+
+Several answers to one pair become one training pair (``annotators.aggregate``): each answer counts
+with its annotator's weight; ``both_bad`` answers holding half the weight or more drop the pair
+(counted as ``both_bad``); of the rest, a vote for a sketch counts 1, a tie 1/2 to each side; an even
+share drops the pair (counted as a tie). ``majority`` trains the pair toward the side with more than
+half (target 1), ``soft`` toward it with target = its share of the votes (a label-smoothed Flow-DPO
+loss), ``each`` keeps every answer as its own pair with its annotator's weight (ties and both-bad
+answers counted, not trained on). One answer per pair gives the same pairs under all three rules.
 """
 from __future__ import annotations
 
@@ -23,13 +33,17 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from dpo.records import PreferenceRecord
+from dpo.annotators import TIE, AnnotatorReport, Answer, assess_annotators, collect_answers
+from dpo.config import AnnotatorsConfig
+from dpo.gold import GoldSet, pair_key
+from dpo.records import PreferenceRecord, latest_of_chains
 from dpo.store import PreferenceStore, StoreError, StoreWarning
 
 
 @dataclass(frozen=True)
 class Pair:
-    """One training pair: which record (and side) won and lost."""
+    """One training pair: which record (and side) won and lost, with the probability ``target`` that
+    the winner is the better one and the pair's loss ``weight``."""
 
     winner: PreferenceRecord
     winner_side: str
@@ -37,36 +51,14 @@ class Pair:
     loser_side: str
     class_label: int
     synthesised: bool
+    target: float = 1.0
+    weight: float = 1.0
+    answers: int = 1
 
 
 def unit_hash(text: str) -> float:
     """Deterministic hash of ``text`` into [0, 1)."""
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2.0**64
-
-
-def latest_of_chains(records: list[PreferenceRecord]) -> tuple[list[PreferenceRecord], int]:
-    """Keep the newest record of every ``supersedes`` chain; return (kept, number dropped).
-
-    Records are grouped by the root of their chain (following ``supersedes`` to a record that
-    supersedes nothing, or to an id that is not stored), so an update linking to the original and an
-    update linking to the previous update resolve the same way. Newest = latest timestamp, then file order.
-    """
-    by_id = {r.id: r for r in records}
-
-    def root(rec: PreferenceRecord) -> str:
-        seen = {rec.id}
-        while rec.supersedes is not None and rec.supersedes in by_id and rec.supersedes not in seen:
-            rec = by_id[rec.supersedes]
-            seen.add(rec.id)
-        return rec.supersedes if rec.supersedes is not None else rec.id
-
-    newest: dict[str, tuple[int, PreferenceRecord]] = {}
-    for order, rec in enumerate(records):
-        key = root(rec)
-        if key not in newest or (rec.timestamp, order) >= (newest[key][1].timestamp, newest[key][0]):
-            newest[key] = (order, rec)
-    kept = [rec for _, rec in sorted(newest.values(), key=lambda x: x[0])]
-    return kept, len(records) - len(kept)
 
 
 class PreferenceDataset(Dataset):
@@ -75,7 +67,8 @@ class PreferenceDataset(Dataset):
     def __init__(self, store: PreferenceStore | str | Path, class_names: list[str] | None = None, *,
                  min_margin: int = 1, synthesise: bool = True, same_checkpoint: bool = False,
                  max_synthesised: int | None = None, use_noise: bool = True, seed: int = 0,
-                 records: list[PreferenceRecord] | None = None):
+                 records: list[PreferenceRecord] | None = None, annotators: AnnotatorsConfig | None = None,
+                 assessment: AnnotatorReport | None = None):
         """Load and select records.
 
         Args:
@@ -86,22 +79,33 @@ class PreferenceDataset(Dataset):
             max_synthesised: cap on synthesised pairs (a seeded random subset), ``None`` = all.
             use_noise: return the stored generation noise when every pair has it for both sides.
             records: use these records instead of reading the store (``split`` uses this).
+            annotators: how answers are aggregated and weighted (configs/dpo.yaml ``annotators``).
+            assessment: annotator weights and exclusions to use; ``None`` assesses every answer in the
+                store (gold pairs included), also when ``records`` is a subset of it.
         """
         self.store = store if isinstance(store, PreferenceStore) else PreferenceStore(store)
         self.class_names = list(class_names) if class_names is not None else None
+        self.annotators = annotators or AnnotatorsConfig()
         self.options = dict(min_margin=min_margin, synthesise=synthesise, same_checkpoint=same_checkpoint,
-                            max_synthesised=max_synthesised, use_noise=use_noise, seed=seed)
+                            max_synthesised=max_synthesised, use_noise=use_noise, seed=seed,
+                            annotators=self.annotators)
         self.stats: Counter = Counter()
         self.skipped: Counter = Counter()
+        self.gold = GoldSet(self.store).entries()
+        everything = None
         if records is None:
             scan = self.store.scan()
             for msg in scan.issues:
                 warnings.warn(msg, StoreWarning, stacklevel=2)
             if scan.issues:
                 self.skipped["malformed or torn line"] += len(scan.issues)
-            records = scan.records
+            records = everything = scan.records
         self.stats["records"] = len(records)
         self.records = self._select(records)
+        if assessment is None:
+            pool = self.records if everything is not None else self._select_quiet(self.store.scan().records)
+            assessment = assess_annotators(collect_answers(pool), self.gold, self.annotators)
+        self.assessment = assessment
         self.pairs = self._pairwise() + self._synthesise()
         self._arrays: dict[tuple[str, str], torch.Tensor] = {}
         self.pairs = [p for p in self.pairs if self._load_pair(p)]
@@ -122,6 +126,16 @@ class PreferenceDataset(Dataset):
         self._check_classes(kept)
         return kept
 
+    @staticmethod
+    def _select_quiet(records: list[PreferenceRecord]) -> list[PreferenceRecord]:
+        """Latest versions of every stored record (for assessing annotators over the whole store)."""
+        seen, unique = set(), []
+        for rec in records:
+            if rec.id not in seen:
+                seen.add(rec.id)
+                unique.append(rec)
+        return latest_of_chains(unique)[0]
+
     def _check_classes(self, records: list[PreferenceRecord]) -> None:
         if self.class_names is None:
             return
@@ -136,24 +150,54 @@ class PreferenceDataset(Dataset):
         return self.class_names.index(rec.class_name) if self.class_names is not None else rec.class_label
 
     def _pairwise(self) -> list[Pair]:
-        pairs, seen = [], set()
-        for rec in self.records:
-            if rec.comparison_type != "pairwise":
-                continue
-            if rec.preference == "tie":
-                self.stats["ties"] += 1
-                continue
-            if rec.both_bad:
-                self.stats["both_bad"] += 1
-                continue
-            key = (rec.annotator, frozenset((rec.beziers_a, rec.beziers_b)))
-            if key in seen:  # the same annotator judged the same two sketches again (a re-push)
-                self.skipped["duplicate pair from the same annotator"] += 1
-                continue
-            seen.add(key)
-            w, l = ("a", "b") if rec.preference == "a" else ("b", "a")
-            pairs.append(Pair(rec, w, rec, l, self.label_of(rec), False))
+        pairwise = [r for r in self.records if r.comparison_type == "pairwise"]
+        answers = collect_answers(pairwise)
+        if len(pairwise) > len(answers):  # the same annotator judged the same two sketches again: newest counts
+            self.skipped["duplicate pair from the same annotator"] += len(pairwise) - len(answers)
+        excluded, groups = self.assessment.excluded, defaultdict(list)
+        for a in answers:
+            if a.key in self.gold:
+                self.stats["gold_answers"] += 1
+            elif a.annotator in excluded:
+                self.stats["excluded_answers"] += 1
+            else:
+                groups[a.key].append(a)
+        self.stats["answers"] = sum(map(len, groups.values()))
+        self.stats["multi_answer_pairs"] = sum(len(g) > 1 for g in groups.values())
+        pairs = []
+        for group in groups.values():
+            if self.annotators.aggregate == "each":
+                pairs += [p for a in group if (p := self._vote([a])) is not None]
+            elif (p := self._vote(group)) is not None:
+                pairs.append(p)
         return pairs
+
+    def _weight(self, annotator: str) -> float:
+        return self.assessment.weights.get(annotator, 1.0)
+
+    def _vote(self, group: list[Answer]) -> Pair | None:
+        """One training pair from the answers to one pair of sketches, or None (counted) when there is
+        no preference to learn: no weight, mostly "both bad", or an even vote."""
+        weights = [self._weight(a.annotator) for a in group]
+        total = sum(weights)
+        if total <= 0:
+            self.stats["zero_weight"] += 1
+            return None
+        if sum(w for a, w in zip(group, weights) if a.both_bad) >= 0.5 * total:
+            self.stats["both_bad"] += 1
+            return None
+        votes = [(w, 0.5 if a.choice == TIE else float(a.choice > 0)) for a, w in zip(group, weights) if not a.both_bad]
+        share = sum(w * v for w, v in votes) / sum(w for w, _ in votes)  # of the first sketch of the key
+        if abs(share - 0.5) < 1e-9:
+            self.stats["ties"] += 1
+            return None
+        rec, key = group[0].record, group[0].key
+        won = key[0] if share > 0.5 else key[1]
+        w_side = "a" if rec.beziers_a == won else "b"
+        l_side = "b" if w_side == "a" else "a"
+        target = max(share, 1.0 - share) if self.annotators.aggregate == "soft" else 1.0
+        weight = total if self.annotators.aggregate == "each" else 1.0
+        return Pair(rec, w_side, rec, l_side, self.label_of(rec), False, target, weight, len(group))
 
     def _synthesise(self) -> list[Pair]:
         opts = self.options
@@ -210,26 +254,33 @@ class PreferenceDataset(Dataset):
         p = self.pairs[i]
         item = {"winner_beziers": self._tensor(p.winner, p.winner_side, "beziers"),
                 "loser_beziers": self._tensor(p.loser, p.loser_side, "beziers"),
-                "class_label": p.class_label}
+                "class_label": p.class_label, "target": torch.tensor(p.target, dtype=torch.float32),
+                "weight": torch.tensor(p.weight, dtype=torch.float32)}
         if self.with_noise:
             item["winner_noise"] = self._tensor(p.winner, p.winner_side, "noise")
             item["loser_noise"] = self._tensor(p.loser, p.loser_side, "noise")
         return item
 
     def split(self, holdout_fraction: float = 0.1, seed: int = 0) -> tuple["PreferenceDataset", "PreferenceDataset"]:
-        """(train, held-out): the ``round(holdout_fraction * records)`` records whose ids hash lowest
-        with ``seed`` are held out.
+        """(train, held-out): the ``round(holdout_fraction * groups)`` groups of records whose ids hash
+        lowest with ``seed`` are held out. A group is every answer to one pair of sketches (named by its
+        first record's id) or one rating record, so one record per group splits exactly as by record.
 
         The size is exact, not binomial, so a small store cannot lose most of its training pairs to
         an unlucky draw. Records (not pairs) are split, so a synthesised pair only joins ratings from
-        one side and no sketch of a held-out record is trained on.
+        one side, no sketch of a held-out record is trained on, and several annotators' answers to one
+        pair stay together.
         """
         if not 0.0 <= holdout_fraction <= 1.0:
             raise ValueError(f"holdout_fraction must be in [0, 1], got {holdout_fraction}")
-        order = sorted(range(len(self.records)), key=lambda i: unit_hash(f"{seed}:{self.records[i].id}"))
-        held_ids = set(order[:int(holdout_fraction * len(self.records) + 0.5)])
-        held = [i in held_ids for i in range(len(self.records))]
-        make = lambda recs: PreferenceDataset(self.store, self.class_names, records=recs, **self.options)  # noqa: E731
+        group_of: dict[tuple, str] = {}
+        names = [group_of.setdefault(pair_key(r.beziers_a, r.beziers_b) if r.comparison_type == "pairwise"
+                                     else (r.id,), r.id) for r in self.records]
+        order = sorted(dict.fromkeys(names), key=lambda g: unit_hash(f"{seed}:{g}"))
+        held_groups = set(order[:int(holdout_fraction * len(order) + 0.5)])
+        held = [g in held_groups for g in names]
+        make = lambda recs: PreferenceDataset(self.store, self.class_names, records=recs,  # noqa: E731
+                                              assessment=self.assessment, **self.options)
         return (make([r for r, h in zip(self.records, held) if not h]),
                 make([r for r, h in zip(self.records, held) if h]))
 
@@ -241,4 +292,8 @@ class PreferenceDataset(Dataset):
         return {"records": self.stats["records"], "pairs": len(self.pairs), "pairwise": len(self.pairs) - synth,
                 "synthesised": synth, "ties": self.stats["ties"], "both_bad": self.stats["both_bad"],
                 "ratings": self.stats["ratings"], "superseded": self.stats["superseded"],
-                "skipped": dict(self.skipped), "per_class": dict(per_class), "noise": self.with_noise}
+                "skipped": dict(self.skipped), "per_class": dict(per_class), "noise": self.with_noise,
+                "answers": self.stats["answers"], "multi_answer_pairs": self.stats["multi_answer_pairs"],
+                "gold_answers": self.stats["gold_answers"], "excluded_answers": self.stats["excluded_answers"],
+                "zero_weight": self.stats["zero_weight"], "aggregate": self.annotators.aggregate,
+                "excluded_annotators": self.assessment.excluded}

@@ -9,6 +9,9 @@ time ``t``::
     loss  = -log sigmoid(logit)
 
 The policy lowers its velocity error on winners relative to the reference more than on losers.
+With several annotators a pair may carry a soft ``target`` p (the share of votes for the winner): the
+loss becomes ``-(p log sigmoid(logit) + (1 - p) log sigmoid(-logit))`` (label-smoothed DPO; p = 1 is
+the loss above), and a per-pair ``weight`` turns the batch mean into a weighted mean.
 
     loss, metrics = flow_dpo_loss(model, ref_model, x1_w, x1_l, labels, beta=DEFAULT_BETA)
 """
@@ -89,7 +92,8 @@ def pair_mse(net, x1_w: torch.Tensor, x1_l: torch.Tensor, labels: torch.Tensor, 
 def flow_dpo_loss(model, ref_model, x1_w: torch.Tensor, x1_l: torch.Tensor, class_labels: torch.Tensor,
                   beta: float = DEFAULT_BETA, x0: Noise = None, t: torch.Tensor | None = None,
                   num_t: int = 1, sft_weight: float = 0.0, cfg_scale: float = 1.0,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                  generator: torch.Generator | None = None, target: torch.Tensor | None = None,
+                  weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Flow-DPO loss for a batch of preference pairs; returns ``(loss, metrics)``.
 
     Args:
@@ -106,6 +110,10 @@ def flow_dpo_loss(model, ref_model, x1_w: torch.Tensor, x1_l: torch.Tensor, clas
             velocity ``v_u + cfg_scale (v_c - v_u)`` of policy and reference, the field the sampler follows
             (both branches get gradients; twice the forward cost). Pairs labelled with the null class
             are unaffected (their guided velocity is the unconditional one).
+        target: ``(B,)`` probability in [0.5, 1] that the winner is the better sketch (soft label from
+            several annotators); ``None`` = 1 for every pair.
+        weight: ``(B,)`` non-negative loss weight per pair (the DPO and SFT terms become weighted
+            means); ``None`` = equal weights.
 
     Metrics (floats): ``loss``, ``loss_dpo``, ``loss_sft``, ``implicit_accuracy`` (share of pairs with
     logit > 0; a tie, logit == 0, counts 0.5, so model == reference gives exactly 0.5),
@@ -132,8 +140,17 @@ def flow_dpo_loss(model, ref_model, x1_w: torch.Tensor, x1_l: torch.Tensor, clas
     chosen = beta * (ref_w - model_w)  # (B,) implicit reward of the winner
     rejected = beta * (ref_l - model_l)
     logit = chosen - rejected
-    loss_dpo = -F.logsigmoid(logit).mean()
-    loss_sft = model_w.mean()
+    per_pair = -F.logsigmoid(logit)
+    if target is not None:  # label smoothing toward the share of votes
+        p = target.to(logit)
+        per_pair = -(p * F.logsigmoid(logit) + (1.0 - p) * F.logsigmoid(-logit))
+    if weight is None:
+        loss_dpo, loss_sft = per_pair.mean(), model_w.mean()
+    else:
+        w = weight.to(logit)
+        if (w < 0).any() or w.sum() <= 0:
+            raise ValueError("weight must be non-negative with a positive sum")
+        loss_dpo, loss_sft = (w * per_pair).sum() / w.sum(), (w * model_w).sum() / w.sum()
     loss = loss_dpo + sft_weight * loss_sft if sft_weight else loss_dpo
     return loss, _metrics(loss, loss_dpo, loss_sft, logit, chosen, rejected, model_w, model_l, ref_w, ref_l)
 

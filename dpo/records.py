@@ -127,3 +127,28 @@ class PreferenceRecord(BaseModel):
     def to_json_line(self) -> str:
         """The record as one JSON line (with trailing newline)."""
         return self.model_dump_json() + "\n"
+
+
+def latest_of_chains(records: list[PreferenceRecord]) -> tuple[list[PreferenceRecord], int]:
+    """Keep the newest record of every ``supersedes`` chain; return (kept, number dropped).
+
+    Records are grouped by the root of their chain (following ``supersedes`` to a record that
+    supersedes nothing, or to an id that is not stored), so an update linking to the original and an
+    update linking to the previous update resolve the same way. Newest = latest timestamp, then file order.
+    """
+    by_id = {r.id: r for r in records}
+
+    def root(rec: PreferenceRecord) -> str:
+        seen = {rec.id}
+        while rec.supersedes is not None and rec.supersedes in by_id and rec.supersedes not in seen:
+            rec = by_id[rec.supersedes]
+            seen.add(rec.id)
+        return rec.supersedes if rec.supersedes is not None else rec.id
+
+    newest: dict[str, tuple[int, PreferenceRecord]] = {}
+    for order, rec in enumerate(records):
+        key = root(rec)
+        if key not in newest or (rec.timestamp, order) >= (newest[key][1].timestamp, newest[key][0]):
+            newest[key] = (order, rec)
+    kept = [rec for _, rec in sorted(newest.values(), key=lambda x: x[0])]
+    return kept, len(records) - len(kept)

@@ -338,14 +338,16 @@ def platt_scale(scores: np.ndarray) -> float:
     return a
 
 
-def fit_bradley_terry(diff: np.ndarray, l2: float) -> np.ndarray:
+def fit_bradley_terry(diff: np.ndarray, l2: float | Sequence[float]) -> np.ndarray:
     """Weights ``w`` (original units) of the ridge Bradley-Terry fit (:class:`RidgePairs`) on
     winner-minus-loser feature differences ``diff`` ``(P, F)``, scaled by :func:`platt_scale`;
-    constant features get weight 0."""
+    constant features get weight 0. Several ``l2`` values: the one with the best leave-one-out accuracy."""
     if len(diff) == 0:
         raise RewardError("reward model: no pairs to fit")
     z, scale = standardise(diff)
-    w = RidgePairs(z).weights(l2)
+    if not np.isscalar(l2):
+        l2 = select(z, {"all": np.ones(z.shape[1])}, [float(v) for v in l2])[1]
+    w = RidgePairs(z).weights(float(l2))
     return w * platt_scale(z @ w) / scale
 
 

@@ -58,6 +58,7 @@ class DPOResult:
     data_summary: dict = field(default_factory=dict)
     record_ids: list[str] = field(default_factory=list)  # records the training pairs came from
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # reward_fit, amplify (sampling + ranking), train
 
 
 class _Shuffled(Dataset):
@@ -122,7 +123,8 @@ def build_datasets(cfg: DPOConfig, class_names: list[str],
     """(train, held-out) preference datasets; DPOError when there are too few usable training pairs."""
     full = PreferenceDataset(PreferenceStore(cfg.preference_dir), class_names, min_margin=cfg.min_margin,
                              same_checkpoint=cfg.same_checkpoint, max_synthesised=cfg.max_synthesised,
-                             use_noise=cfg.use_stored_noise, seed=cfg.seed, records=records)
+                             use_noise=cfg.use_stored_noise, seed=cfg.seed, records=records,
+                             annotators=cfg.annotators)
     train, held = full.split(cfg.holdout_fraction, seed=cfg.seed)
     if len(train) < cfg.min_pairs:
         raise DPOError(f"only {len(train)} usable training pairs in {cfg.preference_dir} (min_pairs="
@@ -141,7 +143,7 @@ def _batch(item: dict, device: str, null_class: int, class_dropout: float, gen: 
         drop = torch.rand(y.shape, generator=gen) < class_dropout
         y = torch.where(drop.to(device), torch.full_like(y, null_class), y)
     x0 = (item["winner_noise"].to(device), item["loser_noise"].to(device)) if "winner_noise" in item else None
-    return x_w, x_l, y, x0
+    return x_w, x_l, y, x0, item["target"].to(device), item["weight"].to(device)
 
 
 def train_times(batch: int, num_t: int, t_power: float, gen: torch.Generator,
@@ -159,19 +161,46 @@ def train_times(batch: int, num_t: int, t_power: float, gen: torch.Generator,
     return t_min + (1.0 - t_min) * torch.rand((batch, num_t), generator=gen) ** t_power
 
 
+class ReplayedForward:
+    """A frozen network whose outputs are remembered by their inputs. The held-out pairs are evaluated
+    with the same fixed noise and times after every epoch, so the frozen reference runs once per
+    input instead of once per epoch (a sixth of a round's network evaluations)."""
+
+    def __init__(self, net: torch.nn.Module):
+        self.net = net
+        self._outputs: dict[bytes, torch.Tensor] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self.__dict__["net"], name)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        key = hashlib.sha1(b"".join(a.detach().cpu().numpy().tobytes() for a in (x, t, labels))).digest()
+        if key not in self._outputs:
+            self._outputs[key] = self.net(x, t, labels).detach()
+        return self._outputs[key]
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether two networks hold identical parameters and buffers (then their outputs are identical)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 @torch.no_grad()
 def evaluate_pairs(model, ref, data: Dataset, cfg: DPOConfig) -> dict[str, float]:
-    """Mean Flow-DPO metrics over ``data`` with fixed noise and times (comparable across epochs)."""
+    """Mean Flow-DPO metrics over ``data`` with fixed noise and times (comparable across epochs).
+    ``ref`` may be a :class:`ReplayedForward`; a model identical to it (epoch 0) is not run again."""
     if len(data) == 0:
         return {}
     gen = torch.Generator().manual_seed(cfg.seed + 7919)
     was = model.training
     model.eval()
+    net = ref if same_weights(model, ref) else model
     totals: dict[str, float] = {}
     for item in DataLoader(data, batch_size=max(cfg.batch_size, 64)):
-        x_w, x_l, y, x0 = _batch(item, cfg.device, model.null_class, 0.0, gen)
-        _, m = flow_dpo_loss(model, ref, x_w, x_l, y, beta=cfg.beta, x0=x0, num_t=cfg.eval_num_t,
-                             cfg_scale=cfg.loss_cfg_scale, generator=gen)
+        x_w, x_l, y, x0, target, weight = _batch(item, cfg.device, model.null_class, 0.0, gen)
+        _, m = flow_dpo_loss(net, ref, x_w, x_l, y, beta=cfg.beta, x0=x0, num_t=cfg.eval_num_t,
+                             cfg_scale=cfg.loss_cfg_scale, generator=gen, target=target, weight=weight)
         for k, v in m.items():
             totals[k] = totals.get(k, 0.0) + v * len(y)
     model.train(was)
@@ -183,6 +212,7 @@ class _Run:
 
     def __init__(self, cfg: DPOConfig, policy, ref, base: dict):
         self.cfg, self.policy, self.ref, self.base = cfg, policy, ref, base
+        self.ref_heldout = ReplayedForward(ref)  # the held-out evaluation's fixed inputs repeat every epoch
         tuned = [p for p in policy.parameters() if p.requires_grad]  # all, unless cfg.trainable narrows it
         self.opt = torch.optim.AdamW(tuned, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.epoch, self.step, self.history = 0, 0, []
@@ -258,11 +288,14 @@ def train_dpo(cfg: DPOConfig, *, records: list[PreferenceRecord] | None = None, 
     logger = RunLogger(cfg.wandb, cfg.wandb_project, out, to_dict(cfg), job_type="dpo")
     tqdm.write(f"flow-dpo: {len(train_data)} training pairs, {len(held)} held out; data: {summary}")
     if run.epoch == 0:
-        run.history.append(_epoch_row(0, {}, evaluate_pairs(policy, ref, held, cfg)))
+        run.history.append(_epoch_row(0, {}, evaluate_pairs(policy, run.ref_heldout, held, cfg)))
     stopped = _epochs(run, train_data, held, logger, progress, out, ds_id)
     result = _finish(run, out, ds_id, summary, train.records, stopped)
     logger.finish()
     result.seconds = time.perf_counter() - t_start
+    amp = summary.get("amplify") or {}
+    result.timings = {"reward_fit": amp.get("reward_fit_s", 0.0), "amplify": amp.get("amplify_s", 0.0)}
+    result.timings["train"] = result.seconds - sum(result.timings.values())
     return result
 
 
@@ -302,13 +335,15 @@ def amplified_pairs(cfg: DPOConfig, model, train: PreferenceDataset, held: Prefe
     """
     amp = cfg.amplify
     classifier = reward_classifier(amp.reward.classifier, model.class_names) if amp.reward.hand_features else None
+    t0 = time.perf_counter()
     encoder, encoder_path = reward_encoder(amp.reward.encoder, model, cfg.base_checkpoint)
     rm_train, rm_held = train, held
     if amp.reward.fit_on == "all":  # the reward does not depend on the model: every stored human pair helps
         rm_train, rm_held = build_datasets(cfg, model.class_names, None)
     rm = fit_on_dataset(classifier, rm_train, rm_held, amp.reward, encoder, encoder_path)
     rm.save(out / "reward_model.json")
-    info = {"reward_model": str(out / "reward_model.json"), "weights": rm.describe(), **rm.metrics}
+    info = {"reward_model": str(out / "reward_model.json"), "weights": rm.describe(), **rm.metrics,
+            "reward_fit_s": time.perf_counter() - t0}
     acc = rm.metrics["cv_accuracy"]
     tqdm.write(f"flow-dpo: reward model on {len(rm_train)} human pairs: cross-validated accuracy {acc:.3f}, "
                f"held-out {rm.metrics['heldout_accuracy']:.3f} on {len(rm_held)} pairs; weights {rm.describe()}")
@@ -318,7 +353,9 @@ def amplified_pairs(cfg: DPOConfig, model, train: PreferenceDataset, held: Prefe
         return train, held, {**info, "used": False}
     store = PreferenceStore(out / "amplified")
     session = f"amp-{model.checkpoint_id}-{rm.digest()}-s{amp.seed}"
+    t0 = time.perf_counter()
     recs = amplify(model, rm, store, amp, session=session, progress=progress)
+    info["amplify_s"] = time.perf_counter() - t0
     synthetic = PreferenceDataset(store, model.class_names, records=recs, use_noise=train.with_noise)
     syn_train, syn_held = synthetic.split(cfg.holdout_fraction, seed=cfg.seed)
     parts = [syn_train, train] if amp.keep_human_pairs else [syn_train]
@@ -335,7 +372,7 @@ def _epochs(run: _Run, train_data: Dataset, held: Dataset, logger: RunLogger, pr
     while run.epoch < cfg.epochs:
         run.epoch += 1
         means = _train_epoch(run, train_data, logger, bar)
-        held_m = evaluate_pairs(run.policy, run.ref, held, cfg)
+        held_m = evaluate_pairs(run.policy, run.ref_heldout, held, cfg)
         row = _epoch_row(run.epoch, means, held_m)
         logger.log({k: v for k, v in row.items() if k != "epoch"}, run.step)
         tqdm.write(_epoch_line(row))
@@ -358,10 +395,12 @@ def _train_epoch(run: _Run, data: Dataset, logger: RunLogger, bar: tqdm) -> dict
     n = 0
     policy.train()
     for item in loader:
-        x_w, x_l, y, x0 = _batch(item, cfg.device, policy.null_class, cfg.class_dropout, gen, cfg.augment)
+        x_w, x_l, y, x0, target, weight = _batch(item, cfg.device, policy.null_class, cfg.class_dropout, gen,
+                                                 cfg.augment)
         t = train_times(len(y), cfg.num_t, cfg.t_power, gen, cfg.t_min)
         loss, m = flow_dpo_loss(policy, run.ref, x_w, x_l, y, beta=cfg.beta, x0=x0, t=t, num_t=cfg.num_t,
-                                sft_weight=cfg.sft_weight, cfg_scale=cfg.loss_cfg_scale, generator=gen)
+                                sft_weight=cfg.sft_weight, cfg_scale=cfg.loss_cfg_scale, generator=gen,
+                                target=target, weight=weight)
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         m["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))

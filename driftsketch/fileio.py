@@ -3,6 +3,7 @@
     atomic_write_bytes(path, data)             # tmp file in the same folder + fsync + os.replace + dir fsync
     atomic_write_text(path, text)
     atomic_write_bytes(path, data, durable=False)   # atomic, not fsynced: many small, re-creatable files
+    flush_to_disk()                            # ... made durable together: one sync for a whole batch
 """
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> P
     if durable:
         fsync_dir(path.parent)
     return path
+
+
+def flush_to_disk() -> None:
+    """Make every write so far durable. After many ``durable=False`` writes one call costs ~30 ms where
+    a fsync per file (and its folder) costs ~15 ms a file on ext4."""
+    os.sync()
 
 
 def atomic_write_text(path: str | Path, text: str, durable: bool = True) -> Path:

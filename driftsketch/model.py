@@ -6,11 +6,13 @@ The network maps ``(x_t, t, class)`` to a velocity, all in codec space (see ``dr
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from driftsketch import codec as sketch_codec
 from driftsketch.sketch import NUM_SEGMENTS, TOKEN_DIM
@@ -36,8 +38,28 @@ class TimestepEmbedding(nn.Module):
         return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
 
 
+def self_attention(attn: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
+    """Multi-head self-attention with ``attn``'s weights through ``F.scaled_dot_product_attention``.
+
+    The same fused kernel in training and evaluation (``nn.MultiheadAttention.forward`` switches
+    between a slow path and a fast path that round differently), and ~2x cheaper than its fast path's
+    q/k/v re-packing on CPU. ``nn.MultiheadAttention`` stays the parameter holder, so checkpoints keep
+    their keys. Runs in the weights' dtype (see :func:`inference_copy`).
+    """
+    b, n, d = x.shape
+    heads = attn.num_heads
+    qkv = F.linear(x.to(attn.in_proj_weight.dtype), attn.in_proj_weight, attn.in_proj_bias)
+    q, k, v = qkv.view(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, T, d/H)
+    out = F.scaled_dot_product_attention(q, k, v, dropout_p=attn.dropout if attn.training else 0.0)
+    return attn.out_proj(out.transpose(1, 2).reshape(b, n, d))
+
+
 class DiTBlock(nn.Module):
-    """Pre-norm transformer block with adaLN-Zero conditioning (gates start at zero)."""
+    """Pre-norm transformer block with adaLN-Zero conditioning (gates start at zero).
+
+    The residual stream, norms and modulation stay float32 whatever the dtype of the attention and MLP
+    weights (``inference_copy`` makes them bfloat16): their outputs are promoted back by the gate product.
+    """
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float):
         super().__init__()
@@ -53,9 +75,9 @@ class DiTBlock(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)  # each (B, D)
         h = modulate(self.norm1(x), shift1, scale1)
-        h, _ = self.attn(h, h, h, need_weights=False)
-        x = x + gate1.unsqueeze(1) * h
-        h = self.mlp(modulate(self.norm2(x), shift2, scale2))
+        x = x + gate1.unsqueeze(1) * self_attention(self.attn, h)
+        h = modulate(self.norm2(x), shift2, scale2)
+        h = self.mlp(h.to(self.mlp[0].weight.dtype))
         return x + gate2.unsqueeze(1) * h
 
 
@@ -146,3 +168,14 @@ class SketchFlowTransformer(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def inference_copy(model: SketchFlowTransformer, dtype: torch.dtype = torch.bfloat16) -> SketchFlowTransformer:
+    """A frozen eval-mode copy of ``model`` whose attention and MLP weights (>99 % of the arithmetic) are
+    ``dtype``; the residual stream, norms, conditioning and output layer stay float32. For sampling:
+    bfloat16 matrix products run ~3x faster on CPUs with native bf16 (AVX512-BF16, AMX) and on GPUs."""
+    fast = copy.deepcopy(model).eval().requires_grad_(False)
+    for block in fast.blocks:
+        block.attn.to(dtype)
+        block.mlp.to(dtype)
+    return fast

@@ -20,18 +20,19 @@ import hashlib
 import json
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 
+from dpo.gold import gold_count
+from driftsketch.memory import peak_rss_mib, reset_peak_rss
 from flows.params import RoundParams, load_round_params
 from tasks import evaluate as ev
 from tasks import labeling as lb
 from tasks import models as md
-from tasks.generate import generate_pairs, weak_class_weights
-from tasks.preferences import select_new_preferences
+from tasks.generate import generate_pairs, select_pairs, weak_class_weights
+from tasks.preferences import assess_annotators, select_new_preferences
 from tasks.report import publish_report
-from tasks.train import finetune_round
+from tasks.train import finetune_round, finetune_timings
 
 
 class StepTimer:
@@ -47,6 +48,15 @@ class StepTimer:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def split(self, name: str, parts: dict[str, float]) -> None:
+        """Show step ``name`` as its measured ``parts``; what they do not cover stays under ``name``."""
+        total = self.seconds.pop(name, 0.0)
+        for part, sec in parts.items():
+            if part != name:
+                self.seconds[part] = self.seconds.get(part, 0.0) + sec
+                total -= sec
+        self.seconds[name] = total
 
 
 def ensure_current_model(params: RoundParams) -> str:
@@ -83,9 +93,11 @@ def train_and_decide(params: RoundParams, record_ids: list[str], classifier: str
     model_id = f"r{rnd['index']:03d}-{rnd['id'][:10]}"
     overrides = [f"amplify.reward.classifier={reward_classifier}", *params.dpo.overrides,
                  *([] if params.wandb else ["wandb=false"])]
+    train_dir = f"{params.work_dir}/rounds/{rnd['id']}/dpo"
     with timer("train"):
         candidate = finetune_round(params.registry_dir, params.preference_dir, rnd["id"], model_id,
-                                   params.dpo.config, overrides, f"{params.work_dir}/rounds/{rnd['id']}/dpo")
+                                   params.dpo.config, overrides, train_dir)
+    timer.split("train", finetune_timings(train_dir))  # reward fit, amplification sampling, training
     with timer("evaluate"):
         before, after = evaluate(params, rnd["parent"], classifier), evaluate(params, candidate, classifier)
         cand_metrics = dict(after["metrics"])
@@ -101,8 +113,9 @@ def train_and_decide(params: RoundParams, record_ids: list[str], classifier: str
 
 
 def refill_queue(params: RoundParams, projects: dict[str, int], current: str, current_eval: dict,
-                 class_names: list[str], round_id: str | None, timer: StepTimer) -> dict:
-    """Retire stale tasks, then generate, render and push pairs from ``current`` until the queue is full."""
+                 class_names: list[str], round_id: str | None, classifier: str, timer: StepTimer) -> dict:
+    """Retire stale tasks, then generate (and select), render and push pairs from ``current`` until the
+    queue is full; ``gold.share`` of the pushed pairs are gold pairs from ``params.data``."""
     ls, prefs, work, g = params.labelstudio, params.preference_dir, params.work_dir, params.generate
     with timer("push"):
         retired = lb.retire_stale(ls, prefs, work, projects, current) if g.retire_stale else 0
@@ -111,24 +124,44 @@ def refill_queue(params: RoundParams, projects: dict[str, int], current: str, cu
     out = {"retired": retired, "open_before": waiting, "pushed": 0}
     if need == 0:
         return out
+    n_gold = gold_count(need, lb.gold_share(ls, prefs, work))
+    n_gold = n_gold if n_gold < need else 0
     per_class = {k.split("/", 1)[1]: v for k, v in current_eval["metrics"].items() if k.startswith("recognizability/")}
     weights = weak_class_weights(per_class, class_names) if g.class_weighting == "weak" else None
     batch_key = f"{waiting}-{need}-{stamp()}"
     batch_dir = f"{work}/batches/{current}/{batch_key}"
     with timer("generate"):
-        pairs = generate_pairs(md.model_path(params.registry_dir, current), current, need, f"{batch_dir}/pairs.npz",
-                               weights=weights, batch_key=batch_key, seed=params.seed, num_steps=g.num_steps,
-                               cfg_scale=g.cfg_scale, solver=g.solver)
+        pairs = next_pairs(params, current, need - n_gold, batch_dir, batch_key, weights, classifier, class_names, out)
     with timer("render"):
-        rendered = lb.render_pairs(ls, prefs, work, pairs, f"{batch_dir}/tasks.json", round_id)
+        rendered = lb.render_pairs(ls, prefs, work, pairs, f"{batch_dir}/tasks.json", round_id, gold=n_gold,
+                                   gold_data=params.data)
     with timer("push"):
         out["pushed"] = lb.push_rendered(ls, prefs, work, projects["pairwise"], rendered, g.queue_target)
+    out["gold_pushed"] = n_gold
     if ls.ratings:  # one rating task per new pair's first sketch, with the same queue target
         with timer("render"):
             ratings = lb.render_pairs(ls, prefs, work, pairs, f"{batch_dir}/ratings.json", round_id, kind="rating")
         with timer("push"):
             out["pushed_ratings"] = lb.push_rendered(ls, prefs, work, projects["rating"], ratings, g.queue_target)
     return out
+
+
+def next_pairs(params: RoundParams, current: str, num_pairs: int, batch_dir: str, batch_key: str, weights,
+               classifier: str, class_names: list[str], out: dict) -> str:
+    """``num_pairs`` pairs from ``current``: sampled directly (``selection: random``), or the least sure of
+    ``candidates`` times as many (``uncertain``); what was done goes into ``out["selection"]``."""
+    g = params.generate
+    factor = g.candidates if g.selection == "uncertain" else 1
+    model_path = md.model_path(params.registry_dir, current)
+    path = generate_pairs(model_path, current, num_pairs * factor, f"{batch_dir}/candidates.npz" if factor > 1 else
+                          f"{batch_dir}/pairs.npz", weights=weights, batch_key=batch_key, seed=params.seed,
+                          num_steps=g.num_steps, cfg_scale=g.cfg_scale, solver=g.solver)
+    out["selection"] = {"selection": "random"}
+    if factor > 1:
+        path, out["selection"] = select_pairs(path, f"{batch_dir}/pairs.npz", num_pairs, params.preference_dir,
+                                              classifier, class_names, params.dpo.config, params.dpo.overrides,
+                                              g.ensemble, g.min_labelled_pairs, params.seed)
+    return path
 
 
 def stamp() -> str:
@@ -139,10 +172,12 @@ def stamp() -> str:
 def online_dpo(params: RoundParams = load_round_params()) -> dict:
     """One round; returns the round summary (also in ``<work_dir>/reports/<time>-<round>/summary.json``)."""
     log = get_run_logger()
+    reset_peak_rss()  # the peak memory of this round, also when one process runs several
     timer = StepTimer()
     summary: dict = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     ls, prefs, work = params.labelstudio, params.preference_dir, params.work_dir
     with timer("bootstrap"):
+        lb.check_round_storage(ls, params.registry_dir, prefs, work)  # a bad folder fails before any write
         current = ensure_current_model(params)
         classifier = ev.ensure_classifier(params.data, params.eval.config, params.eval.overrides, f"{work}/classifiers")
         reward_classifier = ev.ensure_classifier(params.data, params.eval.config, params.eval.overrides,
@@ -151,7 +186,8 @@ def online_dpo(params: RoundParams = load_round_params()) -> dict:
     with timer("pull"):
         projects = lb.ensure_projects(ls, prefs, work)
         summary["pull"] = lb.pull(ls, prefs, work, projects)
-        sel = select_new_preferences(prefs, params.registry_dir, class_names)
+        sel = select_new_preferences(prefs, params.registry_dir, class_names, params.dpo.config, params.dpo.overrides)
+        summary["annotators"] = assess_annotators(prefs, params.dpo.config, params.dpo.overrides)
     summary["pulled"], summary["usable_pairs"] = summary["pull"]["new_records"], sel["usable_pairs"]
     if sel["usable_pairs"] >= params.dpo.min_new_preferences:
         summary.update(train_and_decide(params, sel["record_ids"], classifier, reward_classifier, timer))
@@ -164,8 +200,10 @@ def online_dpo(params: RoundParams = load_round_params()) -> dict:
     with timer("evaluate"):
         current_eval = evaluate(params, current, classifier)
         md.record_metrics(params.registry_dir, current, current_eval["metrics"])
-    summary.update(refill_queue(params, projects, current, current_eval, class_names, summary.get("round_id"), timer))
+    summary.update(refill_queue(params, projects, current, current_eval, class_names, summary.get("round_id"),
+                                classifier, timer))
     summary["timings"] = timer.seconds
+    summary["peak_rss_mib"] = round(peak_rss_mib(), 1)
     summary["report"] = publish_report(summary, f"{work}/reports/{stamp()}-{summary.get('round_id') or 'no-train'}",
                                        params.wandb)
     log.info("pushed %d pairs (open before: %d), retired %d; report %s", summary["pushed"], summary["open_before"],

@@ -7,8 +7,15 @@ the sample paths in the task data. It annotates as its own Label Studio user (``
 by default), so every record it causes says ``annotator=bot@...``: bot judgements are never mistaken
 for human ones.
 
+It can also behave like the annotators an annotation lead has to defend against (:func:`misbehave`):
+``careless_share`` of its pairwise answers are coin flips between A and B, ``always_left_share`` pick
+whatever is shown on the left, and ``tie_rate`` are ties whatever the sketches. Several identities
+(:func:`bot_emails`) answer the same project as different Label Studio users, each with its own seed.
+
     judge = load_judge("labelling", "runs/classifier.pt")
     run_bot(ls, project_id, PreferenceStore("data/preferences"), judge, BotConfig())
+    for email in bot_emails("bot@driftsketch.local", 3):       # bot-1@..., bot-2@..., bot-3@...
+        run_bot(ls, project_id, store, judge, replace_config(cfg, email=email, careless_share=1.0))
 """
 from __future__ import annotations
 
@@ -18,9 +25,9 @@ import numpy as np
 from label_studio_sdk import LabelStudio
 from tqdm import tqdm
 
+from dpo.store import PreferenceStore
 from driftsketch.evaluation.judges import prefer
 from driftsketch.sketch import validate_sketch
-from dpo.store import PreferenceStore
 from labeling.client import client_url, with_retries
 from labeling.config import BotConfig
 from labeling.projects import control_names, project_kind
@@ -85,6 +92,35 @@ def _results(kind: str, names: dict, choices: list, data_left: list[str]) -> lis
     return out
 
 
+def bot_emails(email: str, count: int) -> list[str]:
+    """``count`` bot identities from ``email``: itself for 1, else ``name-1@domain`` ... ``name-count@domain``."""
+    if count < 1:
+        raise ValueError(f"bot identities: need at least 1, got {count}")
+    if count == 1:
+        return [email]
+    name, _, domain = email.partition("@")
+    return [f"{name}-{i}@{domain}" for i in range(1, count + 1)]
+
+
+def misbehave(choices: list[str], left: list[str], rng: np.random.Generator, careless_share: float = 0.0,
+              always_left_share: float = 0.0) -> list[str]:
+    """Pairwise answers ``"a" | "b" | "tie"`` after careless answers (a coin flip between the two
+    sketches, with probability ``careless_share``) and position bias (the sketch shown on the left,
+    ``left[i]``, with probability ``always_left_share``) replaced the judge's ``choices``."""
+    if min(careless_share, always_left_share) < 0 or careless_share + always_left_share > 1:
+        raise ValueError(f"bot: careless_share and always_left_share must be >= 0 with a sum <= 1, got "
+                         f"{careless_share} and {always_left_share}")
+    u, coin = rng.random(len(choices)), rng.random(len(choices)) < 0.5
+    out = []
+    for c, side, ui, heads in zip(choices, left, u, coin):
+        if ui < careless_share:
+            c = "a" if heads else "b"
+        elif ui < careless_share + always_left_share:
+            c = side
+        out.append(c)
+    return out
+
+
 def decide(kind: str, tasks: list, store: PreferenceStore, judge, cfg: BotConfig, rng: np.random.Generator) -> list:
     """The bot's answers for ``tasks``: "a" | "b" | "tie" (pairwise) or 1..5 (rating)."""
     labels = np.array([int(t.data["class_label"]) for t in tasks])
@@ -92,7 +128,9 @@ def decide(kind: str, tasks: list, store: PreferenceStore, judge, cfg: BotConfig
     if kind == "rating":
         return list(score_to_rating(judge.score(a, labels), rng, cfg.noise))
     b = np.stack([load_task_sketch(store, t.data["beziers_b"], t.id) for t in tasks])
-    return prefer(judge, a, b, labels, rng, noise=cfg.noise, tie_margin=cfg.tie_margin, tie_rate=cfg.tie_rate)
+    choices = prefer(judge, a, b, labels, rng, noise=cfg.noise, tie_margin=cfg.tie_margin, tie_rate=cfg.tie_rate)
+    return misbehave(choices, [t.data.get("left", "a") for t in tasks], rng, cfg.careless_share,
+                     cfg.always_left_share)
 
 
 def run_bot(ls: LabelStudio, project_id: int, store: PreferenceStore, judge, cfg: BotConfig,

@@ -4,7 +4,9 @@
     driftsketch-labelstudio setup            # pairwise + rating projects (idempotent)
     driftsketch-labelstudio push --model runs/base/model.pt --pairs 50 --ratings 10 --round-id r1
     driftsketch-labelstudio bot --judge labelling --classifier runs/classifier.pt
+    driftsketch-labelstudio bot --bots 2 --careless-share 1 --email careless@driftsketch.local ...
     driftsketch-labelstudio pull             # new annotations -> data/preferences (exactly once)
+    driftsketch-labelstudio annotators       # per-annotator quality, agreement, training weights
     driftsketch-labelstudio queue            # open tasks per project
     driftsketch-labelstudio retire --keep-checkpoint <id>
     driftsketch-labelstudio status | stop
@@ -17,10 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 
 import numpy as np
 
+from driftsketch.config import replace_config
 from labeling.config import DEFAULT_LABELSTUDIO_CONFIG, LabelStudioConfig, load_labelstudio_config
 
 
@@ -40,8 +42,8 @@ def cmd_start(cfg: LabelStudioConfig, args) -> int:
     from labeling.server import start_server
 
     info = start_server(cfg.server)
-    print(f"Label Studio running at {info.url} (pid {info.pid}); log in with the e-mail and password in "
-          f"{info.data_dir / 'credentials.json'}")
+    print(f"Label Studio running at {info.url} (pid {info.pid}, database {cfg.server.database}); log in with "
+          f"the e-mail and password in {info.data_dir / 'credentials.json'}")
     return 0
 
 
@@ -57,7 +59,7 @@ def cmd_status(cfg: LabelStudioConfig, args) -> int:
 
     status = server_status(cfg.server)
     print(json.dumps(status, indent=1))
-    return 0 if status["healthy"] else 1
+    return 0 if status["healthy"] and status.get("database", {}).get("running", True) else 1
 
 
 def cmd_setup(cfg: LabelStudioConfig, args) -> int:
@@ -72,21 +74,26 @@ def _generate(model, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndar
 
 
 def cmd_push(cfg: LabelStudioConfig, args) -> int:
-    from driftsketch.checkpoint import load_model
+    from dpo.gold import gold_count
     from dpo.store import PreferenceStore
-    from labeling.push import PairBatch, RatingBatch, push_tasks
+    from driftsketch.checkpoint import load_model
+    from labeling.images import TaskImages
+    from labeling.push import PairBatch, RatingBatch, make_gold, push_tasks
 
+    images = TaskImages.from_config(cfg.push, cfg.server)
     ls, model = _client(cfg), load_model(args.model)
     ids, store, p = _projects(cfg, ls), PreferenceStore(cfg.push.store_root), cfg.push
     names = list(model.class_names)
-    kw = dict(store=store, checkpoint=model.checkpoint_id, round_id=args.round_id, svg_dir=p.svg_dir,
-              image_size=p.image_size, batch_size=p.batch_size, seed=p.seed)
+    kw = dict(store=store, checkpoint=model.checkpoint_id, round_id=args.round_id, images=images,
+              batch_size=p.batch_size, seed=p.seed)
     if args.pairs:
-        labels = np.repeat(np.arange(args.pairs) % len(names), 2)  # samples 2i and 2i+1 share a class
+        n_gold = gold_count(args.pairs, cfg.gold.share)
+        labels = np.repeat(np.arange(args.pairs - n_gold) % len(names), 2)  # samples 2i and 2i+1 share a class
         x, nx = _generate(model, labels, args.seed)
         batch = PairBatch(x[0::2], x[1::2], labels[0::2], names, nx[0::2], nx[1::2])
-        pushed = push_tasks(ls, ids["pairwise"], batch, **kw)
-        print(f"pushed {len(pushed)} pairwise tasks to project {ids['pairwise']}")
+        gold = make_gold(cfg.gold, names, n_gold, model.checkpoint_id, args.round_id) if n_gold else None
+        pushed = push_tasks(ls, ids["pairwise"], batch, gold=gold, **kw)
+        print(f"pushed {len(pushed)} pairwise tasks ({n_gold} gold pairs) to project {ids['pairwise']}")
     if args.ratings:
         labels = np.arange(args.ratings) % len(names)
         x, nx = _generate(model, labels, args.seed + 1)
@@ -110,15 +117,34 @@ def cmd_pull(cfg: LabelStudioConfig, args) -> int:
 
 def cmd_bot(cfg: LabelStudioConfig, args) -> int:
     from dpo.store import PreferenceStore
-    from labeling.bot import load_judge, run_bot
+    from labeling.bot import bot_emails, load_judge, run_bot
 
-    bot = replace(cfg.bot, **{k: v for k, v in (("judge", args.judge), ("classifier", args.classifier),
-                                               ("noise", args.noise), ("tie_rate", args.tie_rate)) if v is not None})
+    given = {k: getattr(args, k) for k in ("judge", "classifier", "noise", "tie_rate", "careless_share",
+                                           "always_left_share") if getattr(args, k) is not None}
+    bot = replace_config(cfg.bot, **given)
+    emails = args.email or bot_emails(bot.email, args.bots)
     ls = _client(cfg)
     ids = _projects(cfg, ls)
     judge = load_judge(bot.judge, bot.classifier)
-    for kind in args.project:
-        print(kind, json.dumps(run_bot(ls, ids[kind], PreferenceStore(cfg.push.store_root), judge, bot, args.limit)))
+    for i, email in enumerate(emails):  # each identity its own user and its own random stream
+        who = replace_config(bot, email=email, seed=bot.seed + i)
+        for kind in args.project:
+            out = run_bot(ls, ids[kind], PreferenceStore(cfg.push.store_root), judge, who, args.limit)
+            print(email, kind, json.dumps(out))
+    return 0
+
+
+def cmd_annotators(cfg: LabelStudioConfig, args) -> int:
+    from dpo.annotators import assess_annotators, collect_answers, format_table
+    from dpo.config import DEFAULT_DPO_CONFIG, load_dpo_config
+    from dpo.gold import GoldSet
+    from dpo.store import PreferenceStore
+
+    store = PreferenceStore(cfg.pull.store_root)
+    overrides = [f"annotators.{o}" for o in args.annotators_set]
+    annotators = load_dpo_config(args.dpo_config or DEFAULT_DPO_CONFIG, overrides).annotators
+    report = assess_annotators(collect_answers(store.records()), GoldSet(store).entries(), annotators)
+    print(json.dumps(report.to_dict(), indent=1) if args.json else format_table(report, markdown=args.markdown))
     return 0
 
 
@@ -139,7 +165,8 @@ def cmd_retire(cfg: LabelStudioConfig, args) -> int:
 
 
 COMMANDS = {"start": cmd_start, "stop": cmd_stop, "status": cmd_status, "setup": cmd_setup, "push": cmd_push,
-            "pull": cmd_pull, "bot": cmd_bot, "queue": cmd_queue, "retire": cmd_retire}
+            "pull": cmd_pull, "bot": cmd_bot, "queue": cmd_queue, "retire": cmd_retire,
+            "annotators": cmd_annotators}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,8 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     parser = argparse.ArgumentParser(prog="driftsketch-labelstudio", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    helps = {"start": "start the local server (data dir, 127.0.0.1, credentials file)", "stop": "stop it",
-             "status": "is it running and healthy (exit 1 if not)", "setup": "create / check the projects",
+    helps = {"start": "start the local server (data dir, 127.0.0.1, credentials file; --set server.database="
+                      "postgresql: on a PostgreSQL it starts too)", "stop": "stop it (and its PostgreSQL)",
+             "status": "is it (and its PostgreSQL) running and healthy (exit 1 if not)", "setup": "create / check the projects",
              "pull": "new annotations -> preference store (exactly once)", "queue": "open tasks per project"}
     for name, text in helps.items():
         sub.add_parser(name, parents=[common], help=text)
@@ -163,9 +191,22 @@ def build_parser() -> argparse.ArgumentParser:
     bot.add_argument("--judge", choices=["labelling", "hidden"], default=None)
     bot.add_argument("--classifier", default=None, help="trained SketchClassifier for the judge")
     bot.add_argument("--noise", type=float, default=None, help="probability of flipping the judge's choice")
-    bot.add_argument("--tie-rate", type=float, default=None, help="extra random ties")
+    bot.add_argument("--tie-share", "--tie-rate", dest="tie_rate", type=float, default=None,
+                     help="share of answers that are ties whatever the sketches")
+    bot.add_argument("--careless-share", type=float, default=None, help="share of coin-flip answers (A or B)")
+    bot.add_argument("--always-left-share", type=float, default=None,
+                     help="share of answers that pick the sketch shown on the left")
+    bot.add_argument("--bots", type=int, default=1, help="identities answering: bot-1@..., bot-2@... (bot.email)")
+    bot.add_argument("--email", action="append", default=None, help="an identity (repeatable; overrides --bots)")
     bot.add_argument("--limit", type=int, default=None, help="answer at most this many tasks per project")
     bot.add_argument("--project", nargs="+", choices=["pairwise", "rating"], default=["pairwise"])
+    ann = sub.add_parser("annotators", parents=[common],
+                         help="per-annotator quality (gold accuracy, kappa, ties, left rate, lead time) and weights")
+    ann.add_argument("--dpo-config", default=None, help="DPO config whose `annotators` section decides the weights")
+    ann.add_argument("--annotators-set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a key of that section, e.g. weighting=gold")
+    ann.add_argument("--markdown", action="store_true", help="print a markdown table")
+    ann.add_argument("--json", action="store_true", help="print JSON")
     retire = sub.add_parser("retire", parents=[common], help="delete open tasks of superseded checkpoints")
     retire.add_argument("--keep-checkpoint", required=True)
     return parser
@@ -177,10 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](cfg, args)
     except Exception as exc:  # one clear line for the user; the type names the failing layer
-        from labeling.client import LabelStudioUnavailable
-        from labeling.server import ServerError
+        from driftsketch.errors import DriftSketchError
 
-        if isinstance(exc, (LabelStudioUnavailable, ServerError, FileNotFoundError, ValueError)):
+        if isinstance(exc, (DriftSketchError, FileNotFoundError, ValueError)):
             print(f"driftsketch-labelstudio {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 2
         raise

@@ -14,6 +14,21 @@ DEFAULT_LABELSTUDIO_CONFIG = CONFIG_DIR / "labelstudio.yaml"
 
 
 @dataclass
+class PostgresConfig:
+    """Label Studio's PostgreSQL: one we start (``managed``) or the user's own."""
+
+    managed: bool = True
+    data_dir: str | None = None  # None: <server.data_dir>/postgres
+    host: str = "127.0.0.1"
+    port: int = 5433
+    name: str = "labelstudio"
+    user: str = "labelstudio"
+    password_env: str = "DRIFTSKETCH_PG_PASSWORD"
+    os_user: str = "postgres"
+    start_timeout_s: float = 60.0
+
+
+@dataclass
 class ServerConfig:
     venv: str = ".venv-labelstudio"
     data_dir: str = "data/labelstudio"
@@ -22,6 +37,9 @@ class ServerConfig:
     port: int = 8080
     start_timeout_s: float = 240.0
     admin_email: str = "admin@driftsketch.local"
+    database: str = "sqlite"
+    files_root: str = "data/labelstudio-files"
+    postgres: PostgresConfig = field(default_factory=PostgresConfig)
 
 
 @dataclass
@@ -34,7 +52,9 @@ class ProjectsConfig:
 @dataclass
 class PushConfig:
     store_root: str = "data/preferences"
-    svg_dir: str = "data/labelstudio/svg"
+    image_mode: str = "url"
+    svg_dir: str | None = None  # None: <server.files_root>/svg
+    png_dir: str | None = None  # None: <server.files_root>/png
     image_size: int = 256
     batch_size: int = 100
     seed: int = 0
@@ -58,7 +78,18 @@ class BotConfig:
     noise: float = 0.1
     tie_margin: float = 0.02
     tie_rate: float = 0.0
+    careless_share: float = 0.0
+    always_left_share: float = 0.0
     lead_time_s: float = 3.0
+    seed: int = 0
+
+
+@dataclass
+class GoldConfig:
+    share: float = 0.1
+    data: str = "builtin"
+    kinds: list[str] = field(default_factory=lambda: ["scrambled", "wrong_class", "noise"])
+    noise_std: float = 0.25
     seed: int = 0
 
 
@@ -69,6 +100,7 @@ class LabelStudioConfig:
     push: PushConfig = field(default_factory=PushConfig)
     pull: PullConfig = field(default_factory=PullConfig)
     bot: BotConfig = field(default_factory=BotConfig)
+    gold: GoldConfig = field(default_factory=GoldConfig)
 
 
 def load_labelstudio_config(path: str | Path | None = DEFAULT_LABELSTUDIO_CONFIG,

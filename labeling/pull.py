@@ -14,6 +14,9 @@ and (2) drops them. The cursor only makes fetches small; the stored keys make th
 Skipped / cancelled annotations are not preferences. An annotation edited after it was pulled is a new
 record whose ``supersedes`` names the record of its previous version (records already trained on are
 never changed). Several annotators on one task give several records (see :mod:`labeling.agreement`).
+An annotator whose account was deleted (Label Studio then sets ``completed_by`` to null) keeps the
+e-mail of the annotation's stored earlier version, or becomes ``deleted-user:p<project>-a<annotation>``:
+never lumped together with other vanished accounts, never a reason to drop the answer.
 
     report = pull_annotations(ls, {"pairwise": 3, "rating": 4}, PreferenceStore("data/preferences"),
                               cursor_path="data/labelstudio/pull_cursor.json")
@@ -34,6 +37,7 @@ from dpo.store import PreferenceStore
 from driftsketch.fileio import atomic_write_text
 from labeling.agreement import agreement_report
 from labeling.client import client_url, with_retries
+from labeling.export import export_annotated_tasks
 from labeling.projects import BOTH_BAD, control_names, project_kind
 
 CURSOR_MARGIN = timedelta(minutes=2)  # re-read this much before the cursor: late commits are not lost
@@ -77,10 +81,15 @@ def save_cursor(path: str | Path, cursor: dict) -> None:
 
 def fetch_changed_tasks(ls: LabelStudio, project_id: int, since: str | None, page_size: int = 100,
                         attempts: int = 5, backoff_s: float = 1.0) -> list:
-    """All tasks of ``project_id`` whose ``updated_at`` is after ``since`` minus the margin (all if None),
-    with their annotations. Any failure (after retries) raises before anything is written."""
+    """All tasks of ``project_id`` whose ``updated_at`` is after ``since`` minus the margin (all annotated
+    ones, from the export when the server has it, if None), with their annotations. Any failure (after
+    retries) raises before anything is written."""
     query = None
-    if since:
+    if not since:
+        exported = export_annotated_tasks(ls, project_id, attempts, backoff_s)
+        if exported is not None:
+            return exported
+    else:
         after = _iso(_parse_time(since) - CURSOR_MARGIN)
         query = json.dumps({"filters": {"conjunction": "and", "items": [
             {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": after}]}})
@@ -94,7 +103,7 @@ def annotation_key(project: int, annotation: int, updated_at) -> str:
     return f"{int(project)}:{int(annotation)}:{_iso(updated_at)}"
 
 
-def _stored_versions(store: PreferenceStore) -> tuple[set[str], dict[tuple[int, int], tuple[str, str]]]:
+def _stored_versions(store: PreferenceStore) -> tuple[set[str], dict[tuple[int, int], tuple[str, PreferenceRecord]]]:
     """Keys of stored Label Studio annotations, and the latest stored record per (project, annotation)."""
     keys, latest = set(), {}
     for rec in store.records():
@@ -105,7 +114,7 @@ def _stored_versions(store: PreferenceStore) -> tuple[set[str], dict[tuple[int, 
         k = (int(s["project"]), int(s["annotation"]))
         when = _iso(s["updated_at"])
         if k not in latest or when > latest[k][0]:
-            latest[k] = (when, rec.id)
+            latest[k] = (when, rec)
     return keys, latest
 
 
@@ -132,8 +141,17 @@ def _judgement(kind: str, result: list[dict], names: dict, data: dict) -> dict |
     return {"preference": pref, "left": left, "both_bad": BOTH_BAD in _choices(result, names.get("flags"))}
 
 
+def annotator_name(ann: dict, project_id: int, users: dict[int, str], previous: PreferenceRecord | None) -> str:
+    """Who made ``ann``: the user's e-mail; for a deleted account (``completed_by`` null) the e-mail of the
+    annotation's stored earlier version, else one name per annotation; an unknown id: ``user-<id>``."""
+    uid = ann.get("completed_by")
+    if uid is None:
+        return previous.annotator if previous is not None else f"deleted-user:p{int(project_id)}-a{int(ann['id'])}"
+    return users.get(uid, f"user-{uid}")
+
+
 def make_record(kind: str, project_id: int, task, ann: dict, names: dict, users: dict[int, str],
-                url: str, supersedes: str | None) -> PreferenceRecord | None:
+                url: str, supersedes: str | None, annotator: str | None = None) -> PreferenceRecord | None:
     """The preference record of one annotation, or None when the annotation is not a judgement."""
     data = task.data
     fields = _judgement(kind, ann.get("result") or [], names, data)
@@ -150,7 +168,7 @@ def make_record(kind: str, project_id: int, task, ann: dict, names: dict, users:
         beziers_a=data["beziers_a"], beziers_b=data.get("beziers_b") if kind == "pairwise" else None,
         noise_a=data.get("noise_a"), noise_b=data.get("noise_b") if kind == "pairwise" else None,
         checkpoint=data.get("checkpoint"), round_id=data.get("round_id"),
-        annotator=users.get(ann.get("completed_by"), f"user-{ann.get('completed_by')}"),
+        annotator=annotator or annotator_name(ann, project_id, users, None),
         source=source, lead_time=ann.get("lead_time"), supersedes=supersedes, **fields)
 
 
@@ -215,7 +233,9 @@ def _new_record(kind, pid, task, ann, names, users, url, keys, latest, report) -
                                "(not pushed by driftsketch)")
         return None
     prev = latest.get((int(pid), int(ann["id"])))
-    rec = make_record(kind, pid, task, ann, names, users, url, prev[1] if prev else None)
+    previous = prev[1] if prev else None
+    rec = make_record(kind, pid, task, ann, names, users, url, previous.id if previous else None,
+                      annotator_name(ann, pid, users, previous))
     if rec is None:
         report.skipped += 1
         return None

@@ -1,22 +1,27 @@
 """Push generated sketches to Label Studio as pairwise or rating tasks.
 
 For every sketch: save its Bezier array (and generation noise) into the preference store, write its SVG
-to ``svg_dir``, render a PNG and inline it in the task as a ``data:image/png;base64`` URI; then import
-the tasks in bulk. Every task carries the sample ids, the store paths of their arrays, the class, the
-checkpoint id and the round id, so a pull (or the bot) needs nothing but the task.
+and, depending on ``push.image_mode``, either write its PNG where Label Studio serves it and put the
+file's URL in the task (``url``) or inline the PNG as a ``data:image/png;base64`` URI (``data_uri``;
+see :mod:`labeling.images`); then import the tasks in bulk. Every task carries the sample ids, the store
+paths of their arrays, the class, the checkpoint id and the round id, so a pull (or the bot) needs
+nothing but the task.
 
-Why inline data URIs: they work against any Label Studio (local or remote) with no storage setup, no
-static file server, no CORS headers and no file paths that must match between machines; a task is
-self-contained and survives moving the server. The cost is size: a 256-px line drawing is a few kB of
-PNG, so 1000 pairs add a few MB to Label Studio's database. The SVG stays on disk for the record.
+Gold pairs (:mod:`dpo.gold`, ``gold.share`` of the pairwise tasks) are rendered exactly like the
+others, shuffled in among them, and registered in the store's gold set, never in the task data.
 
+Why two image modes: a URL keeps each task ~0.5 KiB (Label Studio's task lists and database stay small
+at tens of thousands of tasks) but needs a server that reads our files; an inline data URI (~22 KiB per
+pair) works against any Label Studio, local or remote, with no storage setup, and survives moving the
+server.
+
+    images = TaskImages.from_config(cfg.push, cfg.server)
     batch = PairBatch(beziers_a, beziers_b, labels, class_names, noise_a, noise_b)
     task_ids = push_tasks(ls, project_id, batch, store=PreferenceStore("data/preferences"),
-                          checkpoint="ck-3f2a", round_id="round-0007")
+                          checkpoint="ck-3f2a", round_id="round-0007", images=images)
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import zlib
 from dataclasses import dataclass
@@ -26,10 +31,12 @@ import numpy as np
 from label_studio_sdk import LabelStudio
 from tqdm import tqdm
 
-from driftsketch.render import png_bytes, write_svg
-from driftsketch.sketch import validate_sketch
+from dpo.gold import GoldBatch, GoldSet, fake_noise, make_gold_pairs
 from dpo.store import PreferenceStore
+from driftsketch.sketch import validate_sketch
 from labeling.client import client_url, with_retries
+from labeling.config import GoldConfig
+from labeling.images import TaskImages, ensure_local_storage
 
 
 @dataclass
@@ -59,15 +66,10 @@ def sample_id(beziers: np.ndarray) -> str:
     return "s" + hashlib.sha1(validate_sketch(beziers).tobytes()).hexdigest()[:20]
 
 
-def png_data_uri(beziers: np.ndarray, size: int) -> str:
-    return "data:image/png;base64," + base64.b64encode(png_bytes(beziers, size=size)).decode("ascii")
-
-
-def _save(store: PreferenceStore, svg_dir: Path, beziers: np.ndarray, noise: np.ndarray | None) -> dict:
+def _save(store: PreferenceStore, images: TaskImages, beziers: np.ndarray, noise: np.ndarray | None) -> dict:
     sid = sample_id(beziers)
     rel_b, rel_n = store.save_sample(sid, beziers, noise)
-    write_svg(beziers, svg_dir / f"{sid}.svg")
-    return {"id": sid, "beziers": rel_b, "noise": rel_n}
+    return {"id": sid, "beziers": rel_b, "noise": rel_n, "image": images.save(sid, beziers)}
 
 
 def _common(class_label: int, class_names: list[str], checkpoint: str, round_id: str | None) -> dict:
@@ -75,44 +77,90 @@ def _common(class_label: int, class_names: list[str], checkpoint: str, round_id:
             "checkpoint": checkpoint, "round_id": round_id}
 
 
-def pair_task(store: PreferenceStore, svg_dir: Path, batch: PairBatch, i: int, left: str, image_size: int,
+def pair_task(store: PreferenceStore, images: TaskImages, batch: PairBatch, i: int, left: str,
               checkpoint: str, round_id: str | None) -> dict:
     """Task data of pair ``i``; ``left`` ("a" | "b") is the stored sample shown on the left as "A"."""
     na = None if batch.noise_a is None else batch.noise_a[i]
     nb = None if batch.noise_b is None else batch.noise_b[i]
-    a = _save(store, svg_dir, batch.beziers_a[i], na)
-    b = _save(store, svg_dir, batch.beziers_b[i], nb)
-    shown_left, shown_right = (batch.beziers_a[i], batch.beziers_b[i]) if left == "a" else \
-        (batch.beziers_b[i], batch.beziers_a[i])
-    return {"image_left": png_data_uri(shown_left, image_size), "image_right": png_data_uri(shown_right, image_size),
+    a = _save(store, images, batch.beziers_a[i], na)
+    b = _save(store, images, batch.beziers_b[i], nb)
+    shown_left, shown_right = (a, b) if left == "a" else (b, a)
+    return {"image_left": shown_left["image"], "image_right": shown_right["image"],
             "left": left, "sample_a": a["id"], "sample_b": b["id"], "beziers_a": a["beziers"],
             "beziers_b": b["beziers"], "noise_a": a["noise"], "noise_b": b["noise"],
             **_common(batch.class_labels[i], batch.class_names, checkpoint, round_id)}
 
 
-def rating_task(store: PreferenceStore, svg_dir: Path, batch: RatingBatch, i: int, image_size: int,
+def rating_task(store: PreferenceStore, images: TaskImages, batch: RatingBatch, i: int,
                 checkpoint: str, round_id: str | None) -> dict:
     """Task data of sketch ``i`` for the rating project."""
-    a = _save(store, svg_dir, batch.beziers[i], None if batch.noise is None else batch.noise[i])
-    return {"image": png_data_uri(batch.beziers[i], image_size), "sample_a": a["id"],
+    a = _save(store, images, batch.beziers[i], None if batch.noise is None else batch.noise[i])
+    return {"image": a["image"], "sample_a": a["id"],
             "beziers_a": a["beziers"], "noise_a": a["noise"],
             **_common(batch.class_labels[i], batch.class_names, checkpoint, round_id)}
 
 
-def build_tasks(batch: PairBatch | RatingBatch, store: PreferenceStore, svg_dir: str | Path, *, checkpoint: str,
-                round_id: str | None = None, image_size: int = 256, seed: int = 0, progress: bool = True) -> list[dict]:
-    """Save arrays and SVGs, render PNGs; the task data dicts (left/right drawn from ``seed``, checkpoint
-    and round id)."""
-    svg_dir = Path(svg_dir)
+def _images(images: TaskImages | str | Path, image_size: int) -> TaskImages:
+    """``images`` itself, or inline data URIs with SVGs in the folder ``images``."""
+    return images if isinstance(images, TaskImages) else TaskImages("data_uri", Path(images), size=image_size)
+
+
+def build_tasks(batch: PairBatch | RatingBatch, store: PreferenceStore, images: TaskImages | str | Path, *,
+                checkpoint: str, round_id: str | None = None, image_size: int = 256, seed: int = 0,
+                progress: bool = True) -> list[dict]:
+    """Save arrays, SVGs and (url mode) PNGs; the task data dicts (left/right drawn from ``seed``,
+    checkpoint and round id). A folder for ``images`` means data URIs of ``image_size`` px, SVGs there."""
+    images = _images(images, image_size)
     n = len(batch.class_labels)
     if isinstance(batch, PairBatch):
         # a different but reproducible left/right draw for every (seed, checkpoint, round)
-        rng = np.random.default_rng([seed, zlib.crc32(f"{checkpoint}/{round_id}".encode())])
-        lefts = rng.choice(["a", "b"], size=n)
-        make = lambda i: pair_task(store, svg_dir, batch, i, str(lefts[i]), image_size, checkpoint, round_id)  # noqa: E731
+        lefts = batch_rng(seed, checkpoint, round_id).choice(["a", "b"], size=n)
+        make = lambda i: pair_task(store, images, batch, i, str(lefts[i]), checkpoint, round_id)  # noqa: E731
     else:
-        make = lambda i: rating_task(store, svg_dir, batch, i, image_size, checkpoint, round_id)  # noqa: E731
-    return [make(i) for i in tqdm(range(n), desc="render tasks", unit="task", disable=not progress)]
+        make = lambda i: rating_task(store, images, batch, i, checkpoint, round_id)  # noqa: E731
+    with store.batch_writes():  # one sync for the batch's arrays instead of a fsync per file
+        return [make(i) for i in tqdm(range(n), desc="render tasks", unit="task", disable=not progress)]
+
+
+def batch_rng(seed: int, checkpoint: str, round_id: str | None, stream: int = 0) -> np.random.Generator:
+    """A different but reproducible random stream for every (seed, checkpoint, round)."""
+    return np.random.default_rng([seed, zlib.crc32(f"{checkpoint}/{round_id}".encode()), stream])
+
+
+def make_gold(cfg: GoldConfig, class_names: list[str], n: int, checkpoint: str,
+              round_id: str | None) -> GoldBatch:
+    """``n`` gold pairs from the real drawings of ``cfg.data`` (different ones for every batch)."""
+    from driftsketch.data import load_dataset
+
+    data = load_dataset(cfg.data)
+    return make_gold_pairs(data.beziers, data.labels, data.class_names, class_names, n,
+                           batch_rng(cfg.seed, checkpoint, round_id, 1), cfg.kinds, cfg.noise_std)
+
+
+def gold_tasks(gold: GoldBatch, class_names: list[str], store: PreferenceStore, images: TaskImages | str | Path, *,
+               checkpoint: str, round_id: str | None = None, image_size: int = 256, seed: int = 0,
+               progress: bool = True) -> list[dict]:
+    """Pair tasks of ``gold`` that look like any other (the real drawing on a random side, noise files
+    like a generated sketch's), registered in ``store``'s gold set before anyone can answer them."""
+    swap = batch_rng(seed, checkpoint, round_id, 2).random(len(gold)) < 0.5
+    a = np.where(swap[:, None, None, None], gold.bad, gold.good)
+    b = np.where(swap[:, None, None, None], gold.good, gold.bad)
+    batch = PairBatch(a, b, gold.labels, class_names, np.stack([fake_noise(x) for x in a]) if len(a) else None,
+                      np.stack([fake_noise(x) for x in b]) if len(b) else None)
+    tasks = build_tasks(batch, store, images, checkpoint=checkpoint, round_id=round_id, image_size=image_size,
+                        seed=seed + 1, progress=progress)
+    sides = lambda t, sw: (t["beziers_b"], t["beziers_a"]) if sw else (t["beziers_a"], t["beziers_b"])  # noqa: E731
+    GoldSet(store).register([{"good": sides(t, sw)[0], "bad": sides(t, sw)[1], "kind": kind,
+                              "class_name": t["class_name"]} for t, sw, kind in zip(tasks, swap, gold.kinds)])
+    return tasks
+
+
+def mix_in(tasks: list[dict], extra: list[dict], rng: np.random.Generator) -> list[dict]:
+    """``tasks`` with ``extra`` inserted at random places (the relative order of each kept)."""
+    slots = np.zeros(len(tasks) + len(extra), dtype=bool)
+    slots[rng.choice(len(slots), size=len(extra), replace=False)] = True
+    it, ex = iter(tasks), iter(extra)
+    return [next(ex) if s else next(it) for s in slots]
 
 
 def import_tasks(ls: LabelStudio, project_id: int, tasks: list[dict], batch_size: int = 100,
@@ -127,10 +175,27 @@ def import_tasks(ls: LabelStudio, project_id: int, tasks: list[dict], batch_size
     return ids
 
 
+def build_tasks_with_gold(batch: PairBatch | RatingBatch, store: PreferenceStore, images: TaskImages | str | Path,
+                          gold: GoldBatch | None, *, checkpoint: str, round_id: str | None = None,
+                          image_size: int = 256, seed: int = 0, progress: bool = True) -> list[dict]:
+    """:func:`build_tasks` with the ``gold`` pairs (if any) rendered, registered and shuffled in."""
+    kw = dict(checkpoint=checkpoint, round_id=round_id, image_size=image_size, seed=seed, progress=progress)
+    tasks = build_tasks(batch, store, images, **kw)
+    if gold is None or not len(gold):
+        return tasks
+    return mix_in(tasks, gold_tasks(gold, batch.class_names, store, images, **kw),
+                  batch_rng(seed, checkpoint, round_id, 3))
+
+
 def push_tasks(ls: LabelStudio, project_id: int, batch: PairBatch | RatingBatch, *, store: PreferenceStore,
-               checkpoint: str, round_id: str | None = None, svg_dir: str | Path = "data/labelstudio/svg",
-               image_size: int = 256, batch_size: int = 100, seed: int = 0, progress: bool = True) -> list[int]:
-    """Render, store and import ``batch`` into project ``project_id``; returns the new task ids."""
-    tasks = build_tasks(batch, store, svg_dir, checkpoint=checkpoint, round_id=round_id,
-                        image_size=image_size, seed=seed, progress=progress)
+               checkpoint: str, round_id: str | None = None, svg_dir: str | Path = "data/labelstudio-files/svg",
+               image_size: int = 256, batch_size: int = 100, seed: int = 0, progress: bool = True,
+               gold: GoldBatch | None = None, images: TaskImages | None = None) -> list[int]:
+    """Render, store and import ``batch`` (plus the ``gold`` pairs shuffled in) into project
+    ``project_id``; returns the new task ids. ``images`` (url or data_uri mode) wins over ``svg_dir`` +
+    ``image_size`` (data URIs)."""
+    images = images or _images(svg_dir, image_size)
+    ensure_local_storage(ls, project_id, images)
+    tasks = build_tasks_with_gold(batch, store, images, gold, checkpoint=checkpoint, round_id=round_id,
+                                  image_size=image_size, seed=seed, progress=progress)
     return import_tasks(ls, project_id, tasks, batch_size, progress)

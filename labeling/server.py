@@ -119,6 +119,63 @@ def server_env(cfg: ServerConfig, creds: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def files_env(cfg: ServerConfig) -> dict[str, str]:
+    """Label Studio serves ``/data/local-files/?d=...`` from ``server.files_root`` (push.image_mode=url);
+    a project's local-files storage still decides which folders under it anyone may read."""
+    root = Path(cfg.files_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return {"LOCAL_FILES_SERVING_ENABLED": "true", "LOCAL_FILES_DOCUMENT_ROOT": str(root)}
+
+
+# Label Studio's SSRF block list (label_studio/core/utils/io.py: validate_ip), kept whole except 127.0.0.1
+LS_BANNED_SUBNETS = (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
+    "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
+    "224.0.0.0/4", "233.252.0.0/24", "240.0.0.0/4", "255.255.255.255/32", "::/128", "::1/128", "::ffff:0:0/96",
+    "::ffff:0:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001:0000::/32", "2001:20::/28",
+    "2001:db8::/32", "2002::/16", "fc00::/7", "fe80::/10", "ff00::/8")
+WEBHOOK_HOST = "127.0.0.1"
+
+
+def webhook_env() -> dict[str, str]:
+    """Label Studio refuses webhooks to reserved addresses (SSRF protection), loopback included: keep
+    every block but one address, 127.0.0.1, where the annotation receiver (tasks/events.py) listens."""
+    import ipaddress
+
+    allowed = ipaddress.ip_network(f"{WEBHOOK_HOST}/32")
+    banned = []
+    for net in map(ipaddress.ip_network, LS_BANNED_SUBNETS):
+        inside = net.version == allowed.version and allowed.subnet_of(net)
+        banned += list(net.address_exclude(allowed)) if inside else [net]
+    return {"USE_DEFAULT_BANNED_SUBNETS": "false", "USER_ADDITIONAL_BANNED_SUBNETS": ",".join(map(str, banned))}
+
+
+def _ls_site_packages(exe: Path) -> Path:
+    found = sorted(exe.parent.parent.glob("lib/python3*/site-packages/label_studio"))
+    if not found:
+        raise ServerError(f"no label_studio package next to {exe}: run scripts/install_labelstudio.sh")
+    return found[-1].parent
+
+
+def database_env(cfg: ServerConfig, creds: dict[str, str], exe: Path) -> dict[str, str]:
+    """Label Studio's database settings: nothing for SQLite; for PostgreSQL the managed server started
+    (or the user's reached), the database created and migrated (from the template dump when there is
+    one), and the POSTGRE_* variables. The password goes only into the server's environment."""
+    if cfg.database == "sqlite":
+        return {}
+    from labeling import postgres
+
+    if cfg.database != "postgresql":
+        raise ServerError(f"server.database: {cfg.database!r} is not one of {', '.join(postgres.DATABASES)}")
+    target, password = postgres.database_target(cfg), postgres.pg_password(cfg)
+    env = postgres.django_env(target, password)
+    site = _ls_site_packages(exe)
+    version = next(site.glob("label_studio-*.dist-info")).name.removesuffix(".dist-info").split("-")[1]
+    postgres.prepare_database(cfg, target, password, (exe.parent / "python", site / "label_studio" / "manage.py"),
+                              version, {**server_env(cfg, creds), **env})
+    return env
+
+
 def _alive(pid: int) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -148,8 +205,13 @@ def server_status(cfg: ServerConfig) -> dict:
     pid = info.get("pid")
     running = bool(pid) and _alive(pid)
     healthy = running and (_get_json(f"{info['url']}/health") or {}).get("status") == "UP"
-    return {"running": running, "healthy": healthy, "url": info.get("url"), "pid": pid,
-            "data_dir": str(Path(cfg.data_dir).resolve())}
+    out = {"running": running, "healthy": healthy, "url": info.get("url"), "pid": pid,
+           "data_dir": str(Path(cfg.data_dir).resolve())}
+    if cfg.database == "postgresql":
+        from labeling.postgres import postgres_status
+
+        out["database"] = postgres_status(cfg)
+    return out
 
 
 def copy_template(template_dir: str | Path, data_dir: str | Path) -> None:
@@ -207,7 +269,8 @@ def start_server(cfg: ServerConfig) -> ServerInfo:
     log_fd = os.open(p["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # it may echo user info
     cmd = [str(exe), "start", "--no-browser", "--data-dir", str(p["dir"].resolve()),
            "--internal-host", cfg.host, "--port", str(port), "--enable-legacy-api-token"]
-    proc = subprocess.Popen(cmd, env=server_env(cfg, creds), stdout=log_fd, stderr=subprocess.STDOUT,
+    env = {**server_env(cfg, creds), **files_env(cfg), **webhook_env(), **database_env(cfg, creds, exe)}
+    proc = subprocess.Popen(cmd, env=env, stdout=log_fd, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=p["dir"])
     os.close(log_fd)
     _write_private(p["info"], json.dumps({"pid": proc.pid, "port": port, "url": url, "started": time.time()}))
@@ -241,12 +304,15 @@ def _terminate(pid: int, timeout: float = 20.0) -> None:
 
 
 def stop_server(cfg: ServerConfig) -> bool:
-    """Stop the server started from ``cfg.data_dir``; returns False when none was running."""
+    """Stop the server started from ``cfg.data_dir`` (then its managed PostgreSQL, if any); returns False
+    when none was running."""
     info = read_info(cfg)
-    if not info:
-        return False
-    was_running = _alive(info["pid"])
+    was_running = bool(info) and _alive(info["pid"])
     if was_running:
         _terminate(info["pid"])
     _paths(cfg)["info"].unlink(missing_ok=True)
+    if cfg.database == "postgresql":
+        from labeling.postgres import stop_postgres
+
+        was_running = stop_postgres(cfg) or was_running
     return was_running

@@ -23,7 +23,8 @@ PORT=${DEMO_PREFECT_PORT:-4200}
 PY=$ROOT/.venv/bin/python
 PREFECT=$ROOT/.venv/bin/prefect
 LS=$ROOT/.venv/bin/driftsketch-labelstudio
-LS_SET=(--set "server.data_dir=$DEMO/labelstudio" --set "push.store_root=$DEMO/preferences")
+LS_SET=(--set "server.data_dir=$DEMO/labelstudio" --set "server.files_root=$DEMO/labelstudio-files"
+        --set "push.store_root=$DEMO/preferences")
 export PREFECT_HOME=$ROOT/$DEMO/prefect
 export PREFECT_API_URL=http://127.0.0.1:$PORT/api
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
@@ -69,7 +70,7 @@ if ! curl -sf "$PREFECT_API_URL/health" >/dev/null; then
 fi
 "$PREFECT" work-pool inspect driftsketch-local >/dev/null 2>&1 || \
   "$PREFECT" work-pool create driftsketch-local --type process >/dev/null
-"$PREFECT" --no-prompt deploy --all >"$DEMO/deploy.log" 2>&1 || { tail -20 "$DEMO/deploy.log"; exit 1; }
+"$PREFECT" --no-prompt deploy --name round --name base-train >"$DEMO/deploy.log" 2>&1 || { tail -20 "$DEMO/deploy.log"; exit 1; }
 echo "deployments: online-dpo/round (nightly), base-train/base-train"
 if ! { [ -f "$DEMO/prefect-worker.pid" ] && kill -0 "$(cat "$DEMO/prefect-worker.pid")" 2>/dev/null; }; then
   setsid "$PREFECT" worker start --pool driftsketch-local >"$DEMO/prefect-worker.log" 2>&1 &
@@ -80,7 +81,7 @@ fi
 OVERRIDES=("registry_dir=$DEMO/registry" "preference_dir=$DEMO/preferences" "work_dir=$DEMO/work"
            "base.train_overrides=[max_steps=$BASE_STEPS,$BASE_MODEL]" "dpo.min_new_preferences=$((PAIRS / 2))"
            "generate.queue_target=$PAIRS" "generate.max_new_pairs=$PAIRS"
-           "labelstudio.overrides=[server.data_dir=$DEMO/labelstudio]")
+           "labelstudio.overrides=[server.data_dir=$DEMO/labelstudio,server.files_root=$ROOT/$DEMO/labelstudio-files]")
 read -r -a EXTRA <<<"${DEMO_SET:-}"
 OVERRIDES+=("${EXTRA[@]}")
 PARAMS=$("$PY" -c 'import json, sys; from flows.params import load_round_params

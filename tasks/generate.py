@@ -1,4 +1,5 @@
-"""Generate the next batch of pairs from the current model (classes cycled or weighted toward weak ones)."""
+"""Generate the next batch of pairs from the current model (classes cycled or weighted toward weak ones),
+and optionally keep the candidates the reward-model ensemble is least sure about (``selection: uncertain``)."""
 from __future__ import annotations
 
 import hashlib
@@ -69,3 +70,36 @@ def generate_pairs(checkpoint: str, model_id: str, num_pairs: int, out_path: str
              noise_b=noise[num_pairs:], labels=np.asarray(labels, dtype=np.int64),
              class_names=np.asarray(model.class_names), checkpoint=np.asarray(model_id))
     return str(atomic_write_bytes(out_path, buf.getvalue()))
+
+
+@task
+def select_pairs(candidates_npz: str, out_path: str, num_pairs: int, preference_dir: str, classifier: str,
+                 class_names: list[str], dpo_config: str, overrides: list[str], ensemble: int,
+                 min_labelled: int, seed: int = 0) -> tuple[str, dict]:
+    """Keep the ``num_pairs`` candidate pairs an ensemble of ``ensemble`` reward models (fit on bootstrap
+    resamples of the store's human pairs, with the DPO config's reward features and annotator rules)
+    is least sure about; writes them like :func:`generate_pairs`. With fewer than ``min_labelled``
+    human pairs it keeps the first ``num_pairs`` candidates (random pairs). Returns (path, info)."""
+    from dpo.amplify import dataset_arrays
+    from dpo.config import load_dpo_config
+    from dpo.dataset import PreferenceDataset
+    from dpo.selection import fit_ensemble, reward_fitter, select_uncertain
+    from driftsketch.evaluation.classifier import SketchClassifier
+
+    z = dict(np.load(candidates_npz))
+    cfg = load_dpo_config(dpo_config, overrides)
+    human = PreferenceDataset(preference_dir, class_names, annotators=cfg.annotators, use_noise=False)
+    if len(human) < min_labelled:
+        keep, info = np.arange(num_pairs), {"selection": "random", "reason": f"{len(human)} human pairs < "
+                                            f"min_labelled_pairs {min_labelled}"}
+    else:
+        fit = reward_fitter(SketchClassifier.load(classifier), cfg.amplify.reward)
+        models = fit_ensemble(fit, *dataset_arrays(human), k=ensemble, seed=seed)
+        keep = select_uncertain(models, z["beziers_a"], z["beziers_b"], z["labels"], num_pairs)
+        info = {"selection": "uncertain", "human_pairs": len(human), "candidates": len(z["labels"])}
+    buf = io.BytesIO()
+    np.savez(buf, **{k: (v[keep] if k in PAIR_ARRAYS else v) for k, v in z.items()})
+    return str(atomic_write_bytes(out_path, buf.getvalue())), info
+
+
+PAIR_ARRAYS = ("beziers_a", "beziers_b", "noise_a", "noise_b", "labels")

@@ -33,18 +33,35 @@ class LabelStudioParams(BaseModel):
 
 
 def ls_config(ls: LabelStudioParams, preference_dir: str, work_dir: str):
-    """The labeling config with the round's store; the pull cursor lives in the store it describes."""
+    """The labeling config with the round's store; the pull cursor lives in the store it describes. SVGs
+    and PNGs go where the labeling config says (``server.files_root``: Label Studio serves them)."""
     from labeling.config import load_labelstudio_config
 
     return load_labelstudio_config(ls.config, [f"push.store_root={preference_dir}", f"pull.store_root={preference_dir}",
                                                f"pull.cursor_path={preference_dir}/labelstudio_cursor.json",
-                                               f"push.svg_dir={work_dir}/svg", *ls.overrides])
+                                               *ls.overrides])
 
 
 def client(ls: LabelStudioParams, cfg):
     from labeling.client import connect
 
     return connect(labelstudio_connection(ls.url, ls.token_env, ls.token_secret_block, cfg.server))
+
+
+@task
+def check_round_storage(ls: LabelStudioParams, registry_dir: str, preference_dir: str, work_dir: str) -> None:
+    """Every folder the round writes (possibly shared storage) takes files and locks, or one clear error
+    naming the setting (driftsketch/storage.py says which storage keeps the guarantees)."""
+    from driftsketch.storage import check_storage
+    from labeling.images import TaskImages
+
+    cfg = ls_config(ls, preference_dir, work_dir)
+    images = TaskImages.from_config(cfg.push, cfg.server)
+    folders = {"registry_dir": registry_dir, "preference_dir": preference_dir, "work_dir": work_dir,
+               "labelstudio push.svg_dir": images.svg_dir}
+    if images.mode == "url":
+        folders["labelstudio push.png_dir"] = images.png_dir
+    check_storage(folders)
 
 
 @task(**NETWORK)
@@ -87,25 +104,37 @@ def open_pairs(ls: LabelStudioParams, preference_dir: str, work_dir: str, projec
     return open_task_count(client(ls, ls_config(ls, preference_dir, work_dir)), project_id)
 
 
+def gold_share(ls: LabelStudioParams, preference_dir: str, work_dir: str) -> float:
+    """Share of pushed pairwise tasks that are gold pairs (``gold.share`` of the labeling config)."""
+    return ls_config(ls, preference_dir, work_dir).gold.share
+
+
 @task
 def render_pairs(ls: LabelStudioParams, preference_dir: str, work_dir: str, pairs_npz: str, out_json: str,
-                 round_id: str | None = None, kind: str = "pairwise") -> str:
+                 round_id: str | None = None, kind: str = "pairwise", gold: int = 0,
+                 gold_data: str | None = None) -> str:
     """Save arrays into the store, write SVGs, render PNG task data; returns the JSON path of the tasks.
 
     ``kind="rating"`` makes one rating task per pair's sketch ``a`` instead of a pairwise task.
+    ``gold`` gold pairs from the real drawings of ``gold_data`` (default ``gold.data``) are shuffled in.
     """
     import numpy as np
 
     from dpo.store import PreferenceStore
-    from labeling.push import PairBatch, RatingBatch, build_tasks
+    from driftsketch.config import replace_config
+    from labeling.images import TaskImages
+    from labeling.push import PairBatch, RatingBatch, build_tasks_with_gold, make_gold
 
     cfg = ls_config(ls, preference_dir, work_dir)
     z = np.load(pairs_npz)
-    names = [str(c) for c in z["class_names"]]
+    names, checkpoint = [str(c) for c in z["class_names"]], str(z["checkpoint"])
     batch = (PairBatch(z["beziers_a"], z["beziers_b"], z["labels"], names, z["noise_a"], z["noise_b"])
              if kind == "pairwise" else RatingBatch(z["beziers_a"], z["labels"], names, z["noise_a"]))
-    tasks = build_tasks(batch, PreferenceStore(cfg.push.store_root), cfg.push.svg_dir, checkpoint=str(z["checkpoint"]),
-                        round_id=round_id, image_size=cfg.push.image_size, seed=cfg.push.seed, progress=False)
+    golden = None
+    if gold and kind == "pairwise":
+        golden = make_gold(replace_config(cfg.gold, data=gold_data or cfg.gold.data), names, gold, checkpoint, round_id)
+    tasks = build_tasks_with_gold(batch, PreferenceStore(cfg.push.store_root), TaskImages.from_config(cfg.push, cfg.server),
+                                  golden, checkpoint=checkpoint, round_id=round_id, seed=cfg.push.seed, progress=False)
     return str(atomic_write_text(out_json, json.dumps(tasks)))
 
 
@@ -114,11 +143,13 @@ def push_rendered(ls: LabelStudioParams, preference_dir: str, work_dir: str, pro
                   queue_target: int) -> int:
     """Import rendered tasks until the open queue reaches ``queue_target`` (a retry re-checks the queue
     first, so it cannot overfill); returns how many were imported."""
+    from labeling.images import TaskImages, ensure_local_storage
     from labeling.push import import_tasks
     from labeling.queue import open_task_count
 
     cfg = ls_config(ls, preference_dir, work_dir)
     ls_client = client(ls, cfg)
+    ensure_local_storage(ls_client, project_id, TaskImages.from_config(cfg.push, cfg.server))
     room = queue_target - open_task_count(ls_client, project_id)
     tasks = json.loads(Path(tasks_json).read_text())[:max(room, 0)]
     return len(import_tasks(ls_client, project_id, tasks, cfg.push.batch_size, progress=False)) if tasks else 0

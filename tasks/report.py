@@ -36,10 +36,39 @@ def round_markdown(summary: dict) -> str:
         lines += ["Sample grids (same noise for both models):", ""]
         lines += [f"- {name}: `{Path(p).resolve()}`" for name, p in grids.items()]
         lines.append("")
+    lines += annotator_lines(summary)
     timings = summary.get("timings") or {}
     if timings:
         lines += ["| step | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in timings.items()]
+        lines += [f"| **all steps** | **{sum(timings.values()):.1f}** |"]
+    if summary.get("peak_rss_mib"):
+        lines += ["", f"Peak memory (resident) of the round: {summary['peak_rss_mib']:.0f} MiB"]
     return "\n".join(lines)
+
+
+def annotator_lines(summary: dict) -> list[str]:
+    """The annotator table (quality, agreement, weights, who is excluded from training and why)."""
+    ann = summary.get("annotators") or {}
+    if not ann.get("annotators"):
+        return []
+    sel = summary.get("selection") or {}
+    out = ["## Annotators", "", ann["markdown"], ""]
+    if sel:
+        out += [f"Pairs pushed this round: {sel.get('selection')}"
+                + (f" ({sel['reason']})" if sel.get("reason") else "")
+                + f"; gold pairs among them: {summary.get('gold_pushed', 0)}.", ""]
+    return out
+
+
+def annotator_figures(summary: dict) -> dict[str, float]:
+    """Per-annotator figures for wandb: ``annotators/<name>/<figure>`` and Krippendorff's alpha."""
+    ann = summary.get("annotators") or {}
+    keys = ("answers", "gold_accuracy", "tie_rate", "left_rate", "median_lead_time", "mean_kappa", "weight")
+    rows = ann.get("annotators", [])
+    flat = {f"annotators/{row['annotator']}/{k}": float(row[k]) for row in rows for k in (*keys, "excluded")}
+    if ann.get("annotators"):
+        flat["annotators/krippendorff_alpha"] = float(ann["krippendorff_alpha"])
+    return flat
 
 
 @task
@@ -60,9 +89,12 @@ def publish_report(summary: dict, out_dir: str, wandb_enabled: bool = True, wand
     logger = RunLogger(wandb_enabled, wandb_project, out, {"round_id": summary.get("round_id")},
                        name=f"round-{summary.get('round_index') or 0}", job_type="online-dpo")
     flat = {f"round/{k}": v for k, v in (summary.get("timings") or {}).items()}
+    if summary.get("peak_rss_mib"):
+        flat["round/peak_rss_mib"] = float(summary["peak_rss_mib"])
     for who in ("current", "candidate"):
         flat.update({f"{who}/{k}": v for k, v in (summary.get(f"metrics_{who}") or {}).items()})
     flat["round/promoted"] = float(bool((summary.get("decision") or {}).get("promoted")))
+    flat.update(annotator_figures(summary))
     logger.log(flat, step=int(summary.get("round_index") or 0))
     for name, path in (summary.get("grids") or {}).items():
         logger.log_image(f"samples/{name}", path, step=int(summary.get("round_index") or 0))

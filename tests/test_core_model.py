@@ -87,3 +87,41 @@ def test_config_rejects_unknown_keys_and_applies_overrides():
         load_train_config(overrides=["model.depthh=3"])
     with pytest.raises(ConfigError, match="lr"):
         load_train_config(overrides=["lr=fast"])
+
+
+def test_attention_matches_multihead_attention_and_keeps_checkpoint_keys(model):
+    """The block's attention (scaled_dot_product_attention on nn.MultiheadAttention's weights) computes
+    what nn.MultiheadAttention itself computes, in training mode and in its eval fast path."""
+    from driftsketch.model import self_attention
+
+    attn = model.blocks[0].attn
+    x = torch.randn(3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(self_attention(attn, x), attn(x, x, x, need_weights=False)[0], atol=1e-5)
+    attn.train()
+    assert torch.allclose(self_attention(attn, x), attn(x, x, x, need_weights=False)[0], atol=1e-5)
+    assert "blocks.0.attn.in_proj_weight" in model.state_dict()  # old checkpoints load unchanged
+
+
+def test_bf16_inference_copy_is_close_and_leaves_the_model_alone(model):
+    from driftsketch.model import inference_copy
+
+    fast = inference_copy(model)
+    assert fast.blocks[0].mlp[0].weight.dtype == torch.bfloat16 and fast.final.out.weight.dtype == torch.float32
+    assert model.blocks[0].mlp[0].weight.dtype == torch.float32 and fast.class_names == NAMES
+    x, t, y = torch.randn(4, 32, 8), torch.rand(4), torch.tensor([0, 1, 2, 3])
+    with torch.no_grad():
+        ref, out = model(x, t, y), fast(x, t, y)
+    assert out.dtype == torch.float32
+    assert (out - ref).abs().max() < 0.02 * ref.abs().max()  # bf16 keeps ~3 significant digits
+    assert not torch.equal(out, ref)  # it really ran in bf16
+
+
+def test_sampling_precisions_agree_on_the_same_noise(model):
+    a, noise = generate_beziers(model, "star", 6, num_steps=4, seed=3, precision="fp32")
+    b, _ = generate_beziers(model, "star", 6, num_steps=4, noise=noise, precision="bf16")
+    assert np.abs(a - b).max() < 0.05 and not np.array_equal(a, b)
+    again, _ = generate_beziers(model, "star", 6, num_steps=4, noise=noise, precision="bf16")
+    assert np.array_equal(b, again)
+    with pytest.raises(ValueError, match="precision"):
+        generate_beziers(model, "star", 2, num_steps=2, seed=0, precision="fp8")

@@ -179,3 +179,20 @@ def test_concurrent_appenders_interleave_whole_lines(tmp_path):
     assert all(p.exitcode == 0 for p in procs)
     assert len(PreferenceStore(tmp_path).scan().records) == 20
     assert PreferenceStore(tmp_path).scan().issues == []
+
+
+def test_batch_writes_store_every_sample_and_sync_once(tmp_path, monkeypatch):
+    import dpo.store as store_module
+
+    syncs, real_flush = [], store_module.flush_to_disk
+    monkeypatch.setattr(store_module, "flush_to_disk", lambda: (syncs.append(1), real_flush()))  # counts, still syncs
+    store = PreferenceStore(tmp_path)
+    x = np.zeros((32, 4, 2), np.float32)
+    with store.batch_writes():
+        paths = [store.save_sample(f"s{i}", x + i / 10, np.full((32, 8), i, np.float32)) for i in range(5)]
+    assert syncs == [1] and not store._deferred_sync
+    assert np.array_equal(np.load(tmp_path / paths[3][0]), x + 0.3)
+    with pytest.raises(StoreError), store.batch_writes():  # an error inside still syncs what was written
+        store.save_sample("s9", x, None)
+        store.save_sample("s9", x + 1, None)
+    assert syncs == [1, 1] and (tmp_path / "beziers/s9.npy").is_file()

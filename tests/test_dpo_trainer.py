@@ -171,3 +171,27 @@ def test_trainable_patterns_tune_only_the_named_parameters(tmp_path, base_ckpt):
     assert all(fnmatch.fnmatchcase(k, "blocks.*.ada.*") or k.startswith("final.") for k in changed), changed
     with pytest.raises(DPOError, match="matches no parameter"):
         train_dpo(cfg_for(base_ckpt, store, tmp_path / "bad", trainable=["encoder.*"]), progress=False)
+
+
+def test_replayed_reference_gives_the_same_heldout_metrics_with_fewer_forwards(tmp_path, base_ckpt):
+    """The held-out evaluation runs the frozen reference once per input however many epochs evaluate,
+    and an untrained policy (identical weights) is not run at all; the metrics are unchanged."""
+    from dpo.trainer import ReplayedForward, build_datasets, evaluate_pairs, same_weights
+
+    store = make_store(tmp_path / "prefs", 30)
+    cfg = cfg_for(base_ckpt, store, tmp_path / "run")
+    policy, ref = load_model(base_ckpt), load_model(base_ckpt).requires_grad_(False)
+    _, held = build_datasets(cfg, CLASSES)
+    calls = []
+    ref.register_forward_hook(lambda *_: calls.append(1))
+    replay = ReplayedForward(ref)
+    assert same_weights(policy, replay)
+    first = evaluate_pairs(policy, replay, held, cfg)
+    assert first["implicit_accuracy"] == 0.5 and first["loss_dpo"] == pytest.approx(math.log(2), abs=1e-6)
+    n = len(calls)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    assert not same_weights(policy, replay)
+    assert evaluate_pairs(policy, replay, held, cfg) == evaluate_pairs(policy, ref, held, cfg)
+    assert len(calls) == 2 * n  # the replay ran nothing new; the plain reference ran once more

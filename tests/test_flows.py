@@ -48,7 +48,7 @@ def test_flow_parameters_are_one_form_with_yaml_defaults():
 def test_prefect_yaml_deployments_schedule_and_pool():
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
     deps = {d["name"]: d for d in spec["deployments"]}
-    assert set(deps) == {"round", "base-train"}
+    assert set(deps) == {"round", "base-train", "round-docker", "round-kubernetes"}  # GPU variants: test_flows_scale
     assert deps["round"]["entrypoint"] == "flows/online_dpo.py:online_dpo"
     (sched,) = deps["round"]["schedules"]
     assert sched["cron"] and sched["timezone"]
@@ -92,10 +92,10 @@ def stop_worker(worker: subprocess.Popen, grace: float = 30.0) -> None:
 
 @pytest.mark.slow
 def test_deploy_all_and_run_base_train_through_a_worker(prefect_server, tmp_path, monkeypatch):
-    """prefect.yaml -> `prefect deploy --all` -> process worker -> `prefect deployment run` trains a base model."""
+    """prefect.yaml -> `prefect deploy` (round, base-train) -> process worker -> `prefect deployment run` trains a base model."""
     server = prefect_server
     server.cli("work-pool", "create", "driftsketch-local", "--type", "process", "--overwrite")
-    server.cli("--no-prompt", "deploy", "--all")
+    server.cli("--no-prompt", "deploy", "--name", "round", "--name", "base-train")
     inspect = json.loads(server.cli("deployment", "inspect", "online-dpo/round", "-o", "json").stdout)
     assert inspect["schedules"][0]["schedule"]["timezone"] and inspect["work_pool_name"] == "driftsketch-local"
     assert list(inspect["parameter_openapi_schema"]["properties"]) == ["params"]

@@ -17,11 +17,12 @@ from driftsketch.registry import Registry
 from flows.params import load_round_params
 
 QUEUE = 16
+GOLD = 2  # gold.share 0.1 of the 16 pushed pairs: gold pairs take the place of model pairs, and get no rating task
 DPO = ("[epochs=2,batch_size=8,min_pairs=5,num_t=1,eval_num_t=2,holdout_fraction=0.4,num_threads=1,wandb=false,"
        "amplify.enabled=true,amplify.groups_per_class=1,amplify.group_size=2,amplify.num_steps=2]")
 
 
-def _params(tmp_path, base: str, title: str):
+def _params(tmp_path, base: str, title: str, files_root: str):
     return load_round_params(overrides=[
         f"registry_dir={tmp_path}/registry", f"preference_dir={tmp_path}/prefs", f"work_dir={tmp_path}/work",
         f"base.checkpoint={base}", "wandb=false", "dpo.min_new_preferences=8", f"dpo.overrides={DPO}",
@@ -30,7 +31,8 @@ def _params(tmp_path, base: str, title: str):
         f"generate.queue_target={QUEUE}", f"generate.max_new_pairs={QUEUE}", "generate.num_steps=4",
         # The gate's decisions are unit-tested (test_registry.py); here every candidate must pass.
         "gate.min_heldout_accuracy=0.0", "gate.max_fd_ratio=1000", "gate.max_recognizability_drop=1.0",
-        f"labelstudio.overrides=[projects.pairwise_title={title}]", "labelstudio.token_secret_block=ls-token-test",
+        f"labelstudio.overrides=[projects.pairwise_title={title},server.files_root={files_root}]",
+        "labelstudio.token_secret_block=ls-token-test",
         "labelstudio.ratings=true"])
 
 
@@ -71,13 +73,14 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
 
     monkeypatch.setenv("LABEL_STUDIO_URL", labelstudio.conn.url)
     Secret(value=labelstudio.conn.api_key).save("ls-token-test", overwrite=True)  # token from a Secret block
-    params = _params(tmp_path, tiny_base_checkpoint, "flow-test-pairwise")
+    params = _params(tmp_path, tiny_base_checkpoint, "flow-test-pairwise", labelstudio.cfg.files_root)
     reg = Registry(params.registry_dir)
 
     r0 = online_dpo(params)
     base = reg.current
     assert base.startswith("base-") and r0["decision"]["promoted"] is False and "no training" in r0["decision"]["reason"]
-    assert r0["pushed"] == QUEUE and r0["pushed_ratings"] == QUEUE and r0["pulled"] == 0
+    assert r0["pushed"] == QUEUE and r0["gold_pushed"] == GOLD and r0["pushed_ratings"] == QUEUE - GOLD
+    assert r0["pulled"] == 0
     assert _bot(labelstudio, params) == QUEUE
 
     r1 = online_dpo(params)
@@ -86,7 +89,10 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     assert first == r1["candidate"] and reg.get(first).parent == base and reg.get(first).round_index == 1
     assert reg.get(first).num_preferences == QUEUE
     assert r1["pushed"] == QUEUE  # the queue refilled from the new model
-    assert r1["retired"] == QUEUE  # the base's unanswered rating tasks (the bot answers pairwise only)
+    assert r1["retired"] == QUEUE - GOLD  # the base's unanswered rating tasks (the bot answers pairwise only)
+    assert {r["annotator"] for r in r1["annotators"]["annotators"]} == {"bot@driftsketch.local"}
+    assert r1["annotators"]["annotators"][0]["gold_answers"] == GOLD
+    assert "## Annotators" in Path(r1["report"]).read_text()
     reward = json.loads((Path(params.work_dir) / "rounds" / r1["round_id"] / "dpo" / "reward_model.json").read_text())
     reward_clf = Path(reward["classifier"])
     assert reward_clf.parent == Path(params.work_dir) / "classifiers"  # the flow's own reward classifier ...
@@ -99,7 +105,7 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     second = reg.current
     assert r2["pulled"] == 12 and r2["decision"]["promoted"], r2["decision"]
     assert reg.get(second).parent == first != second  # round 2 fine-tuned the model round 1 promoted
-    assert r2["retired"] == 4 + QUEUE and r2["pushed"] == QUEUE  # stale tasks of `first` replaced by `second`'s
+    assert r2["retired"] == 4 + QUEUE - GOLD and r2["pushed"] == QUEUE  # stale tasks of `first` replaced by `second`'s
     assert set(reg.used_record_ids()) == set(reg.load().rounds[r1["round_id"]].record_ids) | set(
         reg.load().rounds[r2["round_id"]].record_ids)
     for key in ("before", "after"):

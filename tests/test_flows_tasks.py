@@ -55,7 +55,33 @@ def test_round_markdown_has_decision_metrics_and_grids():
         "decision": {"promoted": True, "reason": "gate passed: ok"}, "pulled": 12, "usable_pairs": 10,
         "metrics_current": {"recognizability": 0.5, "frechet_distance": 3.0},
         "metrics_candidate": {"recognizability": 0.6, "frechet_distance": 2.5, "heldout_accuracy": 0.7},
-        "grids": {"before": "/tmp/b.png", "after": "/tmp/a.png"}, "timings": {"train": 1.25}})
+        "grids": {"before": "/tmp/b.png", "after": "/tmp/a.png"}, "timings": {"train": 1.25},
+        "peak_rss_mib": 812.4})
     assert "**Decision:** promoted: gate passed: ok" in text
     assert "| recognizability | 0.500 | 0.600 |" in text and "| heldout_accuracy | - | 0.700 |" in text
     assert "/tmp/a.png" in text and "| train | 1.2 |" in text
+    assert "Peak memory (resident) of the round: 812 MiB" in text
+
+
+def test_step_timer_splits_a_step_into_its_measured_parts():
+    from flows.online_dpo import StepTimer
+
+    timer = StepTimer()
+    timer.seconds.update({"pull": 1.0, "train": 10.0})
+    timer.split("train", {"reward_fit": 0.5, "amplify": 3.0, "train": 6.0})
+    assert timer.seconds == {"pull": 1.0, "reward_fit": 0.5, "amplify": 3.0, "train": 6.5}
+    timer.split("evaluate", {})
+    assert timer.seconds["evaluate"] == 0.0
+
+
+def test_peak_memory_is_measured_and_resettable():
+    import numpy as np
+
+    from driftsketch.memory import peak_rss_mib, reset_peak_rss
+
+    block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+    high = peak_rss_mib()
+    del block
+    assert high > 64
+    if reset_peak_rss():  # Linux
+        assert peak_rss_mib() < high - 32

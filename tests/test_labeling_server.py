@@ -212,16 +212,8 @@ def test_wrong_token_is_a_clear_error_and_writes_nothing(labelstudio, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def judge():
-    import torch
-
-    from driftsketch.evaluation.classifier import ClassifierConfig, train_classifier
-    from driftsketch.evaluation.judges import LabellingJudge
-
-    torch.manual_seed(0)
-    cfg = ClassifierConfig(steps=10, resolution=32, widths=[8, 16], batch_size=32, holdout_fraction=0.9,
-                           augment=False)  # any judge will do: the test compares the bot with it
-    return LabellingJudge(train_classifier(load_dataset("builtin"), cfg, progress=False))
+def judge(tiny_judge):
+    return tiny_judge  # any judge will do: the test compares the bot with it
 
 
 def test_bot_answers_open_tasks_as_its_own_user_like_its_judge(labelstudio, sketches, tmp_path, judge):

@@ -39,17 +39,24 @@ def detect_format(source: Path) -> str:
 
 def summary(data: SketchData, seconds: float | None = None) -> str:
     """A human-readable summary: size, per-class counts, fit error, skipped input."""
-    m = data.meta
-    lines = [f"source: {m.get('source', '?')}", f"sketches: {len(data)} in {len(data.class_names)} classes"]
+    return summary_text(data.meta, data.class_counts(), seconds)
+
+
+def summary_text(meta: dict, counts: dict[str, int], seconds: float | None = None) -> str:
+    """:func:`summary` from a data set's meta and per-class counts (no sketches needed)."""
+    m, total = meta, sum(counts.values())
+    lines = [f"source: {m.get('source', '?')}", f"sketches: {total} in {len(counts)} classes"]
     if "fit_chamfer_mean" in m:
+        measured = m.get("fit_chamfer_measured")
+        on = f" (measured on {measured} drawings)" if measured is not None and measured < total else ""
         lines.append(f"fit error (Chamfer, px on the 512 canvas): mean {m['fit_chamfer_mean']:.2f}, "
-                     f"p95 {m['fit_chamfer_p95']:.2f}")
+                     f"p95 {m['fit_chamfer_p95']:.2f}{on}")
     for key in ("lines", "skipped_malformed", "skipped_unrecognized", "skipped_fit", "options", "import_seconds"):
         if m.get(key):
             lines.append(f"{key.replace('_', ' ')}: {m[key]}")
     if seconds is not None:
-        lines.append(f"time: {seconds:.1f} s ({len(data) / max(seconds, 1e-9):.0f} sketches/s)")
-    lines.append("per class: " + ", ".join(f"{k}={v}" for k, v in data.class_counts().items()))
+        lines.append(f"time: {seconds:.1f} s ({total / max(seconds, 1e-9):.0f} sketches/s)")
+    lines.append("per class: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     return "\n".join(lines)
 
 
@@ -64,16 +71,16 @@ def cmd_import(args: argparse.Namespace) -> None:
     source = Path(args.source)
     fmt = args.format or detect_format(source)
     start = time.perf_counter()
-    if fmt == "quickdraw":
-        from driftsketch.data.quickdraw import import_quickdraw
-        data = import_quickdraw(source, _split_list(args.categories), cfg.importer, cfg.fit)
+    if fmt == "quickdraw":  # streamed to args.out, resumable
+        from driftsketch.data.quickdraw import write_quickdraw
+        done = write_quickdraw(args.out, source, _split_list(args.categories), cfg.importer, cfg.fit)
+        text = summary_text(done["meta"], done["counts"], time.perf_counter() - start)
     else:
         from driftsketch.data.controlsketch import import_controlsketch
         data = import_controlsketch(source, _split_list(args.categories), cfg.importer)
-    seconds = time.perf_counter() - start
-    data.meta["import_seconds"] = round(seconds, 2)
-    data.save_npz(args.out)
-    print(summary(data, seconds))
+        data.save_npz(args.out)
+        text = summary(data, time.perf_counter() - start)
+    print(text)
     print(f"wrote {args.out}")
 
 

@@ -11,13 +11,15 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from driftsketch.errors import DriftSketchError
+from driftsketch.fileio import fsync_dir
 from driftsketch.sketch import SKETCH_SHAPE
 
 FORMAT_VERSION = 1
@@ -92,18 +94,8 @@ class SketchData:
 
     def save_npz(self, path: str | Path) -> Path:
         """Write the data set atomically (temporary file + rename) as an uncompressed ``.npz``."""
-        arrays = {
-            "beziers": self.beziers, "labels": self.labels,
-            "class_names": np.asarray(self.class_names, dtype=str),
-            "source_ids": self.source_ids,
-            "meta_json": np.asarray(json.dumps(self.meta, sort_keys=True, default=_json_default)),
-            "format_version": np.asarray(FORMAT_VERSION),
-        }
-        for key in _META_SCALARS:
-            if key in self.meta:
-                arrays[key] = np.asarray(self.meta[key])
-        arrays["options"] = np.asarray(json.dumps(self.meta.get("options", {}), sort_keys=True))
-        return atomic_save_npz(path, arrays)
+        return atomic_save_npz(path, dataset_arrays(self.beziers, self.labels, self.class_names,
+                                                    self.source_ids, self.meta))
 
     @classmethod
     def load_npz(cls, path: str | Path) -> "SketchData":
@@ -138,14 +130,66 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def atomic_save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
-    """``np.savez`` to a temporary file in the same folder, then ``os.replace`` onto ``path``."""
+def dataset_arrays(beziers: Any, labels: Any, class_names: list[str], source_ids: Any,
+                   meta: dict[str, Any]) -> dict[str, Any]:
+    """The members of a data set ``.npz`` (arrays, or :class:`Chunked` arrays written piece by piece)."""
+    arrays = {
+        "beziers": beziers, "labels": labels,
+        "class_names": np.asarray(class_names, dtype=str),
+        "source_ids": source_ids,
+        "meta_json": np.asarray(json.dumps(meta, sort_keys=True, default=_json_default)),
+        "format_version": np.asarray(FORMAT_VERSION),
+    }
+    for key in _META_SCALARS:
+        if key in meta:
+            arrays[key] = np.asarray(meta[key])
+    arrays["options"] = np.asarray(json.dumps(meta.get("options", {}), sort_keys=True))
+    return arrays
+
+
+@dataclass
+class Chunked:
+    """An array too big to hold at once: its dtype, shape and a function yielding its parts in order."""
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    parts: Callable[[], Iterable[np.ndarray]]
+
+
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same arrays always give the same bytes
+
+
+def _write_member(zf: zipfile.ZipFile, name: str, value: Any) -> None:
+    info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME)
+    info.compress_type = zipfile.ZIP_STORED
+    with zf.open(info, "w", force_zip64=True) as fh:
+        if not isinstance(value, Chunked):
+            np.lib.format.write_array(fh, np.asanyarray(value), allow_pickle=False)
+            return
+        dtype = np.dtype(value.dtype)
+        np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                 "fortran_order": False, "shape": tuple(value.shape)})
+        written = 0
+        for part in value.parts():
+            part = np.ascontiguousarray(part, dtype=dtype)
+            fh.write(part.tobytes())
+            written += part.size
+        if written != int(np.prod(value.shape)):
+            raise DataError(f"{name}: wrote {written} values, expected shape {value.shape}")
+
+
+def atomic_save_npz(path: str | Path, arrays: dict[str, Any]) -> Path:
+    """Write an uncompressed ``.npz`` to a temporary file in the same folder, then ``os.replace`` it
+    onto ``path``. Values are arrays or :class:`Chunked` (streamed, never whole in memory); members
+    carry a fixed timestamp, so the same content always gives the same bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+            with zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+                for name, value in arrays.items():
+                    _write_member(zf, name, value)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600
@@ -153,6 +197,7 @@ def atomic_save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
     return path
 
 

@@ -23,6 +23,8 @@ class ImportConfig:
     seed: int = 0
     workers: int = 2
     max_warnings_per_file: int = 10
+    batch_size: int = 200  # drawings fitted together (one task of a worker, one resumable piece)
+    fit_error_every: int = 10  # measure the Chamfer fit error on every n-th drawing (1: all)
 
 
 @dataclass

@@ -1,0 +1,97 @@
+"""Shared pieces of the annotator and pair-selection benchmarks (bench_annotators.py, bench_active_selection.py).
+
+- simulated annotators: the noisy labelling judge of bench_dpo_winrate.py ("honest"), a coin-flipper
+  ("careless") and one who always picks the left sketch ("left"), through labeling.bot.misbehave, the
+  same code the Label Studio bot runs;
+- a per-sketch feature cache, so that reward models fit and score thousands of times cheaply;
+- the win rate that a reward model buys: the hidden judge's win rate of its best of 8 base sketches
+  against another base sketch of the class (bench_dpo_winrate.selection_ceiling), i.e. best-of-8
+  sampling with it, the selection that reward amplification distils into the model.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+from bench_dpo_winrate import selection_ceiling
+
+from dpo.reward import fit_bradley_terry, sketch_features
+from dpo.selection import Fit
+from driftsketch.evaluation.judges import prefer_from_scores
+from labeling.bot import misbehave
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How a simulated annotator answers (the honest one is bench_dpo_winrate's default annotator)."""
+
+    noise: float = 0.1
+    tie_margin: float = 0.02
+    tie_rate: float = 0.05
+    careless_share: float = 0.0
+    always_left_share: float = 0.0
+
+
+PROFILES = {"honest": Profile(), "careless": Profile(careless_share=1.0), "left": Profile(always_left_share=1.0)}
+
+
+def answers(score_a: np.ndarray, score_b: np.ndarray, left: list[str], profile: Profile,
+            rng: np.random.Generator) -> list[str]:
+    """Simulated answers "a" | "b" | "tie" to pairs with labelling-judge scores ``score_a``/``score_b``."""
+    choices = prefer_from_scores(score_a, score_b, rng, profile.noise, profile.tie_margin, profile.tie_rate)
+    return misbehave(choices, left, rng, profile.careless_share, profile.always_left_share)
+
+
+class FeatureCache:
+    """Reward features of sketches, computed once per sketch (keyed by its bytes and class)."""
+
+    def __init__(self, classifier, cfg):
+        self.classifier, self.cfg, self.memo = classifier, cfg, {}
+
+    def __call__(self, beziers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(beziers, dtype=np.float32).reshape(-1, 32, 4, 2)
+        y = np.asarray(labels).reshape(-1)
+        keys = [hashlib.sha1(xi.tobytes() + bytes([int(yi)])).digest() for xi, yi in zip(x, y)]
+        todo = [i for i, k in enumerate(keys) if k not in self.memo]
+        if todo:
+            feats = sketch_features(self.classifier, x[todo], y[todo], self.cfg)
+            self.memo.update({keys[i]: f for i, f in zip(todo, feats)})
+        return np.stack([self.memo[k] for k in keys]) if keys else np.zeros((0, 0))
+
+
+class LinearReward:
+    """``score = features @ weights`` over cached features (the Bradley-Terry reward of dpo/reward.py)."""
+
+    def __init__(self, features: FeatureCache, weights: np.ndarray):
+        self.features, self.weights = features, weights
+
+    def score(self, beziers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return self.features(beziers, labels) @ self.weights
+
+
+def cached_fitter(features: FeatureCache, l2: float | list[float]) -> Fit:
+    """``fit(winners, losers, labels)`` of the Bradley-Terry reward over cached features."""
+    def fit(winners, losers, labels):
+        return LinearReward(features, fit_bradley_terry(features(winners, labels) - features(losers, labels), l2))
+    return fit
+
+
+def best_of_8(reward, eval_x: np.ndarray, eval_labels: np.ndarray, hidden_scores: np.ndarray, seed: int = 0) -> float:
+    """Hidden-judge win rate of ``reward``'s best of 8 base sketches against another base sketch."""
+    picks = reward.score(eval_x, eval_labels)
+    return selection_ceiling(hidden_scores, picks, eval_labels, ks=(8,), seed=seed)["best_of_8"]
+
+
+def agreement(reward, a: np.ndarray, b: np.ndarray, labels: np.ndarray, truth: np.ndarray) -> float:
+    """Share of pairs whose reward difference has the sign of ``truth`` (a judge's score difference)."""
+    d = reward.score(a, labels) - reward.score(b, labels)
+    keep = truth != 0
+    return float(np.mean(np.sign(d[keep]) == np.sign(truth[keep])))
+
+
+def mean_spread(values: list[float]) -> dict:
+    """Mean, sample standard deviation and range of per-seed figures."""
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": round(float(v.mean()), 4), "std": round(float(v.std(ddof=1)) if len(v) > 1 else 0.0, 4),
+            "min": round(float(v.min()), 4), "max": round(float(v.max()), 4), "n": len(v)}

@@ -1,0 +1,87 @@
+"""The round's annotator pieces without the Prefect engine: assessment, report section, wandb figures,
+and choosing the pairs to push (``generate.selection``)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dpo import PreferenceRecord, PreferenceStore
+from dpo.gold import GoldSet
+from driftsketch.evaluation.classifier import ClassifierConfig, SketchClassifier, SketchCNN
+from tasks.generate import select_pairs
+from tasks.preferences import assess_annotators, select_new_preferences
+from tasks.report import annotator_figures, round_markdown
+
+DPO_CONFIG = "configs/dpo.yaml"
+CLASSES = ["circle", "square"]
+
+
+def panel_store(root, n_pairs: int = 12) -> PreferenceStore:
+    """Two annotators on every pair; pairs 0-5 gold (real drawing = a); "lefty" always picks left = b."""
+    store = PreferenceStore(root)
+    rng = np.random.default_rng(0)
+    paths = [store.save_sample(f"s{i}", rng.uniform(-0.5, 0.5, (32, 4, 2)).astype(np.float32),
+                               rng.standard_normal((32, 8)).astype(np.float32)) for i in range(2 * n_pairs)]
+    GoldSet(store).register([{"good": paths[2 * i][0], "bad": paths[2 * i + 1][0], "kind": "noise",
+                              "class_name": "circle"} for i in range(6)])
+    recs = [PreferenceRecord(comparison_type="pairwise", class_label=i % 2, class_name=CLASSES[i % 2],
+                             beziers_a=paths[2 * i][0], beziers_b=paths[2 * i + 1][0], noise_a=paths[2 * i][1],
+                             noise_b=paths[2 * i + 1][1], preference=pref, left="b", annotator=who, lead_time=2.0,
+                             source={"i": i, "who": who})
+            for i in range(n_pairs) for who, pref in (("good@x", "a"), ("lefty@x", "b"))]
+    store.append(recs, "s")
+    return store
+
+
+def test_assessment_report_and_figures(tmp_path):
+    store = panel_store(tmp_path / "prefs")
+    ann = assess_annotators.fn(str(store.root), DPO_CONFIG, ["annotators.min_gold_answers=5"])
+    rows = {r["annotator"]: r for r in ann["annotators"]}
+    assert rows["lefty@x"]["excluded"] and rows["lefty@x"]["gold_accuracy"] == 0.0
+    assert not rows["good@x"]["excluded"] and rows["good@x"]["gold_ci"][1] == pytest.approx(1.0)
+    text = round_markdown({"current": "m1", "decision": {"promoted": False, "reason": "no training"},
+                           "annotators": ann, "selection": {"selection": "random"}, "gold_pushed": 3})
+    assert "## Annotators" in text and "| lefty@x |" in text and "excluded from training: lefty@x" in text
+    assert "gold pairs among them: 3" in text
+    figs = annotator_figures({"annotators": ann})
+    assert figs["annotators/lefty@x/excluded"] == 1.0 and figs["annotators/good@x/gold_accuracy"] == 1.0
+    assert figs["annotators/lefty@x/left_rate"] == 1.0 and "annotators/krippendorff_alpha" in figs
+    assert annotator_figures({}) == {} and "## Annotators" not in round_markdown({"current": "m1"})
+    sel = select_new_preferences.fn(str(store.root), str(tmp_path / "reg"), CLASSES, DPO_CONFIG, [])
+    assert sel["usable_pairs"] == 6 and sel["stats"]["gold_answers"] == 12  # lefty excluded, gold not trained
+
+
+def tiny_classifier(path) -> str:
+    torch.manual_seed(0)
+    cfg = ClassifierConfig(resolution=32, widths=[4, 8])
+    SketchClassifier(SketchCNN(len(CLASSES), cfg), cfg, CLASSES).save(path)
+    return str(path)
+
+
+def candidates(path, n: int = 20):
+    rng = np.random.default_rng(1)
+    z = {"beziers_a": rng.uniform(-0.5, 0.5, (n, 32, 4, 2)).astype(np.float32),
+         "beziers_b": rng.uniform(-0.5, 0.5, (n, 32, 4, 2)).astype(np.float32),
+         "noise_a": rng.standard_normal((n, 32, 8)).astype(np.float32),
+         "noise_b": rng.standard_normal((n, 32, 8)).astype(np.float32),
+         "labels": np.arange(n) % 2, "class_names": np.array(CLASSES), "checkpoint": np.array("m1")}
+    np.savez(path, **z)
+    return z
+
+
+@pytest.mark.parametrize("min_labelled", [1, 100])
+def test_select_pairs_keeps_uncertain_candidates_or_falls_back(tmp_path, min_labelled):
+    store = panel_store(tmp_path / "prefs")
+    z = candidates(tmp_path / "cand.npz")
+    out, info = select_pairs.fn(str(tmp_path / "cand.npz"), str(tmp_path / "pairs.npz"), 5, str(store.root),
+                                tiny_classifier(tmp_path / "clf.pt"), CLASSES, DPO_CONFIG, [], 3, min_labelled)
+    got = np.load(out)
+    assert len(got["labels"]) == 5 and str(got["checkpoint"]) == "m1"
+    rows = [int(np.flatnonzero((z["beziers_a"] == a).all(axis=(1, 2, 3)))[0]) for a in got["beziers_a"]]
+    np.testing.assert_array_equal(got["noise_b"], z["noise_b"][rows])  # arrays kept together
+    if min_labelled == 100:
+        assert info["selection"] == "random" and rows == [0, 1, 2, 3, 4]
+    else:
+        assert info == {"selection": "uncertain", "human_pairs": 6, "candidates": 20}
+        assert sorted(np.bincount(got["labels"]).tolist()) == [2, 3]  # class proportions kept
