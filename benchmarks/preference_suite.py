@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import shutil
 import sys
@@ -59,7 +60,7 @@ from driftsketch.evaluation.classifier import config_replace, fit_classifier  # 
 from driftsketch.evaluation.frechet import frechet_distance  # noqa: E402
 from driftsketch.evaluation.metrics import continuity  # noqa: E402
 from driftsketch.evaluation.settings import load_eval_config  # noqa: E402
-from driftsketch.fileio import atomic_write_text  # noqa: E402
+from driftsketch.fileio import atomic_write_bytes, atomic_write_text  # noqa: E402
 from driftsketch.sampling import generate_beziers  # noqa: E402
 
 EVAL_AT = (1, 2, 5, 10)  # rounds (of 100 labels) after which the model is evaluated
@@ -74,6 +75,13 @@ def stable_int(*parts) -> int:
 
 def write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=float))
+
+
+def save_arrays(path: Path, **arrays: np.ndarray) -> None:
+    """An .npz written atomically: a killed suite never leaves a torn cache file."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def partition(data, parts: int = len(PARTS), salt: int = 1313) -> list:
@@ -128,7 +136,7 @@ def prepare(name: str, spec: str, base_path: str, out: Path, args) -> Setup:
     foreign = load_foreign(d / "foreign.pt")
     base = load_model(base_path)
     calib_y = np.repeat(np.arange(len(data.class_names)), args.eval_per_class)
-    calib_x = cached_samples(base, calib_y, 777, d / f"calibration_{base.checkpoint_id}.npy", args)
+    calib_x = cached_samples(base, calib_y, 777, d / f"calibration_{base.checkpoint_id}.npz", args)
     anns = build_annotators(LabellingJudge(quality), foreign, parts["foreign"], calib_x, calib_y)
     _, holdout = data.split(0.1, 0)  # the base never trained on these (driftsketch-train's split)
     info = {"data": spec, "sketches": len(data), "classes": data.class_names, "base": base_path,
@@ -148,9 +156,9 @@ def sample(model, labels: np.ndarray, seed: int, args) -> tuple[np.ndarray, np.n
 
 def cached_samples(model, labels: np.ndarray, seed: int, path: Path, args) -> np.ndarray:
     if path.is_file():
-        return np.load(path)
+        return np.load(path)["x"]
     x = sample(model, labels, seed, args)[0]
-    np.save(path, x)
+    save_arrays(path, x=x)
     return x
 
 
@@ -161,7 +169,7 @@ def eval_labels(setup: Setup, args) -> np.ndarray:
 def base_eval(setup: Setup, seed: int, args) -> np.ndarray:
     base = load_model(setup.base_path)
     return cached_samples(base, eval_labels(setup, args), 10_000 + seed,
-                          Path(args.out) / setup.name / f"base_eval_s{seed}_{base.checkpoint_id}.npy", args)
+                          Path(args.out) / setup.name / f"base_eval_s{seed}_{base.checkpoint_id}.npz", args)
 
 
 def quality_metrics(setup: Setup, x: np.ndarray, labels: np.ndarray) -> dict:
@@ -183,8 +191,7 @@ def compare(setup: Setup, tuned: np.ndarray, base: np.ndarray, labels: np.ndarra
 
 
 def dpo_overrides(setup: Setup, current: str, store: Path, rdir: Path, seed: int, amp_seed: int, args) -> list:
-    over = [(k.split("."), v) for k, v in (kv.split("=", 1) for kv in args.set)]
-    return over + [(["base_checkpoint"], current), (["preference_dir"], str(store)), (["checkpoint_dir"], str(rdir)),
+    return list(args.set) + [(["base_checkpoint"], current), (["preference_dir"], str(store)), (["checkpoint_dir"], str(rdir)),
                    (["wandb"], False), (["num_threads"], args.threads), (["seed"], seed),
                    (["amplify", "enabled"], True), (["amplify", "reward", "classifier"], setup.reward_classifier),
                    (["amplify", "groups_per_class"], args.groups_per_class), (["amplify", "seed_per_model"], False),
@@ -198,9 +205,11 @@ def label_round(setup: Setup, ann: Annotator | None, model, store: PreferenceSto
     by ``ann`` (``None``: at random, the control), appended to ``store``."""
     n_cls = len(setup.class_names)
     labels = np.arange(args.pairs_per_round) % n_cls
-    key = stable_int(setup.name, seed, r) if r == 0 else stable_int(setup.name, cell, seed, r)
-    a, na = sample(model, labels, key, args)
-    b, nb = sample(model, labels, key + 1, args)
+    if r == 0:  # from the base: the same pairs for every annotator of a seed, sampled once
+        a, na, b, nb = base_pairs(setup, model, labels, seed, args)
+    else:
+        key = stable_int(setup.name, cell, seed, r)
+        (a, na), (b, nb) = sample(model, labels, key, args), sample(model, labels, key + 1, args)
     rng = np.random.default_rng(stable_int(cell, seed, r, "answers"))
     if ann is None:
         choices = [["a", "b", "tie"][k] for k in rng.choice(3, len(labels), p=[0.45, 0.45, 0.10])]
@@ -218,6 +227,17 @@ def label_round(setup: Setup, ann: Annotator | None, model, store: PreferenceSto
     if not any(rec.id == recs[0].id for rec in store.records()):  # a killed round re-labels the same pairs
         store.append(recs, session=f"round{r:02d}")
     return recs
+
+
+def base_pairs(setup: Setup, base, labels: np.ndarray, seed: int, args) -> tuple[np.ndarray, ...]:
+    """Round 0's pairs ``(a, noise_a, b, noise_b)`` from the base, cached per data set and seed."""
+    path = Path(args.out) / setup.name / f"pairs_r0_s{seed}_{base.checkpoint_id}.npz"
+    if not path.is_file():
+        key = stable_int(setup.name, seed, 0)
+        (a, na), (b, nb) = sample(base, labels, key, args), sample(base, labels, key + 1, args)
+        save_arrays(path, a=a, na=na, b=b, nb=nb)
+    z = np.load(path)
+    return z["a"], z["na"], z["b"], z["nb"]
 
 
 def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) -> None:

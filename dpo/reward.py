@@ -282,10 +282,14 @@ class RidgePairs:
             return self.vecs @ (self.c / (self.s + lam))
         return self.z.T @ (self.vecs @ (self.vecs.T @ np.ones(len(self.z)) / (self.s + lam)))
 
-    def loo_accuracy(self, l2: float) -> float:
+    def loo_scores(self, l2: float) -> np.ndarray:
+        """``z_i . w`` of each row under the fit without that row (exact leave-one-out)."""
         inv = 1.0 / (self.s + l2 * self.lam_unit)
         fit, lev = self.a @ (inv * self.c), (self.a ** 2) @ inv
-        return _hits((fit - lev) / np.maximum(1.0 - lev, 1e-9)) / len(self.z)
+        return (fit - lev) / np.maximum(1.0 - lev, 1e-9)
+
+    def loo_accuracy(self, l2: float) -> float:
+        return _hits(self.loo_scores(l2)) / len(self.z)
 
 
 def standardise(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -341,14 +345,15 @@ def platt_scale(scores: np.ndarray) -> float:
 def fit_bradley_terry(diff: np.ndarray, l2: float | Sequence[float]) -> np.ndarray:
     """Weights ``w`` (original units) of the ridge Bradley-Terry fit (:class:`RidgePairs`) on
     winner-minus-loser feature differences ``diff`` ``(P, F)``, scaled by :func:`platt_scale`;
-    constant features get weight 0. Several ``l2`` values: the one with the best leave-one-out accuracy."""
+    constant features get weight 0; the scale is fit on leave-one-out scores. Several ``l2`` values: the
+    one with the best leave-one-out accuracy."""
     if len(diff) == 0:
         raise RewardError("reward model: no pairs to fit")
     z, scale = standardise(diff)
     if not np.isscalar(l2):
         l2 = select(z, {"all": np.ones(z.shape[1])}, [float(v) for v in l2])[1]
-    w = RidgePairs(z).weights(float(l2))
-    return w * platt_scale(z @ w) / scale
+    ridge = RidgePairs(z)
+    return ridge.weights(float(l2)) * platt_scale(ridge.loo_scores(float(l2))) / scale
 
 
 def _folds(n: int, folds: int, seed: int) -> np.ndarray:
@@ -381,15 +386,20 @@ def cross_validated_accuracy(diff: np.ndarray, l2: float | Sequence[float], sets
 
 def fit_ensemble(diff: np.ndarray, l2: float, members: int, mask: np.ndarray | None = None,
                  seed: int = 0) -> np.ndarray:
-    """``(members, F)`` weights: member 0 on every pair, the others on bootstrap resamples."""
+    """``(members, F)`` weights: member 0 on every pair, the others on bootstrap resamples. Each member's
+    scale is fit (:func:`platt_scale`) on pairs it did not train on: leave-one-out scores for member 0,
+    out-of-bag pairs for the others, so an overfit member does not claim confidence it has not earned."""
     rng = np.random.default_rng(seed)
     mask = np.ones(diff.shape[1]) if mask is None else mask
     rows = []
     for m in range(members):
-        d = diff if m == 0 else diff[rng.integers(0, len(diff), len(diff))]
-        z, scale = standardise(d)
-        w = RidgePairs(z * mask).weights(l2) * mask
-        rows.append(w * platt_scale(z @ w) / scale)
+        idx = np.arange(len(diff)) if m == 0 else rng.integers(0, len(diff), len(diff))
+        z, scale = standardise(diff[idx])
+        ridge = RidgePairs(z * mask)
+        w = ridge.weights(l2) * mask / scale
+        oob = np.setdiff1d(np.arange(len(diff)), idx)
+        held = ridge.loo_scores(l2) if m == 0 else diff[oob] @ w
+        rows.append(w * (platt_scale(held) if len(held) else 1.0))
     return np.stack(rows)
 
 
