@@ -44,6 +44,7 @@ from annotators import (  # noqa: E402
     Annotator,
     answer,
     build_annotators,
+    foreign_proba,
     load_foreign,
     save_foreign,
     train_foreign_classifier,
@@ -143,6 +144,7 @@ def prepare(name: str, spec: str, base_path: str, out: Path, args) -> Setup:
             "parts": {k: len(v) for k, v in parts.items()}, "holdout_for_fd": len(holdout),
             "eval_classifier_holdout_accuracy": evaluation.accuracy(holdout.beziers, holdout.labels),
             "quality_classifier_holdout_accuracy": quality.accuracy(holdout.beziers, holdout.labels),
+            "foreign_holdout_accuracy": float((foreign_proba(foreign, holdout.beziers, holdout.labels) > 0.5).mean()),
             "annotators": {a.name: {"kind": a.kind, "description": a.description, "tie_margin": a.tie_margin}
                            for a in anns}}
     return Setup(name, base_path, list(data.class_names), str(d / "reward_classifier.pt"), anns, evaluation,
@@ -282,7 +284,7 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
 def _amp_summary(amp: dict | None) -> dict:
     if not amp:
         return {}
-    keys = ("used", "cv_accuracy", "heldout_accuracy", "train_accuracy", "train_pairs", "l2", "pairs")
+    keys = ("used", "cv_accuracy", "heldout_accuracy", "train_accuracy", "train_pairs", "inputs", "l2", "pairs")
     return {k: amp[k] for k in keys if k in amp}
 
 
@@ -347,7 +349,19 @@ def summarize(out: Path) -> dict:
                 "win_at_500_std_over_runs": float(np.std(wins, ddof=1)) if len(wins) > 1 else None,
                 "win_at_500_std_over_cells": float(np.std(cell_means, ddof=1)) if len(cell_means) > 1 else None,
                 "runs": len(wins), "cells": len(cell_means)}
-    return {"headline": headline, "table": table, "base": base, "setups": setups, "raw": raw}
+    return {"headline": headline, "table": table, "reaches_65": reaches(table, 0.65), "base": base,
+            "setups": setups, "raw": raw}
+
+
+def reaches(table: list[dict], target: float) -> dict[str, int | None]:
+    """``data/annotator`` -> the fewest labels at which the mean win rate over seeds is >= ``target``."""
+    out: dict[str, int | None] = {}
+    for row in sorted(table, key=lambda r: r["labels"]):
+        key = f"{row['data']}/{row['annotator']}"
+        out.setdefault(key, None)
+        if out[key] is None and row["win"] is not None and row["win"] >= target:
+            out[key] = row["labels"]
+    return out
 
 
 def _stats(name: str, values: list[float]) -> dict:
@@ -382,6 +396,16 @@ def markdown(summary: dict) -> str:
                      f"{f(row, 'win', True)} | {f(row, 'shift')} | {f(row, 'control_win', True)} | "
                      f"{f(row, 'control_shift')} | {f(row, 'recognizability', nd=3)} | {f(row, 'fd')} | "
                      f"{f(row, 'continuity', nd=3)} |")
+    lines += ["", "Labels at which the mean win rate first reaches 65 %: " + ", ".join(
+        f"{k} {v if v is not None else 'not reached'}" for k, v in summary["reaches_65"].items()), ""]
+    style = [r for r in summary["table"] if r["kind"] == "style" and r["labels"] == 500 and r.get("control_shift") is not None]
+    if style:
+        lines += ["Global styles at 500 labels: attribute shift of the run and of the control (base std, mean ± std "
+                  "over seeds) and the run's shift over the control's spread:", ""]
+        for r in style:
+            spread = r["control_shift_std"] or float("nan")
+            lines.append(f"- {r['data']}/{r['annotator']}: run {r['shift']:+.2f} ± {r['shift_std']:.2f}, control "
+                         f"{r['control_shift']:+.2f} ± {r['control_shift_std']:.2f}, ratio {r['shift'] / spread:.1f}")
     lines += ["", "Base models (evaluation classifier, mean over seeds' evaluation noise):", ""]
     for data, m in summary["base"].items():
         lines.append(f"- {data}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
