@@ -6,7 +6,7 @@ annotators want, the reward model has to *learn* it from their answers. Every an
 person: :func:`answer` flips 10 % of decisions and calls ties, as the project's benchmarks do.
 
 kinds:
-- ``quality``: the project's labelling judge (classifier confidence + continuity): what the loop was
+- ``quality``: the project's labeling judge (classifier confidence + continuity): what the loop was
   built for, the one annotator whose criterion the reward's hand-made features contain.
 - ``style``: a global direction (every sketch is better with more of it): ``slant`` (italic lean),
   ``wide`` (width over height of the ink).
@@ -18,7 +18,7 @@ kinds:
   stroke tokens (no raster, no project code), trained on its own part of the data.
 
 Geometry here is written from scratch (Bezier points, bounding boxes, chamfer distances); the only
-project code used is the labelling judge of the ``quality`` annotator and the noisy-answer rule.
+project code used is the labeling judge of the ``quality`` annotator and the noisy-answer rule.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from driftsketch.evaluation.judges import LabellingJudge, prefer_from_scores
+from driftsketch.evaluation.judges import LabelingJudge, prefer_from_scores
 
 POINTS = 8  # points per Bezier segment for the geometric criteria
 GAP = 0.05  # a pen lift: the next segment starts farther than this from the previous end
@@ -179,7 +179,7 @@ def _zscore(fn, ref_x: np.ndarray, ref_y: np.ndarray):
     return lambda x, y: (fn(x, y) - mu) / sd
 
 
-def build_annotators(quality_judge: LabellingJudge, foreign: SegmentConvNet, reference, base_x: np.ndarray,
+def build_annotators(quality_judge: LabelingJudge, foreign: SegmentConvNet, reference, base_x: np.ndarray,
                      base_y: np.ndarray, tie_std: float = 0.1, quality_tie_margin: float = 0.02) -> list[Annotator]:
     """The suite's eight annotators. ``reference`` (a SketchData, the foreign classifier's part of the data)
     gives the typical proportions per class; ``base_x, base_y`` (base samples) set each non-quality
@@ -202,7 +202,7 @@ def build_annotators(quality_judge: LabellingJudge, foreign: SegmentConvNet, ref
     parts = [_zscore(f, base_x, base_y) for f in (smooth, symmetric, foreign_score)]
     anns = [
         Annotator("quality", "quality", quality_judge.score,
-                  "the project's labelling judge: classifier confidence + continuity", quality_tie_margin),
+                  "the project's labeling judge: classifier confidence + continuity", quality_tie_margin),
         Annotator("slant", "style", lambda x, y: slant(x), "italic lean of the ink (global direction)"),
         Annotator("wide", "style", lambda x, y: log_aspect(x), "wider drawings (log width/height; global)"),
         Annotator("smooth", "per-sketch", smooth, "small pen turning along strokes"),

@@ -12,7 +12,7 @@
    so far (dpo/selection.py, the code of ``generate.selection: uncertain``) and asks about the pairs
    whose mean preference probability is nearest 1/2, per class. The first batch is random for both (no
    labels yet), and both draw the same candidates and annotator noise for a seed.
-3. The annotator is bench_dpo_winrate.py's noisy labelling judge (10 % flips, ties within 0.02 and 5 %
+3. The annotator is bench_dpo_winrate.py's noisy labeling judge (10 % flips, ties within 0.02 and 5 %
    random ties). A tie costs a label and teaches nothing.
 4. After every batch: a reward model fit on all decided answers (the one amplification uses, on a third
    classifier); the win rate it buys (hidden-judge win rate of its best of 8 base sketches against
@@ -30,18 +30,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from bench_annotators import eval_set
-from bench_dpo_winrate import get_classifier, sample
+from bench_annotators import eval_set, load_judges
+from bench_args import add_model_args, add_sampler_args, start
+from bench_dpo_winrate import sample
 from preference_sim import PROFILES, FeatureCache, agreement, answers, best_of_8, cached_fitter, mean_spread
 
-from dpo.config import RewardConfig
 from dpo.selection import fit_ensemble, select_uncertain
 from driftsketch.checkpoint import load_model
-from driftsketch.data import load_dataset
-from driftsketch.evaluation import HiddenJudge, LabellingJudge
+from driftsketch.train_config import SamplingConfig
 
-METHODS = ("random", "uncertain")
+METHODS = ("random", "uncertain", "disagreement")  # uncertain = generate.selection: uncertain (entropy)
 
 
 def bank(base, out: Path, args) -> dict:
@@ -49,7 +47,8 @@ def bank(base, out: Path, args) -> dict:
     path = out / f"bank_{base.checkpoint_id}_{args.bank_per_class}_s{args.bank_seed}.npz"
     if not path.is_file():
         gen = copy.copy(args)
-        gen.num_steps, gen.solver, gen.cfg_scale = 10, "midpoint", 2.0
+        s = SamplingConfig()  # the round's generator: configs/train.yaml sampling (= round.yaml generate)
+        gen.num_steps, gen.solver, gen.cfg_scale = s.num_steps, s.solver, s.cfg_scale
         labels = np.repeat(np.arange(len(base.class_names)), args.bank_per_class)
         x = sample(base, labels, 20_000 + args.bank_seed, gen)[0]
         out.mkdir(parents=True, exist_ok=True)
@@ -68,17 +67,18 @@ def draw_candidates(bank_: dict, n: int, rng: np.random.Generator) -> tuple[np.n
 
 def run(method: str, seed: int, bank_: dict, judge_scores: np.ndarray, features: FeatureCache, l2: float,
         ev: dict, args) -> list[dict]:
-    """One labelling campaign; a metrics row after every batch."""
+    """One labeling campaign; a metrics row after every batch."""
     cand_rng, ann_rng = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
     fit, x = cached_fitter(features, l2), bank_["x"]
     asked, ties, rows = 0, 0, []
     won: list[tuple[int, int, int]] = []  # decided answers: (winner, loser, class) bank indices
     while asked < max(args.budgets):
         idx, labels = draw_candidates(bank_, args.candidates * args.batch, cand_rng)
-        if method == "uncertain" and won:
+        if method != "random" and won:
             w, lo, y = (np.array(c) for c in zip(*won))
             models = fit_ensemble(fit, x[w], x[lo], y, args.ensemble, seed=asked)
-            keep = select_uncertain(models, x[idx[:, 0]], x[idx[:, 1]], labels, args.batch)
+            kind = "entropy" if method == "uncertain" else "disagreement"
+            keep = select_uncertain(models, x[idx[:, 0]], x[idx[:, 1]], labels, args.batch, kind)
         else:
             keep = np.arange(args.batch)
         idx, labels = idx[keep], labels[keep]
@@ -99,14 +99,9 @@ def run(method: str, seed: int, bank_: dict, judge_scores: np.ndarray, features:
     return rows
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--base-checkpoint", required=True)
-    p.add_argument("--classifier", default="runs/classifier.pt")
-    p.add_argument("--hidden-classifier", default="runs/classifier_hidden.pt")
-    p.add_argument("--reward-classifier", default="runs/classifier_reward.pt")
-    p.add_argument("--data", default="builtin")
-    p.add_argument("--out", default="runs/bench_active")
+    add_model_args(p, out="runs/bench_active")
     p.add_argument("--budgets", type=int, nargs="+", default=[100, 200, 500])
     p.add_argument("--batch", type=int, default=50, help="labels per round")
     p.add_argument("--candidates", type=int, default=4, help="candidate pairs drawn per pair asked")
@@ -115,30 +110,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bank-per-class", type=int, default=400)
     p.add_argument("--bank-seed", type=int, default=0)
     p.add_argument("--pair-seed", type=int, default=0, help="evaluation noise, as bench_annotators.py")
-    p.add_argument("--eval-per-class", type=int, default=64)
-    p.add_argument("--num-steps", type=int, default=20, help="sampler of the evaluation sketches")
-    p.add_argument("--cfg-scale", type=float, default=2.0)
-    p.add_argument("--solver", default="midpoint")
-    p.add_argument("--threads", type=int, default=1)
-    return p.parse_args(argv)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    add_sampler_args(p)
+    return p
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    t0, out = time.perf_counter(), Path(args.out)
-    real = load_dataset(args.data)
-    judge = LabellingJudge(get_classifier(Path(args.classifier), real, "annotator_classifier"))
-    hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, "hidden_classifier"))
-    reward_cfg = RewardConfig(classifier=args.reward_classifier)
-    features = FeatureCache(get_classifier(Path(args.reward_classifier), real, "reward_classifier"), reward_cfg)
+    args, t0, out, real = start(parser(), argv)
+    judge, hidden, reward_cfg, features = load_judges(args, real)
     base = load_model(args.base_checkpoint)
     bank_ = bank(base, out, args)
     judge_scores = judge.score(bank_["x"], bank_["labels"])
     features(bank_["x"], bank_["labels"])  # warm the cache once
     ev = eval_set(base, hidden, out, args)
     curves = {m: {s: run(m, s, bank_, judge_scores, features, reward_cfg.l2, ev, args) for s in args.seeds}
-              for m in METHODS}
+              for m in args.methods}
     summary = summarise(curves, args)
     report = {"args": vars(args), "curves": curves, "summary": summary, "seconds": round(time.perf_counter() - t0, 1)}
     out.mkdir(parents=True, exist_ok=True)
@@ -148,30 +134,33 @@ def main(argv=None) -> None:
 
 
 def summarise(curves: dict, args) -> dict:
-    out: dict = {}
+    out: dict = {"curves": {}, "labels_to_match_random_at_max": {}}
     for m, by_seed in curves.items():
         budgets = [r["labels"] for r in next(iter(by_seed.values()))]
-        out[m] = {b: {k: mean_spread([rows[i][k] for rows in by_seed.values()])
-                      for k in ("best_of_8_hidden_win", "reward_hidden_agreement", "ties")}
-                  for i, b in enumerate(budgets)}
+        out["curves"][m] = {b: {k: mean_spread([rows[i][k] for rows in by_seed.values()])
+                                for k in ("best_of_8_hidden_win", "reward_hidden_agreement", "ties")}
+                            for i, b in enumerate(budgets)}
     top = max(args.budgets)
-    target = out["random"][top]["best_of_8_hidden_win"]["mean"]
-    reach = [b for b, row in out["uncertain"].items() if row["best_of_8_hidden_win"]["mean"] >= target]
-    out["uncertain_labels_to_match_random_at_max"] = min(reach) if reach else None
+    target = out["curves"]["random"][top]["best_of_8_hidden_win"]["mean"] if "random" in out["curves"] else None
+    for m, rows in out["curves"].items():
+        reach = [b for b, row in rows.items() if target is not None and row["best_of_8_hidden_win"]["mean"] >= target]
+        out["labels_to_match_random_at_max"][m] = min(reach) if reach else None
     return out
 
 
 def print_table(summary: dict, args) -> None:
-    print("\n| labels | random: best-of-8 hidden win | uncertain | random: reward agrees with hidden judge | "
-          "uncertain | ties random / uncertain |\n|---|---|---|---|---|---|")
+    methods = list(summary["curves"])
     fmt = lambda s: f"{s['mean']:.3f} +- {s['std']:.3f}"  # noqa: E731
-    for b in summary["random"]:
-        r, u = summary["random"][b], summary["uncertain"][b]
-        print(f"| {b} | {fmt(r['best_of_8_hidden_win'])} | {fmt(u['best_of_8_hidden_win'])} | "
-              f"{fmt(r['reward_hidden_agreement'])} | {fmt(u['reward_hidden_agreement'])} | "
-              f"{r['ties']['mean']:.0f} / {u['ties']['mean']:.0f} |")
-    print(f"\nlabels uncertain needs to reach random's {max(args.budgets)}-label win rate: "
-          f"{summary['uncertain_labels_to_match_random_at_max']}")
+    print("\n| labels | " + " | ".join(f"{m}: best-of-8 hidden win" for m in methods) + " | "
+          + " | ".join(f"{m}: agreement with hidden judge" for m in methods) + " | ties (" + " / ".join(methods)
+          + ") |\n|---|" + "---|" * (2 * len(methods) + 1))
+    for b in summary["curves"][methods[0]]:
+        rows = [summary["curves"][m][b] for m in methods]
+        print(f"| {b} | " + " | ".join(fmt(r["best_of_8_hidden_win"]) for r in rows) + " | "
+              + " | ".join(fmt(r["reward_hidden_agreement"]) for r in rows) + " | "
+              + " / ".join(f"{r['ties']['mean']:.0f}" for r in rows) + " |")
+    print(f"\nlabels each method needs to reach random's {max(args.budgets)}-label win rate: "
+          f"{summary['labels_to_match_random_at_max']}")
 
 
 if __name__ == "__main__":

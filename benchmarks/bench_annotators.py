@@ -8,15 +8,17 @@ by measured reliability recover the honest annotators' preference?
 
 1. ``--pairs`` pairs of base-model sketches (bench_dpo_winrate.py's sampler) and ``--gold`` gold pairs
    (dpo/gold.py: a real drawing vs a scrambled / wrong-class / noisy copy), answered by 3 of 5 annotators
-   each, drawn at random per pair: 3 honest (the noisy labelling judge of docs/dpo.md: 10 % flips, ties
+   each, drawn at random per pair: 3 honest (the noisy labeling judge of docs/dpo.md: 10 % flips, ties
    within 0.02 and 5 % random ties) and 2 careless (coin flips) or always-left (labeling.bot.misbehave);
    which sketch is shown left is random per pair. Stored in a real preference store per panel and seed.
 2. Conditions, each a PreferenceDataset over the same store: ``honest_only`` (only the honest answers),
    ``weighted`` (configs/dpo.yaml: soft labels, Dawid-Skene weights, gold-accuracy exclusion),
    ``weighted_no_exclusion``, ``unweighted`` (soft labels, every answer weight 1, nobody excluded) and
    ``unweighted_each`` (every answer its own training pair, weight 1: the pipeline before issue 11).
-3. Per condition: the share of training pairs whose winner the noise-free labelling judge also prefers
-   (label accuracy); a Bradley-Terry reward model fit on them (the one reward amplification uses, on a
+3. Per condition: the share of training pairs whose winner the noise-free labeling judge also prefers
+   (label accuracy), and the same weighted by each pair's |2 target - 1|, the pull of the label-smoothed
+   Flow-DPO loss (signal accuracy: a near-even soft label counts little); a Bradley-Terry reward model fit
+   on them (the one reward amplification uses, on a
    third classifier); its agreement with the hidden judge on new base pairs; and the win rate it buys:
    the hidden judge's win rate of its best of 8 base sketches against another base sketch (best-of-8
    sampling, bench_dpo_winrate.py's selection ceiling). With ``--dpo``: Flow-DPO (configs/dpo.yaml) on
@@ -33,7 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from bench_args import add_model_args, add_sampler_args, start
 from bench_dpo_winrate import base_samples, get_classifier, sample, train
 from preference_sim import PROFILES, FeatureCache, agreement, answers, best_of_8, cached_fitter, mean_spread
 
@@ -45,8 +47,7 @@ from dpo.gold import GoldSet, make_gold_pairs
 from dpo.records import PreferenceRecord
 from dpo.store import PreferenceStore
 from driftsketch.checkpoint import load_model
-from driftsketch.data import load_dataset
-from driftsketch.evaluation import HiddenJudge, LabellingJudge
+from driftsketch.evaluation import HiddenJudge, LabelingJudge
 
 CONDITIONS = {  # name -> (only honest answers?, annotators config)
     "honest_only": (True, AnnotatorsConfig(weighting="none", min_gold_accuracy=None)),
@@ -59,7 +60,7 @@ CONDITIONS = {  # name -> (only honest answers?, annotators config)
 
 def base_pairs(model, n: int, out: Path, args) -> dict:
     """``n`` pairs of base sketches (cached in ``out``)."""
-    path = out / f"pairs_{model.checkpoint_id}_{n}_{args.pair_seed}.npz"
+    path = out / f"pairs_{model.checkpoint_id}_{n}_{args.pair_seed}_{args.solver}{args.num_steps}-cfg{args.cfg_scale}.npz"
     if path.is_file():
         return dict(np.load(path))
     labels = np.arange(n) % len(model.class_names)
@@ -70,7 +71,7 @@ def base_pairs(model, n: int, out: Path, args) -> dict:
     return dict(np.load(path))
 
 
-def build_store(root: Path, pairs: dict, gold, judge: LabellingJudge, panel: str, seed: int, class_names,
+def build_store(root: Path, pairs: dict, gold, judge: LabelingJudge, panel: str, seed: int, class_names,
                 per_pair: int = 3) -> tuple[PreferenceStore, list[str]]:
     """Every pair and gold pair answered by ``per_pair`` of the 5 annotators; returns the store and the
     honest annotators' names. Reused when it exists."""
@@ -114,13 +115,15 @@ def condition_dataset(store: PreferenceStore, honest: list[str], only_honest: bo
     return PreferenceDataset(store, class_names, records=records, annotators=cfg, use_noise=False)
 
 
-def evaluate_condition(ds: PreferenceDataset, judge: LabellingJudge, features: FeatureCache, l2: float,
+def evaluate_condition(ds: PreferenceDataset, judge: LabelingJudge, features: FeatureCache, l2: float,
                        ev: dict) -> dict:
     """Label accuracy, reward-model agreement with the hidden judge, best-of-8 hidden win rate."""
     w, lo, y = dataset_arrays(ds)
     d = judge.score(w, y) - judge.score(lo, y)
     reward = cached_fitter(features, l2)(w, lo, y)
+    confidence = np.abs(2 * np.array([p.target for p in ds.pairs]) - 1)  # the label-smoothed loss's pull
     return {"pairs": len(y), "label_accuracy": float(np.mean(d[d != 0] > 0)),
+            "signal_accuracy": float(np.sum(confidence * (d > 0)) / np.sum(confidence[d != 0])),
             "mean_target": float(np.mean([p.target for p in ds.pairs])),
             "reward_hidden_agreement": agreement(reward, ev["pa"], ev["pb"], ev["pl"], ev["ptruth"]),
             "best_of_8_hidden_win": best_of_8(reward, ev["x"], ev["labels"], ev["hidden"]),
@@ -162,43 +165,37 @@ def eval_set(base, hidden: HiddenJudge, out: Path, args) -> dict:
             "pl": pl, "ptruth": hidden.score(pa, pl) - hidden.score(pb, pl)}
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def load_judges(args: argparse.Namespace, real) -> tuple[LabelingJudge, HiddenJudge, RewardConfig, FeatureCache]:
+    """The simulated annotator's judge, the hidden judge, and the reward model's features (its own classifier)."""
+    judge = LabelingJudge(get_classifier(Path(args.classifier), real, "annotator_classifier"))
+    hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, "hidden_classifier"))
+    reward_cfg = RewardConfig(classifier=args.reward_classifier)
+    return judge, hidden, reward_cfg, FeatureCache(get_classifier(Path(args.reward_classifier), real, "reward_classifier"),
+                                                   reward_cfg)
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--base-checkpoint", required=True)
-    p.add_argument("--classifier", default="runs/classifier.pt")
-    p.add_argument("--hidden-classifier", default="runs/classifier_hidden.pt")
-    p.add_argument("--reward-classifier", default="runs/classifier_reward.pt")
-    p.add_argument("--data", default="builtin")
-    p.add_argument("--out", default="runs/bench_annotators")
+    add_model_args(p, out="runs/bench_annotators")
     p.add_argument("--pairs", type=int, default=500)
     p.add_argument("--gold", type=int, default=50, help="gold pairs among the tasks")
     p.add_argument("--panels", nargs="+", default=["careless", "left"], choices=["careless", "left"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="annotator draws (same pairs)")
     p.add_argument("--pair-seed", type=int, default=0)
-    p.add_argument("--eval-per-class", type=int, default=64)
-    p.add_argument("--num-steps", type=int, default=20)
-    p.add_argument("--cfg-scale", type=float, default=2.0)
-    p.add_argument("--solver", default="midpoint")
+    add_sampler_args(p)
     p.add_argument("--dpo", action="store_true", help="also Flow-DPO per condition (slow)")
     p.add_argument("--dpo-conditions", nargs="+", default=["honest_only", "weighted", "unweighted"])
     p.add_argument("--config", default=None, help="DPO config for --dpo (default configs/dpo.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DPO config override")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quiet", action="store_true")
-    return p.parse_args(argv)
+    p.add_argument("--report", default="report.json", help="file name of the report inside --out")
+    return p
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
+    args, t0, out, real = start(parser(), argv)
     from dpo.config import DEFAULT_DPO_CONFIG
     args.config = args.config or str(DEFAULT_DPO_CONFIG)
-    torch.set_num_threads(args.threads)
-    t0, out = time.perf_counter(), Path(args.out)
-    real = load_dataset(args.data)
-    judge = LabellingJudge(get_classifier(Path(args.classifier), real, "annotator_classifier"))
-    hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, "hidden_classifier"))
-    reward_cfg = RewardConfig(classifier=args.reward_classifier)
-    features = FeatureCache(get_classifier(Path(args.reward_classifier), real, "reward_classifier"), reward_cfg)
+    judge, hidden, reward_cfg, features = load_judges(args, real)
     base = load_model(args.base_checkpoint)
     pairs = base_pairs(base, args.pairs, out, args)
     gold = make_gold_pairs(real.beziers, real.labels, real.class_names, base.class_names, args.gold,
@@ -221,12 +218,13 @@ def main(argv=None) -> None:
     summary = summarise(results, args)
     report = {"args": vars(args), "runs": results, "summary": summary, "seconds": round(time.perf_counter() - t0, 1)}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    (out / args.report).write_text(json.dumps(report, indent=2, default=str))
     print_tables(summary)
-    print(f"report: {out / 'report.json'}")
+    print(f"report: {out / args.report}")
 
 
-METRICS = ("label_accuracy", "reward_hidden_agreement", "best_of_8_hidden_win", "dpo_hidden_win", "pairs")
+METRICS = ("label_accuracy", "signal_accuracy", "reward_hidden_agreement", "best_of_8_hidden_win", "dpo_hidden_win",
+           "pairs")
 
 
 def summarise(results: dict, args) -> dict:

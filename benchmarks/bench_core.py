@@ -1,7 +1,7 @@
 """Training and generation throughput of the sketch model, next to the issue's reference network.
 
     python benchmarks/bench_core.py                       # default config vs the 8x256 reference
-    python benchmarks/bench_core.py --checkpoint runs/base/model.pt --threads 2
+    python benchmarks/bench_core.py --checkpoint runs/base/model.pt --num-threads 2
 
 Prints training samples/s (batch 64), generation sketches/s (50 Euler steps with and without CFG,
 and the default sampler), and peak resident memory. Both networks are timed in the same run, so the
@@ -17,8 +17,8 @@ import torch
 
 from driftsketch.flow import cfm_loss
 from driftsketch.model import ModelConfig, SketchFlowTransformer
-from driftsketch.sampling import DEFAULT_CFG_SCALE, DEFAULT_SOLVER, DEFAULT_STEPS, generate_beziers
-from driftsketch.train_config import load_train_config
+from driftsketch.sampling import generate_beziers
+from driftsketch.train_config import SamplingConfig, load_train_config
 
 
 def train_rate(model, batch: int, steps: int) -> float:
@@ -44,23 +44,23 @@ def gen_rate(model, n: int, steps: int, solver: str, cfg_scale: float) -> float:
 
 
 def measure(name: str, model, args) -> dict:
+    s = SamplingConfig()  # the default sampler (configs/train.yaml)
     row = {"model": name, "params_M": model.num_params() / 1e6,
            "train_samples_s": train_rate(model, 64, args.train_steps),
            "gen_euler50_nocfg": gen_rate(model, args.num, 50, "euler", 1.0),
-           "gen_euler50_cfg": gen_rate(model, args.num, 50, "euler", DEFAULT_CFG_SCALE),
-           f"gen_default_{DEFAULT_SOLVER}{DEFAULT_STEPS}_cfg": gen_rate(model, args.num, DEFAULT_STEPS, DEFAULT_SOLVER,
-                                                                      DEFAULT_CFG_SCALE)}
+           "gen_euler50_cfg": gen_rate(model, args.num, 50, "euler", s.cfg_scale),
+           f"gen_default_{s.solver}{s.num_steps}_cfg": gen_rate(model, args.num, s.num_steps, s.solver, s.cfg_scale)}
     print("  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     return row
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--num-threads", type=int, default=2)
     p.add_argument("--num", type=int, default=64, help="sketches per generation measurement")
     p.add_argument("--train-steps", type=int, default=10)
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.num_threads)
     torch.manual_seed(0)
     m = load_train_config().model
     ours = SketchFlowTransformer(ModelConfig(num_classes=10, dim=m.dim, depth=m.depth, heads=m.heads,

@@ -32,12 +32,12 @@ def main(argv=None) -> None:
     p.add_argument("--config", default=str(DEFAULT_DPO_CONFIG))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--target-logit", type=float, default=2.0)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--num-threads", type=int, default=1)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.num_threads)
     over = list(args.set) + [(["base_checkpoint"], args.base_checkpoint), (["preference_dir"], args.preference_dir),
                              (["checkpoint_dir"], args.out), (["wandb"], False), (["beta"], 1.0),
-                             (["early_stopping_patience"], 0), (["sft_weight"], 0.0), (["num_threads"], args.threads)]
+                             (["early_stopping_patience"], 0), (["sft_weight"], 0.0), (["num_threads"], args.num_threads)]
     cfg = load_dpo_config(args.config, over)
     res = train_dpo(cfg, progress=False)
     print(f"lr {cfg.lr}, sft_weight {cfg.sft_weight}, num_t {cfg.num_t}, batch {cfg.batch_size}")

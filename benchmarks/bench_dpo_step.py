@@ -1,7 +1,7 @@
 """Cost of one Flow-DPO step relative to one plain CFM training step at the same batch size.
 
     python benchmarks/bench_dpo_step.py                          # model size of configs/train.yaml
-    python benchmarks/bench_dpo_step.py --checkpoint runs/base-builtin/model.pt --batch 32 --threads 1
+    python benchmarks/bench_dpo_step.py --checkpoint runs/base-builtin/model.pt --batch 32 --num-threads 1
 
 A DPO step of B pairs runs the policy forward+backward on 2 B sketches (winner and loser) times
 ``num_t`` time draws and the frozen reference forward on as many; a plain step runs B sketches. Both
@@ -51,9 +51,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--num-t", type=int, nargs="+", default=[1, 4])
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--num-threads", type=int, default=1)
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.num_threads)
     model = make_model(args.checkpoint).train()
     ref = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
@@ -72,7 +72,7 @@ def main() -> None:
             times[name].append(time.perf_counter() - t0)
     base = statistics.median(times["plain"])
     print(f"params {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M, batch {b} (pairs for DPO), "
-          f"threads {args.threads}, median of {args.repeats}")
+          f"threads {args.num_threads}, median of {args.repeats}")
     for name, ts in times.items():
         med = statistics.median(ts)
         print(f"{name:14s} {med * 1000:8.1f} ms/step   x{med / base:.2f} of a plain step")

@@ -1,4 +1,4 @@
-"""Does Flow-DPO make the model better? Base -> judge-labelled pairs -> Flow-DPO -> hidden-judge win rate.
+"""Does Flow-DPO make the model better? Base -> judge-labeled pairs -> Flow-DPO -> hidden-judge win rate.
 
     python benchmarks/bench_dpo_winrate.py --base-checkpoint runs/base-builtin/model.pt \\
         --classifier runs/classifier_annotator.pt --eval-classifier runs/classifier.pt \\
@@ -8,7 +8,7 @@
     python benchmarks/bench_dpo_winrate.py ... --name beta500 --set beta=500 --set epochs=5
 
 1. ``--pairs`` pairs from the base model (two samples of one class, each with its generation noise);
-2. labelled by the *labelling* judge (classifier confidence + continuity) as a noisy human:
+2. labeled by the *labeling* judge (classifier confidence + continuity) as a noisy human:
    decision flipped with ``--label-noise``, ties within ``--tie-margin`` or at ``--tie-rate``;
 3. stored in a real preference store, trained with ``train_dpo`` (configs/dpo.yaml + ``--set``), and a
    control run on the same pairs with shuffled labels for as many epochs as the DPO model kept;
@@ -18,47 +18,37 @@
 Classifiers missing at the given paths are trained on ``--data`` and saved there (a third one,
 ``--reward-classifier``, is behind the reward model of ``--set amplify.enabled=true``, so that the reward
 shares no network with either judge). Writes ``OUT/NAME/report.json``, which also holds the selection
-ceilings: the hidden-judge win rate of best-of-k picks (by the labelling judge, by the simulated
+ceilings: the hidden-judge win rate of best-of-k picks (by the labeling judge, by the simulated
 annotator, and by the run's reward model when it amplified), i.e. of best-of-k sampling.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from dpo.annotators import wilson_interval
 from dpo.config import DEFAULT_DPO_CONFIG, load_dpo_config
 from dpo.records import PreferenceRecord
 from dpo.reward import RewardModel
 from dpo.store import PreferenceStore
 from dpo.trainer import train_dpo
 from driftsketch.checkpoint import load_model
-from driftsketch.data import load_dataset
-from driftsketch.evaluation import HiddenJudge, LabellingJudge, SketchClassifier, evaluate_samples, prefer
+from driftsketch.evaluation import HiddenJudge, LabelingJudge, SketchClassifier, evaluate_samples, prefer
 from driftsketch.evaluation.classifier import train_classifier
 from driftsketch.evaluation.judges import prefer_from_scores
 from driftsketch.evaluation.settings import load_eval_config
 from driftsketch.sampling import generate_beziers
 
-
-def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (ties counted as half a success)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
+from bench_args import add_model_args, add_sampler_args, start
 
 
 def get_classifier(path: Path, data, section: str) -> SketchClassifier:
     """The classifier at ``path``, trained on ``data`` with configs/eval.yaml ``section`` and saved there
-    when missing: ``annotator_classifier`` (the simulated annotator's labelling judge), ``classifier``
+    when missing: ``annotator_classifier`` (the simulated annotator's labeling judge), ``classifier``
     (metrics), ``hidden_classifier`` (hidden judge) or ``reward_classifier`` (the reward model's). The
     annotator's and the reward model's train on parts of the data that no judging classifier saw."""
     if path.is_file():
@@ -85,7 +75,7 @@ def base_samples(base, labels: np.ndarray, seed: int, out: Path, args) -> np.nda
     return x
 
 
-def build_store(model, judge: LabellingJudge, store: PreferenceStore, args) -> dict:
+def build_store(model, judge: LabelingJudge, store: PreferenceStore, args) -> dict:
     """Generate and label ``args.pairs`` pairs into ``store`` (skipped when the store already holds them)."""
     if store.session_files():
         return {"reused": True, "records": len(store.records())}
@@ -96,7 +86,7 @@ def build_store(model, judge: LabellingJudge, store: PreferenceStore, args) -> d
     return {"reused": False, "records": len(recs), **{c: sum(r.preference == c for r in recs) for c in ("a", "b", "tie")}}
 
 
-def bot_record(model, judge: LabellingJudge, label: int, a: tuple[str, str | None], b: tuple[str, str | None],
+def bot_record(model, judge: LabelingJudge, label: int, a: tuple[str, str | None], b: tuple[str, str | None],
                preference: str, source: dict) -> PreferenceRecord:
     """A pairwise record of the simulated annotator; ``a`` and ``b`` are (beziers, noise) store paths."""
     return PreferenceRecord(comparison_type="pairwise", class_label=label, class_name=model.class_names[label],
@@ -105,9 +95,9 @@ def bot_record(model, judge: LabellingJudge, label: int, a: tuple[str, str | Non
                             source={"system": "bench_dpo_winrate", **source})
 
 
-def label_pairs(model, judge: LabellingJudge, store: PreferenceStore, n: int, seed: int, session: str,
+def label_pairs(model, judge: LabelingJudge, store: PreferenceStore, n: int, seed: int, session: str,
                 prefix: str, args) -> list[PreferenceRecord]:
-    """``n`` pairs sampled from ``model`` (two samples of one class each), labelled by the noisy
+    """``n`` pairs sampled from ``model`` (two samples of one class each), labeled by the noisy
     ``judge`` and appended to ``store`` as session ``session``; returns the new records."""
     n_cls = len(model.class_names)
     labels = np.arange(n) % n_cls
@@ -126,7 +116,7 @@ def label_pairs(model, judge: LabellingJudge, store: PreferenceStore, n: int, se
     return recs
 
 
-def label_groups(model, judge: LabellingJudge, store: PreferenceStore, args) -> list[PreferenceRecord]:
+def label_groups(model, judge: LabelingJudge, store: PreferenceStore, args) -> list[PreferenceRecord]:
     """"Pick the best of k" tasks: ``pairs / (k - 1)`` groups of k sketches of one class; the noisy
     annotator picks the best (a random other one with probability ``label_noise``; skips a task at
     ``tie_rate``), which yields k - 1 pairs (the pick against each other sketch)."""
@@ -151,7 +141,7 @@ def label_groups(model, judge: LabellingJudge, store: PreferenceStore, args) -> 
     return recs
 
 
-def online_rounds(args, judge: LabellingJudge, out: Path, shuffle: bool) -> dict:
+def online_rounds(args, judge: LabelingJudge, out: Path, shuffle: bool) -> dict:
     """``args.rounds`` rounds of the online loop: each samples ``pairs / rounds`` new pairs from the newest
     model, the judge labels them, and Flow-DPO tunes that model on them (reference = that model)."""
     name = "control" if shuffle else "dpo"
@@ -187,14 +177,14 @@ def train(args, prefs: Path, run_dir: Path, shuffle: bool, epochs: int | None = 
     fixed = [(["epochs"], epochs), (["early_stopping_patience"], 0)] if epochs is not None else []
     over = list(args.set) + fixed + [(["base_checkpoint"], base or args.base_checkpoint), (["preference_dir"], str(prefs)),
                              (["checkpoint_dir"], str(run_dir)), (["wandb"], False),
-                             (["shuffle_labels"], shuffle), (["num_threads"], args.threads)]
+                             (["shuffle_labels"], shuffle), (["num_threads"], args.num_threads)]
     cfg = load_dpo_config(args.config, over)
     res = train_dpo(cfg, records=records, progress=not args.quiet)
     return {"checkpoint": str(res.checkpoint_path), "best_epoch": res.best_epoch, "seconds": round(res.seconds, 1),
             "stopped_early": res.stopped_early, "history": res.history, "data": res.data_summary}
 
 
-def compare(samples: dict[str, np.ndarray], labels: np.ndarray, hidden: HiddenJudge, labelling: LabellingJudge,
+def compare(samples: dict[str, np.ndarray], labels: np.ndarray, hidden: HiddenJudge, labeling: LabelingJudge,
             real, clf: SketchClassifier) -> dict:
     out = {}
     for name, x in samples.items():
@@ -202,13 +192,13 @@ def compare(samples: dict[str, np.ndarray], labels: np.ndarray, hidden: HiddenJu
         row = {k: ev[k] for k in ("recognizability", "frechet_distance", "frechet_distance_real_floor",
                                   "continuity", "continuity_real")}
         row["hidden_score"] = float(hidden.score(x, labels).mean())
-        row["labelling_score"] = float(labelling.score(x, labels).mean())
+        row["labeling_score"] = float(labeling.score(x, labels).mean())
         row["hidden_recognizability"] = float((hidden.classifier.predict(x) == labels).mean())
         if name != "base":
-            for jname, judge in (("hidden", hidden), ("labelling", labelling)):
+            for jname, judge in (("hidden", hidden), ("labeling", labeling)):
                 d = judge.score(x, labels) - judge.score(samples["base"], labels)
                 wins, ties = float((d > 0).sum()), float((d == 0).sum())
-                lo, hi = wilson(wins + ties / 2, len(d))
+                lo, hi = wilson_interval(wins + ties / 2, len(d))
                 row[f"{jname}_win_rate"] = (wins + ties / 2) / len(d)
                 row[f"{jname}_win_ci"] = [lo, hi]
                 if jname == "hidden":  # a model change moves a whole class together: look per class
@@ -221,7 +211,7 @@ def compare(samples: dict[str, np.ndarray], labels: np.ndarray, hidden: HiddenJu
 def selection_ceiling(hidden_scores: np.ndarray, pick_scores: np.ndarray, labels: np.ndarray,
                       ks=(2, 3, 4, 8, 16), trials: int = 4000, seed: int = 0) -> dict[str, float]:
     """What perfect learning of a picker could buy: the hidden-judge win rate of the best of ``k`` base
-    samples (highest ``pick_scores``: the noise-free labelling judge, or a reward model) against another
+    samples (highest ``pick_scores``: the noise-free labeling judge, or a reward model) against another
     base sample of the same class. One round of pairwise labels teaches at most a best-of-2 shift; the
     same numbers are what best-of-k *sampling* with that picker gives."""
     rng, out = np.random.default_rng(seed), {}
@@ -237,13 +227,13 @@ def selection_ceiling(hidden_scores: np.ndarray, pick_scores: np.ndarray, labels
     return out
 
 
-def ceilings(x: np.ndarray, labels: np.ndarray, hidden: HiddenJudge, labelling: LabellingJudge, runs: dict,
+def ceilings(x: np.ndarray, labels: np.ndarray, hidden: HiddenJudge, labeling: LabelingJudge, runs: dict,
              args) -> dict:
-    """Selection ceilings of the labelling judge, the simulated annotator and (when a run amplified)
+    """Selection ceilings of the labeling judge, the simulated annotator and (when a run amplified)
     its reward model, all on the base's evaluation sketches ``x``."""
     hs = hidden.score(x, labels)
-    out = {**selection_ceiling(hs, labelling.score(x, labels), labels),
-           "best_of_2_noisy_labels": noisy_pick_ceiling(x, labels, hidden, labelling, args)}
+    out = {**selection_ceiling(hs, labeling.score(x, labels), labels),
+           "best_of_2_noisy_labels": noisy_pick_ceiling(x, labels, hidden, labeling, args)}
     run = runs.get("dpo") or next(iter(runs.values()))
     last = (run.get("rounds") or [run])[-1]  # online: the last round's reward model
     amp = last.get("data", {}).get("amplify")
@@ -253,11 +243,11 @@ def ceilings(x: np.ndarray, labels: np.ndarray, hidden: HiddenJudge, labelling: 
     return out
 
 
-def noisy_pick_ceiling(x: np.ndarray, labels: np.ndarray, hidden: HiddenJudge, labelling: LabellingJudge,
+def noisy_pick_ceiling(x: np.ndarray, labels: np.ndarray, hidden: HiddenJudge, labeling: LabelingJudge,
                        args, trials: int = 4000) -> float:
     """As :func:`selection_ceiling` for k = 2, but picked by the *noisy* simulated annotator of this
     benchmark (flips, ties resolved at random): what the training labels themselves select."""
-    hs, ls = hidden.score(x, labels), labelling.score(x, labels)
+    hs, ls = hidden.score(x, labels), labeling.score(x, labels)
     rng = np.random.default_rng(args.seed + 1)
     groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
     wins = 0.0
@@ -271,18 +261,9 @@ def noisy_pick_ceiling(x: np.ndarray, labels: np.ndarray, hidden: HiddenJudge, l
     return round(wins / trials, 3)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--base-checkpoint", required=True)
-    p.add_argument("--classifier", default="runs/classifier_annotator.pt",
-                   help="the simulated annotator's labelling judge (annotator_classifier of configs/eval.yaml)")
-    p.add_argument("--eval-classifier", default="runs/classifier.pt",
-                   help="recognizability and FD (classifier of configs/eval.yaml: another part of the data)")
-    p.add_argument("--hidden-classifier", default="runs/classifier_hidden.pt", help="hidden judge's classifier")
-    p.add_argument("--reward-classifier", default="runs/classifier_reward.pt",
-                   help="classifier behind the reward model of amplify (neither judge's)")
-    p.add_argument("--data", default="builtin", help="real data for FD/recognizability and classifier training")
-    p.add_argument("--out", default="runs/bench_dpo")
+    add_model_args(p, out="runs/bench_dpo")
     p.add_argument("--name", default="default", help="sub-folder for this DPO setting")
     p.add_argument("--config", default=str(DEFAULT_DPO_CONFIG))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DPO config override")
@@ -296,24 +277,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--label-noise", type=float, default=0.1)
     p.add_argument("--tie-margin", type=float, default=0.02)
     p.add_argument("--tie-rate", type=float, default=0.05)
-    p.add_argument("--eval-per-class", type=int, default=64)
-    p.add_argument("--num-steps", type=int, default=20)
-    p.add_argument("--cfg-scale", type=float, default=2.0)
-    p.add_argument("--solver", default="midpoint")
+    add_sampler_args(p)
     p.add_argument("--no-control", action="store_true", help="skip the shuffled-label control run")
     p.add_argument("--control-only", action="store_true", help="with --rounds > 1: only the control run")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quiet", action="store_true")
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    t0, out = time.perf_counter(), Path(args.out)
-    real = load_dataset(args.data)
-    labelling = LabellingJudge(get_classifier(Path(args.classifier), real, "annotator_classifier"))
+    args, t0, out, real = start(parser(), argv)
+    labeling = LabelingJudge(get_classifier(Path(args.classifier), real, "annotator_classifier"))
     clf = get_classifier(Path(args.eval_classifier), real, "classifier")  # recognizability and FD
     hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, "hidden_classifier"))
     get_classifier(Path(args.reward_classifier), real, "reward_classifier")
@@ -321,11 +294,11 @@ def main(argv=None) -> None:
     base = load_model(args.base_checkpoint)
     if args.rounds > 1:  # online: fresh on-policy pairs each round
         store_info = {"rounds": args.rounds, "pairs_per_round": args.pairs // args.rounds}
-        runs = {} if args.control_only else {"dpo": online_rounds(args, labelling, out / args.name, shuffle=False)}
+        runs = {} if args.control_only else {"dpo": online_rounds(args, labeling, out / args.name, shuffle=False)}
         if not args.no_control:
-            runs["control"] = online_rounds(args, labelling, out / args.name, shuffle=True)
+            runs["control"] = online_rounds(args, labeling, out / args.name, shuffle=True)
     else:
-        store_info = build_store(base, labelling, PreferenceStore(out / "prefs"), args)
+        store_info = build_store(base, labeling, PreferenceStore(out / "prefs"), args)
         print(f"pairs: {store_info}")
         runs = {"dpo": repeated_runs(args, out / "prefs", out / args.name, shuffle=False)}
     if args.rounds <= 1 and not args.no_control:
@@ -339,19 +312,19 @@ def main(argv=None) -> None:
     (out / args.name).mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / args.name / "eval_samples.npz", labels=labels, **samples)  # for grids and analysis
     result = {"args": vars(args), "pairs": store_info, "runs": runs,
-              "compare": compare(samples, labels, hidden, labelling, real, clf),
-              "selection_ceiling": ceilings(samples["base"], labels, hidden, labelling, runs, args),
+              "compare": compare(samples, labels, hidden, labeling, real, clf),
+              "selection_ceiling": ceilings(samples["base"], labels, hidden, labeling, runs, args),
               "seconds": round(time.perf_counter() - t0, 1)}
     path = out / args.name / "report.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, default=str))
     print_table(result["compare"])
-    print(f"hidden win rate of perfect best-of-k selection by the labelling judge: {result['selection_ceiling']}")
+    print(f"hidden win rate of perfect best-of-k selection by the labeling judge: {result['selection_ceiling']}")
     print(f"report: {path}")
 
 
 def print_table(cmp: dict) -> None:
-    cols = ["hidden_win_rate", "labelling_win_rate", "recognizability", "hidden_recognizability",
+    cols = ["hidden_win_rate", "labeling_win_rate", "recognizability", "hidden_recognizability",
             "frechet_distance", "continuity", "hidden_score"]
     print(f"{'model':8s} " + " ".join(f"{c[:18]:>18s}" for c in cols))
     for name, row in cmp.items():

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_round.py --pairs 200 --base runs/base/model.pt
 
 Starts its own Label Studio (under --out) and a temporary Prefect API (prefect_test_harness), then:
-round 0 bootstraps from --base and pushes N pairs; the bot (labelling judge) answers them; round 1 pulls
+round 0 bootstraps from --base and pushes N pairs; the bot (labeling judge) answers them; round 1 pulls
 N annotations, fine-tunes, evaluates, decides, generates/renders/pushes N new pairs (the timed round);
 the bot answers; round 2 fine-tunes again. Finally the current model and the base sample from the same
 noise and the *hidden* judge (another classifier + stroke count, not the bot's judge) scores them.
@@ -43,7 +43,7 @@ def bot_answer(params, ls_cfg, classifier: str) -> int:
     cfg = load_labelstudio_config()
     ls = connect(resolve_connection(ls_cfg))
     pid = find_project(ls, cfg.projects.pairwise_title)
-    return run_bot(ls, pid, PreferenceStore(params.preference_dir), load_judge("labelling", classifier), cfg.bot,
+    return run_bot(ls, pid, PreferenceStore(params.preference_dir), load_judge("labeling", classifier), cfg.bot,
                    progress=False)["answered"]
 
 

@@ -1,7 +1,7 @@
 """Sampler speed against quality: the default sampler before and after the speed work, and other solvers.
 
     python benchmarks/bench_sampler.py --checkpoint runs/base-builtin/model.pt --data builtin \
-        --classifier runs/eval/clf_builtin.pt --per-class 20 --threads 2
+        --classifier runs/eval/clf_builtin.pt --per-class 20 --num-threads 2
     python benchmarks/bench_sampler.py ... --device cuda          # the same rows on a GPU
     python benchmarks/bench_sampler.py ... --solvers              # also Euler / midpoint / Heun step counts
 
@@ -29,7 +29,8 @@ from driftsketch import model as model_module
 from driftsketch.data import load_dataset
 from driftsketch.evaluation.classifier import SketchClassifier
 from driftsketch.evaluation.evaluate import evaluate_samples
-from driftsketch.sampling import DEFAULT_CFG_SCALE, DEFAULT_SOLVER, DEFAULT_STEPS, native_bf16
+from driftsketch.sampling import native_bf16
+from driftsketch.train_config import SamplingConfig
 
 SOLVER_SETTINGS = [("euler", 50), ("euler", 20), ("midpoint", 20), ("heun", 10), ("euler", 10)]
 
@@ -78,24 +79,24 @@ def main() -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--classifier", required=True)
     p.add_argument("--per-class", type=int, default=20)
-    p.add_argument("--cfg-scale", type=float, default=DEFAULT_CFG_SCALE)
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--cfg-scale", type=float, default=SamplingConfig().cfg_scale)
+    p.add_argument("--num-threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per row (interleaved)")
     p.add_argument("--solvers", action="store_true", help="also time other solvers and step counts (fp32)")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.num_threads)
     device = torch.device(args.device)
     model = load_model(args.checkpoint).to(device)
     real, clf = load_dataset(args.data), SketchClassifier.load(args.classifier)
     labels = np.repeat(np.arange(len(model.class_names)), args.per_class)
     noise = torch.randn((len(labels), 32, 8), generator=torch.Generator().manual_seed(0)).numpy()
-    default = (DEFAULT_SOLVER, DEFAULT_STEPS)
+    default = (SamplingConfig().solver, SamplingConfig().num_steps)  # configs/train.yaml sampling
     rows = [("before", *default, "fp32", True), ("fp32", *default, "fp32", False),
             ("default", *default, "auto", False)]
     if args.solvers:
         rows += [(f"{s}{n}", s, n, "fp32", False) for s, n in SOLVER_SETTINGS]
-    print(f"{len(labels)} sketches a run, {args.threads} threads, device {device} (native bf16: "
+    print(f"{len(labels)} sketches a run, {args.num_threads} threads, device {device} (native bf16: "
           f"{native_bf16(device)}); {load_line()}", flush=True)
     sample(model, labels[:8], noise[:8], *default, "auto", args.cfg_scale)  # warm-up
     seconds: dict[str, list[float]] = {r[0]: [] for r in rows}

@@ -1,4 +1,4 @@
-"""Upper bound for reward amplification: best-of-k pairs picked by the *noise-free labelling judge*.
+"""Upper bound for reward amplification: best-of-k pairs picked by the *noise-free labeling judge*.
 
     python benchmarks/judge_pool_pairs.py --pool runs/bench_dpo/final/prefs runs/bench_dpo/pairs_seed1/prefs \\
         --base-checkpoint runs/bench_dpo/base_final.pt --classifier runs/bench_dpo/classifier.pt \\
@@ -22,7 +22,7 @@ import numpy as np
 from dpo.records import PreferenceRecord
 from dpo.store import PreferenceStore
 from driftsketch.checkpoint import load_model
-from driftsketch.evaluation import LabellingJudge, SketchClassifier
+from driftsketch.evaluation import LabelingJudge, SketchClassifier
 
 
 def load_pool(roots: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -45,14 +45,14 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pool", nargs="+", required=True, help="preference stores whose sketches form the pool")
     p.add_argument("--base-checkpoint", required=True, help="the model the pool came from (class names, id)")
-    p.add_argument("--classifier", required=True, help="the labelling judge's classifier")
+    p.add_argument("--classifier", required=True, help="the labeling judge's classifier")
     p.add_argument("--group-size", type=int, default=8)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     x, y, noise = load_pool(args.pool)
     model = load_model(args.base_checkpoint)
-    scores = LabellingJudge(SketchClassifier.load(args.classifier)).score(x, y)
+    scores = LabelingJudge(SketchClassifier.load(args.classifier)).score(x, y)
     store, rng, recs = PreferenceStore(Path(args.out) / "prefs"), np.random.default_rng(args.seed), []
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
@@ -65,7 +65,7 @@ def main(argv=None) -> None:
                 recs.append(PreferenceRecord(comparison_type="pairwise", class_label=int(c),
                                              class_name=model.class_names[int(c)], beziers_a=wa, beziers_b=la,
                                              noise_a=wn, noise_b=ln, preference="a", checkpoint=model.checkpoint_id,
-                                             annotator="noise-free-labelling-judge",
+                                             annotator="noise-free-labeling-judge",
                                              source={"system": "judge_pool_pairs", "class": int(c), "group": g,
                                                      "other": int(j)}))
     store.append(recs, session="judge-pool")

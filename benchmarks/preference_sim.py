@@ -1,12 +1,12 @@
 """Shared pieces of the annotator and pair-selection benchmarks (bench_annotators.py, bench_active_selection.py).
 
-- simulated annotators: the noisy labelling judge of bench_dpo_winrate.py ("honest"), a coin-flipper
+- simulated annotators: the noisy labeling judge of bench_dpo_winrate.py ("honest"), a coin-flipper
   ("careless") and one who always picks the left sketch ("left"), through labeling.bot.misbehave, the
   same code the Label Studio bot runs;
 - a per-sketch feature cache, so that reward models fit and score thousands of times cheaply;
 - the win rate that a reward model buys: the hidden judge's win rate of its best of 8 base sketches
   against another base sketch of the class (bench_dpo_winrate.selection_ceiling), i.e. best-of-8
-  sampling with it, the selection that reward amplification distils into the model.
+  sampling with it, the selection that reward amplification distils into the model; computed exactly.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-from bench_dpo_winrate import selection_ceiling
 
 from dpo.reward import fit_bradley_terry, sketch_features
 from dpo.selection import Fit
@@ -38,7 +37,7 @@ PROFILES = {"honest": Profile(), "careless": Profile(careless_share=1.0), "left"
 
 def answers(score_a: np.ndarray, score_b: np.ndarray, left: list[str], profile: Profile,
             rng: np.random.Generator) -> list[str]:
-    """Simulated answers "a" | "b" | "tie" to pairs with labelling-judge scores ``score_a``/``score_b``."""
+    """Simulated answers "a" | "b" | "tie" to pairs with labeling-judge scores ``score_a``/``score_b``."""
     choices = prefer_from_scores(score_a, score_b, rng, profile.noise, profile.tie_margin, profile.tie_rate)
     return misbehave(choices, left, rng, profile.careless_share, profile.always_left_share)
 
@@ -77,10 +76,37 @@ def cached_fitter(features: FeatureCache, l2: float | list[float]) -> Fit:
     return fit
 
 
-def best_of_8(reward, eval_x: np.ndarray, eval_labels: np.ndarray, hidden_scores: np.ndarray, seed: int = 0) -> float:
-    """Hidden-judge win rate of ``reward``'s best of 8 base sketches against another base sketch."""
-    picks = reward.score(eval_x, eval_labels)
-    return selection_ceiling(hidden_scores, picks, eval_labels, ks=(8,), seed=seed)["best_of_8"]
+def best_of_k_exact(pick_scores: np.ndarray, hidden_scores: np.ndarray, labels: np.ndarray, k: int = 8) -> float:
+    """The hidden-judge win rate of the best of ``k`` sketches of a class (by ``pick_scores``) against one
+    other sketch of the class, averaged over classes: bench_dpo_winrate.selection_ceiling computed exactly
+    instead of by sampling (no Monte-Carlo noise between methods).
+
+    With a class's m sketches ranked by pick score, sketch i (0 = best) is the pick of a random k-subset
+    with probability C(m-1-i, k-1) / C(m, k); the opponent is uniform over the m - k others, so a better-
+    ranked j is it with probability 1 / (m - k) and a worse-ranked one with (1 - (k-1)/(m-1-i)) / (m - k).
+    """
+    from math import comb
+
+    rates = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        m = len(idx)
+        h = hidden_scores[idx][np.argsort(-pick_scores[idx], kind="stable")]
+        beats = (h[:, None] > h[None, :]) + 0.5 * (h[:, None] == h[None, :])  # beats[i, j]: pick i vs opponent j
+        total = 0.0
+        for i in range(m - k + 1):
+            p_pick = comb(m - 1 - i, k - 1) / comb(m, k)
+            p_opp = np.full(m, 1.0 / (m - k))
+            p_opp[i + 1:] = (1 - (k - 1) / (m - 1 - i)) / (m - k)
+            p_opp[i] = 0.0
+            total += p_pick * float(beats[i] @ p_opp)
+        rates.append(total)
+    return float(np.mean(rates))
+
+
+def best_of_8(reward, eval_x: np.ndarray, eval_labels: np.ndarray, hidden_scores: np.ndarray) -> float:
+    """Hidden-judge win rate of ``reward``'s best of 8 base sketches against another base sketch (exact)."""
+    return best_of_k_exact(reward.score(eval_x, eval_labels), hidden_scores, eval_labels, 8)
 
 
 def agreement(reward, a: np.ndarray, b: np.ndarray, labels: np.ndarray, truth: np.ndarray) -> float:

@@ -56,7 +56,7 @@ from dpo.store import PreferenceStore  # noqa: E402
 from dpo.trainer import train_dpo  # noqa: E402
 from driftsketch.checkpoint import load_model  # noqa: E402
 from driftsketch.data import load_dataset  # noqa: E402
-from driftsketch.evaluation import LabellingJudge, SketchClassifier  # noqa: E402
+from driftsketch.evaluation import LabelingJudge, SketchClassifier  # noqa: E402
 from driftsketch.evaluation.classifier import config_replace, fit_classifier  # noqa: E402
 from driftsketch.evaluation.frechet import frechet_distance  # noqa: E402
 from driftsketch.evaluation.metrics import continuity  # noqa: E402
@@ -83,16 +83,6 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
-
-
-def partition(data, parts: int = len(PARTS), salt: int = 1313) -> list:
-    """``parts`` disjoint, equal shares of ``data`` by a hash of each sketch id: ``SketchData.split`` with one
-    seed thresholds the same hash, so splitting the rest at k / parts cuts off the k-th share."""
-    out, rest = [], data
-    for k in range(1, parts):
-        rest, part = rest.split(k / parts, seed=salt)
-        out.append(part)
-    return out + [rest]
 
 
 @dataclass
@@ -123,7 +113,7 @@ def prepare(name: str, spec: str, base_path: str, out: Path, args) -> Setup:
     d = out / name / "setup"
     d.mkdir(parents=True, exist_ok=True)
     data = load_dataset(spec)
-    parts = dict(zip(PARTS, partition(data)))
+    parts = dict(zip(PARTS, data.partition(len(PARTS), seed=1313)))
     ecfg = load_eval_config()
     steps = {"steps": args.classifier_steps}
     quality = classifier_on(parts["quality"], d / "quality_classifier.pt", config_replace(ecfg.classifier, **steps))
@@ -138,7 +128,7 @@ def prepare(name: str, spec: str, base_path: str, out: Path, args) -> Setup:
     base = load_model(base_path)
     calib_y = np.repeat(np.arange(len(data.class_names)), args.eval_per_class)
     calib_x = cached_samples(base, calib_y, 777, d / f"calibration_{base.checkpoint_id}.npz", args)
-    anns = build_annotators(LabellingJudge(quality), foreign, parts["foreign"], calib_x, calib_y)
+    anns = build_annotators(LabelingJudge(quality), foreign, parts["foreign"], calib_x, calib_y)
     _, holdout = data.split(0.1, 0)  # the base never trained on these (driftsketch-train's split)
     info = {"data": spec, "sketches": len(data), "classes": data.class_names, "base": base_path,
             "parts": {k: len(v) for k, v in parts.items()}, "holdout_for_fd": len(holdout),

@@ -104,7 +104,7 @@ def main(argv=None) -> None:
                 inputs, l2, _ = select(standardise(diff[:n])[0], sets, reward_cfg.l2)
                 weights = fit_ensemble(diff[:n], l2, reward_cfg.ensemble, sets[inputs]).mean(axis=0)
                 agree = float(((test @ weights > 0) == (ts[clear] > tt[clear])).mean())
-                row[f"{var}@{n}"] = {"cv": round(cross_validated_accuracy(diff[:n], reward_cfg.l2, sets), 3),
+                row[f"{var}@{n}"] = {"cv": round(cross_validated_accuracy(diff[:n], reward_cfg.l2, reward_cfg.cv_folds, sets), 3),
                                      "agree": round(agree, 3), "inputs": inputs, "l2": l2,
                                      "seconds": round(time.perf_counter() - t0, 1)}
         results[ann.name] = row

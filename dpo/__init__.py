@@ -7,16 +7,11 @@
 """
 from dpo.records import PreferenceRecord
 from dpo.store import PreferenceStore, StoreError
+from driftsketch.lazy import lazy_attributes
 
 __all__ = ["PreferenceRecord", "PreferenceStore", "StoreError", "PreferenceDataset", "flow_dpo_loss"]
 
 
-def __getattr__(name: str):
-    # Lazy: the store and its schema must not pay for importing torch.
-    if name == "flow_dpo_loss":
-        from dpo.loss import flow_dpo_loss
-        return flow_dpo_loss
-    if name == "PreferenceDataset":
-        from dpo.dataset import PreferenceDataset
-        return PreferenceDataset
-    raise AttributeError(name)
+# Lazy: the store and its schema must not pay for importing torch.
+__getattr__ = lazy_attributes({"flow_dpo_loss": "dpo.loss:flow_dpo_loss",
+                               "PreferenceDataset": "dpo.dataset:PreferenceDataset"})

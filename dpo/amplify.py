@@ -23,13 +23,14 @@ import numpy as np
 from tqdm import tqdm
 
 from dpo.config import AmplifyConfig, RewardConfig
-from dpo.dataset import PreferenceDataset, unit_hash
+from dpo.dataset import PreferenceDataset
 from dpo.records import PreferenceRecord
 from dpo.reward import RewardModel, fit_reward_model
 from dpo.store import PreferenceStore
 from driftsketch.config import replace_config
 from driftsketch.evaluation.classifier import SketchClassifier
 from driftsketch.sampling import generate_beziers
+from driftsketch.split import unit_hash
 
 
 def dataset_arrays(data: PreferenceDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -57,7 +58,7 @@ def sample_groups(model, labels: np.ndarray, k: int, cfg: AmplifyConfig,
                   progress: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
     """``k`` independent draws ``(beziers, noise)`` for every label, with ``cfg``'s sampler and seeds."""
     return [generate_beziers(model, labels.tolist(), len(labels), num_steps=cfg.num_steps, cfg_scale=cfg.cfg_scale,
-                             solver=cfg.solver, seed=cfg.seed * 1000 + j)
+                             solver=cfg.solver, seed=cfg.seed * cfg.draw_seed_stride + j)
             for j in tqdm(range(k), desc="sampling groups", disable=not progress, mininterval=2.0)]
 
 
@@ -92,7 +93,7 @@ def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, 
     tag = f"reward-model:{rm.digest()}"
     records: list[PreferenceRecord] = []
     if cfg.seed_per_model:  # each model, i.e. each online round, ranks draws of its own
-        cfg = replace_config(cfg, seed=cfg.seed + int(unit_hash(str(model.checkpoint_id)) * 2**24))
+        cfg = replace_config(cfg, seed=cfg.seed + int(unit_hash(str(model.checkpoint_id)) * cfg.model_seed_range))
     draws = sample_groups(model, labels, k, cfg, progress)
     rewards = np.stack([rm.score(x, labels) for x, _ in draws], axis=1)  # (groups, k)
     with store.batch_writes():  # one sync for all samples; the records are appended after it

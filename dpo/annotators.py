@@ -2,10 +2,11 @@
 
 Per annotator: answers, gold accuracy with a 95 % Wilson interval (gold pairs: :mod:`dpo.gold`), tie
 rate, left-position rate (share of decided answers that picked the sketch shown on the left),
-median lead time, the estimated accuracy (one-coin Dawid-Skene over pairs several people answered,
-gold answers known), and from it the training weight ``2 * accuracy - 1`` (0 for a coin-flipper, 1
-for a perfect annotator). Agreement: Cohen's kappa for every two annotators on the pairs both
-answered, Krippendorff's alpha (nominal) over all pairs answered at least twice.
+median lead time, the estimated accuracy when the better sketch is on the left and when it is on the
+right (two-coin Dawid-Skene over pairs several people answered, gold answers known; or from gold alone),
+and from them the training weight ``left_acc + right_acc - 1`` (0 for a coin-flipper and for someone who
+always picks the left sketch, 1 for a perfect annotator). Agreement: Cohen's kappa for every two
+annotators on the pairs both answered, Krippendorff's alpha (nominal) over all pairs answered at least twice.
 
 An answer is the newest version of one annotator's judgement of one pair of sketches (an edited Label
 Studio annotation supersedes its earlier version; the same annotator judging the same pair again
@@ -93,7 +94,7 @@ def cohen_kappa(x: list[int], y: list[int]) -> float:
 
 
 def krippendorff_alpha(items: list[list[int]]) -> float:
-    """Krippendorff's alpha, nominal, over items each labelled by >= 2 annotators (others ignored)."""
+    """Krippendorff's alpha, nominal, over items each labeled by >= 2 annotators (others ignored)."""
     items = [v for v in items if len(v) >= 2]
     cats = sorted({c for v in items for c in v})
     if not items or len(cats) < 2:
@@ -122,43 +123,89 @@ def gold_scores(answers: list[Answer], gold: dict) -> dict[str, tuple[int, int]]
     return {k: (c, n) for k, (c, n) in out.items()}
 
 
-def dawid_skene(answers: list[Answer], gold: dict, prior_accuracy: float, prior_strength: float,
-                iterations: int = 50) -> dict[str, float]:
-    """One-coin Dawid-Skene: each annotator picks the better sketch with probability ``acc``.
+def _left_is_first(a: Answer) -> bool:
+    """Whether the pair key's first sketch was on the left (records without ``left``: assume so)."""
+    rec = a.record
+    if rec is None or rec.left is None:
+        return True
+    return (rec.beziers_a if rec.left == "a" else rec.beziers_b) == a.key[0]
 
-    EM over the pairs that two or more people decided (ties carry no a/b information and are left
-    out) plus the gold pairs, whose truth is known. A Beta prior (mean ``prior_accuracy``, weight
-    ``prior_strength`` answers) keeps annotators with little evidence near the prior; an annotator
-    with no shared or gold pair gets the prior itself.
+
+def _beta_mean(hits: float, seen: float, prior: float, strength: float) -> float:
+    return min(max((prior * strength + hits) / (strength + seen), 0.01), 0.99)
+
+
+def dawid_skene(answers: list[Answer], gold: dict, prior_accuracy: float, prior_strength: float,
+                iterations: int = 50) -> dict[str, tuple[float, float]]:
+    """Two-coin Dawid-Skene on the screen: each annotator picks the left sketch when it is the better
+    one with probability ``left_acc``, the right one when that is better with ``right_acc``.
+
+    Returns ``{annotator: (left_acc, right_acc)}``. A coin-flipper has both near 1/2, someone who always
+    picks the left sketch has 1 and 0: either way ``left_acc + right_acc - 1`` (Youden's J, the weight)
+    is 0, which a one-coin model (one accuracy) cannot see when two left-pickers agree with each other.
+    EM over the pairs two or more people decided (ties carry no information and are left out) plus the
+    gold pairs, whose truth is known. Beta priors (mean ``prior_accuracy``, worth ``prior_strength``
+    answers) keep annotators with little evidence near the prior; one person alone keeps the prior.
     """
-    by_item: dict[tuple, list[tuple[str, int]]] = defaultdict(list)
+    by_item: dict[tuple, list[Answer]] = defaultdict(list)
     for a in answers:
         if a.choice != TIE:
-            by_item[a.key].append((a.annotator, a.choice))
+            by_item[a.key].append(a)
     truth = {k: (1.0 if gold[k]["good"] == k[0] else 0.0) for k in by_item if k in gold}
     items = {k: v for k, v in by_item.items() if k in truth or len(v) >= 2}
-    names = sorted({a.annotator for a in answers})
-    acc = {n: prior_accuracy for n in names}
-    alpha, beta = prior_accuracy * prior_strength, (1 - prior_accuracy) * prior_strength
+    acc = {n: (prior_accuracy, prior_accuracy) for n in sorted({a.annotator for a in answers})}
     for _ in range(iterations):
-        post = {}  # P(first sketch is better) per item
+        post = {k: truth[k] if k in truth else _posterior(v, acc) for k, v in items.items()}
+        counts = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])  # left hits, left seen, right hits, right seen
         for k, votes in items.items():
-            if k in truth:
-                post[k] = truth[k]
-                continue
-            logit = sum(v * math.log(acc[n] / (1 - acc[n])) for n, v in votes)
-            post[k] = 1.0 / (1.0 + math.exp(-max(min(logit, 50.0), -50.0)))
-        hits, seen = defaultdict(float), defaultdict(float)
-        for k, votes in items.items():
-            for n, v in votes:
-                hits[n] += post[k] if v == FIRST else 1.0 - post[k]
-                seen[n] += 1.0
-        new = {n: min(max((alpha + hits[n]) / (alpha + beta + seen[n]), 0.01), 0.99) for n in names}
-        if max((abs(new[n] - acc[n]) for n in names), default=0.0) < 1e-6:
-            acc = new
-            break
+            for a in votes:
+                q = post[k] if _left_is_first(a) else 1.0 - post[k]  # P(the left sketch is the better one)
+                picked_left = (a.choice == FIRST) == _left_is_first(a)
+                c = counts[a.annotator]
+                c[0] += q * picked_left
+                c[1] += q
+                c[2] += (1.0 - q) * (not picked_left)
+                c[3] += 1.0 - q
+        new = {n: (_beta_mean(counts[n][0], counts[n][1], prior_accuracy, prior_strength),
+                   _beta_mean(counts[n][2], counts[n][3], prior_accuracy, prior_strength)) for n in acc}
+        done = max((abs(new[n][i] - acc[n][i]) for n in acc for i in (0, 1)), default=0.0) < 1e-6
         acc = new
+        if done:
+            break
     return acc
+
+
+def _posterior(votes: list[Answer], acc: dict[str, tuple[float, float]]) -> float:
+    """P(the pair key's first sketch is the better one | the votes)."""
+    logit = 0.0
+    for a in votes:
+        left_acc, right_acc = acc[a.annotator]
+        first_left = _left_is_first(a)
+        # likelihood of this vote if the first sketch is better, and if the second is
+        p_first = (left_acc if first_left else right_acc) if a.choice == FIRST else \
+            (1 - left_acc if first_left else 1 - right_acc)
+        p_second = (1 - right_acc if first_left else 1 - left_acc) if a.choice == FIRST else \
+            (right_acc if first_left else left_acc)
+        logit += math.log(p_first / p_second)
+    return 1.0 / (1.0 + math.exp(-max(min(logit, 50.0), -50.0)))
+
+
+def gold_sides(answers: list[Answer], gold: dict, prior_accuracy: float,
+               prior_strength: float) -> dict[str, tuple[float, float]]:
+    """``{annotator: (left_acc, right_acc)}`` from gold answers alone (real drawing on the left / right)."""
+    counts = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+    for a in answers:
+        entry = gold.get(a.key)
+        if entry is None:
+            continue
+        right = FIRST if entry["good"] == a.key[0] else SECOND
+        real_left = (right == FIRST) == _left_is_first(a)
+        c = counts[a.annotator]
+        c[0 if real_left else 2] += float(a.choice == right)
+        c[1 if real_left else 3] += 1.0
+    return {a.annotator: (_beta_mean(counts[a.annotator][0], counts[a.annotator][1], prior_accuracy, prior_strength),
+                          _beta_mean(counts[a.annotator][2], counts[a.annotator][3], prior_accuracy, prior_strength))
+            for a in answers}
 
 
 @dataclass
@@ -176,7 +223,9 @@ class AnnotatorQuality:
     median_lead_time: float = float("nan")
     shared_pairs: int = 0  # pairs this annotator answered together with someone else
     mean_kappa: float = float("nan")  # Cohen's kappa with the others, averaged over shared-pair partners
-    accuracy: float = float("nan")  # estimated chance of picking the better sketch (reliability)
+    accuracy: float = float("nan")  # estimated chance of picking the better sketch, mean of both sides
+    left_accuracy: float = float("nan")  # ... when the better one is on the left
+    right_accuracy: float = float("nan")  # ... when it is on the right
     weight: float = 1.0
     excluded: bool = False
     reason: str = ""
@@ -247,27 +296,28 @@ def assess_annotators(answers: list[Answer], gold: dict, cfg: AnnotatorsConfig) 
         by_ann[a.annotator].append(a)
         by_item[a.key].append(a.choice)
     rows = [_row(n, by_ann[n], golds.get(n, (0, 0)), kappas) for n in sorted(by_ann)]
-    if cfg.weighting == "dawid_skene":
-        est = dawid_skene(answers, gold, cfg.prior_accuracy, cfg.prior_strength)
-    else:  # gold: the posterior mean of gold accuracy under the same prior
-        a0, b0 = cfg.prior_accuracy * cfg.prior_strength, (1 - cfg.prior_accuracy) * cfg.prior_strength
-        est = {r.annotator: (a0 + r.gold_correct) / (a0 + b0 + r.gold_answers) for r in rows}
+    estimate = dawid_skene if cfg.weighting == "dawid_skene" else gold_sides  # "none": shown, not used
+    sides = estimate(answers, gold, cfg.prior_accuracy, cfg.prior_strength)
     for r in rows:
-        r.accuracy = est[r.annotator]
-        r.weight = 1.0 if cfg.weighting == "none" else max(0.0, 2.0 * r.accuracy - 1.0)
+        r.left_accuracy, r.right_accuracy = sides[r.annotator]
+        r.accuracy = (r.left_accuracy + r.right_accuracy) / 2
+        weight = r.left_accuracy + r.right_accuracy - 1.0
+        r.weight = 1.0 if cfg.weighting == "none" else (weight if weight >= cfg.min_weight else 0.0)
         _decide_exclusion(r, cfg)
     multi = [v for v in by_item.values() if len(v) >= 2]
     return AnnotatorReport(rows, kappas, krippendorff_alpha(multi), len(multi), cfg.weighting)
 
 
 def _decide_exclusion(row: AnnotatorQuality, cfg: AnnotatorsConfig) -> None:
-    """Exclude from training (weight 0; nothing in the store changes) below ``min_gold_accuracy``."""
+    """Exclude from training (weight 0; nothing in the store changes) when the whole 95 % interval of
+    the gold accuracy lies below ``min_gold_accuracy``: a bad annotator, not an unlucky good one."""
     if cfg.min_gold_accuracy is None or row.gold_answers < cfg.min_gold_answers:
         return
-    if row.gold_accuracy < cfg.min_gold_accuracy:
+    if row.gold_ci[1] < cfg.min_gold_accuracy:
         row.excluded, row.weight = True, 0.0
-        row.reason = (f"gold accuracy {row.gold_accuracy:.2f} ({row.gold_correct}/{row.gold_answers}) < "
-                      f"min_gold_accuracy {cfg.min_gold_accuracy:.2f}")
+        lo, hi = row.gold_ci
+        row.reason = (f"gold accuracy {row.gold_accuracy:.2f} ({row.gold_correct}/{row.gold_answers}), 95 % interval "
+                      f"[{lo:.2f}, {hi:.2f}] below min_gold_accuracy {cfg.min_gold_accuracy:.2f}")
 
 
 def _cell(v, fmt: str = "{:.2f}") -> str:
@@ -277,7 +327,7 @@ def _cell(v, fmt: str = "{:.2f}") -> str:
 
 
 TABLE_COLUMNS = ("annotator", "answers", "gold", "gold acc [95% CI]", "kappa", "ties", "left", "lead s",
-                 "accuracy", "weight", "training")
+                 "acc left/right", "weight", "training")
 
 
 def table_rows(report: AnnotatorReport) -> list[list[str]]:
@@ -287,7 +337,8 @@ def table_rows(report: AnnotatorReport) -> list[list[str]]:
         gold_acc = "-" if not r.gold_answers else f"{r.gold_accuracy:.2f} [{r.gold_ci[0]:.2f}, {r.gold_ci[1]:.2f}]"
         out.append([r.annotator, str(r.answers), str(r.gold_answers), gold_acc, _cell(r.mean_kappa),
                     _cell(r.tie_rate), _cell(r.left_rate), _cell(r.median_lead_time, "{:.1f}"),
-                    _cell(r.accuracy), _cell(r.weight), "excluded" if r.excluded else "used"])
+                    f"{_cell(r.left_accuracy)}/{_cell(r.right_accuracy)}", _cell(r.weight),
+                    "excluded" if r.excluded else "used"])
     return out
 
 

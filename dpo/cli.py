@@ -15,7 +15,7 @@ import sys
 from dpo.config import DEFAULT_DPO_CONFIG, DPOConfig, load_dpo_config
 from dpo.store import StoreError
 from driftsketch.checkpoint import CheckpointError
-from driftsketch.config import ConfigError, cli_overrides
+from driftsketch.config import ConfigError, add_training_flags, cli_overrides
 
 # flag -> config key; every default lives in configs/dpo.yaml
 FLAGS = {"base_checkpoint": str, "reference_checkpoint": str, "beta": float, "sft_weight": float, "lr": float,
@@ -29,10 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--config", default=str(DEFAULT_DPO_CONFIG), help="YAML config (default: %(default)s)")
     for name, typ in FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), type=typ, help=f"overrides `{name}` of the config")
-    p.add_argument("--no-wandb", action="store_true", help="do not log to wandb (offline by default)")
-    p.add_argument("--resume", action="store_true", help="continue from CHECKPOINT_DIR/last.pt")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set early_stopping_patience=0 (repeatable)")
+    add_training_flags(p, "early_stopping_patience=0")
     return p.parse_args(argv)
 
 

@@ -22,7 +22,6 @@ answers counted, not trained on). One answer per pair gives the same pairs under
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import random
 import warnings
@@ -38,6 +37,7 @@ from dpo.config import AnnotatorsConfig
 from dpo.gold import GoldSet, pair_key
 from dpo.records import PreferenceRecord, latest_of_chains
 from dpo.store import PreferenceStore, StoreError, StoreWarning
+from driftsketch.split import holdout_mask
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,6 @@ class Pair:
     target: float = 1.0
     weight: float = 1.0
     answers: int = 1
-
-
-def unit_hash(text: str) -> float:
-    """Deterministic hash of ``text`` into [0, 1)."""
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2.0**64
 
 
 class PreferenceDataset(Dataset):
@@ -271,18 +266,21 @@ class PreferenceDataset(Dataset):
         one side, no sketch of a held-out record is trained on, and several annotators' answers to one
         pair stay together.
         """
-        if not 0.0 <= holdout_fraction <= 1.0:
-            raise ValueError(f"holdout_fraction must be in [0, 1], got {holdout_fraction}")
         group_of: dict[tuple, str] = {}
-        names = [group_of.setdefault(pair_key(r.beziers_a, r.beziers_b) if r.comparison_type == "pairwise"
-                                     else (r.id,), r.id) for r in self.records]
-        order = sorted(dict.fromkeys(names), key=lambda g: unit_hash(f"{seed}:{g}"))
-        held_groups = set(order[:int(holdout_fraction * len(order) + 0.5)])
-        held = [g in held_groups for g in names]
-        make = lambda recs: PreferenceDataset(self.store, self.class_names, records=recs,  # noqa: E731
-                                              assessment=self.assessment, **self.options)
-        return (make([r for r, h in zip(self.records, held) if not h]),
-                make([r for r, h in zip(self.records, held) if h]))
+        names = [group_of.setdefault(_group(r), r.id) for r in self.records]
+        held = holdout_mask(names, holdout_fraction, seed)
+        return (self._with([r for r, h in zip(self.records, held) if not h]),
+                self._with([r for r, h in zip(self.records, held) if h]))
+
+    def excluding(self, other: "PreferenceDataset") -> "PreferenceDataset":
+        """This dataset without any record of a group (pair of sketches, or rating) that ``other`` holds:
+        what the reward model may fit on when ``other`` is the trainer's held-out part."""
+        groups = {_group(r) for r in other.records}
+        return self._with([r for r in self.records if _group(r) not in groups])
+
+    def _with(self, records: list[PreferenceRecord]) -> "PreferenceDataset":
+        return PreferenceDataset(self.store, self.class_names, records=records, assessment=self.assessment,
+                                 **self.options)
 
     def summary(self) -> dict:
         """Counts: pairs, synthesised, ties, both_bad, superseded, skipped (reason -> count), per class."""
@@ -297,3 +295,8 @@ class PreferenceDataset(Dataset):
                 "gold_answers": self.stats["gold_answers"], "excluded_answers": self.stats["excluded_answers"],
                 "zero_weight": self.stats["zero_weight"], "aggregate": self.annotators.aggregate,
                 "excluded_annotators": self.assessment.excluded}
+
+
+def _group(rec: PreferenceRecord) -> tuple:
+    """Records answering the same pair of sketches form one group; a rating record is its own."""
+    return pair_key(rec.beziers_a, rec.beziers_b) if rec.comparison_type == "pairwise" else (rec.id,)

@@ -73,7 +73,7 @@ def make_gold_pairs(real: np.ndarray, real_labels: np.ndarray, real_names: list[
                     n: int, rng: np.random.Generator, kinds: tuple[str, ...] | list[str] = GOLD_KINDS,
                     noise_std: float = 0.25) -> GoldBatch:
     """``n`` gold pairs for a model with ``class_names`` from real drawings ``real`` ``(N, 32, 4, 2)``
-    labelled ``real_labels`` over ``real_names``. Classes cycle from a random start; kinds cycle."""
+    labeled ``real_labels`` over ``real_names``. Classes cycle from a random start; kinds cycle."""
     unknown = sorted(set(kinds) - set(GOLD_KINDS))
     if unknown or not kinds:
         raise GoldError(f"gold kinds {unknown or list(kinds)}: choose from {list(GOLD_KINDS)}")

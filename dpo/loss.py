@@ -27,7 +27,7 @@ from driftsketch.flow import velocity_mse
 from driftsketch.path import sample_time
 
 # Chosen from a measurement (docs/dpo.md, "Choosing beta", benchmarks/bench_dpo_beta.py): on the base
-# model's judge-labelled pairs the gap D = (ref_w - model_w) - (ref_l - model_l) reaches ~1.7e-3 after
+# model's judge-labeled pairs the gap D = (ref_w - model_w) - (ref_l - model_l) reaches ~1.7e-3 after
 # 3 epochs at lr 1e-5 (the velocity MSE itself is ~0.1), so beta ~ 2 / 1.7e-3 keeps the mean logit
 # near 2 where the sigmoid still has gradient. configs/dpo.yaml holds the value actually used.
 DEFAULT_BETA = 1000.0
@@ -108,7 +108,7 @@ def flow_dpo_loss(model, ref_model, x1_w: torch.Tensor, x1_l: torch.Tensor, clas
         sft_weight: adds ``sft_weight * mean(e_w)``, the plain CFM loss on winners (same noise and t).
         cfg_scale: 1 compares conditional velocities; another value compares the classifier-free-guided
             velocity ``v_u + cfg_scale (v_c - v_u)`` of policy and reference, the field the sampler follows
-            (both branches get gradients; twice the forward cost). Pairs labelled with the null class
+            (both branches get gradients; twice the forward cost). Pairs labeled with the null class
             are unaffected (their guided velocity is the unconditional one).
         target: ``(B,)`` probability in [0.5, 1] that the winner is the better sketch (soft label from
             several annotators); ``None`` = 1 for every pair.

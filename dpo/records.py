@@ -12,9 +12,9 @@ JSON form, :attr:`PreferenceRecord.source_key`, is what makes an annotation stor
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-import uuid
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any, Literal
@@ -48,16 +48,22 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _new_id() -> str:
-    return uuid.uuid4().hex
+def content_id(fields: dict[str, Any]) -> str:
+    """A record's default id: a hash of everything it says except its timestamp, so the same annotation
+    written again (a re-run with the same inputs and seeds) gets the same id, and with it the same
+    held-out split and dataset id. Two records that differ only in time are duplicates anyway (the
+    store refuses a repeated ``source``)."""
+    canonical = json.dumps({k: v for k, v in fields.items() if k != "timestamp"}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 class PreferenceRecord(BaseModel):
-    """One annotation. Unknown fields are rejected; ``id`` and ``timestamp`` default to fresh values."""
+    """One annotation. Unknown fields are rejected; ``id`` defaults to :func:`content_id`, ``timestamp``
+    to now."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(default_factory=_new_id)
+    id: str
     timestamp: datetime = Field(default_factory=_now)
     comparison_type: Literal["pairwise", "absolute"]
     class_label: int = Field(ge=0)
@@ -76,6 +82,13 @@ class PreferenceRecord(BaseModel):
     supersedes: str | None = None  # id of the record this (updated) annotation replaces
     left: Literal["a", "b"] | None = None  # which sample was shown on the left
     round_id: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("id") is None:
+            return {**data, "id": content_id(data)}
+        return data
 
     @field_validator("id")
     @classmethod

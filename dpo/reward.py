@@ -44,7 +44,6 @@ from driftsketch.evaluation.metrics import (
 from driftsketch.fileio import atomic_write_text
 
 FORMAT = "driftsketch-reward-v2"
-FOLDS = 5  # cross-validation folds, outer and inner
 EMBED_NOISE_SEED = 0  # the one fixed x0 every sketch is noised with: the embedding is a function of the sketch
 
 
@@ -364,8 +363,8 @@ def _hits(z: np.ndarray) -> float:
     return float((z > 0).sum() + 0.5 * (z == 0).sum())
 
 
-def cross_validated_accuracy(diff: np.ndarray, l2: float | Sequence[float], sets: dict[str, np.ndarray] | None = None,
-                             folds: int = FOLDS, seed: int = 0) -> float:
+def cross_validated_accuracy(diff: np.ndarray, l2: float | Sequence[float], folds: int,
+                             sets: dict[str, np.ndarray] | None = None, seed: int = 0) -> float:
     """K-fold pair accuracy on winner-minus-loser features (NaN under 2 folds' worth of pairs): what the
     reward model's accuracy on new pairs from the same annotators will be. The L2 strength (from ``l2``) and
     the input set (from ``sets``, column masks) are chosen by leave-one-out inside every training fold
@@ -419,7 +418,7 @@ def fit_reward_model(classifier: SketchClassifier | None, winners: np.ndarray, l
     rm = RewardModel(featurizer, fit_ensemble(diff, l2, cfg.ensemble, sets[name]))
     rm.metrics.update(train_pairs=len(labels), inputs=name, l2=l2, loo_accuracy=loo, ensemble=cfg.ensemble,
                       features=len(featurizer.names), train_accuracy=_hits(diff @ rm.weights.mean(axis=0)) / len(diff),
-                      cv_accuracy=cross_validated_accuracy(diff, cfg.l2, sets))
+                      cv_accuracy=cross_validated_accuracy(diff, cfg.l2, cfg.cv_folds, sets))
     return rm
 
 

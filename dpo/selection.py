@@ -4,8 +4,9 @@ Any reward model with ``score(beziers (N, 32, 4, 2), labels (N,)) -> (N,)`` work
 models fit on bootstrap resamples of the human pairs by a ``fit(winners, losers, labels)`` callable
 (today :func:`reward_fitter`, the Bradley-Terry model of :mod:`dpo.reward`). A candidate pair's
 ``P(a better) = sigmoid(r(a) - r(b))`` is averaged over the ensemble; the least sure pairs are those
-whose average is closest to 1/2 (highest predictive entropy), chosen per class in the candidates' class
-proportions so that uncertain classes cannot crowd out the others.
+whose average is closest to 1/2 (``entropy``: highest predictive entropy), or those the members disagree
+on most (``disagreement``: largest spread of the members' probabilities, what more labels can fix),
+chosen per class in the candidates' class proportions so that uncertain classes cannot crowd out the others.
 
     models = fit_ensemble(reward_fitter(classifier, RewardConfig()), winners, losers, labels, k=5, seed=0)
     keep = select_uncertain(models, cand_a, cand_b, cand_labels, n=100)     # indices into the candidates
@@ -67,13 +68,21 @@ def class_quota(labels: np.ndarray, n: int) -> dict[int, int]:
     return {int(c): int(q) for c, q in zip(classes, quota)}
 
 
-def select_uncertain(models: list[Scorer], a: np.ndarray, b: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the ``n`` candidate pairs ``(a[i], b[i])`` the ensemble is least sure about (mean
-    probability nearest 1/2), taken per class in the candidates' class proportions; sorted."""
+def select_uncertain(models: list[Scorer], a: np.ndarray, b: np.ndarray, labels: np.ndarray, n: int,
+                     kind: str = "entropy") -> np.ndarray:
+    """Indices of the ``n`` candidate pairs ``(a[i], b[i])`` the ensemble is least sure about (``entropy``:
+    mean probability nearest 1/2; ``disagreement``: largest standard deviation of the members'
+    probabilities), taken per class in the candidates' class proportions; sorted."""
     labels = np.asarray(labels)
     if n >= len(labels):
         return np.arange(len(labels))
-    closeness = np.abs(preference_probability(models, a, b, labels).mean(axis=0) - 0.5)
+    p = preference_probability(models, a, b, labels)
+    if kind == "entropy":
+        closeness = np.abs(p.mean(axis=0) - 0.5)
+    elif kind == "disagreement":
+        closeness = -p.std(axis=0)
+    else:
+        raise ValueError(f"select_uncertain: kind must be 'entropy' or 'disagreement', got {kind!r}")
     keep = []
     for c, q in class_quota(labels, n).items():
         idx = np.flatnonzero(labels == c)

@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from dpo.amplify import amplify, fit_on_dataset
 from dpo.config import DPOConfig
-from dpo.dataset import PreferenceDataset, unit_hash
+from dpo.dataset import PreferenceDataset
+from driftsketch.split import unit_hash
 from dpo.loss import flow_dpo_loss
 from dpo.records import PreferenceRecord
 from dpo.store import PreferenceStore
@@ -118,13 +119,19 @@ def select_trainable(model: torch.nn.Module, patterns: list[str]) -> int:
     return count
 
 
-def build_datasets(cfg: DPOConfig, class_names: list[str],
-                   records: list[PreferenceRecord] | None = None) -> tuple[PreferenceDataset, PreferenceDataset]:
-    """(train, held-out) preference datasets; DPOError when there are too few usable training pairs."""
-    full = PreferenceDataset(PreferenceStore(cfg.preference_dir), class_names, min_margin=cfg.min_margin,
+def preference_dataset(cfg: DPOConfig, class_names: list[str],
+                       records: list[PreferenceRecord] | None = None) -> PreferenceDataset:
+    """The pairs of ``records`` (default: every record in ``cfg.preference_dir``) under ``cfg``'s rules."""
+    return PreferenceDataset(PreferenceStore(cfg.preference_dir), class_names, min_margin=cfg.min_margin,
                              same_checkpoint=cfg.same_checkpoint, max_synthesised=cfg.max_synthesised,
                              use_noise=cfg.use_stored_noise, seed=cfg.seed, records=records,
                              annotators=cfg.annotators)
+
+
+def build_datasets(cfg: DPOConfig, class_names: list[str],
+                   records: list[PreferenceRecord] | None = None) -> tuple[PreferenceDataset, PreferenceDataset]:
+    """(train, held-out) preference datasets; DPOError when there are too few usable training pairs."""
+    full = preference_dataset(cfg, class_names, records)
     train, held = full.split(cfg.holdout_fraction, seed=cfg.seed)
     if len(train) < cfg.min_pairs:
         raise DPOError(f"only {len(train)} usable training pairs in {cfg.preference_dir} (min_pairs="
@@ -192,7 +199,7 @@ def evaluate_pairs(model, ref, data: Dataset, cfg: DPOConfig) -> dict[str, float
     ``ref`` may be a :class:`ReplayedForward`; a model identical to it (epoch 0) is not run again."""
     if len(data) == 0:
         return {}
-    gen = torch.Generator().manual_seed(cfg.seed + 7919)
+    gen = torch.Generator().manual_seed(cfg.seed + cfg.eval_seed_offset)
     was = model.training
     model.eval()
     net = ref if same_weights(model, ref) else model
@@ -311,6 +318,16 @@ def reward_classifier(path: str, class_names: list[str]) -> SketchClassifier:
     return classifier
 
 
+def reward_datasets(cfg: DPOConfig, class_names: list[str], train: PreferenceDataset,
+                    held: PreferenceDataset) -> tuple[PreferenceDataset, PreferenceDataset]:
+    """(fit, held-out) human pairs of the reward model: ``amplify.reward.fit_on: all`` fits on every pair in
+    the store except the groups of the trainer's held-out pairs (the reward does not depend on the model,
+    so every other stored pair helps); ``training`` fits on this run's training pairs."""
+    if cfg.amplify.reward.fit_on == "all":
+        return preference_dataset(cfg, class_names).excluding(held), held
+    return train, held
+
+
 def reward_encoder(path: str, model, model_path: str):
     """(flow model behind the reward's embedding, its checkpoint path): ``path``, or the model being tuned
     (a frozen copy, so training does not move the reward's inputs) when empty."""
@@ -331,15 +348,13 @@ def amplified_pairs(cfg: DPOConfig, model, train: PreferenceDataset, held: Prefe
     Returns the training pairs (amplified + this run's human pairs, or the human pairs alone when the
     reward model fails its check), the held-out pairs for early stopping (a split of the amplified pairs;
     a few dozen noisy human pairs picked epoch 1 in docs/dpo.md run amp_def) and a summary.
-    ``amplify.reward.fit_on: all`` fits on every human pair in the store, split the same way.
+    The reward model is checked on the same held-out pairs as the tuned model and never fits on them.
     """
     amp = cfg.amplify
     classifier = reward_classifier(amp.reward.classifier, model.class_names) if amp.reward.hand_features else None
     t0 = time.perf_counter()
     encoder, encoder_path = reward_encoder(amp.reward.encoder, model, cfg.base_checkpoint)
-    rm_train, rm_held = train, held
-    if amp.reward.fit_on == "all":  # the reward does not depend on the model: every stored human pair helps
-        rm_train, rm_held = build_datasets(cfg, model.class_names, None)
+    rm_train, rm_held = reward_datasets(cfg, model.class_names, train, held)
     rm = fit_on_dataset(classifier, rm_train, rm_held, amp.reward, encoder, encoder_path)
     rm.save(out / "reward_model.json")
     info = {"reward_model": str(out / "reward_model.json"), "weights": rm.describe(), **rm.metrics,
@@ -389,7 +404,7 @@ def _epochs(run: _Run, train_data: Dataset, held: Dataset, logger: RunLogger, pr
 
 def _train_epoch(run: _Run, data: Dataset, logger: RunLogger, bar: tqdm) -> dict[str, float]:
     cfg, policy = run.cfg, run.policy
-    gen = torch.Generator().manual_seed(cfg.seed * 100003 + run.epoch)
+    gen = torch.Generator().manual_seed(cfg.seed * cfg.epoch_seed_stride + run.epoch)
     loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=gen, drop_last=False)
     totals: dict[str, float] = {}
     n = 0

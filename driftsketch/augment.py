@@ -6,18 +6,22 @@ segment order and connections are untouched. A sketch pushed outside [-1, 1] is 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
+from driftsketch.config import Config
 
-@dataclass
-class AugmentConfig:
-    enabled: bool = True
-    rotate_deg: float = 6.0  # uniform in [-rotate_deg, rotate_deg]
-    scale: float = 0.08  # isotropic factor in [1 - scale, 1 + scale]
-    stretch: float = 0.06  # anisotropic factor on x vs y
-    translate: float = 0.04  # shift in [-translate, translate], [-1, 1] units
+
+class AugmentConfig(Config):
+    """One random affine map per sketch (defaults: ``augment`` in configs/train.yaml)."""
+
+    defaults_from: ClassVar[str] = "train.yaml:augment"
+    enabled: bool
+    rotate_deg: float  # uniform in [-rotate_deg, rotate_deg]
+    scale: float  # isotropic factor in [1 - scale, 1 + scale]
+    stretch: float  # anisotropic factor on x vs y
+    translate: float  # shift in [-translate, translate], [-1, 1] units
 
 
 def random_affine(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -9,19 +9,18 @@ Format (a plain dict, loadable with ``torch.load(weights_only=True)``)::
 """
 from __future__ import annotations
 
-import dataclasses
-import io
+import hashlib
+import json
 import pickle
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from driftsketch.config import ConfigError, from_dict
+from driftsketch.config import ConfigError, from_dict, to_dict
 from driftsketch.errors import DriftSketchError
-from driftsketch.fileio import atomic_write_bytes
+from driftsketch.fileio import atomic_writer
 from driftsketch.model import ModelConfig, SketchFlowTransformer
 
 FORMAT = "driftsketch-checkpoint"
@@ -33,8 +32,16 @@ class CheckpointError(DriftSketchError, ValueError):
     """A file that is not a loadable DriftSketch checkpoint."""
 
 
-def new_checkpoint_id() -> str:
-    return uuid.uuid4().hex[:12]
+def content_id(payload: dict[str, Any]) -> str:
+    """A checkpoint's id, derived from what it holds: weights (and EMA weights), model config, class
+    names, step and lineage. The same training inputs and seeds give the same id, so whatever is seeded
+    from an id (reward amplification's draws) repeats too; a different model gets a different one."""
+    h = hashlib.sha256(json.dumps({k: payload[k] for k in ("config", "step", "lineage")}, sort_keys=True).encode())
+    for states in (payload["model_state_dict"], payload["ema"] or {}):
+        for name, tensor in states.items():
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
 
 
 def save_checkpoint(path: str | Path, model: SketchFlowTransformer, class_names: list[str], *, step: int = 0,
@@ -42,17 +49,17 @@ def save_checkpoint(path: str | Path, model: SketchFlowTransformer, class_names:
                     scheduler_state: dict | None = None, parent: str | None = None,
                     dataset_id: str | None = None, extra: dict[str, Any] | None = None,
                     checkpoint_id: str | None = None) -> str:
-    """Write a checkpoint atomically (temp file + rename) and return its id."""
+    """Write a checkpoint atomically (temp file + rename) and return its id (``checkpoint_id`` or
+    :func:`content_id`)."""
     if len(class_names) != model.config.num_classes:
         raise ValueError(f"{len(class_names)} class names for a model with {model.config.num_classes} classes")
-    ckpt_id = checkpoint_id or new_checkpoint_id()
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "id": ckpt_id,
+        "id": None,
         "created": datetime.now(timezone.utc).isoformat(),
         "model_state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "config": {"model": dataclasses.asdict(model.config), "class_names": list(class_names)},
+        "config": {"model": to_dict(model.config), "class_names": list(class_names)},
         "ema": ema_state,
         "optimizer_state_dict": optimizer_state,
         "scheduler_state_dict": scheduler_state,
@@ -60,15 +67,15 @@ def save_checkpoint(path: str | Path, model: SketchFlowTransformer, class_names:
         "lineage": {"parent": parent, "dataset_id": dataset_id},
         "extra": extra or {},
     }
+    payload["id"] = ckpt_id = checkpoint_id or content_id(payload)
     atomic_torch_save(payload, Path(path))
     return ckpt_id
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` written atomically and durably (:func:`driftsketch.fileio.atomic_write_bytes`)."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    """``torch.save`` written atomically and durably (:func:`driftsketch.fileio.atomic_writer`)."""
+    with atomic_writer(path) as fh:
+        torch.save(obj, fh)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

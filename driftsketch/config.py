@@ -1,23 +1,34 @@
-"""Typed configuration: dataclasses loaded from YAML in ``configs/`` with CLI overrides.
+"""Typed configuration: strict pydantic models whose every default lives in one YAML under ``configs/``.
 
-One source of truth per default: the YAML file in ``configs/`` (the dataclass defaults mirror it so
-library code also works without a file). Unknown keys are an error that names the key and file.
+A config class derives from :class:`Config` and names the YAML section that holds its defaults; its
+fields have no defaults in code. Keys not given are taken from that section, merged key by key (nested
+sections too), so ``ModelConfig(dim=64)`` is the ``model`` section of configs/train.yaml with ``dim``
+changed. Unknown keys and bad values are an error naming the file and the field.
+
+    class ModelConfig(Config):
+        defaults_from: ClassVar[str] = "train.yaml:model"
+        dim: int
+        ...
 
     cfg = load_config(TrainConfig, "configs/train.yaml", overrides=["model.depth=4", "lr=3e-4"])
+    cfg = replace_config(cfg, lr=1e-4); to_dict(cfg)    # never dataclasses.replace / asdict
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
-import types
+import functools
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from driftsketch.errors import DriftSketchError
 
 T = TypeVar("T")
+C = TypeVar("C", bound="Config")
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -26,90 +37,100 @@ class ConfigError(DriftSketchError, ValueError):
     """A configuration file or override that does not match its typed schema."""
 
 
-def _field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with errors naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
 
 
-def _coerce(value: Any, typ: Any, where: str) -> Any:
-    origin = typing.get_origin(typ)
-    if dataclasses.is_dataclass(typ):
-        if isinstance(value, typ):
-            return value
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping for {typ.__name__}, got {value!r}")
-        return from_dict(typ, value, where)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(typ)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(f"{where}: {value!r} matches none of {typ}")
-    if origin is typing.Literal:
-        if value not in typing.get_args(typ):
-            raise ConfigError(f"{where}: {value!r} is not one of {typing.get_args(typ)}")
-        return value
-    if origin in (list, tuple):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        (arg,) = typing.get_args(typ)[:1] or (Any,)
-        items = [_coerce(v, arg, f"{where}[{i}]") for i, v in enumerate(value)]
-        return items if origin is list else tuple(items)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if typ in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected {typ.__name__}, got {value!r}")
-        try:
-            out = typ(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected {typ.__name__}, got {value!r}") from None
-        if typ is int and isinstance(value, float) and value != out:
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return out
-    if typ is str:
-        if not isinstance(value, (str, int, float)):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return str(value)
-    return value
+@functools.lru_cache(maxsize=None)
+def _default_file(name: str) -> dict[str, Any]:
+    return read_yaml(CONFIG_DIR / name)
 
 
-def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys raise :class:`ConfigError` naming them."""
-    types_ = _field_types(cls)
-    unknown = sorted(set(data) - set(types_))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(types_)}")
-    kwargs = {k: _coerce(v, types_[k], f"{where}.{k}") for k, v in data.items()}
-    return cls(**kwargs)
+def yaml_defaults(source: str) -> dict[str, Any]:
+    """The mapping at ``"file.yaml:dotted.section"`` (or a whole ``"file.yaml"``) under ``configs/``."""
+    name, _, section = source.partition(":")
+    node: Any = _default_file(name)
+    for key in section.split(".") if section else []:
+        node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            raise ConfigError(f"{CONFIG_DIR / name}: no section {section!r}")
+    return copy.deepcopy(node)
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, key by key through nested mappings (lists and values are replaced)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+class Config(BaseModel):
+    """Base of every config class: unknown keys rejected; missing keys from ``defaults_from``."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    defaults_from: ClassVar[str | None] = None  # "file.yaml:dotted.section" under configs/
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_yaml(cls, data: Any) -> Any:
+        if cls.defaults_from is None or not isinstance(data, dict):
+            return data
+        return merge(yaml_defaults(cls.defaults_from), data)
+
+    @classmethod
+    def defaults(cls: type[C], section: str | None = None) -> C:
+        """The YAML defaults (of ``section`` instead of the class's own, e.g. ``"eval.yaml:hidden_classifier"``)."""
+        return cls.model_validate(yaml_defaults(section) if section else {})
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    msgs = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            msgs.append(f"{field}: unknown key")
+        else:
+            msgs.append(f"{field}: {err['msg']} (got {err.get('input')!r})")
+    return f"{where}: " + "; ".join(msgs)
+
+
+def validate_config(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
+    """``cls`` from a plain mapping; errors raise :class:`ConfigError` naming ``where`` and the field."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, where)) from None
+
+
+def from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
+    """Alias of :func:`validate_config` (configs stored as plain dicts, e.g. in checkpoints)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
+    return validate_config(cls, data, where)
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
-    """Plain-dict form of a config dataclass (safe for YAML, JSON and checkpoints)."""
+    """Plain-dict form of a config object (safe for YAML, JSON and checkpoints)."""
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
     return dataclasses.asdict(obj)
 
 
-def replace_config(obj: T, **changes: Any) -> T:
-    """A copy of config object ``obj`` with ``changes`` applied (use this, not ``dataclasses.replace``:
-    the config classes may change their implementation, this call stays)."""
-    return dataclasses.replace(obj, **changes)
+def replace_config(obj: C, **changes: Any) -> C:
+    """A validated copy of config object ``obj`` with ``changes`` applied; unknown names raise ConfigError."""
+    data = {name: getattr(obj, name) for name in type(obj).model_fields}
+    return validate_config(type(obj), {**data, **changes}, type(obj).__name__)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -117,13 +138,15 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected KEY=VALUE (e.g. model.depth=4)")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML") from None
+    return key.strip().split("."), value
 
 
 def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str | tuple[list[str], Any]]) -> dict[str, Any]:
     """Return a copy of nested dict ``data`` with dotted overrides applied."""
-    import copy
-
     out = copy.deepcopy(data)
     for item in overrides:
         keys, value = parse_override(item) if isinstance(item, str) else item
@@ -141,6 +164,14 @@ def flag_overrides(args: Any, names: typing.Iterable[str]) -> list[tuple[list[st
     return [([name], getattr(args, name)) for name in names if getattr(args, name) is not None]
 
 
+def add_training_flags(parser: Any, example: str) -> None:
+    """``--no-wandb``, ``--resume`` and ``--set KEY=VALUE`` of a training CLI (read by :func:`cli_overrides`)."""
+    parser.add_argument("--no-wandb", action="store_true", help="do not log to wandb (offline by default)")
+    parser.add_argument("--resume", action="store_true", help="continue from CHECKPOINT_DIR/last.pt")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override any config key, e.g. --set {example} (repeatable)")
+
+
 def cli_overrides(args: Any, flag_names: typing.Iterable[str]) -> list:
     """All overrides a training CLI was given: ``--set KEY=VALUE`` first, then the named flags, then
     ``--no-wandb`` (``args.set``, the flags and ``args.no_wandb`` must exist)."""
@@ -150,23 +181,10 @@ def cli_overrides(args: Any, flag_names: typing.Iterable[str]) -> list:
     return overrides
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with errors naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
-
-
-def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.Iterable[Any] = (),
-                section: str | None = None) -> T:
-    """Load ``cls`` from YAML ``path`` (optionally one top-level ``section``) plus overrides."""
+def load_config(cls: type[C], path: str | Path | None = None, overrides: typing.Iterable[Any] = (),
+                section: str | None = None) -> C:
+    """Load ``cls`` from YAML ``path`` (optionally one top-level ``section``) plus overrides; keys the file
+    leaves out take the class's YAML defaults. Errors name the file and the field."""
     data: dict[str, Any] = {}
     where = "config"
     if path is not None:
@@ -176,4 +194,4 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.
             data = data.get(section, {}) or {}
             where = f"{path}:{section}"
     data = apply_overrides(data, overrides)
-    return from_dict(cls, data, where)
+    return validate_config(cls, data, where)

@@ -18,7 +18,7 @@ from driftsketch.config import load_config
 from driftsketch.train_config import DEFAULT_TRAIN_CONFIG, SamplingConfig
 
 
-def write_samples(sketches: np.ndarray, out: Path, class_name: str, size: int = 512, stroke_width: float = 3.0,
+def write_samples(sketches: np.ndarray, out: Path, class_name: str, size: int = 512, stroke_width: float | None = None,
                   prefix: str | None = None) -> list[Path]:
     """Write ``<prefix>_<i>.svg/.png`` for each sketch and ``grid.png``; returns the PNG paths."""
     from driftsketch.render import plot_bezier_sketches, write_png, write_svg
@@ -49,7 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--snap-eps", type=float, default=None,
                    help="join segment gaps shorter than this ([-1,1] units); off by default")
     p.add_argument("--size", type=int, default=512, help="PNG/SVG size in pixels")
-    p.add_argument("--stroke-width", type=float, default=3.0)
+    p.add_argument("--stroke-width", type=float, help="pixels (default: configs/eval.yaml render.stroke_width, "
+                   "scaled with --size)")
     p.add_argument("--config", default=str(DEFAULT_TRAIN_CONFIG), help="where sampling defaults come from")
     return p.parse_args(argv)
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from driftsketch import codec as sketch_codec
+from driftsketch.config import Config
 from driftsketch.sketch import NUM_SEGMENTS, TOKEN_DIM
 
 
@@ -96,19 +97,19 @@ class FinalLayer(nn.Module):
         return self.out(modulate(self.norm(x), shift, scale))
 
 
-@dataclass
-class ModelConfig:
-    """Size and conditioning of the velocity network (defaults mirror configs/train.yaml)."""
+class ModelConfig(Config):
+    """Size and conditioning of the velocity network (defaults: ``model`` in configs/train.yaml)."""
 
-    num_classes: int = 8
-    dim: int = 128
-    depth: int = 6
-    heads: int = 4
-    mlp_ratio: float = 4.0
-    dropout: float = 0.0
-    codec: str = "relative"  # "relative" (gap/handles/end) or "absolute"; see driftsketch.codec
-    gap_scale: float = 2.0
-    handle_scale: float = 3.0
+    defaults_from: ClassVar[str] = "train.yaml:model"
+    num_classes: int | None  # None in the YAML: training takes it from the data set
+    dim: int
+    depth: int
+    heads: int
+    mlp_ratio: float
+    dropout: float
+    codec: str  # "relative" (gap/handles/end) or "absolute"; see driftsketch.codec
+    gap_scale: float
+    handle_scale: float
 
 
 class SketchFlowTransformer(nn.Module):
@@ -122,6 +123,8 @@ class SketchFlowTransformer(nn.Module):
         super().__init__()
         if cfg.codec not in sketch_codec.CODECS:
             raise ValueError(f"model.codec: unknown codec {cfg.codec!r}; valid: {sketch_codec.CODECS}")
+        if cfg.num_classes is None:
+            raise ValueError("model.num_classes is not set (training takes it from the data set)")
         self.config = cfg
         self.class_names: list[str] = []
         self.checkpoint_id: str | None = None

@@ -17,6 +17,8 @@ import math
 import numpy as np
 import torch
 
+from driftsketch.sketch import to_canvas
+
 
 def bezier_basis(num: int, dtype=torch.float32) -> torch.Tensor:
     """Cubic Bernstein weights at ``num`` evenly spaced t in [0, 1]: ``(num, 4)``."""
@@ -43,11 +45,18 @@ def _gaussian_kernel(sigma: float) -> torch.Tensor:
 
 @torch.no_grad()
 def rasterize(beziers: torch.Tensor | np.ndarray, resolution: int = 64, samples_per_segment: int = 16,
-              blur_sigma: float = 0.6, line_width: float = 1.5) -> torch.Tensor:
+              blur_sigma: float | None = None, line_width: float | None = None) -> torch.Tensor:
     """Rasterise ``(N, 32, 4, 2)`` sketches (or one ``(32, 4, 2)``) to ``(N, 1, R, R)`` float32 in [0, 1].
 
-    ``line_width`` is in pixels of the output; ink density is saturated so a stroke reads as 1.
+    ``line_width`` and ``blur_sigma`` are in pixels of the output (None: the classifier's, configs/eval.yaml);
+    ink density is saturated so a stroke reads as 1.
     """
+    if blur_sigma is None or line_width is None:
+        from driftsketch.evaluation.classifier import ClassifierConfig
+
+        defaults = ClassifierConfig()
+        blur_sigma = defaults.blur_sigma if blur_sigma is None else blur_sigma
+        line_width = defaults.line_width if line_width is None else line_width
     x = torch.as_tensor(np.asarray(beziers) if not torch.is_tensor(beziers) else beziers, dtype=torch.float32)
     if x.ndim == 3:
         x = x[None]
@@ -61,7 +70,7 @@ def rasterize(beziers: torch.Tensor | np.ndarray, resolution: int = 64, samples_
     weight[:, :, 1:] += 0.5 * step
     weight[:, :, :-1] += 0.5 * step
     # Continuous pixel coordinates: pixel centres sit at integers 0..R-1.
-    uv = (pts + 1.0) * (r / 2.0) - 0.5  # (N, S, K, 2): [..., 0] column, [..., 1] row
+    uv = to_canvas(pts, r) - 0.5  # (N, S, K, 2): [..., 0] column, [..., 1] row
     weight = (weight * (r / 2.0)).reshape(n, -1)  # arc length in pixels
     col, row = uv[..., 0].reshape(n, -1), uv[..., 1].reshape(n, -1)
     c0, r0 = col.floor(), row.floor()

@@ -24,16 +24,15 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, ClassVar, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from driftsketch.config import Config
 from driftsketch.errors import DriftSketchError
-from driftsketch.fileio import atomic_write_text
+from driftsketch.fileio import atomic_copy, atomic_write_text
 
 REGISTRY_FILE = "registry.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -104,14 +103,6 @@ def round_id_for(parent: str, record_ids: list[str] | set[str], reference: str |
     payload = json.dumps({"parent": parent, "reference": reference or parent,
                           "records": sorted(set(record_ids))}, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    shutil.copyfile(src, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, dst)
 
 
 class Registry:
@@ -193,7 +184,7 @@ class Registry:
             if parent is not None and parent not in state.models:
                 raise RegistryError(f"parent {parent!r} is not in the registry {self.file}")
             if src.resolve() != dst.resolve():
-                _atomic_copy(src, dst)
+                atomic_copy(src, dst)
             entry = ModelEntry(id=model_id, path=f"{CHECKPOINT_DIR}/{dst.name}", kind=kind, parent=parent,
                                round_id=round_id, round_index=round_index, num_preferences=num_preferences,
                                metrics=dict(metrics or {}), extra=dict(extra or {}))
@@ -310,18 +301,20 @@ def _check_id(model_id: str) -> None:
         raise RegistryError(f"invalid model id {model_id!r}: use letters, digits, '-' and '_'")
 
 
-class PromotionGate(_Strict):
-    """When a candidate replaces the current model. Metrics are compared candidate vs current.
+class PromotionGate(Config):
+    """When a candidate replaces the current model (``gate`` in configs/round.yaml). Metrics are compared
+    candidate vs current.
 
     Keys used: ``recognizability`` (higher is better), ``frechet_distance`` (to the data; lower is better),
     ``heldout_accuracy`` (candidate's implicit accuracy on held-out preferences) and, if set,
     ``win_rate`` (candidate over current under an automatic judge).
     """
 
-    min_heldout_accuracy: float = Field(0.5, description="held-out preference accuracy at least this")
-    max_recognizability_drop: float = Field(0.02, description="recognizability may fall at most this much")
-    max_fd_ratio: float = Field(1.2, description="Frechet distance at most this times the current model's")
-    min_win_rate: float | None = Field(None, description="judge win rate over current at least this (off if null)")
+    defaults_from: ClassVar[str] = "round.yaml:gate"
+    min_heldout_accuracy: float = Field(description="held-out preference accuracy at least this")
+    max_recognizability_drop: float = Field(description="recognizability may fall at most this much")
+    max_fd_ratio: float = Field(description="Frechet distance at most this times the current model's")
+    min_win_rate: float | None = Field(description="judge win rate over current at least this (off if null)")
 
 
 def apply_gate(gate: PromotionGate, candidate: dict[str, float], current: dict[str, float]) -> tuple[bool, str]:

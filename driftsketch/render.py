@@ -12,27 +12,33 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
+from driftsketch.config import Config
 from driftsketch.fileio import atomic_write_bytes
-from driftsketch.sketch import CANVAS_SIZE, validate_sketch
+from driftsketch.sketch import CANVAS_SIZE, to_canvas, validate_sketch
 
-DEFAULT_STROKE_WIDTH = 4.0  # pixels on the 512-pixel canvas; scaled with ``size``
+
+class RenderConfig(Config):
+    """SVG / PNG renders (``render`` in configs/eval.yaml)."""
+
+    defaults_from: ClassVar[str] = "eval.yaml:render"
+    stroke_width: float  # pixels on the 512-pixel canvas; scaled with the output size
 
 
 def _stroke_width(size: int, stroke_width: float | None) -> float:
-    return DEFAULT_STROKE_WIDTH * size / CANVAS_SIZE if stroke_width is None else float(stroke_width)
+    return RenderConfig().stroke_width * size / CANVAS_SIZE if stroke_width is None else float(stroke_width)
 
 
 def sketch_to_svg(beziers: np.ndarray, size: int = CANVAS_SIZE, stroke_width: float | None = None,
                   color: str = "black", background: str = "white") -> str:
     """SVG document for one ``(32, 4, 2)`` sketch: one ``<path>`` per cubic segment.
 
-    ``stroke_width`` is in pixels of the ``size`` canvas (default 4 px at 512, scaled with size).
+    ``stroke_width`` is in pixels of the ``size`` canvas (default: configs/eval.yaml render, scaled with size).
     """
-    pts = (validate_sketch(beziers).astype(np.float64) + 1.0) * (size / 2.0)  # (32, 4, 2) in pixels
+    pts = to_canvas(validate_sketch(beziers).astype(np.float64), size)  # (32, 4, 2) in pixels
     paths = [
         '<path d="M {:.2f} {:.2f} C {:.2f} {:.2f} {:.2f} {:.2f} {:.2f} {:.2f}"/>'.format(*seg.ravel())
         for seg in pts

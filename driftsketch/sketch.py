@@ -17,7 +17,6 @@ SKETCH_SHAPE = (NUM_SEGMENTS, POINTS_PER_SEGMENT, 2)
 TOKEN_DIM = POINTS_PER_SEGMENT * 2  # 8 numbers per segment token
 FLAT_SHAPE = (NUM_SEGMENTS, TOKEN_DIM)
 CANVAS_SIZE = 512  # pixels of the rendered canvas; [-1, 1] maps onto [0, CANVAS_SIZE]
-CONNECT_EPS = 0.02  # end point meets start point within this distance (in [-1, 1] units)
 
 
 class SketchError(DriftSketchError, ValueError):
@@ -51,6 +50,12 @@ def validate_sketch(array: np.ndarray, where: str = "sketch") -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
-def to_canvas(points: np.ndarray, size: float = CANVAS_SIZE) -> np.ndarray:
-    """Map coordinates from ``[-1, 1]`` to pixel units ``[0, size]`` (y stays pointing down)."""
-    return (np.asarray(points) + 1.0) * (size / 2.0)
+def to_canvas(points, size: float = CANVAS_SIZE):
+    """Map coordinates from ``[-1, 1]`` to pixel units ``[0, size]`` (y stays pointing down); keeps the
+    array type (numpy or torch) and dtype of ``points``. The one place the canvas mapping is written."""
+    return (points + 1.0) * (size / 2.0)
+
+
+def from_canvas(pixels, size: float = CANVAS_SIZE):
+    """Inverse of :func:`to_canvas`: pixel units ``[0, size]`` -> ``[-1, 1]``."""
+    return pixels / (size / 2.0) - 1.0

@@ -10,7 +10,6 @@ running, and sample grids ``DIR/samples_stepN.png``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import math
 import sys
@@ -23,7 +22,7 @@ from tqdm import tqdm
 
 from driftsketch.augment import random_affine
 from driftsketch.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from driftsketch.config import ConfigError, cli_overrides, to_dict
+from driftsketch.config import ConfigError, add_training_flags, cli_overrides, replace_config, to_dict
 from driftsketch.ema import EMA
 from driftsketch.flow import cfm_loss
 from driftsketch.model import SketchFlowTransformer
@@ -40,10 +39,6 @@ def dataset_id_of(data) -> str:
     digest = hashlib.sha256(np.ascontiguousarray(data.beziers).tobytes())
     digest.update(np.ascontiguousarray(data.labels).tobytes())
     return digest.hexdigest()[:16]
-
-
-def build_model(cfg: TrainConfig, num_classes: int) -> SketchFlowTransformer:
-    return SketchFlowTransformer(dataclasses.replace(cfg.model, num_classes=num_classes))
 
 
 def training_progress(cfg: TrainConfig, step: int, elapsed_s: float, cpu_s: float = 0.0) -> float:
@@ -93,7 +88,7 @@ class _State:
 
 
 def _init_state(cfg: TrainConfig, num_classes: int, resume_from: Path | None) -> _State:
-    model = build_model(cfg, num_classes)
+    model = SketchFlowTransformer(replace_config(cfg.model, num_classes=num_classes))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     ema = EMA(model, cfg.ema_decay)
     state = _State(model, ema, opt)
@@ -193,10 +188,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--checkpoint-dir")
     p.add_argument("--seed", type=int)
     p.add_argument("--num-threads", type=int)
-    p.add_argument("--no-wandb", action="store_true", help="do not log to wandb (offline by default)")
-    p.add_argument("--resume", action="store_true", help="continue from CHECKPOINT_DIR/last.pt")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set model.depth=4 (repeatable)")
+    add_training_flags(p, "model.depth=4")
     return p.parse_args(argv)
 
 

@@ -3,8 +3,9 @@
     prefect deployment run base-train/base-train --param overrides='["max_steps=500"]'
     python -m flows.base_train --set max_steps=200            # the same, in-process
 
-Defaults: ``base.train_config`` / ``base.train_overrides`` / ``registry_dir`` of ``configs/round.yaml``.
-The trained model becomes current only if the registry has no current model yet.
+Defaults: ``base.train_config`` / ``base.train_overrides`` / ``registry_dir`` / ``work_dir``/base of
+``configs/round.yaml``, read when the run starts. The trained model becomes current only if the
+registry has no current model yet.
 """
 from __future__ import annotations
 
@@ -15,16 +16,17 @@ from prefect import flow, get_run_logger
 from flows.params import load_round_params
 from tasks.models import register_base, train_base_model
 
-_DEFAULTS = load_round_params()
-
 
 @flow(name="base-train")
-def base_train(train_config: str = _DEFAULTS.base.train_config,
-               overrides: list[str] = _DEFAULTS.base.train_overrides,
-               checkpoint_dir: str = f"{_DEFAULTS.work_dir}/base",
-               registry_dir: str = _DEFAULTS.registry_dir) -> str:
-    """Train with ``train_config`` + ``overrides`` into ``checkpoint_dir``; returns the registered model id."""
-    checkpoint = train_base_model(train_config, list(overrides), checkpoint_dir)
+def base_train(train_config: str | None = None, overrides: list[str] | None = None,
+               checkpoint_dir: str | None = None, registry_dir: str | None = None) -> str:
+    """Train with ``train_config`` + ``overrides`` into ``checkpoint_dir``; returns the registered model id.
+    A parameter left null takes its value from configs/round.yaml."""
+    defaults = load_round_params()
+    registry_dir = registry_dir or defaults.registry_dir
+    checkpoint = train_base_model(train_config or defaults.base.train_config,
+                                  list(defaults.base.train_overrides if overrides is None else overrides),
+                                  checkpoint_dir or f"{defaults.work_dir}/base")
     model_id = register_base(registry_dir, checkpoint)
     get_run_logger().info("base model %s registered in %s", model_id, registry_dir)
     return model_id
@@ -33,9 +35,10 @@ def base_train(train_config: str = _DEFAULTS.base.train_config,
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--set", dest="overrides", action="append", default=[], help="TrainConfig override KEY=VALUE")
-    p.add_argument("--checkpoint-dir", default=f"{_DEFAULTS.work_dir}/base")
+    p.add_argument("--checkpoint-dir", default=None, help="default: <round.yaml work_dir>/base")
     args = p.parse_args(argv)
-    base_train(overrides=[*_DEFAULTS.base.train_overrides, *args.overrides], checkpoint_dir=args.checkpoint_dir)
+    base_train(overrides=[*load_round_params().base.train_overrides, *args.overrides],
+               checkpoint_dir=args.checkpoint_dir)
 
 
 if __name__ == "__main__":

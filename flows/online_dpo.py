@@ -29,8 +29,8 @@ from flows.params import RoundParams, load_round_params
 from tasks import evaluate as ev
 from tasks import labeling as lb
 from tasks import models as md
-from tasks.generate import generate_pairs, select_pairs, weak_class_weights
-from tasks.preferences import assess_annotators, select_new_preferences
+from tasks.generate import generate_pairs, mark_pushed, next_batch_key, select_pairs, weak_class_weights
+from tasks.preferences import assess_annotators, human_pair_count, select_new_preferences
 from tasks.report import publish_report
 from tasks.train import finetune_round, finetune_timings
 
@@ -128,7 +128,7 @@ def refill_queue(params: RoundParams, projects: dict[str, int], current: str, cu
     n_gold = n_gold if n_gold < need else 0
     per_class = {k.split("/", 1)[1]: v for k, v in current_eval["metrics"].items() if k.startswith("recognizability/")}
     weights = weak_class_weights(per_class, class_names) if g.class_weighting == "weak" else None
-    batch_key = f"{waiting}-{need}-{stamp()}"
+    batch_key = next_batch_key(work, current)  # from what was pushed before, not the clock: reruns repeat
     batch_dir = f"{work}/batches/{current}/{batch_key}"
     with timer("generate"):
         pairs = next_pairs(params, current, need - n_gold, batch_dir, batch_key, weights, classifier, class_names, out)
@@ -143,6 +143,7 @@ def refill_queue(params: RoundParams, projects: dict[str, int], current: str, cu
             ratings = lb.render_pairs(ls, prefs, work, pairs, f"{batch_dir}/ratings.json", round_id, kind="rating")
         with timer("push"):
             out["pushed_ratings"] = lb.push_rendered(ls, prefs, work, projects["rating"], ratings, g.queue_target)
+    mark_pushed(batch_dir, out)
     return out
 
 
@@ -150,17 +151,23 @@ def next_pairs(params: RoundParams, current: str, num_pairs: int, batch_dir: str
                classifier: str, class_names: list[str], out: dict) -> str:
     """``num_pairs`` pairs from ``current``: sampled directly (``selection: random``), or the least sure of
     ``candidates`` times as many (``uncertain``); what was done goes into ``out["selection"]``."""
-    g = params.generate
-    factor = g.candidates if g.selection == "uncertain" else 1
+    g, dpo = params.generate, params.dpo
+    out["selection"] = {"selection": "random"}
+    factor = 1
+    if g.selection == "uncertain":
+        labeled = human_pair_count(params.preference_dir, class_names, dpo.config, dpo.overrides)
+        if labeled >= g.min_labeled_pairs:
+            factor = g.candidates
+        else:
+            out["selection"]["reason"] = f"{labeled} human pairs < min_labeled_pairs {g.min_labeled_pairs}"
     model_path = md.model_path(params.registry_dir, current)
     path = generate_pairs(model_path, current, num_pairs * factor, f"{batch_dir}/candidates.npz" if factor > 1 else
                           f"{batch_dir}/pairs.npz", weights=weights, batch_key=batch_key, seed=params.seed,
                           num_steps=g.num_steps, cfg_scale=g.cfg_scale, solver=g.solver)
-    out["selection"] = {"selection": "random"}
     if factor > 1:
         path, out["selection"] = select_pairs(path, f"{batch_dir}/pairs.npz", num_pairs, params.preference_dir,
-                                              classifier, class_names, params.dpo.config, params.dpo.overrides,
-                                              g.ensemble, g.min_labelled_pairs, params.seed)
+                                              classifier, class_names, dpo.config, dpo.overrides, g.ensemble,
+                                              params.seed)
     return path
 
 
@@ -168,7 +175,7 @@ def stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-@flow(name="online-dpo")
+@flow(name="online-dpo")  # the default is the Prefect form's (its schema is built from it): configs/round.yaml
 def online_dpo(params: RoundParams = load_round_params()) -> dict:
     """One round; returns the round summary (also in ``<work_dir>/reports/<time>-<round>/summary.json``)."""
     log = get_run_logger()
@@ -182,7 +189,7 @@ def online_dpo(params: RoundParams = load_round_params()) -> dict:
         classifier = ev.ensure_classifier(params.data, params.eval.config, params.eval.overrides, f"{work}/classifiers")
         reward_classifier = ev.ensure_classifier(params.data, params.eval.config, params.eval.overrides,
                                                  f"{work}/classifiers", section="reward_classifier")
-        class_names = _class_names(params, current)
+        class_names = md.class_names(params.registry_dir, current)
     with timer("pull"):
         projects = lb.ensure_projects(ls, prefs, work)
         summary["pull"] = lb.pull(ls, prefs, work, projects)
@@ -209,12 +216,6 @@ def online_dpo(params: RoundParams = load_round_params()) -> dict:
     log.info("pushed %d pairs (open before: %d), retired %d; report %s", summary["pushed"], summary["open_before"],
              summary["retired"], summary["report"])
     return summary
-
-
-def _class_names(params: RoundParams, model_id: str) -> list[str]:
-    from driftsketch.checkpoint import load_checkpoint
-
-    return list(load_checkpoint(md.model_path(params.registry_dir, model_id))["config"]["class_names"])
 
 
 def main(argv: list[str] | None = None) -> None:

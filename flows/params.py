@@ -1,43 +1,42 @@
-"""Flow parameters as pydantic models whose defaults come from ``configs/round.yaml``.
+"""Flow parameters as typed configs (driftsketch.config.Config) whose defaults are ``configs/round.yaml``.
 
-The Prefect UI renders :class:`RoundParams` as a form; a run without parameters uses the YAML as it is
-on disk when the worker imports the flow. Fields have no defaults in code, so the YAML is the one
-source of truth and a missing or unknown key is an error naming the file.
+The Prefect UI renders :class:`RoundParams` as a form. Fields have no defaults in code, so the YAML is
+the one source of truth; keys a file leaves out come from it, and an unknown key is an error naming
+the file and the field.
 
     params = load_round_params(overrides=["dpo.min_new_preferences=10"])
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from driftsketch.config import CONFIG_DIR, ConfigError, apply_overrides, read_yaml
+from driftsketch.config import CONFIG_DIR, Config, load_config
 from driftsketch.registry import PromotionGate
 from tasks.labeling import LabelStudioParams
 
 ROUND_CONFIG = CONFIG_DIR / "round.yaml"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class BaseModelParams(_Section):
+class BaseModelParams(Config):
+    defaults_from: ClassVar[str] = "round.yaml:base"
     checkpoint: str | None = Field(description="bootstrap from this checkpoint; null: train one")
     train_config: str = Field(description="TrainConfig YAML used when a base model must be trained")
     train_overrides: list[str] = Field(description="dotted overrides for that config, e.g. max_steps=500")
 
 
-class DPOParams(_Section):
+class DPOParams(Config):
+    defaults_from: ClassVar[str] = "round.yaml:dpo"
     min_new_preferences: int = Field(ge=1, description="fine-tune only when this many new usable pairs arrived")
     reference: Literal["current", "base"] = Field(description="DPO reference: current promoted model or original base")
     config: str = Field(description="DPO training config YAML")
     overrides: list[str] = Field(description="dotted overrides for the DPO config (e.g. epochs=5)")
 
 
-class EvalParams(_Section):
+class EvalParams(Config):
+    defaults_from: ClassVar[str] = "round.yaml:eval"
     config: str = Field(description="driftsketch-eval config (classifier behind recognizability and FD)")
     overrides: list[str] = Field(description="dotted overrides for it, e.g. classifier.steps=200")
     samples_per_class: int = Field(ge=2, description="samples per class for recognizability and FD")
@@ -45,7 +44,8 @@ class EvalParams(_Section):
     grid_per_class: int = Field(ge=1, description="sketches per class in the before/after grids")
 
 
-class GenerateParams(_Section):
+class GenerateParams(Config):
+    defaults_from: ClassVar[str] = "round.yaml:generate"
     queue_target: int = Field(ge=0, description="open pairwise tasks to keep in Label Studio")
     max_new_pairs: int = Field(ge=0, description="at most this many new pairs per round")
     class_weighting: Literal["cycle", "weak"] = Field(description="cycle classes, or favour weakly recognised ones")
@@ -57,12 +57,13 @@ class GenerateParams(_Section):
         description="which pairs to push: random, or those a reward-model ensemble is least sure about")
     candidates: int = Field(ge=1, description="uncertain: candidate pairs sampled per pair pushed")
     ensemble: int = Field(ge=1, description="uncertain: reward models fit on bootstrap resamples")
-    min_labelled_pairs: int = Field(ge=1, description="uncertain: fewer human pairs in the store: random")
+    min_labeled_pairs: int = Field(ge=1, description="uncertain: fewer human pairs in the store: random")
 
 
-class RoundParams(_Section):
+class RoundParams(Config):
     """Everything one round of online DPO needs; defaults from ``configs/round.yaml``."""
 
+    defaults_from: ClassVar[str] = "round.yaml"
     registry_dir: str = Field(description="model registry folder")
     preference_dir: str = Field(description="preference store root")
     work_dir: str = Field(description="per-round outputs (candidates' training dirs, grids, reports)")
@@ -79,8 +80,4 @@ class RoundParams(_Section):
 
 def load_round_params(path: str | Path = ROUND_CONFIG, overrides: list[str] = ()) -> RoundParams:
     """Read ``RoundParams`` from YAML plus dotted overrides; errors name the file and the field."""
-    data = apply_overrides(read_yaml(path), overrides)
-    try:
-        return RoundParams.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return load_config(RoundParams, path, overrides)

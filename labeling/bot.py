@@ -1,6 +1,6 @@
 """A simulated annotator: answers open Label Studio tasks through the API as a person would.
 
-It judges with a judge from :mod:`driftsketch.evaluation.judges` (``labelling``: classifier confidence +
+It judges with a judge from :mod:`driftsketch.evaluation.judges` (``labeling``: classifier confidence +
 continuity; ``hidden``: the evaluation judge) made noisy by :func:`prefer` (``noise``: flip
 probability; ``tie_margin`` / ``tie_rate``: ties). Sketches come from the preference store, found through
 the sample paths in the task data. It annotates as its own Label Studio user (``bot@driftsketch.local``
@@ -12,7 +12,7 @@ It can also behave like the annotators an annotation lead has to defend against 
 whatever is shown on the left, and ``tie_rate`` are ties whatever the sketches. Several identities
 (:func:`bot_emails`) answer the same project as different Label Studio users, each with its own seed.
 
-    judge = load_judge("labelling", "runs/classifier.pt")
+    judge = load_judge("labeling", "runs/classifier.pt")
     run_bot(ls, project_id, PreferenceStore("data/preferences"), judge, BotConfig())
     for email in bot_emails("bot@driftsketch.local", 3):       # bot-1@..., bot-2@..., bot-3@...
         run_bot(ls, project_id, store, judge, replace_config(cfg, email=email, careless_share=1.0))
@@ -33,23 +33,23 @@ from labeling.config import BotConfig
 from labeling.projects import control_names, project_kind
 from labeling.queue import open_tasks
 
-RATING_RANGE = (0.0, 2.0)  # judge scores mapped linearly onto 1..5 stars (labelling judge: ~[-2, 2])
+RATING_RANGE = (0.0, 2.0)  # judge scores mapped linearly onto 1..5 stars (labeling judge: ~[-2, 2])
 
 
 def load_judge(name: str, classifier_path: str | Path | None):
-    """``labelling`` or ``hidden`` judge around a trained classifier (``driftsketch-eval train-classifier``)."""
+    """``labeling`` or ``hidden`` judge around a trained classifier (``driftsketch-eval train-classifier``)."""
     from driftsketch.evaluation.classifier import SketchClassifier
-    from driftsketch.evaluation.judges import HiddenJudge, LabellingJudge
+    from driftsketch.evaluation.judges import HiddenJudge, LabelingJudge
     from driftsketch.evaluation.settings import load_eval_config
 
-    judges = {"labelling": LabellingJudge, "hidden": HiddenJudge}
+    judges = {"labeling": LabelingJudge, "hidden": HiddenJudge}
     if name not in judges:
         raise ValueError(f"unknown judge {name!r}; choose one of {sorted(judges)}")
     if not classifier_path or not Path(classifier_path).is_file():
         raise FileNotFoundError(f"judge {name!r} needs a trained classifier: {classifier_path!r} not found "
                                 "(make one with `driftsketch-eval train-classifier --out runs/classifier.pt`)")
     cfg = load_eval_config()
-    judge_cfg = cfg.labelling_judge if name == "labelling" else cfg.hidden_judge
+    judge_cfg = cfg.labeling_judge if name == "labeling" else cfg.hidden_judge
     return judges[name](SketchClassifier.load(classifier_path), judge_cfg)
 
 

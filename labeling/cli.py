@@ -3,7 +3,7 @@
     driftsketch-labelstudio start            # local server on 127.0.0.1 (prints its URL and login file)
     driftsketch-labelstudio setup            # pairwise + rating projects (idempotent)
     driftsketch-labelstudio push --model runs/base/model.pt --pairs 50 --ratings 10 --round-id r1
-    driftsketch-labelstudio bot --judge labelling --classifier runs/classifier.pt
+    driftsketch-labelstudio bot --judge labeling --classifier runs/classifier.pt
     driftsketch-labelstudio bot --bots 2 --careless-share 1 --email careless@driftsketch.local ...
     driftsketch-labelstudio pull             # new annotations -> data/preferences (exactly once)
     driftsketch-labelstudio annotators       # per-annotator quality, agreement, training weights
@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--round-id", default=None)
     push.add_argument("--seed", type=int, default=0)
     bot = sub.add_parser("bot", parents=[common], help="answer open tasks with a simulated annotator")
-    bot.add_argument("--judge", choices=["labelling", "hidden"], default=None)
+    bot.add_argument("--judge", choices=["labeling", "hidden"], default=None)
     bot.add_argument("--classifier", default=None, help="trained SketchClassifier for the judge")
     bot.add_argument("--noise", type=float, default=None, help="probability of flipping the judge's choice")
     bot.add_argument("--tie-share", "--tie-rate", dest="tie_rate", type=float, default=None,

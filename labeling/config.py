@@ -4,103 +4,102 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import ClassVar, Iterable
 
-from driftsketch.config import CONFIG_DIR, load_config
+from driftsketch.config import CONFIG_DIR, Config, load_config
 
 DEFAULT_LABELSTUDIO_CONFIG = CONFIG_DIR / "labelstudio.yaml"
 
 
-@dataclass
-class PostgresConfig:
+class PostgresConfig(Config):
     """Label Studio's PostgreSQL: one we start (``managed``) or the user's own."""
 
-    managed: bool = True
-    data_dir: str | None = None  # None: <server.data_dir>/postgres
-    host: str = "127.0.0.1"
-    port: int = 5433
-    name: str = "labelstudio"
-    user: str = "labelstudio"
-    password_env: str = "DRIFTSKETCH_PG_PASSWORD"
-    os_user: str = "postgres"
-    start_timeout_s: float = 60.0
+    defaults_from: ClassVar[str] = "labelstudio.yaml:server.postgres"
+    managed: bool
+    data_dir: str | None  # None: <server.data_dir>/postgres
+    host: str
+    port: int
+    name: str
+    user: str
+    password_env: str
+    os_user: str
+    start_timeout_s: float
 
 
-@dataclass
-class ServerConfig:
-    venv: str = ".venv-labelstudio"
-    data_dir: str = "data/labelstudio"
-    template_dir: str = "data/labelstudio-template"
-    host: str = "127.0.0.1"
-    port: int = 8080
-    start_timeout_s: float = 240.0
-    admin_email: str = "admin@driftsketch.local"
-    database: str = "sqlite"
-    files_root: str = "data/labelstudio-files"
-    postgres: PostgresConfig = field(default_factory=PostgresConfig)
+class ServerConfig(Config):
+    defaults_from: ClassVar[str] = "labelstudio.yaml:server"
+    venv: str
+    data_dir: str
+    template_dir: str
+    host: str
+    port: int
+    start_timeout_s: float
+    admin_email: str
+    database: str
+    files_root: str
+    postgres: PostgresConfig
 
 
-@dataclass
-class ProjectsConfig:
-    pairwise_title: str = "DriftSketch pairwise"
-    rating_title: str = "DriftSketch rating"
-    image_width: str = "320px"
+class ProjectsConfig(Config):
+    defaults_from: ClassVar[str] = "labelstudio.yaml:projects"
+    pairwise_title: str
+    rating_title: str
+    image_width: str
 
 
-@dataclass
-class PushConfig:
-    store_root: str = "data/preferences"
-    image_mode: str = "url"
-    svg_dir: str | None = None  # None: <server.files_root>/svg
-    png_dir: str | None = None  # None: <server.files_root>/png
-    image_size: int = 256
-    batch_size: int = 100
-    seed: int = 0
+class PushConfig(Config):
+    defaults_from: ClassVar[str] = "labelstudio.yaml:push"
+    store_root: str
+    image_mode: str
+    svg_dir: str | None  # None: <server.files_root>/svg
+    png_dir: str | None  # None: <server.files_root>/png
+    image_size: int
+    batch_size: int
+    seed: int
 
 
-@dataclass
-class PullConfig:
-    store_root: str = "data/preferences"
-    cursor_path: str = "data/labelstudio/pull_cursor.json"
-    session: str = "labelstudio"
-    page_size: int = 100
-    retries: int = 4
-    backoff_s: float = 1.0
+class PullConfig(Config):
+    defaults_from: ClassVar[str] = "labelstudio.yaml:pull"
+    store_root: str
+    cursor_path: str
+    session: str
+    page_size: int
+    retries: int
+    backoff_s: float
 
 
-@dataclass
-class BotConfig:
-    email: str = "bot@driftsketch.local"
-    judge: str = "labelling"
-    classifier: str | None = None
-    noise: float = 0.1
-    tie_margin: float = 0.02
-    tie_rate: float = 0.0
-    careless_share: float = 0.0
-    always_left_share: float = 0.0
-    lead_time_s: float = 3.0
-    seed: int = 0
+class BotConfig(Config):
+    defaults_from: ClassVar[str] = "labelstudio.yaml:bot"
+    email: str
+    judge: str
+    classifier: str | None
+    noise: float
+    tie_margin: float
+    tie_rate: float
+    careless_share: float
+    always_left_share: float
+    lead_time_s: float
+    seed: int
 
 
-@dataclass
-class GoldConfig:
-    share: float = 0.1
-    data: str = "builtin"
-    kinds: list[str] = field(default_factory=lambda: ["scrambled", "wrong_class", "noise"])
-    noise_std: float = 0.25
-    seed: int = 0
+class GoldConfig(Config):
+    defaults_from: ClassVar[str] = "labelstudio.yaml:gold"
+    share: float
+    data: str
+    kinds: list[str]
+    noise_std: float
+    seed: int
 
 
-@dataclass
-class LabelStudioConfig:
-    server: ServerConfig = field(default_factory=ServerConfig)
-    projects: ProjectsConfig = field(default_factory=ProjectsConfig)
-    push: PushConfig = field(default_factory=PushConfig)
-    pull: PullConfig = field(default_factory=PullConfig)
-    bot: BotConfig = field(default_factory=BotConfig)
-    gold: GoldConfig = field(default_factory=GoldConfig)
+class LabelStudioConfig(Config):
+    defaults_from: ClassVar[str] = "labelstudio.yaml"
+    server: ServerConfig
+    projects: ProjectsConfig
+    push: PushConfig
+    pull: PullConfig
+    bot: BotConfig
+    gold: GoldConfig
 
 
 def load_labelstudio_config(path: str | Path | None = DEFAULT_LABELSTUDIO_CONFIG,

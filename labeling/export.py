@@ -19,6 +19,8 @@ from label_studio_sdk.core.api_error import ApiError
 
 from labeling.client import client_url, with_retries
 
+EXPORT_TIMEOUT_S = 900  # one response for the whole project: 10k tasks took ~60 s on the loaded 2-core machine
+
 
 @dataclass
 class ExportedTask:
@@ -35,7 +37,8 @@ def export_annotated_tasks(ls: LabelStudio, project_id: int, attempts: int = 5,
     """Every task of ``project_id`` with at least one annotation (cancelled ones included), or None when
     the server does not offer this export."""
     def download() -> bytes:
-        return b"".join(ls.projects.exports.download_sync(project_id, export_type="JSON", download_all_tasks=False))
+        return b"".join(ls.projects.exports.download_sync(project_id, export_type="JSON", download_all_tasks=False,
+                                                          request_options={"timeout_in_seconds": EXPORT_TIMEOUT_S}))
 
     try:
         body = with_retries(download, client_url(ls), attempts, backoff_s)

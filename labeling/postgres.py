@@ -14,18 +14,21 @@ every PostgreSQL program runs as that user (``runuser``). With ``managed: false`
 Label Studio connects to ``host:port/name`` as ``user`` with the password in ``$DRIFTSKETCH_PG_PASSWORD``
 (never written anywhere).
 
-Migrations: a fresh Label Studio database takes ~50 s of Django migrations. The first fresh database
-is migrated once and dumped (``pg_dump -Fc``, schema and the migrations' own rows, no users, no
-secrets) to ``<template_dir>-postgres/labelstudio-<version>.dump``; every later fresh database is
-restored from that dump in a few seconds (the PostgreSQL counterpart of the SQLite template copy).
+Migrations: a fresh Label Studio database takes 50-110 s of Django migrations. For the pinned Label
+Studio the migrated database ships as ``labeling/pg_templates/labelstudio-<version>.sql.gz`` (plain
+``pg_dump``: schema and the migrations' own rows, no users, no tokens, no secrets; 32 KB); for any other
+version the first fresh database is migrated once and dumped the same way to
+``<template_dir>-postgres/labelstudio-<version>.sql.gz``. A fresh database is restored from the dump in
+a few seconds (the PostgreSQL counterpart of the SQLite template copy). After changing the pin, copy
+the generated dump of the new version into labeling/pg_templates/ (and delete the old one).
 
     env = database_env(cfg.server, creds)   # {} for SQLite; starts PostgreSQL when managed
     postgres_status(cfg.server); stop_postgres(cfg.server)
 """
 from __future__ import annotations
 
-import contextlib
 import fcntl
+import gzip
 import json
 import os
 import pwd
@@ -39,10 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from driftsketch.errors import DriftSketchError
-from driftsketch.fileio import atomic_write_text
+from driftsketch.fileio import atomic_write_bytes, atomic_write_text
 from labeling.config import ServerConfig
 
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+SHIPPED_DIR = Path(__file__).resolve().parent / "pg_templates"
 DATABASES = ("sqlite", "postgresql")
 
 
@@ -70,9 +74,14 @@ def _info_path(cfg: ServerConfig) -> Path:
 
 
 def template_dump(cfg: ServerConfig, version: str) -> Path:
-    """The migrated, user-less Label Studio database of ``version`` (``pg_dump -Fc``)."""
+    """The migrated, user-less Label Studio database of ``version`` made on this machine (gzipped SQL)."""
     tpl = Path(cfg.template_dir)
-    return tpl.with_name(tpl.name + "-postgres") / f"labelstudio-{version}.dump"
+    return tpl.with_name(tpl.name + "-postgres") / f"labelstudio-{version}.sql.gz"
+
+
+def shipped_dump(version: str) -> Path:
+    """The same, shipped with the code for the pinned Label Studio (scripts/install_labelstudio.sh)."""
+    return SHIPPED_DIR / f"labelstudio-{version}.sql.gz"
 
 
 def pg_bin(program: str) -> str:
@@ -125,15 +134,15 @@ def _as_server_user(cfg: ServerConfig) -> list[str]:
     return ["runuser", "-u", cfg.postgres.os_user, "--"]
 
 
-def _run(cmd: list[str], what: str, env: dict | None = None, timeout: float = 120.0) -> str:
+def _run(cmd: list[str], what: str, env: dict | None = None, timeout: float = 120.0, stdin: bytes | None = None) -> str:
     try:
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        out = subprocess.run(cmd, env=env, capture_output=True, timeout=timeout, input=stdin if stdin is not None else b"")
     except subprocess.TimeoutExpired:
         raise PostgresError(f"{what}: no answer within {timeout:.0f} s") from None
     if out.returncode != 0:
-        detail = " ".join((out.stderr or out.stdout).split())[-600:]
+        detail = " ".join((out.stderr or out.stdout).decode(errors="replace").split())[-600:]
         raise PostgresError(f"{what} failed (exit {out.returncode}): {detail}")
-    return out.stdout
+    return out.stdout.decode(errors="replace")
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -292,34 +301,36 @@ def prepare_database(cfg: ServerConfig, target: PgTarget, password: str, manage:
         _psql(target, password, f'CREATE DATABASE "{target.name}"', "postgres")
     if not _is_empty(target, password):
         return "ready"  # Label Studio applies any migrations still missing itself
-    dump = template_dump(cfg, version)
-    if dump.is_file():
-        _run([pg_bin("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error", "-h", target.host,
-              "-p", str(target.port), "-U", target.user, "-d", target.name, str(dump)],
-             f"restoring {dump} into {target.host}:{target.port}/{target.name}", env=_pg_env(password), timeout=300)
-        return "restored"
+    for dump in (template_dump(cfg, version), shipped_dump(version)):
+        if dump.is_file():
+            _psql_script(target, password, gzip.decompress(dump.read_bytes()), f"restoring {dump} into")
+            return "restored"
     _run([str(manage[0]), str(manage[1]), "migrate", "--noinput"],
          f"Label Studio migrations on {target.host}:{target.port}/{target.name}", env=ls_env, timeout=900)
-    _save_template(dump, target, password)
+    _save_template(template_dump(cfg, version), target, password)
     return "migrated"
 
 
+def _psql_script(target: PgTarget, password: str, sql: bytes, what: str) -> None:
+    _run([pg_bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", target.host, "-p", str(target.port),
+          "-U", target.user, "-d", target.name, "-f", "-"],
+         f"{what} {target.host}:{target.port}/{target.name}", env=_pg_env(password), timeout=300, stdin=sql)
+
+
+def dump_database(target: PgTarget, password: str) -> bytes:
+    """Plain-SQL ``pg_dump`` of ``target`` without owners or grants (restorable as any role)."""
+    return _run([pg_bin("pg_dump"), "--no-owner", "--no-privileges", "-h", target.host, "-p", str(target.port),
+                 "-U", target.user, "-d", target.name], f"dumping {target.host}:{target.port}/{target.name}",
+                env=_pg_env(password), timeout=300).encode()
+
+
 def _save_template(dump: Path, target: PgTarget, password: str) -> None:
-    """``pg_dump -Fc`` of the freshly migrated, user-less database (atomic; a lock keeps one writer)."""
+    """The freshly migrated, user-less database as gzipped SQL (atomic; a lock keeps one writer)."""
     dump.parent.mkdir(parents=True, exist_ok=True)
-    with open(dump.with_suffix(".lock"), "w") as lock:
+    with open(dump.with_name(dump.name + ".lock"), "w") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        if dump.is_file():
-            return
-        tmp = dump.with_name(f".{dump.name}.{os.getpid()}.tmp")
-        try:
-            _run([pg_bin("pg_dump"), "-Fc", "--no-owner", "--no-privileges", "-h", target.host, "-p",
-                  str(target.port), "-U", target.user, "-d", target.name, "-f", str(tmp)],
-                 f"dumping the migrated database to {dump}", env=_pg_env(password), timeout=300)
-            os.replace(tmp, dump)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        if not dump.is_file():
+            atomic_write_bytes(dump, gzip.compress(dump_database(target, password), mtime=0))
 
 
 def django_env(target: PgTarget, password: str) -> dict[str, str]:

@@ -103,10 +103,11 @@ def annotation_key(project: int, annotation: int, updated_at) -> str:
     return f"{int(project)}:{int(annotation)}:{_iso(updated_at)}"
 
 
-def _stored_versions(store: PreferenceStore) -> tuple[set[str], dict[tuple[int, int], tuple[str, PreferenceRecord]]]:
+def _stored_versions(stored: list[PreferenceRecord]
+                     ) -> tuple[set[str], dict[tuple[int, int], tuple[str, PreferenceRecord]]]:
     """Keys of stored Label Studio annotations, and the latest stored record per (project, annotation)."""
     keys, latest = set(), {}
-    for rec in store.records():
+    for rec in stored:
         s = rec.source
         if s.get("system") != "label-studio" or "annotation" not in s:
             continue
@@ -201,7 +202,8 @@ def pull_annotations(ls: LabelStudio, projects: dict[str, int] | list[int], stor
     if on_stage:
         on_stage("fetched")
     records, new_cursor = [], dict(cursor)  # {project id: newest task updated_at}
-    keys, latest = _stored_versions(store)  # (2)
+    stored = store.records()  # read once: at 50k records a read costs seconds
+    keys, latest = _stored_versions(stored)  # (2)
     for pid, (kind, names, tasks) in fetched.items():
         for task in tasks:
             new_cursor[str(pid)] = max(new_cursor.get(str(pid), ""), _iso(task.updated_at))
@@ -215,7 +217,7 @@ def pull_annotations(ls: LabelStudio, projects: dict[str, int] | list[int], stor
     save_cursor(cursor_path, {"url": url, "projects": new_cursor})  # (4)
     report.new_records, report.record_ids = len(records), [r.id for r in records]
     report.superseding = sum(r.supersedes is not None for r in records)
-    report.agreement = agreement_report(store.records())
+    report.agreement = agreement_report(stored + records)
     return report
 
 

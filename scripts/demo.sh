@@ -123,7 +123,7 @@ for r in $(seq 0 $((ROUNDS - 1))); do
   report=$(ls -t "$DEMO"/work/reports/*/report.md | head -1)
   sed -n '1,6p' "$report"
   if [ "$r" -lt $((ROUNDS - 1)) ]; then
-    "$LS" bot "${LS_SET[@]}" --judge labelling --classifier "$ANNOTATOR_CLF"
+    "$LS" bot "${LS_SET[@]}" --judge labeling --classifier "$ANNOTATOR_CLF"
   fi
 done
 

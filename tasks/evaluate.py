@@ -38,8 +38,8 @@ def flat_metrics(report: dict) -> dict[str, float]:
 
 @task
 def evaluate_checkpoint(checkpoint: str, classifier_path: str, data: str, out_dir: str, *,
-                        samples_per_class: int, seed: int, grid_per_class: int = 4, num_steps: int = 20,
-                        cfg_scale: float = 2.0, solver: str = "midpoint") -> dict:
+                        samples_per_class: int, seed: int, grid_per_class: int, num_steps: int,
+                        cfg_scale: float, solver: str) -> dict:
     """Recognizability, FD and continuity of one model; samples from a fixed seed, so two models are
     compared on the same noise. Writes ``samples.npz`` and ``grid.png`` into ``out_dir``.
 
@@ -71,11 +71,11 @@ def evaluate_checkpoint(checkpoint: str, classifier_path: str, data: str, out_di
 
 @task
 def paired_win_rate(samples_candidate: str, samples_current: str, classifier_path: str) -> dict[str, float]:
-    """Win rate of the candidate over the current model under the labelling judge, sample for sample."""
+    """Win rate of the candidate over the current model under the labeling judge, sample for sample."""
     from driftsketch.evaluation.classifier import SketchClassifier
-    from driftsketch.evaluation.judges import LabellingJudge, win_rate
+    from driftsketch.evaluation.judges import LabelingJudge, win_rate
 
-    judge = LabellingJudge(SketchClassifier.load(classifier_path))
+    judge = LabelingJudge(SketchClassifier.load(classifier_path))
     a, b = np.load(samples_candidate), np.load(samples_current)
     return win_rate(judge.score(a["beziers"], a["labels"]), judge.score(b["beziers"], b["labels"]))
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 from prefect import task
 
-from driftsketch.fileio import atomic_write_bytes
+from driftsketch.fileio import atomic_write_bytes, atomic_write_text
+
+PUSHED = "pushed.json"  # in a batch folder once its tasks went out
 
 
 def allocate_classes(num_pairs: int, num_classes: int, weights: list[float] | None = None,
@@ -40,6 +44,17 @@ def weak_class_weights(per_class_recognizability: dict[str, float], class_names:
     return [1.0 - float(per_class_recognizability[n]) + floor for n in class_names]
 
 
+def next_batch_key(work_dir: str, model_id: str) -> str:
+    """``batch<n>``, n = the batches of ``model_id`` already pushed (:func:`mark_pushed`): a re-run after a
+    crash before the mark gets the same key, hence the same seed and sketches; the next round a new one."""
+    return f"batch{len(list(Path(work_dir, 'batches', model_id).glob('*/' + PUSHED))):04d}"
+
+
+def mark_pushed(batch_dir: str, summary: dict) -> None:
+    """Record that the batch in ``batch_dir`` went out (the next batch of its model gets a new key)."""
+    atomic_write_text(Path(batch_dir) / PUSHED, json.dumps(summary, sort_keys=True))
+
+
 def batch_seed(model_id: str, batch_key: str, seed: int) -> int:
     """A deterministic seed, so a re-run after a crash regenerates the identical batch."""
     return int.from_bytes(hashlib.sha256(f"{model_id}/{batch_key}/{seed}".encode()).digest()[:4], "big")
@@ -47,8 +62,7 @@ def batch_seed(model_id: str, batch_key: str, seed: int) -> int:
 
 @task
 def generate_pairs(checkpoint: str, model_id: str, num_pairs: int, out_path: str, *, weights: list[float] | None = None,
-                   batch_key: str = "0", seed: int = 0, num_steps: int = 20, cfg_scale: float = 2.0,
-                   solver: str = "midpoint") -> str | None:
+                   batch_key: str, seed: int, num_steps: int, cfg_scale: float, solver: str) -> str | None:
     """Sample ``num_pairs`` (a, b) pairs of one class each, fresh noise per sketch; writes an .npz.
 
     The .npz holds ``beziers_a/b`` (P, 32, 4, 2), ``noise_a/b`` (P, 32, 8), ``labels`` (P,),
@@ -75,11 +89,10 @@ def generate_pairs(checkpoint: str, model_id: str, num_pairs: int, out_path: str
 @task
 def select_pairs(candidates_npz: str, out_path: str, num_pairs: int, preference_dir: str, classifier: str,
                  class_names: list[str], dpo_config: str, overrides: list[str], ensemble: int,
-                 min_labelled: int, seed: int = 0) -> tuple[str, dict]:
+                 seed: int = 0) -> tuple[str, dict]:
     """Keep the ``num_pairs`` candidate pairs an ensemble of ``ensemble`` reward models (fit on bootstrap
     resamples of the store's human pairs, with the DPO config's reward features and annotator rules)
-    is least sure about; writes them like :func:`generate_pairs`. With fewer than ``min_labelled``
-    human pairs it keeps the first ``num_pairs`` candidates (random pairs). Returns (path, info)."""
+    is least sure about; writes them like :func:`generate_pairs`. Returns (path, info)."""
     from dpo.amplify import dataset_arrays
     from dpo.config import load_dpo_config
     from dpo.dataset import PreferenceDataset
@@ -89,14 +102,10 @@ def select_pairs(candidates_npz: str, out_path: str, num_pairs: int, preference_
     z = dict(np.load(candidates_npz))
     cfg = load_dpo_config(dpo_config, overrides)
     human = PreferenceDataset(preference_dir, class_names, annotators=cfg.annotators, use_noise=False)
-    if len(human) < min_labelled:
-        keep, info = np.arange(num_pairs), {"selection": "random", "reason": f"{len(human)} human pairs < "
-                                            f"min_labelled_pairs {min_labelled}"}
-    else:
-        fit = reward_fitter(SketchClassifier.load(classifier), cfg.amplify.reward)
-        models = fit_ensemble(fit, *dataset_arrays(human), k=ensemble, seed=seed)
-        keep = select_uncertain(models, z["beziers_a"], z["beziers_b"], z["labels"], num_pairs)
-        info = {"selection": "uncertain", "human_pairs": len(human), "candidates": len(z["labels"])}
+    fit = reward_fitter(SketchClassifier.load(classifier), cfg.amplify.reward)
+    models = fit_ensemble(fit, *dataset_arrays(human), k=ensemble, seed=seed)
+    keep = select_uncertain(models, z["beziers_a"], z["beziers_b"], z["labels"], num_pairs)
+    info = {"selection": "uncertain", "human_pairs": len(human), "candidates": len(z["labels"])}
     buf = io.BytesIO()
     np.savez(buf, **{k: (v[keep] if k in PAIR_ARRAYS else v) for k, v in z.items()})
     return str(atomic_write_bytes(out_path, buf.getvalue())), info

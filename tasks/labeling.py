@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 from prefect import task
+from pydantic import Field
 
+from driftsketch.config import Config
 from driftsketch.fileio import atomic_write_text
-from pydantic import BaseModel, ConfigDict, Field
-
 from tasks.credentials import labelstudio_connection
 
 NETWORK = dict(retries=3, retry_delay_seconds=[2, 5, 15])
 
 
-class LabelStudioParams(BaseModel):
+class LabelStudioParams(Config):
     """Where Label Studio is and how the round uses it (section ``labelstudio`` of configs/round.yaml)."""
 
-    model_config = ConfigDict(extra="forbid")
-
+    defaults_from: ClassVar[str] = "round.yaml:labelstudio"
     config: str = Field(description="Label Studio integration config (projects, push, pull)")
     overrides: list[str] = Field(description="dotted overrides for it, e.g. push.image_size=192")
     url: str | None = Field(description="Label Studio URL; null: $LABEL_STUDIO_URL, else the local server's")

@@ -1,4 +1,8 @@
-"""Registry tasks: bootstrap the first model, look up the current one, register and decide candidates."""
+"""Registry tasks: bootstrap the first model, register and decide candidates; plain lookups beside them.
+
+Tasks (units of retry and observation) are the steps that change something; the lookups
+(:func:`current_model`, :func:`model_path`, :func:`class_names`) are plain functions.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,7 +38,6 @@ def register_base(registry_dir: str, checkpoint: str) -> str:
     return model_id
 
 
-@task
 def current_model(registry_dir: str) -> str | None:
     """Id of the current promoted model (None for an empty registry)."""
     return Registry(registry_dir).current
@@ -58,7 +61,7 @@ def decide_promotion(registry_dir: str, round_id: str, gate: PromotionGate, cand
         return {"promoted": rnd.status == "promoted", "reason": rnd.reason, "current": reg.current}
     promote, reason = apply_gate(gate, candidate_metrics, current_metrics)
     reg.set_metrics(rnd.candidate, candidate_metrics)
-    record_metrics.fn(registry_dir, rnd.parent, current_metrics)
+    _record_new_metrics(reg, rnd.parent, current_metrics)
     reg.decide_round(round_id, promote, reason)
     return {"promoted": promote, "reason": reason, "current": reg.current}
 
@@ -72,15 +75,25 @@ def start_round(registry_dir: str, record_ids: list[str], reference_mode: str) -
     return reg.start_round(parent, reference, record_ids).model_dump()
 
 
-@task
 def model_path(registry_dir: str, model_id: str) -> str:
+    """Checkpoint path of a registered model."""
     return str(Registry(registry_dir).path_of(model_id))
+
+
+def class_names(registry_dir: str, model_id: str) -> list[str]:
+    """The class names a registered model draws (read from its checkpoint)."""
+    from driftsketch.checkpoint import load_checkpoint
+
+    return list(load_checkpoint(model_path(registry_dir, model_id))["config"]["class_names"])
+
+
+def _record_new_metrics(reg: Registry, model_id: str, metrics: dict[str, float]) -> None:
+    missing = {k: v for k, v in metrics.items() if k not in reg.get(model_id).metrics}
+    if missing:
+        reg.set_metrics(model_id, missing)
 
 
 @task
 def record_metrics(registry_dir: str, model_id: str, metrics: dict[str, float]) -> None:
     """Store metrics a model does not have yet (first measurement wins: later rounds reuse the cache)."""
-    reg = Registry(registry_dir)
-    missing = {k: v for k, v in metrics.items() if k not in reg.get(model_id).metrics}
-    if missing:
-        reg.set_metrics(model_id, missing)
+    _record_new_metrics(Registry(registry_dir), model_id, metrics)

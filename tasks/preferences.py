@@ -35,6 +35,15 @@ def select_new_preferences(preference_dir: str, registry_dir: str, class_names: 
 
 
 @task
+def human_pair_count(preference_dir: str, class_names: list[str], dpo_config: str, overrides: list[str]) -> int:
+    """Training pairs all human answers in the store make (the DPO config's rules)."""
+    from dpo.dataset import PreferenceDataset
+
+    return len(PreferenceDataset(preference_dir, class_names, annotators=annotators_config(dpo_config, overrides),
+                                 use_noise=False))
+
+
+@task
 def assess_annotators(preference_dir: str, dpo_config: str, overrides: list[str]) -> dict:
     """Per-annotator quality over every answer in the store and the training decision (weights,
     exclusions): ``AnnotatorReport.to_dict()`` plus ``markdown``, the table for the round report."""

@@ -97,18 +97,18 @@ def labelstudio_pg() -> LabelStudioServer:
 
 @pytest.fixture(scope="session")
 def tiny_judge():
-    """A labelling judge around a 10-step classifier: any judge will do where a test compares the bot
+    """A labeling judge around a 10-step classifier: any judge will do where a test compares the bot
     with its own judge."""
     import torch
 
     from driftsketch.data import load_dataset
     from driftsketch.evaluation.classifier import ClassifierConfig, train_classifier
-    from driftsketch.evaluation.judges import LabellingJudge
+    from driftsketch.evaluation.judges import LabelingJudge
 
     torch.manual_seed(0)
     cfg = ClassifierConfig(steps=10, resolution=32, widths=[8, 16], batch_size=32, holdout_fraction=0.9,
                            augment=False)
-    return LabellingJudge(train_classifier(load_dataset("builtin"), cfg, progress=False))
+    return LabelingJudge(train_classifier(load_dataset("builtin"), cfg, progress=False))
 
 
 @pytest.fixture(scope="session")

@@ -50,9 +50,21 @@ class PrefectServer:
     env: dict[str, str]  # environment for subprocesses (prefect CLI, workers) that talk to this server
 
     def cli(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-        """Run ``prefect <args>`` from the repo root against this server."""
-        return subprocess.run([str(PREFECT_BIN), *args], cwd=REPO, env=self.env, capture_output=True,
-                              text=True, timeout=timeout, check=check)
+        """Run ``prefect <args>`` from the repo root against this server (a failure shows its output)."""
+        out = subprocess.run([str(PREFECT_BIN), *args], cwd=REPO, env=self.env, capture_output=True,
+                             text=True, timeout=timeout)
+        if check and out.returncode != 0:
+            raise AssertionError(f"prefect {' '.join(args)} exited {out.returncode}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        return out
+
+    def deployment(self, name: str) -> dict:
+        """A deployment as the REST API returns it (``prefect deployment inspect -o json`` of a deployment
+        with a trigger fails in Prefect 3.9.1: its automations hold a set, which orjson cannot dump)."""
+        import httpx
+
+        resp = httpx.get(f"{self.api_url}/deployments/name/{name}", timeout=30)
+        resp.raise_for_status()
+        return resp.json()
 
 
 @pytest.fixture(scope="session")

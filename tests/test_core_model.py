@@ -125,3 +125,17 @@ def test_sampling_precisions_agree_on_the_same_noise(model):
     assert np.array_equal(b, again)
     with pytest.raises(ValueError, match="precision"):
         generate_beziers(model, "star", 2, num_steps=2, seed=0, precision="fp8")
+
+
+def test_checkpoint_ids_come_from_content(model, tmp_path):
+    """Same weights, classes, step and lineage: the same id (so seeds derived from it repeat); any change: another."""
+    names = ["a", "b", "c"]
+    first = save_checkpoint(tmp_path / "1.pt", model, names, step=3, parent="p")
+    assert save_checkpoint(tmp_path / "2.pt", model, names, step=3, parent="p") == first
+    assert load_checkpoint(tmp_path / "2.pt")["id"] == first
+    assert save_checkpoint(tmp_path / "3.pt", model, names, step=3, parent="q") != first
+    assert save_checkpoint(tmp_path / "4.pt", model, names, step=4, parent="p") != first
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    assert save_checkpoint(tmp_path / "5.pt", model, names, step=3, parent="p") != first
+    assert save_checkpoint(tmp_path / "6.pt", model, names, checkpoint_id="given") == "given"

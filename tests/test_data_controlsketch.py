@@ -33,7 +33,8 @@ def test_parse_svg_sketch_maps_viewport_to_unit_square():
     svg = '<svg><path d="M0 0 C 128 128 384 384 512 512"/></svg>'
     sketch = parse_svg_sketch(svg)
     assert sketch.shape == (32, 4, 2)
-    np.testing.assert_allclose(sketch[0, 0], [-1, -1]) and np.testing.assert_allclose(sketch[-1, 3], [1, 1])
+    np.testing.assert_allclose(sketch[0, 0], [-1, -1])  # assert_allclose returns None: `a and b` never ran b
+    np.testing.assert_allclose(sketch[-1, 3], [1, 1])
     with pytest.raises(ValueError, match="expected 1-32"):
         parse_svg_sketch(_svg(33))
 

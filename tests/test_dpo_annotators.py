@@ -74,20 +74,38 @@ def test_wilson_interval_brackets_the_share():
     assert all(math.isnan(v) for v in wilson_interval(0, 0))
 
 
-def test_dawid_skene_finds_the_coin_flipper():
-    rng = np.random.default_rng(0)
-    truth = rng.random(300) < 0.5
-    people = {"good1": 0.95, "good2": 0.9, "good3": 0.85, "coin": 0.5}
+def _simulated(people: dict, n: int = 300, seed: int = 0) -> list:
+    """Every item answered by everyone; ``people``: name -> accuracy, or "left" (always the left sketch)."""
     from dpo.annotators import FIRST, SECOND, Answer
+
+    rng = np.random.default_rng(seed)
     answers = []
-    for i, t in enumerate(truth):
+    for i in range(n):
+        first_better, first_left = rng.random() < 0.5, rng.random() < 0.5
+        right = FIRST if first_better else SECOND
+        rec = PreferenceRecord(comparison_type="pairwise", class_label=0, class_name="c", beziers_a=f"x{i}",
+                               beziers_b=f"y{i}", preference="a", left="a" if first_left else "b",
+                               annotator="-", source={"i": i})
         for name, acc in people.items():
-            right = FIRST if t else SECOND
-            choice = right if rng.random() < acc else -right
-            answers.append(Answer(name, (f"x{i}", f"y{i}"), choice, False, None, None, None))
-    acc = dawid_skene(answers, {}, 0.8, 4.0)
+            if acc == "left":
+                choice = FIRST if first_left else SECOND
+            else:
+                choice = right if rng.random() < acc else -right
+            answers.append(Answer(name, (f"x{i}", f"y{i}"), choice, False, None, None, rec))
+    return answers
+
+
+def test_dawid_skene_finds_the_coin_flipper_and_the_left_picker():
+    people = {"good1": 0.95, "good2": 0.9, "good3": 0.85, "coin": 0.5, "left1": "left", "left2": "left"}
+    acc = dawid_skene(_simulated(people), {}, 0.8, 4.0)
     for name, want in people.items():
-        assert acc[name] == pytest.approx(want, abs=0.06), (name, acc)
+        left_acc, right_acc = acc[name]
+        if want == "left":  # always right when the better one is on the left, always wrong otherwise
+            assert left_acc > 0.95 and right_acc < 0.05, (name, acc[name])
+        else:
+            assert left_acc == pytest.approx(want, abs=0.08) and right_acc == pytest.approx(want, abs=0.08), name
+    weights = {n: max(0.0, sum(acc[n]) - 1) for n in people}
+    assert weights["good1"] > 0.8 and weights["coin"] < 0.12 and weights["left1"] < 0.05
 
 
 # ---- the annotator table ------------------------------------------------------------------------
@@ -104,7 +122,7 @@ def test_quality_table_gold_left_ties_kappa(store):
         recs.append(answer(paths, i, "tier", "tie" if i % 3 else "a", left))
     store.append(recs, "s")
     report = assess_annotators(collect_answers(store.records()), gold.entries(),
-                               AnnotatorsConfig(weighting="gold", min_gold_accuracy=0.7, min_gold_answers=5))
+                               AnnotatorsConfig(weighting="gold", min_gold_accuracy=0.9, min_gold_answers=5))
     rows = {r.annotator: r for r in report.rows}
     assert rows["honest"].gold_answers == 6 and rows["honest"].gold_accuracy == 1.0
     assert rows["honest"].left_rate == pytest.approx(0.5) and rows["honest"].tie_rate == 0
@@ -112,9 +130,16 @@ def test_quality_table_gold_left_ties_kappa(store):
     assert rows["lefty"].median_lead_time == 0.5
     assert rows["tier"].tie_rate == pytest.approx(8 / 12)
     assert rows["tier"].gold_correct == 2  # a tie on a gold pair is wrong
+    # 6 gold answers: the 95 % interval of 3/6 tops out at 0.81, of 2/6 at 0.70, of 6/6 it reaches 1
     assert rows["lefty"].excluded and rows["tier"].excluded and not rows["honest"].excluded
-    assert "gold accuracy 0.50 (3/6) < min_gold_accuracy 0.70" in rows["lefty"].reason
+    assert "gold accuracy 0.50 (3/6), 95 % interval [0.19, 0.81] below min_gold_accuracy 0.90" in rows["lefty"].reason
     assert rows["honest"].weight > 0.5 and rows["lefty"].weight == 0.0
+    # from gold alone: the left-picker is right when the real drawing is on the left (3 of 3), wrong otherwise
+    # (0 of 3); with 3 answers a side the prior (0.8, worth 4) still holds: (3.2 + 3) / 7 and 3.2 / 7
+    lefty = assess_annotators(collect_answers(store.records()), gold.entries(),
+                              AnnotatorsConfig(weighting="gold", min_gold_accuracy=None)).rows[1]
+    assert lefty.annotator == "lefty"
+    assert (lefty.left_accuracy, lefty.right_accuracy) == pytest.approx((6.2 / 7, 3.2 / 7))
     assert report.kappas[("honest", "lefty")][0] == 12 and report.multi_pairs == 12
     text = format_table(report)
     assert "excluded from training: lefty" in text and "Krippendorff" in text
@@ -185,8 +210,8 @@ def test_weights_decide_a_split_vote(store):
     store.append(recs, "s")
     ds = dataset(store, weighting="gold")
     (pair,) = ds.pairs
-    w_e = 2 * (0.8 * 4 + 20) / 24 - 1
-    w_n = 2 * (0.8 * 4 + 16) / 24 - 1
+    w_e = (0.8 * 4 + 20) / 24 + 0.8 - 1  # the real drawing was always on the left: the right side keeps the prior
+    w_n = (0.8 * 4 + 16) / 24 + 0.8 - 1
     assert pair.winner_side == "a" and pair.target == pytest.approx(w_e / (w_e + w_n))
     assert dataset(store, weighting="none").summary()["ties"] == 1
 
@@ -285,6 +310,11 @@ def test_select_uncertain_picks_the_closest_pairs_per_class():
         idx = np.flatnonzero(labels == c)
         assert got == sorted(np.abs(gap[idx]))[:len(got)]  # the smallest reward gaps of that class
     assert list(select_uncertain([FirstCoordinate(1.0)], a, b, labels, 100)) == list(range(n))
+    # disagreement: members with slopes 3 and 5 agree at gap 0 and far out, disagree most in between
+    keep = select_uncertain([FirstCoordinate(3.0), FirstCoordinate(5.0)], a, b, labels, 8, kind="disagreement")
+    assert np.all((np.abs(gap[keep]) > 0.1) & (np.abs(gap[keep]) < 0.6))
+    with pytest.raises(ValueError, match="kind"):
+        select_uncertain([FirstCoordinate(1.0)], a, b, labels, 8, kind="bald")
 
 
 def test_fit_ensemble_uses_bootstrap_resamples():

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 
 import numpy as np
@@ -24,6 +23,7 @@ from dpo.reward import (
 )
 from dpo.trainer import DPOError, train_dpo
 from driftsketch.checkpoint import load_model, save_checkpoint
+from driftsketch.config import replace_config
 from driftsketch.data import SketchData
 from driftsketch.evaluation import ClassifierConfig, SketchClassifier, train_classifier
 from driftsketch.model import ModelConfig, SketchFlowTransformer
@@ -71,8 +71,8 @@ def test_bradley_terry_recovers_the_direction_of_known_weights():
     assert w[-1] == 0.0
     cos = w[:4] @ w_true / np.linalg.norm(w[:4]) / np.linalg.norm(w_true)
     assert cos > 0.99 and abs(w[2]) < 0.1
-    assert 0.75 < cross_validated_accuracy(diff[:300], l2=1e-4) < 1.0  # informative features, noisy labels
-    assert abs(cross_validated_accuracy(rng.normal(size=(300, 4)), l2=1e-2) - 0.5) < 0.1  # pure noise
+    assert 0.75 < cross_validated_accuracy(diff[:300], l2=1e-4, folds=5) < 1.0  # informative features, noisy labels
+    assert abs(cross_validated_accuracy(rng.normal(size=(300, 4)), l2=1e-2, folds=5) - 0.5) < 0.1  # pure noise
 
 
 def test_reward_prefers_connected_sketches_on_new_pairs(rm):
@@ -148,7 +148,7 @@ def test_amplify_draws_fresh_noise_for_each_model(rm, tiny_model, tmp_path):
 
     assert np.array_equal(first_noise(tiny_model, cfg, "m1"), first_noise(tiny_model, cfg, "m2"))
     assert not np.allclose(first_noise(tiny_model, cfg, "m3"), first_noise(other, cfg, "o"))
-    fixed = dataclasses.replace(cfg, seed_per_model=False)
+    fixed = replace_config(cfg, seed_per_model=False)
     assert np.array_equal(first_noise(tiny_model, fixed, "f1"), first_noise(other, fixed, "f2"))
 
 
@@ -218,7 +218,7 @@ def test_nested_cross_validation_is_not_the_best_of_a_sweep():
     """On pure noise the best L2 of a grid looks better than chance; the nested estimate does not."""
     rng = np.random.default_rng(3)
     diff = rng.normal(size=(120, 40))
-    nested = cross_validated_accuracy(diff, [1e-3, 1e-2, 1e-1, 1.0, 10.0])
+    nested = cross_validated_accuracy(diff, [1e-3, 1e-2, 1e-1, 1.0, 10.0], folds=5)
     assert abs(nested - 0.5) < 0.12
 
 

@@ -196,3 +196,16 @@ def test_batch_writes_store_every_sample_and_sync_once(tmp_path, monkeypatch):
         store.save_sample("s9", x, None)
         store.save_sample("s9", x + 1, None)
     assert syncs == [1, 1] and (tmp_path / "beziers/s9.npy").is_file()
+
+
+def test_record_ids_come_from_content_not_from_chance():
+    """The held-out split and the dataset id hash record ids: the same annotation written by a re-run gets
+    the same id (whatever the time), any other annotation another one; a given id is kept."""
+    fields = dict(comparison_type="pairwise", class_label=0, class_name="cat", beziers_a="beziers/a.npy",
+                  beziers_b="beziers/b.npy", preference="a", annotator="bot", source={"pair": 1})
+    first = PreferenceRecord(**fields)
+    assert PreferenceRecord(**fields).id == first.id and PreferenceRecord(**fields).timestamp >= first.timestamp
+    assert PreferenceRecord(**{**fields, "preference": "b"}).id != first.id
+    assert PreferenceRecord(**{**fields, "source": {"pair": 2}}).id != first.id
+    assert PreferenceRecord(**fields, id="given").id == "given"
+    assert PreferenceRecord.model_validate_json(first.to_json_line()).id == first.id

@@ -195,3 +195,26 @@ def test_replayed_reference_gives_the_same_heldout_metrics_with_fewer_forwards(t
     assert not same_weights(policy, replay)
     assert evaluate_pairs(policy, replay, held, cfg) == evaluate_pairs(policy, ref, held, cfg)
     assert len(calls) == 2 * n  # the replay ran nothing new; the plain reference ran once more
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_reward_model_never_fits_on_a_pair_the_trainer_holds_out(tmp_path, seed):
+    """A round trains on a subset of the store; the reward model (fit_on: all) fits on the rest of the
+    store, never on the round's held-out pairs, and is checked on exactly those."""
+    from dpo.trainer import build_datasets, reward_datasets
+
+    store = make_store(tmp_path / "prefs", 40, seed=seed)
+    records = store.records()
+    rnd = [r for i, r in enumerate(records) if i % 3]  # this round's records: 26 of 40
+    cfg = cfg_for("base.pt", store, tmp_path / "run", seed=seed, holdout_fraction=0.3, min_pairs=1)
+    train, held = build_datasets(cfg, CLASSES, rnd)
+    assert len(held.records) == round(0.3 * len(rnd))  # the exact held-out size is kept
+    rm_fit, rm_held = reward_datasets(cfg, CLASSES, train, held)
+    held_ids = {r.id for r in held.records}
+    assert held_ids and not held_ids & {r.id for r in rm_fit.records}
+    assert {r.id for r in rm_held.records} == held_ids
+    assert len(rm_fit.records) == len(records) - len(held_ids)  # every other stored pair helps
+    fit_training = reward_datasets(load_dpo_config(overrides=[
+        *[([k], getattr(cfg, k)) for k in ("preference_dir", "seed", "holdout_fraction")],
+        (["amplify", "reward", "fit_on"], "training")]), CLASSES, train, held)
+    assert fit_training == (train, held)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from driftsketch.data import SketchData
-from driftsketch.evaluation import (ClassifierConfig, HiddenJudge, LabellingJudge, SketchClassifier, evaluate_model,
+from driftsketch.evaluation import (ClassifierConfig, HiddenJudge, LabelingJudge, SketchClassifier, evaluate_model,
                                     evaluate_samples, prefer, train_classifier, win_rate)
 from driftsketch.evaluation.cli import main as eval_main
 from driftsketch.evaluation.judges import prefer_from_scores
@@ -47,7 +47,7 @@ def test_classifier_save_load_round_trip(clf, data, tmp_path):
     assert again.class_names == CLASSES and again.cfg == clf.cfg
     assert again.metrics["holdout_accuracy"] == clf.metrics["holdout_accuracy"]
     np.testing.assert_allclose(again.predict_proba(data.beziers[:8]), clf.predict_proba(data.beziers[:8]), atol=1e-6)
-    assert LabellingJudge.load(path).classifier.class_names == CLASSES
+    assert LabelingJudge.load(path).classifier.class_names == CLASSES
     torch.save({"model_state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a DriftSketch classifier"):
         SketchClassifier.load(tmp_path / "other.pt")
@@ -89,7 +89,7 @@ def test_evaluate_model_plumbing(clf, data):
 
 
 @pytest.mark.slow  # trains a classifier (seconds)
-@pytest.mark.parametrize("judge_cls", [LabellingJudge, HiddenJudge])
+@pytest.mark.parametrize("judge_cls", [LabelingJudge, HiddenJudge])
 def test_judges_prefer_connected_strokes(clf, data, judge_cls):
     judge = judge_cls(clf)
     x, labels = data.beziers[:30], data.labels[:30]
@@ -103,8 +103,8 @@ def test_judges_prefer_connected_strokes(clf, data, judge_cls):
 
 
 @pytest.mark.slow  # trains a classifier (seconds)
-def test_labelling_judge_penalises_off_canvas_and_degenerate(clf, data):
-    judge = LabellingJudge(clf)
+def test_labeling_judge_penalises_off_canvas_and_degenerate(clf, data):
+    judge = LabelingJudge(clf)
     x, labels = data.beziers[:10].copy(), data.labels[:10]
     bad = x.copy()
     bad[:, 5:9] = bad[:, 5:9, :1]  # 4 degenerate segments (breaks continuity too)

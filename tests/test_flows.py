@@ -96,7 +96,7 @@ def test_deploy_all_and_run_base_train_through_a_worker(prefect_server, tmp_path
     server = prefect_server
     server.cli("work-pool", "create", "driftsketch-local", "--type", "process", "--overwrite")
     server.cli("--no-prompt", "deploy", "--name", "round", "--name", "base-train")
-    inspect = json.loads(server.cli("deployment", "inspect", "online-dpo/round", "-o", "json").stdout)
+    inspect = server.deployment("online-dpo/round")
     assert inspect["schedules"][0]["schedule"]["timezone"] and inspect["work_pool_name"] == "driftsketch-local"
     assert list(inspect["parameter_openapi_schema"]["properties"]) == ["params"]
 

@@ -8,11 +8,11 @@ changes nothing.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from driftsketch.config import replace_config
 from driftsketch.registry import Registry
 from flows.params import load_round_params
 
@@ -29,6 +29,7 @@ def _params(tmp_path, base: str, title: str, files_root: str):
         "eval.overrides=[classifier.steps=40,classifier.batch_size=32,reward_classifier.steps=40,"
         "reward_classifier.batch_size=32]", "eval.samples_per_class=4",
         f"generate.queue_target={QUEUE}", f"generate.max_new_pairs={QUEUE}", "generate.num_steps=4",
+        "generate.selection=uncertain", "generate.min_labeled_pairs=10", "generate.candidates=2",
         # The gate's decisions are unit-tested (test_registry.py); here every candidate must pass.
         "gate.min_heldout_accuracy=0.0", "gate.max_fd_ratio=1000", "gate.max_recognizability_drop=1.0",
         f"labelstudio.overrides=[projects.pairwise_title={title},server.files_root={files_root}]",
@@ -60,8 +61,8 @@ def _bot(server, params, limit=None) -> int:
     ls = server.client()
     clf = annotator_classifier(params)
     pid = find_project(ls, params.labelstudio.overrides[0].split("=", 1)[1])
-    out = run_bot(ls, pid, PreferenceStore(params.preference_dir), load_judge("labelling", clf),
-                  replace(load_labelstudio_config().bot, tie_margin=0.0), limit=limit, progress=False)
+    out = run_bot(ls, pid, PreferenceStore(params.preference_dir), load_judge("labeling", clf),
+                  replace_config(load_labelstudio_config().bot, tie_margin=0.0), limit=limit, progress=False)
     return out["answered"]
 
 
@@ -80,7 +81,7 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     base = reg.current
     assert base.startswith("base-") and r0["decision"]["promoted"] is False and "no training" in r0["decision"]["reason"]
     assert r0["pushed"] == QUEUE and r0["gold_pushed"] == GOLD and r0["pushed_ratings"] == QUEUE - GOLD
-    assert r0["pulled"] == 0
+    assert r0["pulled"] == 0 and r0["selection"]["selection"] == "random"  # no human pairs yet
     assert _bot(labelstudio, params) == QUEUE
 
     r1 = online_dpo(params)
@@ -89,6 +90,8 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     assert first == r1["candidate"] and reg.get(first).parent == base and reg.get(first).round_index == 1
     assert reg.get(first).num_preferences == QUEUE
     assert r1["pushed"] == QUEUE  # the queue refilled from the new model
+    assert r1["selection"] == {"selection": "uncertain", "human_pairs": r1["selection"]["human_pairs"],
+                               "candidates": 2 * (QUEUE - GOLD)} and r1["selection"]["human_pairs"] >= 10
     assert r1["retired"] == QUEUE - GOLD  # the base's unanswered rating tasks (the bot answers pairwise only)
     assert {r["annotator"] for r in r1["annotators"]["annotators"]} == {"bot@driftsketch.local"}
     assert r1["annotators"]["annotators"][0]["gold_answers"] == GOLD

@@ -52,7 +52,7 @@ def test_deploy_gpu_variants_with_their_job_variables(prefect_server):
                    "--base-job-template", str(REPO / "deploy" / f"{kind}-gpu.json"))
     server.cli("--no-prompt", "deploy", "--name", "round-docker", "--name", "round-kubernetes")
     for name in ("round-docker", "round-kubernetes"):
-        got = json.loads(server.cli("deployment", "inspect", f"online-dpo/{name}", "-o", "json").stdout)
+        got = server.deployment(f"online-dpo/{name}")
         want = DEPLOYMENTS[name]["work_pool"]
         assert got["work_pool_name"] == want["name"]
         assert got["job_variables"] == want["job_variables"]

@@ -8,7 +8,7 @@ import pytest
 from labeling.client import LabelStudioUnavailable
 from labeling.config import ServerConfig
 from tasks.credentials import labelstudio_connection
-from tasks.generate import allocate_classes, batch_seed, weak_class_weights
+from tasks.generate import allocate_classes, batch_seed, mark_pushed, next_batch_key, weak_class_weights
 from tasks.report import round_markdown
 
 
@@ -85,3 +85,15 @@ def test_peak_memory_is_measured_and_resettable():
     assert high > 64
     if reset_peak_rss():  # Linux
         assert peak_rss_mib() < high - 32
+
+
+def test_batch_keys_repeat_until_the_batch_is_pushed(tmp_path):
+    """A re-run after a crash before the push regenerates the same batch (same key, same seed); the next
+    batch of the model gets a new key. No clock is involved."""
+    key = next_batch_key(str(tmp_path), "m1")
+    assert next_batch_key(str(tmp_path), "m1") == key == "batch0000"
+    (tmp_path / "batches" / "m1" / key).mkdir(parents=True)  # generated, then killed before the push
+    assert next_batch_key(str(tmp_path), "m1") == key
+    mark_pushed(str(tmp_path / "batches" / "m1" / key), {"pushed": 3})
+    assert next_batch_key(str(tmp_path), "m1") == "batch0001" and next_batch_key(str(tmp_path), "m2") == key
+    assert batch_seed("m1", "batch0001", 0) == batch_seed("m1", "batch0001", 0) != batch_seed("m1", key, 0)

@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from labeling.images import ImageConfigError, TaskImages, check_writable
 from labeling.postgres import PgTarget, PostgresError, django_env, pg_password, postgres_status, template_dump
 from labeling.push import PairBatch, build_tasks, sample_id
 from labeling.server import database_env, files_env
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _batch(n: int = 2) -> PairBatch:
@@ -110,7 +113,21 @@ def test_label_studio_postgres_settings_and_template_path():
     assert env == {"DJANGO_DB": "default", "POSTGRE_NAME": "labelstudio", "POSTGRE_USER": "labelstudio",
                    "POSTGRE_PASSWORD": "pw", "POSTGRE_HOST": "127.0.0.1", "POSTGRE_PORT": "5433"}
     path = template_dump(ServerConfig(template_dir="data/labelstudio-template"), "1.23.2")
-    assert str(path) == "data/labelstudio-template-postgres/labelstudio-1.23.2.dump"
+    assert str(path) == "data/labelstudio-template-postgres/labelstudio-1.23.2.sql.gz"
+
+
+def test_the_shipped_postgres_template_is_the_pinned_label_studio_schema_without_users():
+    import gzip
+    import re
+
+    from labeling.postgres import shipped_dump
+
+    pinned = re.search(r"LABEL_STUDIO_VERSION=(\S+)", (REPO / "scripts/install_labelstudio.sh").read_text())[1]
+    sql = gzip.decompress(shipped_dump(pinned).read_bytes()).decode()
+    assert "CREATE TABLE public.htx_user" in sql and "COPY public.django_migrations" in sql
+    users = sql.split("COPY public.htx_user ", 1)[1].split("\\.", 1)[0]
+    tokens = sql.split("COPY public.authtoken_token ", 1)[1].split("\\.", 1)[0]
+    assert users.count("\n") == 1 and tokens.count("\n") == 1  # the COPY header only: no rows
 
 
 def test_database_setting_is_checked_and_sqlite_needs_nothing(tmp_path):

@@ -20,30 +20,32 @@ batch of a few hundred drawings costs a few hundred numpy calls, not a few hundr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
+from driftsketch.config import Config
 from driftsketch.data.ragged import local_index, ragged_arange, starts_of
 from driftsketch.data.schneider import fit_pieces
 from driftsketch.data.strokes import Strokes, cut_runs, find_corners, resample, smooth_pinned, staircase_steps
 from driftsketch.errors import DriftSketchError
-from driftsketch.sketch import CANVAS_SIZE, NUM_SEGMENTS
+from driftsketch.sketch import CANVAS_SIZE, NUM_SEGMENTS, from_canvas, to_canvas
 
 
-@dataclass
-class FitConfig:
-    """Fitting settings; defaults mirror ``configs/data.yaml`` (section ``fit``). Units: canvas px."""
+class FitConfig(Config):
+    """Fitting settings (defaults: ``fit`` in configs/data.yaml). Units: canvas px."""
 
-    margin: float = 0.9  # drawings span at most [-margin, margin]
-    resample_px: float = 2.0  # arc-length spacing of the resampled polyline
-    smooth_px: float = 1.0  # Gaussian sigma for ordinary (float) strokes
-    staircase_smooth: float = 0.8  # sigma as a multiple of the grid step for staircase strokes
-    tolerance_px: float = 2.0  # first-try max distance between smoothed polyline and curve
-    tolerance_growth: float = 1.6  # refit factor when a drawing needs more than 32 segments
-    corner_angle_deg: float = 60.0  # turning angle (over the corner window) that makes a corner
-    corner_window_px: float = 10.0  # half-width of the window the turning angle is measured over
-    dot_length_px: float = 3.0  # a single-point stroke (a dot) becomes a segment this long
-    max_refits: int = 14
+    defaults_from: ClassVar[str] = "data.yaml:fit"
+    margin: float  # drawings span at most [-margin, margin]
+    resample_px: float  # arc-length spacing of the resampled polyline
+    smooth_px: float  # Gaussian sigma for ordinary (float) strokes
+    staircase_smooth: float  # sigma as a multiple of the grid step for staircase strokes
+    tolerance_px: float  # first-try max distance between smoothed polyline and curve
+    tolerance_growth: float  # refit factor when a drawing needs more than 32 segments
+    corner_angle_deg: float  # turning angle (over the corner window) that makes a corner
+    corner_window_px: float  # half-width of the window the turning angle is measured over
+    dot_length_px: float  # a single-point stroke (a dot) becomes a segment this long
+    max_refits: int
 
 
 class FitError(DriftSketchError, ValueError):
@@ -139,18 +141,6 @@ def split_to_count(segments: list[np.ndarray], n: int = NUM_SEGMENTS) -> list[np
     return list(split_to_count_batch(segs, np.zeros(len(segs), dtype=np.int64), n)[0])
 
 
-# --- coordinates ---------------------------------------------------------------------------------
-
-def units_to_px(points: np.ndarray) -> np.ndarray:
-    """[-1, 1] units -> canvas pixels [0, 512]."""
-    return (np.asarray(points, dtype=np.float64) + 1.0) * (CANVAS_SIZE / 2.0)
-
-
-def px_to_units(points: np.ndarray) -> np.ndarray:
-    """Canvas pixels [0, 512] -> [-1, 1] units."""
-    return np.asarray(points, dtype=np.float64) / (CANVAS_SIZE / 2.0) - 1.0
-
-
 def resample_polyline(points: np.ndarray, spacing: float) -> np.ndarray:
     """Resample a polyline at (nearly) uniform arc-length ``spacing``, keeping both end points."""
     seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
@@ -217,7 +207,7 @@ def normalise(st: Strokes, margin: float) -> tuple[Strokes, np.ndarray, np.ndarr
     scale = np.where(good, 2.0 * margin / np.where(good, extent, 1.0), np.nan)
     centre = 0.5 * (lo + hi)
     po = st.point_owner
-    px = ((st.pts - centre[po]) * scale[po, None] + 1.0) * (CANVAS_SIZE / 2.0)
+    px = to_canvas((st.pts - centre[po]) * scale[po, None])
     return Strokes(px, st.lengths, st.owner, st.count), scale, extent
 
 
@@ -227,7 +217,7 @@ def normalise_strokes(strokes: list[np.ndarray], margin: float) -> tuple[list[np
     px, scale, _ = normalise(st, margin)
     if not np.isfinite(scale[0]):
         raise FitError("drawing has no extent (all points equal)")
-    unit = px_to_units(px.pts)
+    unit = from_canvas(np.asarray(px.pts, dtype=np.float64))
     return [unit[s:s + n] for s, n in zip(px.starts, px.lengths)], float(scale[0])
 
 
@@ -354,7 +344,7 @@ def fit_drawings(drawings: list[list[np.ndarray]], cfg: FitConfig | None = None,
     owner = plan.strokes.owner[stroke]
     segs = split_to_count_batch(cubics, owner)
     alive = np.unique(owner)
-    out.sketches[alive] = np.clip(px_to_units(segs), -1.0, 1.0).astype(np.float32)
+    out.sketches[alive] = np.clip(from_canvas(np.asarray(segs, dtype=np.float64)), -1.0, 1.0).astype(np.float32)
     want = np.ones(count, dtype=bool) if measure is None else np.asarray(measure, dtype=bool)
     bounds = np.r_[0, np.cumsum(np.bincount(px.owner, minlength=count))]
     for i, d in enumerate(alive):

@@ -9,13 +9,13 @@ a shape. Sketch ``i`` of class ``c`` depends only on ``(seed, c, i)``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 from tqdm import tqdm
 
+from driftsketch.config import to_dict
 from driftsketch.data.bezier_fit import bezier_eval, split_to_count
 from driftsketch.data.dataset import DataError, SketchData, cached
 from driftsketch.data.settings import BuiltinConfig, load_data_config
@@ -210,13 +210,16 @@ def build_builtin(cfg: BuiltinConfig | None = None) -> SketchData:
             labels.append(label)
             ids.append(f"builtin:{name}:{i}")
     meta = {"source": "builtin", "format": "builtin",
-            "options": dict(asdict(cfg), generator_version=GENERATOR_VERSION)}
+            "options": dict(to_dict(cfg), generator_version=GENERATOR_VERSION)}
     return SketchData(np.stack(beziers), np.array(labels), list(cfg.classes), np.array(ids), meta)
 
 
-def load_builtin(cache_dir: str | Path = "data/cache", overrides: Iterable[str] = ()) -> SketchData:
-    """The built-in data set with settings from ``configs/data.yaml`` (+ ``builtin.*`` overrides), cached."""
+def load_builtin(cache_dir: str | Path | None = None, overrides: Iterable[str] = ()) -> SketchData:
+    """The built-in data set with settings from ``configs/data.yaml`` (+ ``builtin.*`` overrides), cached in
+    ``cache_dir`` (default: ``cache_dir`` of configs/data.yaml)."""
     over = [o if o.startswith("builtin.") else f"builtin.{o}" for o in overrides if o]
-    cfg = load_data_config(overrides=over).builtin
-    options = dict(asdict(cfg), generator_version=GENERATOR_VERSION)
-    return cached("builtin", "builtin", options, lambda: build_builtin(cfg), cache_dir)
+    data_cfg = load_data_config(overrides=over)
+    cfg = data_cfg.builtin
+    options = dict(to_dict(cfg), generator_version=GENERATOR_VERSION)
+    return cached("builtin", "builtin", options, lambda: build_builtin(cfg),
+                  data_cfg.cache_dir if cache_dir is None else cache_dir)

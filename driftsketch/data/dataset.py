@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +18,11 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from driftsketch.errors import DriftSketchError
-from driftsketch.fileio import fsync_dir
+from driftsketch.fileio import atomic_writer
 from driftsketch.sketch import SKETCH_SHAPE
+from driftsketch.split import holdout_mask
 
 FORMAT_VERSION = 1
-DEFAULT_CACHE_DIR = Path("data/cache")
 _META_SCALARS = ("source", "fit_chamfer_mean", "fit_chamfer_p95")
 
 
@@ -71,24 +70,19 @@ class SketchData:
         return {name: int(c) for name, c in zip(self.class_names, counts)}
 
     def split(self, holdout_fraction: float = 0.1, seed: int = 0) -> tuple["SketchData", "SketchData"]:
-        """Deterministic (train, holdout) split by hashing each source id with ``seed``.
-
-        The same sketch lands on the same side whatever the order or size of the data set.
-        """
-        if not 0.0 <= holdout_fraction <= 1.0:
-            raise ValueError(f"holdout_fraction must be in [0, 1], got {holdout_fraction}")
-        u = np.array([_unit_hash(f"{seed}:{lab}:{sid}") for lab, sid in zip(self.labels, self.source_ids)])
-        held = u < holdout_fraction
+        """Deterministic (train, holdout) split (:func:`driftsketch.split.holdout_mask` over class and
+        source id): exactly ``round(holdout_fraction * N)`` sketches held out, whatever their order."""
+        held = holdout_mask([f"{lab}:{sid}" for lab, sid in zip(self.labels, self.source_ids)], holdout_fraction, seed)
         return self.subset(~held), self.subset(held)
 
     def partition(self, parts: int, seed: int = 0) -> list["SketchData"]:
-        """``parts`` disjoint shares of about equal size, by the hash :meth:`split` uses: with one seed,
-        splitting the rest at ``k / parts`` cuts off the sketches whose hash lies in ``[(k-1)/parts, k/parts)``."""
+        """``parts`` disjoint shares of equal size (+-1) by :meth:`split`'s hash order: with one seed, the
+        held-out side of the rest is always the next lowest-hashed share."""
         if parts < 1:
             raise ValueError(f"partition: parts must be >= 1, got {parts}")
         out, rest = [], self
-        for k in range(1, parts):
-            rest, part = rest.split(k / parts, seed)
+        for k in range(parts - 1):
+            rest, part = rest.split(1.0 / (parts - k), seed)
             out.append(part)
         return out + [rest]
 
@@ -114,10 +108,6 @@ class SketchData:
             if isinstance(exc, DataError):
                 raise
             raise DataError(f"{path}: cannot read data set: {exc}") from None
-
-
-def _unit_hash(text: str) -> float:
-    return int.from_bytes(hashlib.sha1(text.encode()).digest()[:8], "big") / 2.0**64
 
 
 def _json_default(obj: Any) -> Any:
@@ -179,26 +169,15 @@ def _write_member(zf: zipfile.ZipFile, name: str, value: Any) -> None:
 
 
 def atomic_save_npz(path: str | Path, arrays: dict[str, Any]) -> Path:
-    """Write an uncompressed ``.npz`` to a temporary file in the same folder, then ``os.replace`` it
-    onto ``path``. Values are arrays or :class:`Chunked` (streamed, never whole in memory); members
-    carry a fixed timestamp, so the same content always gives the same bytes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for name, value in arrays.items():
-                    _write_member(zf, name, value)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-    return path
+    """Write an uncompressed ``.npz`` through :func:`driftsketch.fileio.atomic_writer`. Values are arrays
+    or :class:`Chunked` (streamed, never whole in memory); members carry a fixed timestamp, so the same
+    content always gives the same bytes."""
+    with atomic_writer(path) as fh:
+        with zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, value in arrays.items():
+                _write_member(zf, name, value)
+        os.fchmod(fh.fileno(), 0o644)  # readable by all, like a plain save (the temporary file is 0600)
+    return Path(path)
 
 
 def cache_key(source: str, options: dict[str, Any]) -> str:
@@ -209,7 +188,7 @@ def cache_key(source: str, options: dict[str, Any]) -> str:
 
 
 def cached(name: str, source: str, options: dict[str, Any], build: Callable[[], SketchData],
-           cache_dir: str | Path = DEFAULT_CACHE_DIR) -> SketchData:
+           cache_dir: str | Path) -> SketchData:
     """Load ``cache_dir/<name>-<key>.npz`` or build it with ``build()`` and save it atomically."""
     path = Path(cache_dir) / f"{name}-{cache_key(source, options)}.npz"
     if path.is_file():
@@ -217,19 +196,3 @@ def cached(name: str, source: str, options: dict[str, Any], build: Callable[[], 
     data = build()
     data.save_npz(path)
     return data
-
-
-def load_dataset(spec: str, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> SketchData:
-    """``"builtin"`` (procedural doodles, cached) or a path to a ``.npz`` from ``driftsketch-data import``.
-
-    ``"builtin:per_class=100,seed=1"`` overrides keys of the ``builtin`` section of ``configs/data.yaml``.
-    """
-    if spec == "builtin" or spec.startswith("builtin:"):
-        from driftsketch.data.builtin import load_builtin
-
-        return load_builtin(cache_dir=cache_dir, overrides=spec.split(":", 1)[1].split(",") if ":" in spec else ())
-    path = Path(spec)
-    if path.suffix == ".npz":
-        return SketchData.load_npz(path)
-    raise DataError(f"unknown data set {spec!r}: use 'builtin' or a .npz file written by "
-                    f"`driftsketch-data import` (e.g. driftsketch-data import DIR --out data/x.npz)")

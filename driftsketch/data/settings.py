@@ -1,52 +1,48 @@
-"""Typed settings of the data layer, loaded from ``configs/data.yaml`` (the one source of defaults).
+"""Typed settings of the data layer; every default lives in ``configs/data.yaml``.
 
     cfg = load_data_config(overrides=["fit.tolerance_px=3", "importer.workers=1"])
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import ClassVar, Iterable, Optional
 
-from driftsketch.config import CONFIG_DIR, load_config
+from driftsketch.config import CONFIG_DIR, Config, load_config
 from driftsketch.data.bezier_fit import FitConfig
 
 DATA_CONFIG = CONFIG_DIR / "data.yaml"
 
 
-@dataclass
-class ImportConfig:
+class ImportConfig(Config):
     """Options of the Quick, Draw! / ControlSketch importers."""
 
-    recognized_only: bool = False
-    max_per_class: Optional[int] = None
-    seed: int = 0
-    workers: int = 2
-    max_warnings_per_file: int = 10
-    batch_size: int = 200  # drawings fitted together (one task of a worker, one resumable piece)
-    fit_error_every: int = 10  # measure the Chamfer fit error on every n-th drawing (1: all)
+    defaults_from: ClassVar[str] = "data.yaml:importer"
+    recognized_only: bool
+    max_per_class: Optional[int]
+    seed: int
+    workers: int
+    max_warnings_per_file: int
+    batch_size: int  # drawings fitted together (one task of a worker, one resumable piece)
+    fit_error_every: int  # measure the Chamfer fit error on every n-th drawing (1: all)
 
 
-@dataclass
-class BuiltinConfig:
+class BuiltinConfig(Config):
     """The procedural default data set."""
 
-    classes: list[str] = field(default_factory=lambda: [
-        "circle", "square", "triangle", "star", "house", "spiral", "zigzag", "smiley", "heart", "arrow"])
-    per_class: int = 400
-    seed: int = 0
+    defaults_from: ClassVar[str] = "data.yaml:builtin"
+    classes: list[str]
+    per_class: int
+    seed: int
 
 
-@dataclass
-class DataConfig:
-    cache_dir: str = "data/cache"
-    fit: FitConfig = field(default_factory=FitConfig)
-    importer: ImportConfig = field(default_factory=ImportConfig)
-    builtin: BuiltinConfig = field(default_factory=BuiltinConfig)
+class DataConfig(Config):
+    defaults_from: ClassVar[str] = "data.yaml"
+    cache_dir: str
+    fit: FitConfig
+    importer: ImportConfig
+    builtin: BuiltinConfig
 
 
-def load_data_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> DataConfig:
+def load_data_config(path: str | Path | None = DATA_CONFIG, overrides: Iterable[str] = ()) -> DataConfig:
     """``configs/data.yaml`` (or ``path``) plus dotted overrides such as ``fit.tolerance_px=3``."""
-    if path is None and DATA_CONFIG.is_file():
-        path = DATA_CONFIG
     return load_config(DataConfig, path, overrides=list(overrides))

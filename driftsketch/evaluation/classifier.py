@@ -7,14 +7,13 @@
     feats = clf.features(beziers)                             # (N, D) penultimate layer
 
 Two configurations (``classifier`` and ``hidden_classifier`` in configs/eval.yaml): 64 px for the
-labelling judge and the eval metrics, and 32 px with other widths and seed for the hidden judge.
+labeling judge and the eval metrics, and 32 px with other widths and seed for the hidden judge.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -23,34 +22,33 @@ from tqdm import tqdm
 
 from driftsketch.augment import AugmentConfig, random_affine
 from driftsketch.checkpoint import atomic_torch_save
-from driftsketch.config import from_dict, replace_config, to_dict
+from driftsketch.config import Config, from_dict, replace_config, to_dict
 from driftsketch.raster import rasterize
 from driftsketch.sketch import from_flat, to_flat
 
 FORMAT = "driftsketch-classifier-v1"
 
 
-@dataclass
-class ClassifierConfig:
-    resolution: int = 64  # raster size in pixels
-    widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128])  # conv channels per stage
-    line_width: float = 1.5  # raster line width in pixels
-    dropout: float = 0.2
-    steps: int = 400  # optimiser steps (the builtin data reaches its loss floor by ~150)
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    augment: bool = True  # small random affine per sketch (driftsketch.augment)
-    seed: int = 0
-    holdout_fraction: float = 0.1  # data.split() arguments: the held-out part is never trained on
-    split_seed: int = 0
-    parts: int = 1  # the training split is cut into this many disjoint shares (SketchData.partition) ...
-    part: int = 0  # ... and the classifier trains on this one: judges that must share no data take different parts
+class ClassifierConfig(Config):
+    """The sketch classifier (defaults: ``classifier`` in configs/eval.yaml)."""
 
-
-def hidden_classifier_config() -> ClassifierConfig:
-    """Defaults of the hidden judge's classifier (mirrors ``hidden_classifier`` in configs/eval.yaml)."""
-    return ClassifierConfig(resolution=32, widths=[24, 48, 96], line_width=1.0, seed=1, parts=3, part=0)
+    defaults_from: ClassVar[str] = "eval.yaml:classifier"
+    resolution: int  # raster size in pixels
+    widths: list[int]  # conv channels per stage
+    line_width: float  # raster line width in pixels
+    blur_sigma: float  # raster blur in pixels
+    dropout: float
+    steps: int  # optimiser steps (the builtin data reaches its loss floor by ~150)
+    batch_size: int
+    lr: float
+    weight_decay: float
+    augment: bool  # a small random affine map per sketch, drawn from ``affine``
+    affine: AugmentConfig
+    seed: int
+    holdout_fraction: float  # data.split() arguments: the held-out part is never trained on
+    split_seed: int
+    parts: int  # the training split is cut into this many disjoint shares (SketchData.partition) ...
+    part: int  # ... and the classifier trains on this one: judges that must share no data take different parts
 
 
 class SketchCNN(nn.Module):
@@ -93,7 +91,7 @@ class SketchClassifier:
         self.metrics = dict(metrics or {})
 
     def _raster(self, beziers: np.ndarray) -> torch.Tensor:
-        return rasterize(beziers, self.cfg.resolution, line_width=self.cfg.line_width)
+        return rasterize(beziers, self.cfg.resolution, blur_sigma=self.cfg.blur_sigma, line_width=self.cfg.line_width)
 
     @torch.no_grad()
     def _batched(self, beziers: np.ndarray, fn, batch_size: int = 1024) -> np.ndarray:
@@ -156,15 +154,14 @@ def fit_classifier(beziers: np.ndarray, labels: np.ndarray, class_names: list[st
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.15)
     x_all = torch.as_tensor(np.asarray(beziers, dtype=np.float32))
     y_all = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-    aug = AugmentConfig(rotate_deg=10.0, scale=0.1, stretch=0.08, translate=0.06)
     net.train()
     bar = tqdm(range(cfg.steps), desc="classifier", disable=not progress, mininterval=2.0)
     for _ in bar:
         idx = torch.randint(len(y_all), (min(cfg.batch_size, len(y_all)),), generator=gen)
         x = x_all[idx]
         if cfg.augment:
-            x = from_flat(random_affine(to_flat(x), aug, generator=gen))
-        img = rasterize(x, cfg.resolution, line_width=cfg.line_width)
+            x = from_flat(random_affine(to_flat(x), cfg.affine, generator=gen))
+        img = rasterize(x, cfg.resolution, blur_sigma=cfg.blur_sigma, line_width=cfg.line_width)
         loss = nn.functional.cross_entropy(net(img), y_all[idx], label_smoothing=0.05)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -49,7 +49,7 @@ def cmd_train_classifier(args: argparse.Namespace, cfg: EvalConfig) -> int:
 
     from driftsketch.evaluation.classifier import train_classifier
 
-    torch.set_num_threads(args.threads or torch.get_num_threads())
+    torch.set_num_threads(args.num_threads or torch.get_num_threads())
     data = _load_data(args.data)
     ccfg = getattr(cfg, "hidden_classifier" if args.hidden else args.section)
     print(f"training a {ccfg.resolution}-px classifier on {args.data}: {len(data)} sketches, "
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which classifier of the config: metrics and gate (default), the hidden judge's, the "
                    "simulated annotator's or the reward model's (each on its own part of the training split)")
     t.add_argument("--hidden", action="store_true", help="the same as --section hidden_classifier")
-    t.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    t.add_argument("--num-threads", type=int, default=0, help="torch threads (default: torch's choice)")
     e = sub.add_parser("evaluate", help="generate per class and compare with real held-out sketches")
     e.add_argument("--checkpoint", required=True, type=Path)
     e.add_argument("--data", required=True, help="the real data set (the classifier's)")

@@ -1,48 +1,53 @@
-"""Automatic judges: a simulated annotator for labelling and a different, hidden judge for evaluation.
+"""Automatic judges: a simulated annotator for labeling and a different, hidden judge for evaluation.
 
 A judge has ``score(beziers (N, 32, 4, 2), class_labels (N,)) -> (N,)`` (higher is better) and
 ``components(...)`` with the terms of the score.
 
-* :class:`LabellingJudge` — what a person prefers: a sketch recognisable as the asked class AND drawn
+* :class:`LabelingJudge` — what a person prefers: a sketch recognisable as the asked class AND drawn
   with clean connected strokes. ``score = w_class * p(asked class | 64-px classifier)
   + w_cont * continuity(eps 0.02) - w_off * off-canvas share - w_deg * degenerate share``.
 * :class:`HiddenJudge` — for measuring DPO results, so that they are not reward hacking of the
-  labelling judge: a *different* classifier (32 px, other widths and seed) and a *different*
+  labeling judge: a *different* classifier (32 px, other widths and seed) and a *different*
   stroke-quality measure, the number of pen strokes (connected components of the segment graph at
   eps 0.05): ``score = w_class * p(asked class | hidden classifier) + w_strokes * (1 - (k - 1) / 31)``.
 
 :func:`prefer` turns a judge into a noisy human: ties when the scores are within ``tie_margin`` or at
 random with ``tie_rate``, and the decision flipped with probability ``noise``.
 
-    judge = LabellingJudge.load("runs/classifier.pt")          # HiddenJudge.load("runs/classifier_hidden.pt")
+    judge = LabelingJudge.load("runs/classifier.pt")          # HiddenJudge.load("runs/classifier_hidden.pt")
     choices = prefer(judge, sketches_a, sketches_b, labels, np.random.default_rng(0), noise=0.1)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
+from driftsketch.config import Config
 from driftsketch.evaluation.classifier import SketchClassifier
 from driftsketch.evaluation.metrics import continuity_per_sketch, stroke_count_per_sketch, vector_stats_per_sketch
-from driftsketch.sketch import CONNECT_EPS, NUM_SEGMENTS
+from driftsketch.sketch import NUM_SEGMENTS
 
 
-@dataclass
-class LabellingJudgeConfig:
-    class_weight: float = 1.0
-    continuity_weight: float = 1.0
-    continuity_eps: float = CONNECT_EPS
-    off_canvas_weight: float = 1.0
-    degenerate_weight: float = 1.0
+class LabelingJudgeConfig(Config):
+    """Weights of the labeling judge (``labeling_judge`` in configs/eval.yaml)."""
+
+    defaults_from: ClassVar[str] = "eval.yaml:labeling_judge"
+    class_weight: float
+    continuity_weight: float
+    continuity_eps: float
+    off_canvas_weight: float
+    degenerate_weight: float
 
 
-@dataclass
-class HiddenJudgeConfig:
-    class_weight: float = 1.0
-    strokes_weight: float = 1.0
-    connect_eps: float = 0.05
+class HiddenJudgeConfig(Config):
+    """Weights of the hidden judge (``hidden_judge`` in configs/eval.yaml)."""
+
+    defaults_from: ClassVar[str] = "eval.yaml:hidden_judge"
+    class_weight: float
+    strokes_weight: float
+    connect_eps: float
 
 
 def _asked_proba(classifier: SketchClassifier, beziers: np.ndarray, class_labels: np.ndarray) -> np.ndarray:
@@ -71,11 +76,11 @@ class _ClassifierJudge:
         return cls(SketchClassifier.load(classifier_path), cfg)
 
 
-class LabellingJudge(_ClassifierJudge):
+class LabelingJudge(_ClassifierJudge):
     """Classifier confidence in the asked class + continuity, minus off-canvas and degenerate strokes."""
 
-    name = "labelling"
-    config_type = LabellingJudgeConfig
+    name = "labeling"
+    config_type = LabelingJudgeConfig
 
     def components(self, beziers: np.ndarray, class_labels: np.ndarray) -> dict[str, np.ndarray]:
         """Per-sketch terms ``(N,)``: class_prob, continuity, off_canvas_share, degenerate_share."""

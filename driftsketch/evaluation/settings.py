@@ -1,41 +1,43 @@
-"""Typed settings of ``driftsketch-eval``; defaults live in ``configs/eval.yaml`` (mirrored here)."""
+"""Typed settings of ``driftsketch-eval``; every default lives in ``configs/eval.yaml``."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import ClassVar, Iterable
 
-from driftsketch.config import CONFIG_DIR, load_config
-from driftsketch.evaluation.classifier import ClassifierConfig, hidden_classifier_config
-from driftsketch.evaluation.judges import HiddenJudgeConfig, LabellingJudgeConfig
+from driftsketch.config import CONFIG_DIR, Config, load_config
+from driftsketch.evaluation.classifier import ClassifierConfig
+from driftsketch.evaluation.judges import HiddenJudgeConfig, LabelingJudgeConfig
+from driftsketch.evaluation.metrics import MetricsConfig
+from driftsketch.render import RenderConfig
 
 DEFAULT_EVAL_CONFIG = CONFIG_DIR / "eval.yaml"
 
 
-@dataclass
-class EvaluateConfig:
-    num_per_class: int = 50  # generated sketches per class
-    num_steps: int | None = None  # None: driftsketch.sampling's default
-    cfg_scale: float | None = None
-    solver: str | None = None
-    seed: int = 0
-    snap_eps: float | None = None  # documented post-processing; continuity is reported as measured
-    grid_per_class: int = 16  # sketches shown in each class's sample grid
+class EvaluateConfig(Config):
+    defaults_from: ClassVar[str] = "eval.yaml:evaluate"
+    num_per_class: int  # generated sketches per class
+    num_steps: int | None  # None: driftsketch.sampling's default
+    cfg_scale: float | None
+    solver: str | None
+    seed: int
+    snap_eps: float | None  # documented post-processing; continuity is reported as measured
+    grid_per_class: int  # sketches shown in each class's sample grid
 
 
 CLASSIFIER_SECTIONS = ("classifier", "hidden_classifier", "annotator_classifier", "reward_classifier")
 
 
-@dataclass
-class EvalConfig:
-    classifier: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(parts=3, part=0))
-    hidden_classifier: ClassifierConfig = field(default_factory=hidden_classifier_config)
-    annotator_classifier: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(seed=4, parts=3, part=1))
-    reward_classifier: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(
-        resolution=48, widths=[16, 32, 64], line_width=1.2, seed=2, parts=3, part=2))
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    labelling_judge: LabellingJudgeConfig = field(default_factory=LabellingJudgeConfig)
-    hidden_judge: HiddenJudgeConfig = field(default_factory=HiddenJudgeConfig)
+class EvalConfig(Config):
+    defaults_from: ClassVar[str] = "eval.yaml"
+    classifier: ClassifierConfig  # metrics and the online round's gate: part 0 of the training split
+    hidden_classifier: ClassifierConfig  # the hidden judge's: part 0
+    annotator_classifier: ClassifierConfig  # the simulated annotator's: part 1
+    reward_classifier: ClassifierConfig  # behind the reward model's class-confidence features: part 2
+    evaluate: EvaluateConfig
+    render: RenderConfig
+    metrics: MetricsConfig
+    labeling_judge: LabelingJudgeConfig
+    hidden_judge: HiddenJudgeConfig
 
 
 def load_eval_config(path: str | Path | None = DEFAULT_EVAL_CONFIG, overrides: Iterable[str] = ()) -> EvalConfig:
