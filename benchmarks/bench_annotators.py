@@ -167,10 +167,10 @@ def eval_set(base, hidden: HiddenJudge, out: Path, args) -> dict:
 
 def load_judges(args: argparse.Namespace, real) -> tuple[LabelingJudge, HiddenJudge, RewardConfig, FeatureCache]:
     """The simulated annotator's judge, the hidden judge, and the reward model's features (its own classifier)."""
-    judge = LabelingJudge(get_classifier(Path(args.classifier), real))
-    hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, "hidden"))
+    judge = LabelingJudge(get_classifier(Path(args.classifier), real, "annotator_classifier"))
+    hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, "hidden_classifier"))
     reward_cfg = RewardConfig(classifier=args.reward_classifier)
-    return judge, hidden, reward_cfg, FeatureCache(get_classifier(Path(args.reward_classifier), real, "reward"),
+    return judge, hidden, reward_cfg, FeatureCache(get_classifier(Path(args.reward_classifier), real, "reward_classifier"),
                                                    reward_cfg)
 
 

@@ -16,7 +16,10 @@ from driftsketch.train_config import SamplingConfig
 def add_model_args(p: argparse.ArgumentParser, out: str) -> None:
     """``--base-checkpoint`` and the three classifiers (trained on ``--data`` when missing), ``--out``."""
     p.add_argument("--base-checkpoint", required=True)
-    p.add_argument("--classifier", default="runs/classifier.pt", help="labeling judge + metrics (64 px)")
+    p.add_argument("--classifier", default="runs/classifier_annotator.pt",
+                   help="the simulated annotator's labeling judge (annotator_classifier of configs/eval.yaml)")
+    p.add_argument("--eval-classifier", default="runs/classifier.pt",
+                   help="recognizability and FD (classifier of configs/eval.yaml: another part of the data)")
     p.add_argument("--hidden-classifier", default="runs/classifier_hidden.pt", help="hidden judge's classifier")
     p.add_argument("--reward-classifier", default="runs/classifier_reward.pt",
                    help="classifier behind the reward model (neither judge's)")

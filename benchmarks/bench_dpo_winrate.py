@@ -1,7 +1,8 @@
 """Does Flow-DPO make the model better? Base -> judge-labeled pairs -> Flow-DPO -> hidden-judge win rate.
 
     python benchmarks/bench_dpo_winrate.py --base-checkpoint runs/base-builtin/model.pt \\
-        --classifier runs/classifier.pt --hidden-classifier runs/classifier_hidden.pt --data builtin \\
+        --classifier runs/classifier_annotator.pt --eval-classifier runs/classifier.pt \\
+        --hidden-classifier runs/classifier_hidden.pt --data builtin \\
         --pairs 500 --out runs/bench_dpo
     # another setting on the same pairs (pairs, base samples and classifiers are reused from --out):
     python benchmarks/bench_dpo_winrate.py ... --name beta500 --set beta=500 --set epochs=5
@@ -37,24 +38,22 @@ from dpo.store import PreferenceStore
 from dpo.trainer import train_dpo
 from driftsketch.checkpoint import load_model
 from driftsketch.evaluation import HiddenJudge, LabelingJudge, SketchClassifier, evaluate_samples, prefer
+from driftsketch.evaluation.classifier import train_classifier
 from driftsketch.evaluation.judges import prefer_from_scores
-from driftsketch.evaluation.classifier import config_replace, train_classifier
 from driftsketch.evaluation.settings import load_eval_config
 from driftsketch.sampling import generate_beziers
 
 from bench_args import add_model_args, add_sampler_args, start
 
 
-def get_classifier(path: Path, data, kind: str = "labeling") -> SketchClassifier:
-    """The classifier at ``path``, trained on ``data`` and saved there when missing. ``kind``: "labeling"
-    (configs/eval.yaml ``classifier``), "hidden" (``hidden_classifier``) or "reward": a third one for
-    the reward model of ``amplify`` (48 px, seed 2), so that it shares no network with either judge."""
+def get_classifier(path: Path, data, section: str) -> SketchClassifier:
+    """The classifier at ``path``, trained on ``data`` with configs/eval.yaml ``section`` and saved there
+    when missing: ``annotator_classifier`` (the simulated annotator's labeling judge), ``classifier``
+    (metrics), ``hidden_classifier`` (hidden judge) or ``reward_classifier`` (the reward model's). The
+    annotator's and the reward model's train on parts of the data that no judging classifier saw."""
     if path.is_file():
         return SketchClassifier.load(path)
-    cfg = load_eval_config()
-    ccfg = {"labeling": cfg.classifier, "hidden": cfg.hidden_classifier,
-            "reward": config_replace(cfg.classifier, resolution=48, widths=[16, 32, 64], line_width=1.2, seed=2)}[kind]
-    clf = train_classifier(data, ccfg)
+    clf = train_classifier(data, getattr(load_eval_config(), section))
     clf.save(path)
     return clf
 
@@ -287,11 +286,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args, t0, out, real = start(parser(), argv)
-    clf = get_classifier(Path(args.classifier), real)
-    hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, "hidden"))
-    get_classifier(Path(args.reward_classifier), real, "reward")
+    labeling = LabelingJudge(get_classifier(Path(args.classifier), real, "annotator_classifier"))
+    clf = get_classifier(Path(args.eval_classifier), real, "classifier")  # recognizability and FD
+    hidden = HiddenJudge(get_classifier(Path(args.hidden_classifier), real, "hidden_classifier"))
+    get_classifier(Path(args.reward_classifier), real, "reward_classifier")
     args.set = [f"amplify.reward.classifier={args.reward_classifier}"] + list(args.set)
-    labeling = LabelingJudge(clf)
     base = load_model(args.base_checkpoint)
     if args.rounds > 1:  # online: fresh on-policy pairs each round
         store_info = {"rounds": args.rounds, "pairs_per_round": args.pairs // args.rounds}

@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from flows.online_dpo import online_dpo
     from flows.params import load_round_params
+    from tasks.evaluate import ensure_classifier
 
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"round {r}: {summary['wall_s']:.1f} s {json.dumps({k: round(v, 1) for k, v in summary['timings'].items()})}"
                       f" | {summary['decision']['reason'][:100]}", flush=True)
                 if r < 2:
-                    clf = str(next((Path(params.work_dir) / "classifiers").glob("*.pt")))
+                    clf = ensure_classifier.fn(params.data, params.eval.config, params.eval.overrides,
+                                               f"{params.work_dir}/annotator", section="annotator_classifier")
                     t0 = time.perf_counter()
                     n = bot_answer(params, ls_cfg, clf)
                     print(f"bot answered {n} tasks in {time.perf_counter() - t0:.1f} s", flush=True)

@@ -69,7 +69,7 @@ class LinearReward:
         return self.features(beziers, labels) @ self.weights
 
 
-def cached_fitter(features: FeatureCache, l2: float) -> Fit:
+def cached_fitter(features: FeatureCache, l2: float | list[float]) -> Fit:
     """``fit(winners, losers, labels)`` of the Bradley-Terry reward over cached features."""
     def fit(winners, losers, labels):
         return LinearReward(features, fit_bradley_terry(features(winners, labels) - features(losers, labels), l2))

@@ -3,7 +3,8 @@
     rm = fit_on_dataset(classifier, human_train, RewardConfig(...))
     records = amplify(model, rm, PreferenceStore("runs/dpo/amplified"), AmplifyConfig(), session="amp")
 
-1. A :class:`~dpo.reward.RewardModel` is fit on the human pairs (Bradley-Terry, a handful of weights).
+1. A :class:`~dpo.reward.RewardModel` is fit on the human pairs (Bradley-Terry heads on the flow model's
+   hidden states and a few hand-made features, strength chosen by cross-validation).
 2. The model to tune draws ``groups_per_class`` groups of ``group_size`` sketches of every class, from
    noise seeded by its checkpoint id (``seed_per_model``), so every online round ranks new draws.
 3. The reward model picks the best of each group; "best vs each other sketch" gives ``group_size - 1``
@@ -15,6 +16,8 @@ such pairs moved the hidden-judge win rate to about 55%. Ranking many fresh samp
 fit on the same 500 pairs gives a far stronger and on-policy signal (docs/dpo.md, "Reward amplification").
 """
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 from tqdm import tqdm
@@ -40,10 +43,11 @@ def dataset_arrays(data: PreferenceDataset) -> tuple[np.ndarray, np.ndarray, np.
     return stack("winner_beziers"), stack("loser_beziers"), np.array([int(it["class_label"]) for it in items])
 
 
-def fit_on_dataset(classifier: SketchClassifier, train: PreferenceDataset, held: PreferenceDataset,
-                   cfg: RewardConfig) -> RewardModel:
-    """Fit a reward model on ``train``'s pairs; ``metrics['heldout_accuracy']`` on ``held``'s (NaN if none)."""
-    rm = fit_reward_model(classifier, *dataset_arrays(train), cfg)
+def fit_on_dataset(classifier: SketchClassifier | None, train: PreferenceDataset, held: PreferenceDataset,
+                   cfg: RewardConfig, encoder=None, encoder_path: str = "") -> RewardModel:
+    """Fit a reward model on ``train``'s pairs; ``metrics['heldout_accuracy']`` on ``held``'s (NaN if none).
+    ``encoder`` (the flow model saved at ``encoder_path``) embeds sketches when ``cfg.embedding_t`` is set."""
+    rm = fit_reward_model(classifier, *dataset_arrays(train), cfg, encoder=encoder, encoder_path=encoder_path)
     w, l, y = dataset_arrays(held)
     rm.metrics["heldout_pairs"] = len(y)
     rm.metrics["heldout_accuracy"] = rm.pair_accuracy(w, l, y) if len(y) else float("nan")
@@ -70,6 +74,13 @@ def best_of_n(model, rm: RewardModel, labels: np.ndarray, n: int, cfg: AmplifyCo
     return beziers, rewards[np.arange(len(labels)), pick]
 
 
+def _pair_id(group: int, best: int, other: int, a: np.ndarray, b: np.ndarray) -> str:
+    """Record id from the pair's content (not a random uuid): the trainer's held-out split hashes record
+    ids, so a rerun on the same model and reward holds out the same amplified pairs."""
+    digest = hashlib.sha256(np.ascontiguousarray(a).tobytes() + np.ascontiguousarray(b).tobytes()).hexdigest()[:16]
+    return f"amp-g{group:05d}-{best}-{other}-{digest}"
+
+
 def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, session: str,
             progress: bool = True) -> list[PreferenceRecord]:
     """Sample groups from ``model``, rank each with ``rm``, append best-vs-rest pairs to ``store``
@@ -94,10 +105,12 @@ def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, 
             if j == best:
                 continue
             records.append(PreferenceRecord(
+                id=_pair_id(g, best, j, draws[best][0][g], draws[j][0][g]),
                 comparison_type="pairwise", class_label=int(y), class_name=model.class_names[int(y)],
                 beziers_a=paths[g][best][0], beziers_b=paths[g][j][0], noise_a=paths[g][best][1],
                 noise_b=paths[g][j][1],
                 preference="a", checkpoint=model.checkpoint_id, annotator=tag,
                 source={"system": "reward-amplification", "session": session, "group": g, "other": j}))
-    store.append(records, session=session)
+    known = {r.id for r in store.records()}  # the same draws under another session name: stored once
+    store.append([r for r in records if r.id not in known], session=session)
     return records

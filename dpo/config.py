@@ -17,7 +17,12 @@ class RewardConfig(Config):
     defaults_from: ClassVar[str] = "dpo.yaml:amplify.reward"
     classifier: str  # SketchClassifier behind the class-confidence features
     continuity_eps: list[float]
-    l2: float  # on the standardised weights
+    hand_features: bool  # the seven hand-made features (classifier confidence, continuity, ...)
+    embedding_t: list[float]  # the flow model's hidden states at these t ([] = none)
+    encoder: str  # checkpoint whose hidden states embed sketches; "" = the model being tuned
+    l2: list[float]  # ridge strengths (x mean row norm); chosen by leave-one-out
+    ensemble: int  # Bradley-Terry heads on bootstrap resamples (uncertainty)
+    cv_folds: int  # folds of the gate's nested cross-validation
     fit_on: Literal["all", "training"]  # every stored human pair, or only this run's training pairs
 
 

@@ -26,12 +26,16 @@ Fit = Callable[[np.ndarray, np.ndarray, np.ndarray], Scorer]
 
 
 def reward_fitter(classifier, cfg) -> Fit:
-    """``fit(winners, losers, labels)`` for today's Bradley-Terry reward model (no cross-validation)."""
-    from dpo.reward import RewardModel, fit_bradley_terry, sketch_features
+    """``fit(winners, losers, labels)`` for the reward model of :mod:`dpo.reward` on its hand-made features,
+    one head (the bootstrap ensemble is built here). :func:`dpo.reward.pair_uncertainty` does the same for a
+    fitted RewardModel, flow embedding included."""
+    from dpo.reward import fit_reward_model
+    from driftsketch.config import replace_config
+
+    hand = replace_config(cfg, embedding_t=[], ensemble=1)
 
     def fit(winners: np.ndarray, losers: np.ndarray, labels: np.ndarray) -> Scorer:
-        diff = sketch_features(classifier, winners, labels, cfg) - sketch_features(classifier, losers, labels, cfg)
-        return RewardModel(classifier, cfg, fit_bradley_terry(diff, cfg.l2))
+        return fit_reward_model(classifier, winners, losers, labels, hand)
 
     return fit
 

@@ -328,6 +328,18 @@ def reward_datasets(cfg: DPOConfig, class_names: list[str], train: PreferenceDat
     return train, held
 
 
+def reward_encoder(path: str, model, model_path: str):
+    """(flow model behind the reward's embedding, its checkpoint path): ``path``, or the model being tuned
+    (a frozen copy, so training does not move the reward's inputs) when empty."""
+    if not path:
+        return _frozen(copy.deepcopy(model)), model_path
+    encoder = load_checkpoint(path)
+    built = build_model(encoder, where=path)
+    if built.class_names != model.class_names:
+        raise DPOError(f"amplify.reward.encoder {path} knows classes {built.class_names}, the model {model.class_names}")
+    return _frozen(built), path
+
+
 def amplified_pairs(cfg: DPOConfig, model, train: PreferenceDataset, held: PreferenceDataset, out: Path,
                     progress: bool) -> tuple[Dataset, PreferenceDataset, dict]:
     """Reward amplification (dpo/amplify.py): fit a reward model on the human pairs, check its
@@ -339,10 +351,11 @@ def amplified_pairs(cfg: DPOConfig, model, train: PreferenceDataset, held: Prefe
     The reward model is checked on the same held-out pairs as the tuned model and never fits on them.
     """
     amp = cfg.amplify
-    classifier = reward_classifier(amp.reward.classifier, model.class_names)
+    classifier = reward_classifier(amp.reward.classifier, model.class_names) if amp.reward.hand_features else None
     t0 = time.perf_counter()
+    encoder, encoder_path = reward_encoder(amp.reward.encoder, model, cfg.base_checkpoint)
     rm_train, rm_held = reward_datasets(cfg, model.class_names, train, held)
-    rm = fit_on_dataset(classifier, rm_train, rm_held, amp.reward)
+    rm = fit_on_dataset(classifier, rm_train, rm_held, amp.reward, encoder, encoder_path)
     rm.save(out / "reward_model.json")
     info = {"reward_model": str(out / "reward_model.json"), "weights": rm.describe(), **rm.metrics,
             "reward_fit_s": time.perf_counter() - t0}

@@ -141,11 +141,23 @@ class SketchFlowTransformer(nn.Module):
         return self.config.num_classes
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor) -> torch.Tensor:
+        states, c = self._trunk(x, t, class_labels)
+        return self.final(states[-1], c)  # (B, 32, 8)
+
+    def hidden_states(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor) -> list[torch.Tensor]:
+        """Every block's token states, ``depth`` tensors ``(B, 32, D)``: the network's own description of
+        ``x`` at time ``t`` (the reward model embeds sketches with them)."""
+        return self._trunk(x, t, class_labels)[0]
+
+    def _trunk(self, x: torch.Tensor, t: torch.Tensor,
+               class_labels: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         c = self.time_emb(t) + self.class_emb(class_labels)  # (B, D)
         h = self.input_proj(x) + self.pos_emb  # (B, 32, D)
+        states = []
         for block in self.blocks:
             h = block(h, c)
-        return self.final(h, c)  # (B, 32, 8)
+            states.append(h)
+        return states, c
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Bezier ``(B, 32, 8)`` -> codec space ``(B, 32, 8)``."""

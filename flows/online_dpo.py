@@ -84,12 +84,14 @@ def evaluate(params: RoundParams, model_id: str, classifier: str) -> dict:
                                   num_steps=g.num_steps, cfg_scale=g.cfg_scale, solver=g.solver)
 
 
-def train_and_decide(params: RoundParams, record_ids: list[str], classifier: str, timer: StepTimer) -> dict:
-    """Fine-tune on ``record_ids``, evaluate candidate vs current, apply the gate. Returns summary fields."""
+def train_and_decide(params: RoundParams, record_ids: list[str], classifier: str, reward_classifier: str,
+                     timer: StepTimer) -> dict:
+    """Fine-tune on ``record_ids``, evaluate candidate vs current, apply the gate. Returns summary fields.
+    The gate judges with ``classifier``; the reward model of amplification reads ``reward_classifier`` (unless
+    the overrides name another), trained on another part of the data."""
     rnd = md.start_round(params.registry_dir, record_ids, params.dpo.reference)
     model_id = f"r{rnd['index']:03d}-{rnd['id'][:10]}"
-    # the reward model of amplification reads the round's metrics classifier unless the overrides name another
-    overrides = [f"amplify.reward.classifier={classifier}", *params.dpo.overrides,
+    overrides = [f"amplify.reward.classifier={reward_classifier}", *params.dpo.overrides,
                  *([] if params.wandb else ["wandb=false"])]
     train_dir = f"{params.work_dir}/rounds/{rnd['id']}/dpo"
     with timer("train"):
@@ -185,6 +187,8 @@ def online_dpo(params: RoundParams = load_round_params()) -> dict:
         lb.check_round_storage(ls, params.registry_dir, prefs, work)  # a bad folder fails before any write
         current = ensure_current_model(params)
         classifier = ev.ensure_classifier(params.data, params.eval.config, params.eval.overrides, f"{work}/classifiers")
+        reward_classifier = ev.ensure_classifier(params.data, params.eval.config, params.eval.overrides,
+                                                 f"{work}/classifiers", section="reward_classifier")
         class_names = md.class_names(params.registry_dir, current)
     with timer("pull"):
         projects = lb.ensure_projects(ls, prefs, work)
@@ -193,7 +197,7 @@ def online_dpo(params: RoundParams = load_round_params()) -> dict:
         summary["annotators"] = assess_annotators(prefs, params.dpo.config, params.dpo.overrides)
     summary["pulled"], summary["usable_pairs"] = summary["pull"]["new_records"], sel["usable_pairs"]
     if sel["usable_pairs"] >= params.dpo.min_new_preferences:
-        summary.update(train_and_decide(params, sel["record_ids"], classifier, timer))
+        summary.update(train_and_decide(params, sel["record_ids"], classifier, reward_classifier, timer))
     else:
         summary["decision"] = {"promoted": False, "reason": f"no training: {sel['usable_pairs']} new usable pairs "
                                f"< min_new_preferences {params.dpo.min_new_preferences}"}

@@ -109,14 +109,21 @@ print(json.dumps({"overrides": ["max_steps=" + sys.argv[1], *sys.argv[3].split("
 fi
 
 say "5/6 $ROUNDS rounds of online-dpo/round, the simulated annotator answering in between"
+# The simulated annotator judges with its own classifier (configs/eval.yaml annotator_classifier: another part
+# of the data than the round's gate and reward model use), so the gate never grades with the bot's network.
+ANNOTATOR_CLF=$DEMO/work/annotator-classifier.pt
+DATA=$("$PY" -c 'import json, sys; print(json.loads(sys.argv[1])["params"]["data"])' "$PARAMS")
+if [ ! -f "$ANNOTATOR_CLF" ]; then
+  "$ROOT/.venv/bin/driftsketch-eval" train-classifier --data "$DATA" --section annotator_classifier \
+    --out "$ANNOTATOR_CLF" >"$DEMO/annotator-classifier.log" 2>&1 || { tail "$DEMO/annotator-classifier.log"; exit 1; }
+fi
 for r in $(seq 0 $((ROUNDS - 1))); do
   echo "--- round $r: prefect deployment run online-dpo/round"
   run_deployment online-dpo/round "$PARAMS"
   report=$(ls -t "$DEMO"/work/reports/*/report.md | head -1)
   sed -n '1,6p' "$report"
   if [ "$r" -lt $((ROUNDS - 1)) ]; then
-    clf=$(ls -t "$DEMO"/work/classifiers/*.pt | head -1)
-    "$LS" bot "${LS_SET[@]}" --judge labeling --classifier "$clf"
+    "$LS" bot "${LS_SET[@]}" --judge labeling --classifier "$ANNOTATOR_CLF"
   fi
 done
 

@@ -11,16 +11,19 @@ from prefect import task
 
 
 @task
-def ensure_classifier(data: str, eval_config: str, overrides: list[str], out_dir: str) -> str:
-    """Train the metrics classifier once per (data set, classifier config); returns its path."""
+def ensure_classifier(data: str, eval_config: str, overrides: list[str], out_dir: str,
+                      section: str = "classifier") -> str:
+    """Train a classifier of configs/eval.yaml once per (data set, its config); returns its path.
+    ``section``: ``classifier`` (metrics and the gate) or ``reward_classifier`` (the reward model's), each
+    trained on its own part of the data."""
     from driftsketch.config import to_dict
     from driftsketch.data import load_dataset
     from driftsketch.evaluation.classifier import train_classifier
     from driftsketch.evaluation.settings import load_eval_config
 
-    cfg = load_eval_config(eval_config, overrides).classifier
+    cfg = getattr(load_eval_config(eval_config, overrides), section)
     key = hashlib.sha256(json.dumps([data, to_dict(cfg)], sort_keys=True).encode()).hexdigest()[:12]
-    path = Path(out_dir) / f"classifier-{key}.pt"
+    path = Path(out_dir) / f"{section}-{key}.pt"
     if not path.is_file():
         train_classifier(load_dataset(data), cfg, progress=False).save(path)
     return str(path)

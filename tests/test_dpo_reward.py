@@ -1,4 +1,4 @@
-"""Reward model (Bradley-Terry on sketch features) and reward amplification on a tiny real model."""
+"""Reward model (Bradley-Terry heads on hand-made features and flow embeddings) and reward amplification."""
 from __future__ import annotations
 
 import copy
@@ -7,18 +7,26 @@ import json
 import numpy as np
 import pytest
 import torch
+from sketch_factories import scattered, toy_shape
 
 from dpo import PreferenceRecord, PreferenceStore
 from dpo.amplify import amplify, best_of_n
 from dpo.config import AmplifyConfig, RewardConfig, load_dpo_config
-from dpo.reward import RewardError, RewardModel, feature_names, cross_validated_accuracy, fit_bradley_terry, fit_reward_model
+from dpo.reward import (
+    RewardError,
+    RewardModel,
+    cross_validated_accuracy,
+    feature_names,
+    fit_bradley_terry,
+    fit_reward_model,
+    pair_uncertainty,
+)
+from dpo.trainer import DPOError, train_dpo
 from driftsketch.checkpoint import load_model, save_checkpoint
 from driftsketch.config import replace_config
 from driftsketch.data import SketchData
-from dpo.trainer import DPOError, train_dpo
 from driftsketch.evaluation import ClassifierConfig, SketchClassifier, train_classifier
 from driftsketch.model import ModelConfig, SketchFlowTransformer
-from sketch_factories import scattered, toy_shape
 
 CLASSES = ["circle", "square", "zigzag"]
 TINY = ClassifierConfig(resolution=32, widths=[8, 16, 32], steps=60, batch_size=32, lr=5e-3, holdout_fraction=0.25)
@@ -49,7 +57,7 @@ def classifier_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rm(classifier_path):
     x, y = sketches(90, 1)
-    cfg = RewardConfig(classifier=str(classifier_path))
+    cfg = RewardConfig(classifier=str(classifier_path), embedding_t=[])  # the hand-made features only
     return fit_reward_model(SketchClassifier.load(classifier_path), x, half_broken(x, 1), y, cfg)
 
 
@@ -63,8 +71,8 @@ def test_bradley_terry_recovers_the_direction_of_known_weights():
     assert w[-1] == 0.0
     cos = w[:4] @ w_true / np.linalg.norm(w[:4]) / np.linalg.norm(w_true)
     assert cos > 0.99 and abs(w[2]) < 0.1
-    assert 0.75 < cross_validated_accuracy(diff[:300], l2=1e-4) < 1.0  # informative features, noisy labels
-    assert abs(cross_validated_accuracy(rng.normal(size=(300, 4)), l2=1e-2) - 0.5) < 0.1  # pure noise
+    assert 0.75 < cross_validated_accuracy(diff[:300], l2=1e-4, folds=5) < 1.0  # informative features, noisy labels
+    assert abs(cross_validated_accuracy(rng.normal(size=(300, 4)), l2=1e-2, folds=5) - 0.5) < 0.1  # pure noise
 
 
 def test_reward_prefers_connected_sketches_on_new_pairs(rm):
@@ -204,3 +212,73 @@ def test_best_of_n_keeps_the_highest_reward_of_n_draws(rm, tiny_model):
     assert four.shape == (6, 32, 4, 2) and (r4 >= r1).all()  # draw 0 of four is the n = 1 draw
     np.testing.assert_allclose(rm.score(four, labels), r4)
     np.testing.assert_allclose(rm.score(one, labels), r1)
+
+
+def test_nested_cross_validation_is_not_the_best_of_a_sweep():
+    """On pure noise the best L2 of a grid looks better than chance; the nested estimate does not."""
+    rng = np.random.default_rng(3)
+    diff = rng.normal(size=(120, 40))
+    nested = cross_validated_accuracy(diff, [1e-3, 1e-2, 1e-1, 1.0, 10.0], folds=5)
+    assert abs(nested - 0.5) < 0.12
+
+
+def shifted(x: np.ndarray, dx: float) -> np.ndarray:
+    out = x.copy()
+    out[..., 0] += dx
+    return out
+
+
+def test_flow_embedding_learns_a_taste_no_hand_feature_measures(tiny_model, classifier_path):
+    """The annotator wants sketches further right: no hand-made feature sees position, the flow
+    model's hidden states do (the sketch's end points are absolute in its codec)."""
+    x, y = sketches(80, 6)
+    win, lose = shifted(x, 0.12), shifted(x, -0.12)
+    clf = SketchClassifier.load(classifier_path)
+    emb = fit_reward_model(None, win, lose, y, RewardConfig(hand_features=False, embedding_t=[0.8, 1.0]),
+                           encoder=tiny_model, encoder_path=str(tiny_model.checkpoint_path))
+    hand = fit_reward_model(clf, win, lose, y, RewardConfig(classifier=str(classifier_path), embedding_t=[]))
+    xt, yt = sketches(40, 7)
+    assert emb.metrics["cv_accuracy"] > 0.9 and emb.pair_accuracy(shifted(xt, 0.1), shifted(xt, -0.1), yt) > 0.9
+    assert hand.pair_accuracy(shifted(xt, 0.1), shifted(xt, -0.1), yt) < 0.8
+    assert emb.weights.shape == (5, 2 * 2 * 2 * 32) and "flow_embedding_norm" in emb.describe()  # t, block, stat
+
+
+def test_embedding_reward_round_trip_and_a_changed_encoder_is_refused(tiny_model, classifier_path, tmp_path):
+    x, y = sketches(30, 8)
+    cfg = RewardConfig(classifier=str(classifier_path), embedding_t=[1.0], ensemble=3)
+    rm = fit_reward_model(SketchClassifier.load(classifier_path), x, half_broken(x, 8), y, cfg,
+                          encoder=tiny_model, encoder_path=str(tiny_model.checkpoint_path))
+    back = RewardModel.load(rm.save(tmp_path / "rm.json"))
+    np.testing.assert_allclose(back.member_scores(x, y), rm.member_scores(x, y))
+    assert back.digest() == rm.digest()
+    blob = json.loads((tmp_path / "rm.json").read_text())
+    blob["encoder_id"] = "another-model"
+    (tmp_path / "rm.json").write_text(json.dumps(blob))
+    with pytest.raises(RewardError, match="encoder"):
+        RewardModel.load(tmp_path / "rm.json")
+
+
+def test_pair_uncertainty_is_highest_where_the_ensemble_cannot_tell(rm):
+    x, y = sketches(20, 9)
+    clear = pair_uncertainty(rm, x, half_broken(x, 9), y)
+    same = pair_uncertainty(rm, x, x, y)
+    assert clear.shape == (20,) and np.allclose(same, 1.0) and clear.max() < 0.5
+    assert np.allclose(pair_uncertainty(rm, x, x, y, kind="bald"), 0.0)
+    one = RewardModel(rm.featurizer, rm.weights[:1])
+    assert np.allclose(pair_uncertainty(one, x, half_broken(x, 9), y, kind="disagreement"), 0.0)
+    assert pair_uncertainty([rm, one], x, half_broken(x, 9), y, kind="disagreement").shape == (20,)
+    with pytest.raises(RewardError, match="unknown kind"):
+        pair_uncertainty(rm, x, x, y, kind="other")
+
+
+@pytest.mark.parametrize("n, f", [(40, 15), (15, 40)])  # primal and dual form
+def test_ridge_weights_and_leave_one_out_match_brute_force(n, f):
+    from dpo.reward import RidgePairs
+
+    z = np.random.default_rng(n).normal(size=(n, f)) + 0.3
+    ridge = RidgePairs(z)
+    lam = 0.5 * ridge.lam_unit
+    solve = lambda m: np.linalg.solve(z[m].T @ z[m] + lam * np.eye(f), z[m].T @ np.ones(m.sum()))  # noqa: E731
+    np.testing.assert_allclose(ridge.weights(0.5), solve(np.ones(n, bool)), rtol=1e-6, atol=1e-9)
+    loo = np.mean([z[i] @ solve(np.arange(n) != i) > 0 for i in range(n)])
+    assert ridge.loo_accuracy(0.5) == pytest.approx(loo)

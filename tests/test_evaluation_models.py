@@ -168,3 +168,35 @@ def test_cli_evaluate_writes_metrics_grids_and_samples(clf, data, tmp_path, caps
     assert saved["beziers"].shape == (9, 32, 4, 2) and saved["labels"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert "recognizability" in capsys.readouterr().out
     assert eval_main(args[:5] + ["--classifier", str(tmp_path / "missing.pt"), "--out", str(out)]) == 2
+
+
+def test_judging_classifiers_train_on_disjoint_parts(data):
+    """configs/eval.yaml: the metrics/gate and hidden-judge classifiers, the simulated annotator's and the
+    reward model's train on pairwise disjoint sketches, none of them on the held-out side."""
+    from driftsketch.evaluation.classifier import training_part
+    from driftsketch.evaluation.settings import load_eval_config
+
+    cfg = load_eval_config()
+    ids = {s: set(training_part(data, getattr(cfg, s)).source_ids)
+           for s in ("classifier", "hidden_classifier", "annotator_classifier", "reward_classifier")}
+    held = set(data.split(cfg.classifier.holdout_fraction, cfg.classifier.split_seed)[1].source_ids)
+    judges = ids["classifier"] | ids["hidden_classifier"]  # the two that grade models
+    assert not judges & ids["annotator_classifier"] and not judges & ids["reward_classifier"]
+    assert not ids["annotator_classifier"] & ids["reward_classifier"]
+    assert all(ids[s] and not ids[s] & held for s in ids)
+    assert len(judges | ids["annotator_classifier"] | ids["reward_classifier"]) + len(held) == len(data)
+    parts = data.partition(3, seed=5)
+    assert sum(len(p) for p in parts) == len(data) and all(60 < len(p) < 100 for p in parts)
+    with pytest.raises(ValueError, match="part must lie"):
+        training_part(data, ClassifierConfig(parts=2, part=2))
+
+
+def test_demo_bot_judges_with_the_annotator_classifier_only():
+    """scripts/demo.sh: the bot's classifier is trained from annotator_classifier, never taken from the
+    round's classifiers (which grade the gate and feed the reward model)."""
+    from pathlib import Path
+
+    demo = (Path(__file__).resolve().parents[1] / "scripts" / "demo.sh").read_text()
+    bot_lines = [ln for ln in demo.splitlines() if " bot " in ln and "--classifier" in ln]
+    assert bot_lines and all('--classifier "$ANNOTATOR_CLF"' in ln for ln in bot_lines)
+    assert "--section annotator_classifier" in demo and "work/classifiers" not in demo

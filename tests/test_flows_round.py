@@ -26,7 +26,8 @@ def _params(tmp_path, base: str, title: str, files_root: str):
     return load_round_params(overrides=[
         f"registry_dir={tmp_path}/registry", f"preference_dir={tmp_path}/prefs", f"work_dir={tmp_path}/work",
         f"base.checkpoint={base}", "wandb=false", "dpo.min_new_preferences=8", f"dpo.overrides={DPO}",
-        "eval.overrides=[classifier.steps=40,classifier.batch_size=32]", "eval.samples_per_class=4",
+        "eval.overrides=[classifier.steps=40,classifier.batch_size=32,reward_classifier.steps=40,"
+        "reward_classifier.batch_size=32]", "eval.samples_per_class=4",
         f"generate.queue_target={QUEUE}", f"generate.max_new_pairs={QUEUE}", "generate.num_steps=4",
         "generate.selection=uncertain", "generate.min_labeled_pairs=10", "generate.candidates=2",
         # The gate's decisions are unit-tested (test_registry.py); here every candidate must pass.
@@ -36,6 +37,21 @@ def _params(tmp_path, base: str, title: str, files_root: str):
         "labelstudio.ratings=true"])
 
 
+def annotator_classifier(params) -> Path:
+    """The simulated annotator's own classifier (configs/eval.yaml annotator_classifier: another part of the
+    data than the round's gate and reward classifiers), trained once per test."""
+    from driftsketch.config import replace_config
+    from driftsketch.data import load_dataset
+    from driftsketch.evaluation.classifier import train_classifier
+    from driftsketch.evaluation.settings import load_eval_config
+
+    path = Path(params.work_dir) / "annotator-classifier.pt"
+    if not path.is_file():
+        cfg = replace_config(load_eval_config().annotator_classifier, steps=40, batch_size=32)
+        train_classifier(load_dataset(params.data), cfg, progress=False).save(path)
+    return path
+
+
 def _bot(server, params, limit=None) -> int:
     from dpo.store import PreferenceStore
     from labeling.bot import load_judge, run_bot
@@ -43,7 +59,7 @@ def _bot(server, params, limit=None) -> int:
     from labeling.projects import find_project
 
     ls = server.client()
-    clf = next((Path(params.work_dir) / "classifiers").glob("*.pt"))
+    clf = annotator_classifier(params)
     pid = find_project(ls, params.labelstudio.overrides[0].split("=", 1)[1])
     out = run_bot(ls, pid, PreferenceStore(params.preference_dir), load_judge("labeling", clf),
                   replace_config(load_labelstudio_config().bot, tie_margin=0.0), limit=limit, progress=False)
@@ -81,7 +97,11 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     assert r1["annotators"]["annotators"][0]["gold_answers"] == GOLD
     assert "## Annotators" in Path(r1["report"]).read_text()
     reward = json.loads((Path(params.work_dir) / "rounds" / r1["round_id"] / "dpo" / "reward_model.json").read_text())
-    assert Path(reward["classifier"]).parent == Path(params.work_dir) / "classifiers"  # the flow's own classifier
+    reward_clf = Path(reward["classifier"])
+    assert reward_clf.parent == Path(params.work_dir) / "classifiers"  # the flow's own reward classifier ...
+    assert reward_clf.name.startswith("reward_classifier-")  # ... not the gate's (classifier-*.pt)
+    assert sorted(p.name.split("-")[0] for p in reward_clf.parent.glob("*.pt")) == ["classifier", "reward_classifier"]
+    assert annotator_classifier(params).parent != reward_clf.parent  # the bot's is none of the round's
     assert _bot(labelstudio, params, limit=12) == 12  # 4 tasks of `first` stay open (no ties: tie_margin 0)
 
     r2 = online_dpo(params)

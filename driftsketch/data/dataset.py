@@ -75,6 +75,17 @@ class SketchData:
         held = holdout_mask([f"{lab}:{sid}" for lab, sid in zip(self.labels, self.source_ids)], holdout_fraction, seed)
         return self.subset(~held), self.subset(held)
 
+    def partition(self, parts: int, seed: int = 0) -> list["SketchData"]:
+        """``parts`` disjoint shares of equal size (+-1) by :meth:`split`'s hash order: with one seed, the
+        held-out side of the rest is always the next lowest-hashed share."""
+        if parts < 1:
+            raise ValueError(f"partition: parts must be >= 1, got {parts}")
+        out, rest = [], self
+        for k in range(parts - 1):
+            rest, part = rest.split(1.0 / (parts - k), seed)
+            out.append(part)
+        return out + [rest]
+
     def save_npz(self, path: str | Path) -> Path:
         """Write the data set atomically (temporary file + rename) as an uncompressed ``.npz``."""
         return atomic_save_npz(path, dataset_arrays(self.beziers, self.labels, self.class_names,

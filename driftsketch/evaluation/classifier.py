@@ -47,6 +47,8 @@ class ClassifierConfig(Config):
     seed: int
     holdout_fraction: float  # data.split() arguments: the held-out part is never trained on
     split_seed: int
+    parts: int  # the training split is cut into this many disjoint shares (SketchData.partition) ...
+    part: int  # ... and the classifier trains on this one: judges that must share no data take different parts
 
 
 class SketchCNN(nn.Module):
@@ -169,18 +171,28 @@ def fit_classifier(beziers: np.ndarray, labels: np.ndarray, class_names: list[st
     return SketchClassifier(net.eval(), cfg, class_names)
 
 
+def training_part(data, cfg: ClassifierConfig):
+    """The sketches a classifier of ``cfg`` trains on: part ``cfg.part`` of ``cfg.parts`` of the training
+    split ``data.split(cfg.holdout_fraction, cfg.split_seed)[0]``. Two configs with the same split and
+    ``parts`` but different ``part`` train on disjoint sketches."""
+    if not 0 <= cfg.part < cfg.parts:
+        raise ValueError(f"classifier: part must lie in [0, parts={cfg.parts}), got {cfg.part}")
+    train = data.split(cfg.holdout_fraction, cfg.split_seed)[0]
+    return train if cfg.parts == 1 else train.partition(cfg.parts, cfg.split_seed + 1)[cfg.part]
+
+
 def train_classifier(data, cfg: ClassifierConfig | None = None, progress: bool = True) -> SketchClassifier:
-    """Train on ``data.split(cfg.holdout_fraction, cfg.split_seed)[0]`` (a SketchData); the held-out
-    accuracy on real sketches is stored in ``clf.metrics["holdout_accuracy"]``."""
+    """Train on :func:`training_part` of ``data`` (a SketchData); the held-out accuracy on real sketches
+    (the split's held-out side, never trained on by any part) is in ``clf.metrics["holdout_accuracy"]``."""
     cfg = cfg or ClassifierConfig()
-    train, holdout = data.split(cfg.holdout_fraction, cfg.split_seed)
+    train, holdout = training_part(data, cfg), data.split(cfg.holdout_fraction, cfg.split_seed)[1]
     if len(train) == 0:
         raise ValueError("train_classifier: the training split is empty")
     start = time.time()
     clf = fit_classifier(train.beziers, train.labels, data.class_names, cfg, progress)
     clf.metrics.update({
         "train_seconds": round(time.time() - start, 1),
-        "train_size": len(train), "holdout_size": len(holdout),
+        "train_size": len(train), "holdout_size": len(holdout), "part": [cfg.part, cfg.parts],
         "train_accuracy": clf.accuracy(train.beziers[:5000], train.labels[:5000]),
         "holdout_accuracy": clf.accuracy(holdout.beziers, holdout.labels),
         "dataset": str(data.meta.get("source", "")),

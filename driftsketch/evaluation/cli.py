@@ -2,6 +2,7 @@
 
     driftsketch-eval train-classifier --data builtin --out runs/classifier.pt
     driftsketch-eval train-classifier --data builtin --hidden --out runs/classifier_hidden.pt
+    driftsketch-eval train-classifier --data builtin --section annotator_classifier --out runs/classifier_annotator.pt
     driftsketch-eval evaluate --checkpoint runs/base/model.pt --data builtin \\
         --classifier runs/classifier.pt --num-per-class 50 --out runs/eval
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from driftsketch.fileio import atomic_write_bytes, atomic_write_text
-from driftsketch.evaluation.settings import DEFAULT_EVAL_CONFIG, EvalConfig, load_eval_config
+from driftsketch.evaluation.settings import CLASSIFIER_SECTIONS, DEFAULT_EVAL_CONFIG, EvalConfig, load_eval_config
 
 
 def _load_data(spec: str):
@@ -50,7 +51,7 @@ def cmd_train_classifier(args: argparse.Namespace, cfg: EvalConfig) -> int:
 
     torch.set_num_threads(args.num_threads or torch.get_num_threads())
     data = _load_data(args.data)
-    ccfg = cfg.hidden_classifier if args.hidden else cfg.classifier
+    ccfg = getattr(cfg, "hidden_classifier" if args.hidden else args.section)
     print(f"training a {ccfg.resolution}-px classifier on {args.data}: {len(data)} sketches, "
           f"{len(data.class_names)} classes, {ccfg.steps} steps", file=sys.stderr)
     clf = train_classifier(data, ccfg)
@@ -107,7 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train-classifier", help="train the sketch classifier on a data set's training split")
     t.add_argument("--data", required=True, help="builtin or a .npz written by driftsketch-data import")
     t.add_argument("--out", required=True, type=Path, help="classifier file to write (.pt)")
-    t.add_argument("--hidden", action="store_true", help="train the hidden judge's classifier instead")
+    t.add_argument("--section", default="classifier", choices=CLASSIFIER_SECTIONS,
+                   help="which classifier of the config: metrics and gate (default), the hidden judge's, the "
+                   "simulated annotator's or the reward model's (each on its own part of the training split)")
+    t.add_argument("--hidden", action="store_true", help="the same as --section hidden_classifier")
     t.add_argument("--num-threads", type=int, default=0, help="torch threads (default: torch's choice)")
     e = sub.add_parser("evaluate", help="generate per class and compare with real held-out sketches")
     e.add_argument("--checkpoint", required=True, type=Path)

@@ -24,10 +24,15 @@ class EvaluateConfig(Config):
     grid_per_class: int  # sketches shown in each class's sample grid
 
 
+CLASSIFIER_SECTIONS = ("classifier", "hidden_classifier", "annotator_classifier", "reward_classifier")
+
+
 class EvalConfig(Config):
     defaults_from: ClassVar[str] = "eval.yaml"
-    classifier: ClassifierConfig
-    hidden_classifier: ClassifierConfig
+    classifier: ClassifierConfig  # metrics and the online round's gate: part 0 of the training split
+    hidden_classifier: ClassifierConfig  # the hidden judge's: part 0
+    annotator_classifier: ClassifierConfig  # the simulated annotator's: part 1
+    reward_classifier: ClassifierConfig  # behind the reward model's class-confidence features: part 2
     evaluate: EvaluateConfig
     render: RenderConfig
     metrics: MetricsConfig

@@ -1,0 +1,512 @@
+"""The preference suite: does the online loop learn what *these* annotators prefer? (issue #13)
+
+    nice -n 10 python benchmarks/preference_suite.py --out runs/suite \\
+        --data builtin=builtin:runs/research/base-builtin/model.pt \\
+        --data mnist=data/mnist1000.npz:runs/research/base-mnist/model.pt
+    python benchmarks/preference_suite.py --out runs/suite --report-only      # table, JSON and plot again
+
+For every data set x annotator (benchmarks/annotators.py) x seed: online rounds of 100 fresh pairs from
+the newest model, answered by the simulated annotator (10 % flipped, ties), each round one
+``train_dpo`` with the shipped loop settings (reward amplification gated on the reward model's nested
+cross-validated accuracy); after 100, 200, 500 and 1,000 labels the tuned model and the base sample from
+the same evaluation noise and the suite records the win rate under the annotator's *noise-free* score,
+the shift of that score in base standard deviations, and recognizability, FD and continuity under an
+evaluation classifier. One control per data set and seed answers at random (shuffled labels carry no
+taste, so one control serves every annotator) for 5 rounds and is scored under every annotator.
+
+Data hygiene: each data set is cut into four disjoint parts by a hash of the sketch ids: (0) the quality
+annotator's classifier, (1) the reward model's classifier, (2) the foreign annotator's network and the
+reference proportions, (3) the evaluation classifier. No classifier that labels, rewards or evaluates
+shares a training sketch with another.
+
+Resumable: every finished round writes ``OUT/<data>/<annotator>/s<seed>/round_XX.json`` and is skipped on
+a rerun; ``--shard i/n`` splits the cells over several processes. Deterministic: record ids, sampling
+and amplification seeds derive from (data, annotator, seed, round), so a rerun gives the same digits.
+Writes ``OUT/suite.json``, ``OUT/suite.md`` and ``OUT/learning_curves.png`` (``--plot`` copies it).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from annotators import (  # noqa: E402
+    Annotator,
+    answer,
+    build_annotators,
+    foreign_proba,
+    load_foreign,
+    save_foreign,
+    train_foreign_classifier,
+)
+
+from dpo.config import load_dpo_config  # noqa: E402
+from dpo.records import PreferenceRecord  # noqa: E402
+from dpo.store import PreferenceStore  # noqa: E402
+from dpo.trainer import train_dpo  # noqa: E402
+from driftsketch.checkpoint import load_model  # noqa: E402
+from driftsketch.data import load_dataset  # noqa: E402
+from driftsketch.evaluation import LabelingJudge, SketchClassifier  # noqa: E402
+from driftsketch.evaluation.classifier import config_replace, fit_classifier  # noqa: E402
+from driftsketch.evaluation.frechet import frechet_distance  # noqa: E402
+from driftsketch.evaluation.metrics import continuity  # noqa: E402
+from driftsketch.evaluation.settings import load_eval_config  # noqa: E402
+from driftsketch.fileio import atomic_write_bytes, atomic_write_text  # noqa: E402
+from driftsketch.sampling import generate_beziers  # noqa: E402
+
+EVAL_AT = (1, 2, 5, 10)  # rounds (of 100 labels) after which the model is evaluated
+CONTROL_ROUNDS = 5
+PARTS = ("quality", "reward", "foreign", "evaluation")
+
+
+def stable_int(*parts) -> int:
+    """A seed from any values, the same in every process and run."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "big")
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=float))
+
+
+def save_arrays(path: Path, **arrays: np.ndarray) -> None:
+    """An .npz written atomically: a killed suite never leaves a torn cache file."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+@dataclass
+class Setup:
+    """Everything one data set needs, built once and cached under ``OUT/<name>/setup``."""
+
+    name: str
+    base_path: str
+    class_names: list[str]
+    reward_classifier: str
+    annotators: list[Annotator]
+    eval_clf: SketchClassifier
+    real_feats: np.ndarray
+    info: dict
+
+
+def classifier_on(part, path: Path, cfg) -> SketchClassifier:
+    if path.is_file():
+        return SketchClassifier.load(path)
+    clf = fit_classifier(part.beziers, part.labels, part.class_names, cfg, progress=False)
+    clf.metrics["train_size"] = len(part)
+    clf.save(path)
+    return clf
+
+
+def prepare(name: str, spec: str, base_path: str, out: Path, args) -> Setup:
+    """Disjoint data parts, the four classifiers, the annotators (tie margins from base samples)."""
+    d = out / name / "setup"
+    d.mkdir(parents=True, exist_ok=True)
+    data = load_dataset(spec)
+    parts = dict(zip(PARTS, data.partition(len(PARTS), seed=1313)))
+    ecfg = load_eval_config()
+    steps = {"steps": args.classifier_steps}
+    quality = classifier_on(parts["quality"], d / "quality_classifier.pt", config_replace(ecfg.classifier, **steps))
+    classifier_on(parts["reward"], d / "reward_classifier.pt",
+                  config_replace(ecfg.classifier, resolution=48, widths=[16, 32, 64], line_width=1.2, seed=2, **steps))
+    evaluation = classifier_on(parts["evaluation"], d / "eval_classifier.pt",
+                               config_replace(ecfg.classifier, seed=3, **steps))
+    if not (d / "foreign.pt").is_file():
+        f = parts["foreign"]
+        save_foreign(train_foreign_classifier(f.beziers, f.labels, len(data.class_names), args.foreign_steps), d / "foreign.pt")
+    foreign = load_foreign(d / "foreign.pt")
+    base = load_model(base_path)
+    calib_y = np.repeat(np.arange(len(data.class_names)), args.eval_per_class)
+    calib_x = cached_samples(base, calib_y, 777, d / f"calibration_{base.checkpoint_id}.npz", args)
+    anns = build_annotators(LabelingJudge(quality), foreign, parts["foreign"], calib_x, calib_y)
+    _, holdout = data.split(0.1, 0)  # the base never trained on these (driftsketch-train's split)
+    info = {"data": spec, "sketches": len(data), "classes": data.class_names, "base": base_path,
+            "parts": {k: len(v) for k, v in parts.items()}, "holdout_for_fd": len(holdout),
+            "eval_classifier_holdout_accuracy": evaluation.accuracy(holdout.beziers, holdout.labels),
+            "quality_classifier_holdout_accuracy": quality.accuracy(holdout.beziers, holdout.labels),
+            "foreign_holdout_accuracy": float((foreign_proba(foreign, holdout.beziers, holdout.labels) > 0.5).mean()),
+            "annotators": {a.name: {"kind": a.kind, "description": a.description, "tie_margin": a.tie_margin}
+                           for a in anns}}
+    return Setup(name, base_path, list(data.class_names), str(d / "reward_classifier.pt"), anns, evaluation,
+                 evaluation.features(holdout.beziers), info)
+
+
+def sample(model, labels: np.ndarray, seed: int, args) -> tuple[np.ndarray, np.ndarray]:
+    return generate_beziers(model, labels.tolist(), len(labels), num_steps=args.num_steps, cfg_scale=args.cfg_scale,
+                            solver=args.solver, seed=seed)
+
+
+def cached_samples(model, labels: np.ndarray, seed: int, path: Path, args) -> np.ndarray:
+    if path.is_file():
+        return np.load(path)["x"]
+    x = sample(model, labels, seed, args)[0]
+    save_arrays(path, x=x)
+    return x
+
+
+def eval_labels(setup: Setup, args) -> np.ndarray:
+    return np.repeat(np.arange(len(setup.class_names)), args.eval_per_class)
+
+
+def base_eval(setup: Setup, seed: int, args) -> np.ndarray:
+    base = load_model(setup.base_path)
+    return cached_samples(base, eval_labels(setup, args), 10_000 + seed,
+                          Path(args.out) / setup.name / f"base_eval_s{seed}_{base.checkpoint_id}.npz", args)
+
+
+def quality_metrics(setup: Setup, x: np.ndarray, labels: np.ndarray) -> dict:
+    """Recognizability, FD (evaluation classifier's features vs real held-out) and continuity."""
+    return {"recognizability": setup.eval_clf.accuracy(x, labels),
+            "fd": frechet_distance(setup.eval_clf.features(x), setup.real_feats),
+            "continuity": continuity(x)}
+
+
+def compare(setup: Setup, tuned: np.ndarray, base: np.ndarray, labels: np.ndarray, which: list[Annotator]) -> dict:
+    """Per annotator: paired win rate (ties 1/2) and score shift in base std; plus quality metrics."""
+    out = {"metrics": quality_metrics(setup, tuned, labels), "annotators": {}}
+    for ann in which:
+        st, sb = ann.score(tuned, labels), ann.score(base, labels)
+        d = st - sb
+        out["annotators"][ann.name] = {"win_rate": float(((d > 0) + 0.5 * (d == 0)).mean()),
+                                       "shift_std": float((st.mean() - sb.mean()) / (sb.std() + 1e-12))}
+    return out
+
+
+def dpo_overrides(setup: Setup, current: str, store: Path, rdir: Path, seed: int, amp_seed: int, args) -> list:
+    return list(args.set) + [(["base_checkpoint"], current), (["preference_dir"], str(store)), (["checkpoint_dir"], str(rdir)),
+                   (["wandb"], False), (["num_threads"], args.threads), (["seed"], seed),
+                   (["amplify", "enabled"], True), (["amplify", "reward", "classifier"], setup.reward_classifier),
+                   (["amplify", "groups_per_class"], args.groups_per_class), (["amplify", "seed_per_model"], False),
+                   (["amplify", "seed"], amp_seed), (["amplify", "num_steps"], args.num_steps),
+                   (["eval_num_t"], args.eval_num_t)]
+
+
+def label_round(setup: Setup, ann: Annotator | None, model, store: PreferenceStore, cell: str, seed: int, r: int,
+                args) -> list[PreferenceRecord]:
+    """100 pairs from ``model`` (round 0: the base, the same pairs for every annotator of a seed), answered
+    by ``ann`` (``None``: at random, the control), appended to ``store``."""
+    n_cls = len(setup.class_names)
+    labels = np.arange(args.pairs_per_round) % n_cls
+    if r == 0:  # from the base: the same pairs for every annotator of a seed, sampled once
+        a, na, b, nb = base_pairs(setup, model, labels, seed, args)
+    else:
+        key = stable_int(setup.name, cell, seed, r)
+        (a, na), (b, nb) = sample(model, labels, key, args), sample(model, labels, key + 1, args)
+    rng = np.random.default_rng(stable_int(cell, seed, r, "answers"))
+    if ann is None:
+        choices = [["a", "b", "tie"][k] for k in rng.choice(3, len(labels), p=[0.45, 0.45, 0.10])]
+    else:
+        choices = answer(ann, a, b, labels, rng, noise=args.label_noise, tie_rate=args.tie_rate)
+    recs = []
+    for i, (c, y) in enumerate(zip(choices, labels)):
+        pa = store.save_sample(f"r{r:02d}-{i:03d}a", a[i], na[i])
+        pb = store.save_sample(f"r{r:02d}-{i:03d}b", b[i], nb[i])
+        recs.append(PreferenceRecord(
+            id=f"{cell}-s{seed}-r{r:02d}-{i:03d}", comparison_type="pairwise", class_label=int(y),
+            class_name=setup.class_names[int(y)], beziers_a=pa[0], beziers_b=pb[0], noise_a=pa[1], noise_b=pb[1],
+            preference=c, checkpoint=model.checkpoint_id, annotator=f"suite:{cell}",
+            source={"system": "preference_suite", "cell": cell, "seed": seed, "round": r, "pair": i}))
+    if not any(rec.id == recs[0].id for rec in store.records()):  # a killed round re-labels the same pairs
+        store.append(recs, session=f"round{r:02d}")
+    return recs
+
+
+def base_pairs(setup: Setup, base, labels: np.ndarray, seed: int, args) -> tuple[np.ndarray, ...]:
+    """Round 0's pairs ``(a, noise_a, b, noise_b)`` from the base, cached per data set and seed."""
+    path = Path(args.out) / setup.name / f"pairs_r0_s{seed}_{base.checkpoint_id}.npz"
+    if not path.is_file():
+        key = stable_int(setup.name, seed, 0)
+        (a, na), (b, nb) = sample(base, labels, key, args), sample(base, labels, key + 1, args)
+        save_arrays(path, a=a, na=na, b=b, nb=nb)
+    z = np.load(path)
+    return z["a"], z["na"], z["b"], z["nb"]
+
+
+def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) -> None:
+    """Online rounds for one (data set, annotator, seed) up to ``rounds``; resumes after the last one done."""
+    cell = ann.name if ann is not None else "control"
+    root = Path(args.out) / setup.name / cell / f"s{seed}"
+    store = PreferenceStore(root / "prefs")
+    base_x, labels = base_eval(setup, seed, args), eval_labels(setup, args)
+    current = setup.base_path
+    for r in range(rounds):
+        done = root / f"round_{r:02d}.json"
+        if done.is_file():
+            current = json.loads(done.read_text())["checkpoint"]
+            continue
+        t0 = time.perf_counter()
+        model = load_model(current)
+        recs = label_round(setup, ann, model, store, cell, seed, r, args)
+        rdir = root / f"r{r:02d}"
+        cfg = load_dpo_config(overrides=dpo_overrides(setup, current, store.root, rdir, seed,
+                                                       stable_int(setup.name, cell, seed, r, "amplify"), args))
+        res = train_dpo(cfg, records=recs, progress=False)
+        row = {"round": r, "labels": (r + 1) * args.pairs_per_round, "checkpoint": str(res.checkpoint_path),
+               "answers": {c: sum(x.preference == c for x in recs) for c in ("a", "b", "tie")},
+               "best_epoch": res.best_epoch, "amplify": _amp_summary(res.data_summary.get("amplify"))}
+        if r + 1 in EVAL_AT:
+            tuned = sample(load_model(res.checkpoint_path), labels, 10_000 + seed, args)[0]
+            row["eval"] = compare(setup, tuned, base_x, labels, setup.annotators if ann is None else [ann])
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        shutil.rmtree(rdir / "amplified", ignore_errors=True)  # thousands of small files; the reward model stays
+        (rdir / "last.pt").unlink(missing_ok=True)
+        if current != setup.base_path:
+            Path(current).unlink(missing_ok=True)  # only the newest model is needed to go on
+        write_json(done, row)
+        current = row["checkpoint"]
+        ev = row.get("eval", {})
+        win = next(iter(ev.get("annotators", {}).values()), {}).get("win_rate")
+        print(f"[{setup.name}/{cell}/s{seed}] round {r + 1}/{rounds}: {row['seconds']:.0f}s, reward cv "
+              f"{row['amplify'].get('cv_accuracy', float('nan')):.3f} used {row['amplify'].get('used')}"
+              + (f", win {win:.3f}" if win is not None else ""), flush=True)
+
+
+def _amp_summary(amp: dict | None) -> dict:
+    if not amp:
+        return {}
+    keys = ("used", "cv_accuracy", "heldout_accuracy", "train_accuracy", "train_pairs", "inputs", "l2", "pairs")
+    return {k: amp[k] for k in keys if k in amp}
+
+
+def cells(setups: list[Setup], args) -> list[tuple]:
+    """(rounds, setup, annotator or None, seed) in the order the suite runs them: every cell to 5 rounds and
+    the controls first, then every cell to the full count, so a partial run covers all cells at 500 labels."""
+    wanted = set(args.annotators) if args.annotators else None
+    todo = []
+    for target in sorted({min(CONTROL_ROUNDS, args.rounds), args.rounds}):
+        for seed in args.seeds:
+            for s in setups:
+                todo += [(target, s, a, seed) for a in s.annotators if wanted is None or a.name in wanted]
+                if target == min(CONTROL_ROUNDS, args.rounds) and not args.no_control:
+                    todo.append((target, s, None, seed))
+    return todo
+
+
+# ---------------------------------------------------------------------------------------------- report
+def collect(out: Path) -> dict:
+    """Every finished round's evaluation: {data: {cell: {seed: {labels: eval}}}}."""
+    res: dict = {}
+    for done in sorted(out.glob("*/*/s*/round_*.json")):
+        row = json.loads(done.read_text())
+        data, cell, seed = done.parts[-4], done.parts[-3], done.parts[-2]
+        entry = res.setdefault(data, {}).setdefault(cell, {}).setdefault(seed, {})
+        entry[str(row["labels"])] = {k: row[k] for k in ("eval", "amplify", "seconds") if k in row}
+    return res
+
+
+def summarize(out: Path) -> dict:
+    """Mean and spread over seeds per (data, annotator, labels), the control at 500 and the headline."""
+    raw, setups = collect(out), {}
+    for p in out.glob("*/setup_info.json"):
+        setups[p.parent.name] = json.loads(p.read_text())
+    table, all_500 = [], []
+    for data, by_cell in sorted(raw.items()):
+        control = by_cell.get("control", {})
+        for cell, by_seed in sorted(by_cell.items()):
+            if cell == "control":
+                continue
+            kind = setups.get(data, {}).get("annotators", {}).get(cell, {}).get("kind", "?")
+            for labels in sorted({int(k) for s in by_seed.values() for k in s if "eval" in s[k]}):
+                evs = [s[str(labels)]["eval"] for s in by_seed.values() if "eval" in s.get(str(labels), {})]
+                row = {"data": data, "annotator": cell, "kind": kind, "labels": labels, "seeds": len(evs),
+                       **_stats("win", [e["annotators"][cell]["win_rate"] for e in evs]),
+                       **_stats("shift", [e["annotators"][cell]["shift_std"] for e in evs])}
+                for m in ("recognizability", "fd", "continuity"):
+                    row.update(_stats(m, [e["metrics"][m] for e in evs]))
+                if labels == 500:
+                    ctl = [s["500"]["eval"]["annotators"][cell] for s in control.values() if "eval" in s.get("500", {})]
+                    row.update(_stats("control_win", [c["win_rate"] for c in ctl]))
+                    row.update(_stats("control_shift", [c["shift_std"] for c in ctl]))
+                    all_500 += [(data, cell, w) for w in [e["annotators"][cell]["win_rate"] for e in evs]]
+                table.append(row)
+    base = {data: _base_metrics(out, data) for data in raw}
+    wins = [w for _, _, w in all_500]
+    per_cell = {}
+    for data, cell, w in all_500:
+        per_cell.setdefault((data, cell), []).append(w)
+    cell_means = [float(np.mean(v)) for v in per_cell.values()]
+    headline = {"win_at_500_mean": float(np.mean(wins)) if wins else None,
+                "win_at_500_std_over_runs": float(np.std(wins, ddof=1)) if len(wins) > 1 else None,
+                "win_at_500_std_over_cells": float(np.std(cell_means, ddof=1)) if len(cell_means) > 1 else None,
+                "runs": len(wins), "cells": len(cell_means)}
+    return {"headline": headline, "table": table, "reaches_65": reaches(table, 0.65), "base": base,
+            "setups": setups, "raw": raw}
+
+
+def reaches(table: list[dict], target: float) -> dict[str, int | None]:
+    """``data/annotator`` -> the fewest labels at which the mean win rate over seeds is >= ``target``."""
+    out: dict[str, int | None] = {}
+    for row in sorted(table, key=lambda r: r["labels"]):
+        key = f"{row['data']}/{row['annotator']}"
+        out.setdefault(key, None)
+        if out[key] is None and row["win"] is not None and row["win"] >= target:
+            out[key] = row["labels"]
+    return out
+
+
+def _stats(name: str, values: list[float]) -> dict:
+    if not values:
+        return {name: None, f"{name}_std": None}
+    return {name: float(np.mean(values)), f"{name}_std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+
+
+def _base_metrics(out: Path, data: str) -> dict:
+    path = out / data / "base_metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def markdown(summary: dict) -> str:
+    h = summary["headline"]
+    lines = ["# Preference suite", ""]
+    if h["win_at_500_mean"] is not None:
+        lines += [f"Mean win rate after 500 labels over {h['cells']} (data set, annotator) cells and {h['runs']} runs: "
+                  f"**{100 * h['win_at_500_mean']:.1f} %** (std over runs {100 * (h['win_at_500_std_over_runs'] or 0):.1f}, "
+                  f"over cell means {100 * (h['win_at_500_std_over_cells'] or 0):.1f} points).", ""]
+    lines += ["| data | annotator | kind | labels | seeds | win (noise-free score) | shift (base std) | control win | "
+              "control shift | recognizability | FD | continuity |", "|" + "---|" * 12]
+
+    def f(row, k, pct=False, nd=2):
+        v, s = row.get(k), row.get(f"{k}_std")
+        if v is None:
+            return "-"
+        return f"{100 * v:.1f} ± {100 * s:.1f}" if pct else f"{v:.{nd}f} ± {s:.{nd}f}"
+
+    for row in summary["table"]:
+        lines.append(f"| {row['data']} | {row['annotator']} | {row['kind']} | {row['labels']} | {row['seeds']} | "
+                     f"{f(row, 'win', True)} | {f(row, 'shift')} | {f(row, 'control_win', True)} | "
+                     f"{f(row, 'control_shift')} | {f(row, 'recognizability', nd=3)} | {f(row, 'fd')} | "
+                     f"{f(row, 'continuity', nd=3)} |")
+    lines += ["", "Labels at which the mean win rate first reaches 65 %: " + ", ".join(
+        f"{k} {v if v is not None else 'not reached'}" for k, v in summary["reaches_65"].items()), ""]
+    style = [r for r in summary["table"] if r["kind"] == "style" and r["labels"] == 500 and r.get("control_shift") is not None]
+    if style:
+        lines += ["Global styles at 500 labels: attribute shift of the run and of the control (base std, mean ± std "
+                  "over seeds) and the run's shift over the control's spread:", ""]
+        for r in style:
+            spread = r["control_shift_std"] or float("nan")
+            lines.append(f"- {r['data']}/{r['annotator']}: run {r['shift']:+.2f} ± {r['shift_std']:.2f}, control "
+                         f"{r['control_shift']:+.2f} ± {r['control_shift_std']:.2f}, ratio {r['shift'] / spread:.1f}")
+    lines += ["", "Base models (evaluation classifier, mean over seeds' evaluation noise):", ""]
+    for data, m in summary["base"].items():
+        lines.append(f"- {data}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datas = sorted({r["data"] for r in summary["table"]})
+    fig, axes = plt.subplots(1, max(1, len(datas)), figsize=(6.5 * max(1, len(datas)), 4.6), squeeze=False)
+    for ax, data in zip(axes[0], datas):
+        rows = [r for r in summary["table"] if r["data"] == data]
+        for i, ann in enumerate(sorted({r["annotator"] for r in rows})):
+            pts = sorted((r["labels"], r["win"], r["win_std"]) for r in rows if r["annotator"] == ann)
+            x, y, s = (np.array(v) for v in zip(*pts))
+            style = "--" if rows and next(r["kind"] for r in rows if r["annotator"] == ann) == "style" else "-"
+            line, = ax.plot(x, 100 * y, style, marker="o", label=ann, color=f"C{i}")
+            ax.fill_between(x, 100 * (y - s), 100 * (y + s), alpha=0.12, color=line.get_color())
+            ctl = [r for r in rows if r["annotator"] == ann and r.get("control_win") is not None]
+            if ctl:
+                ax.plot([500], [100 * ctl[0]["control_win"]], "x", color=line.get_color(), markersize=8)
+        ax.axhline(65, color="k", lw=0.8, ls=":")
+        ax.axhline(50, color="grey", lw=0.6)
+        ax.set_xscale("log")
+        ax.set_xticks([100, 200, 500, 1000], ["100", "200", "500", "1000"])
+        ax.set_xlabel("human labels (online rounds of 100)")
+        ax.set_ylabel("win rate vs base, noise-free annotator score (%)")
+        ax.set_title(f"{data}: mean ± std over seeds; x = shuffled-label control at 500")
+        ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def report(out: Path, plot_copy: str | None) -> dict:
+    summary = summarize(out)
+    write_json(out / "suite.json", summary)
+    atomic_write_text(out / "suite.md", markdown(summary))
+    if summary["table"]:
+        png = plot(summary, out / "learning_curves.png")
+        if plot_copy:
+            Path(plot_copy).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(png, plot_copy)
+    print(markdown(summary))
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------- main
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", action="append", default=[], metavar="NAME=SPEC:BASE_CHECKPOINT",
+                   help="a data set (builtin or an imported .npz) and the base model trained on it; repeatable")
+    p.add_argument("--out", default="runs/suite")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--annotators", nargs="*", default=None, help="only these annotators (default: all)")
+    p.add_argument("--no-control", action="store_true")
+    p.add_argument("--pairs-per-round", type=int, default=100)
+    p.add_argument("--label-noise", type=float, default=0.1)
+    p.add_argument("--tie-rate", type=float, default=0.05)
+    p.add_argument("--eval-per-class", type=int, default=24)
+    p.add_argument("--groups-per-class", type=int, default=4, help="amplification groups (of 8) per class and round")
+    p.add_argument("--eval-num-t", type=int, default=2, help="time draws per held-out pair in train_dpo")
+    p.add_argument("--num-steps", type=int, default=6, help="midpoint steps of every sampler in the suite")
+    p.add_argument("--cfg-scale", type=float, default=2.0)
+    p.add_argument("--solver", default="midpoint")
+    p.add_argument("--classifier-steps", type=int, default=400)
+    p.add_argument("--foreign-steps", type=int, default=600)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DPO config override")
+    p.add_argument("--shard", default="0/1", help="i/n: run every n-th cell starting at i")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--plot", default=None, help="also copy the learning-curve PNG here (e.g. docs/img/...)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    out = Path(args.out)
+    if args.report_only:
+        report(out, args.plot)
+        return
+    torch.set_num_threads(args.threads)
+    setups = []
+    for item in args.data:
+        name, rest = item.split("=", 1)
+        spec, base = rest.rsplit(":", 1)
+        s = prepare(name, spec, base, out, args)
+        write_json(out / name / "setup_info.json", s.info)
+        labels = eval_labels(s, args)
+        write_json(out / name / "base_metrics.json",
+                   {k: float(np.mean([quality_metrics(s, base_eval(s, seed, args), labels)[k] for seed in args.seeds]))
+                    for k in ("recognizability", "fd", "continuity")})
+        setups.append(s)
+    shard, nshard = (int(v) for v in args.shard.split("/"))
+    todo = cells(setups, args)
+    t0 = time.perf_counter()
+    for i, (rounds, s, ann, seed) in enumerate(todo):
+        if i % nshard != shard:
+            continue
+        print(f"== cell {i + 1}/{len(todo)}: {s.name} / {ann.name if ann else 'control'} / seed {seed} -> "
+              f"{rounds} rounds ({time.perf_counter() - t0:.0f}s elapsed)", flush=True)
+        run_cell(s, ann, seed, rounds, args)
+    report(out, args.plot)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""How well does each reward model variant learn each simulated annotator from N noisy pairs?
+
+    python benchmarks/reward_probe.py --out runs/suite --data builtin=builtin:runs/research/base-builtin/model.pt \\
+        --pairs 100 300 1000
+
+For every annotator of the preference suite (benchmarks/annotators.py): ``max(--pairs)`` training pairs
+and 1,000 test pairs of base samples, the training pairs answered like a person (10 % flipped, ties); the
+reward model is fit on the first N non-tie answers and reports its nested cross-validated accuracy (the
+gate's figure) and its agreement with the annotator's *noise-free* choice on the test pairs, for each
+input variant: the hand-made features only (the first version), the flow embedding only, both (the
+default). Uses the suite's setup (classifiers, annotators) from ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from annotators import answer  # noqa: E402
+from preference_suite import prepare, sample, stable_int  # noqa: E402
+
+from dpo.config import load_dpo_config  # noqa: E402
+from dpo.reward import (  # noqa: E402
+    SketchFeaturizer,
+    cross_validated_accuracy,
+    fit_ensemble,
+    input_sets,
+    select,
+    standardise,
+)
+from driftsketch.checkpoint import load_model  # noqa: E402
+from driftsketch.config import replace_config  # noqa: E402
+from driftsketch.evaluation import SketchClassifier  # noqa: E402
+from driftsketch.fileio import atomic_write_text  # noqa: E402
+
+VARIANTS = {"hand": dict(embedding_t=[]), "embedding": dict(hand_features=False), "both": {}}
+
+
+def pairs_from_base(base, n: int, n_cls: int, seed: int, args):
+    labels = np.arange(n) % n_cls
+    return sample(base, labels, seed, args)[0], sample(base, labels, seed + 1, args)[0], labels
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, metavar="NAME=SPEC:BASE_CHECKPOINT")
+    p.add_argument("--out", default="runs/suite")
+    p.add_argument("--pairs", type=int, nargs="+", default=[100, 300, 1000])
+    p.add_argument("--test-pairs", type=int, default=1000)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    p.add_argument("--annotators", nargs="*", default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="amplify.reward overrides")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-steps", type=int, default=10)
+    p.add_argument("--cfg-scale", type=float, default=2.0)
+    p.add_argument("--solver", default="midpoint")
+    p.add_argument("--eval-per-class", type=int, default=32)
+    p.add_argument("--classifier-steps", type=int, default=400)
+    p.add_argument("--foreign-steps", type=int, default=600)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    name, rest = args.data.split("=", 1)
+    spec, base_path = rest.rsplit(":", 1)
+    setup = prepare(name, spec, base_path, Path(args.out), args)
+    base = load_model(base_path)
+    n_cls = len(setup.class_names)
+    cache = Path(args.out) / name / f"probe_pairs_s{args.seed}_{base.checkpoint_id}.npz"
+    if cache.is_file():
+        z = np.load(cache)
+        tr, te = (z["a"], z["b"], z["y"]), (z["ta"], z["tb"], z["ty"])
+    else:
+        tr = pairs_from_base(base, max(args.pairs), n_cls, stable_int("probe", name, args.seed), args)
+        te = pairs_from_base(base, args.test_pairs, n_cls, stable_int("probe-test", name, args.seed), args)
+        np.savez(cache, a=tr[0], b=tr[1], y=tr[2], ta=te[0], tb=te[1], ty=te[2])
+    reward_cfg = load_dpo_config(overrides=[f"amplify.reward.{kv}" for kv in args.set]).amplify.reward
+    reward_cfg = replace_config(reward_cfg, classifier=setup.reward_classifier)
+    clf = SketchClassifier.load(setup.reward_classifier)
+    results = {}
+    for ann in setup.annotators:
+        if args.annotators and ann.name not in args.annotators:
+            continue
+        rng = np.random.default_rng(stable_int("probe-answers", name, ann.name, args.seed))
+        ch = np.array(answer(ann, tr[0], tr[1], tr[2], rng))
+        keep = ch != "tie"
+        w = np.where((ch == "a")[:, None, None, None], tr[0], tr[1])[keep]
+        lo = np.where((ch == "a")[:, None, None, None], tr[1], tr[0])[keep]
+        y = tr[2][keep]
+        ts, tt = ann.score(te[0], te[2]), ann.score(te[1], te[2])
+        clear = ts != tt
+        row = {}
+        for var in args.variants:
+            feats = SketchFeaturizer(replace_config(reward_cfg, **VARIANTS[var]), clf, base)
+            diff = feats(w, y) - feats(lo, y)
+            test = feats(te[0][clear], te[2][clear]) - feats(te[1][clear], te[2][clear])
+            sets = input_sets(feats.blocks)
+            for n in args.pairs:
+                t0 = time.perf_counter()
+                inputs, l2, _ = select(standardise(diff[:n])[0], sets, reward_cfg.l2)
+                weights = fit_ensemble(diff[:n], l2, reward_cfg.ensemble, sets[inputs]).mean(axis=0)
+                agree = float(((test @ weights > 0) == (ts[clear] > tt[clear])).mean())
+                row[f"{var}@{n}"] = {"cv": round(cross_validated_accuracy(diff[:n], reward_cfg.l2, reward_cfg.cv_folds, sets), 3),
+                                     "agree": round(agree, 3), "inputs": inputs, "l2": l2,
+                                     "seconds": round(time.perf_counter() - t0, 1)}
+        results[ann.name] = row
+        print(f"{ann.name:13s} " + "  ".join(f"{k}: cv {v['cv']:.2f} agree {v['agree']:.2f}" for k, v in row.items()),
+              flush=True)
+    atomic_write_text(Path(args.out) / name / f"reward_probe_s{args.seed}.json", json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
