@@ -91,11 +91,13 @@ def _test_prefect_yaml(tmp_path: Path, params: dict) -> Path:
     return path
 
 
-def _runs(server) -> list[dict]:
+def _runs(server, deployment_id: str, earlier: frozenset[str] = frozenset()) -> list[dict]:
+    """The runs of one deployment, without those in `earlier` (the session's Prefect server is shared: other tests
+    leave runs of a deployment with the same name behind)."""
     import httpx
 
     resp = httpx.post(f"{server.api_url}/flow_runs/filter", json={"sort": "EXPECTED_START_TIME_ASC"}, timeout=10)
-    return [r for r in resp.json() if r["deployment_id"]]
+    return [r for r in resp.json() if r["deployment_id"] == deployment_id and r["id"] not in earlier]
 
 
 def _wait(what: str, cond, timeout: float, every: float = 1.0):
@@ -140,6 +142,9 @@ def test_n_answers_trigger_one_round_and_a_second_waits_for_it(prefect_server, l
     params = _round_params(tmp_path, tiny_base_checkpoint, labelstudio.cfg.files_root)
     server.cli("work-pool", "create", "driftsketch-local", "--type", "process", "--overwrite")
     server.cli("--no-prompt", "deploy", "--prefect-file", str(_test_prefect_yaml(tmp_path, params)), "--name", "round")
+    deployment_id = server.deployment("online-dpo/round")["id"]
+    earlier = frozenset(r["id"] for r in _runs(server, deployment_id))
+    runs = lambda: _runs(server, deployment_id, earlier)  # noqa: E731
 
     env = {**server.env, "LABEL_STUDIO_URL": labelstudio.conn.url, "LABEL_STUDIO_API_KEY": labelstudio.conn.api_key,
            "PREFECT_WORKER_QUERY_SECONDS": "2", "PYTHONUNBUFFERED": "1"}
@@ -152,14 +157,14 @@ def test_n_answers_trigger_one_round_and_a_second_waits_for_it(prefect_server, l
         _wait("the receiver", lambda: "receiving Label Studio webhooks" in (tmp_path / "receiver.log").read_text(), 60)
         t0 = time.monotonic()
         assert run_bot(ls, pid, store, tiny_judge, bot, limit=N, progress=False)["answered"] == N
-        first = _wait("a triggered run to start", lambda: [r for r in _runs(server) if r["state_type"] == "RUNNING"],
+        first = _wait("a triggered run to start", lambda: [r for r in runs() if r["state_type"] == "RUNNING"],
                       180)[0]
-        assert len(_runs(server)) == 1  # N answers: one round
+        assert len(runs()) == 1  # N answers: one round
         time.sleep(max(0.0, t0 + WITHIN + 1 - time.monotonic()))  # answers inside the fired window are not counted
         assert run_bot(ls, pid, store, tiny_judge, bot, limit=N, progress=False)["answered"] == N  # during round 1
-        second = _wait("a second triggered run", lambda: [r for r in _runs(server) if r["id"] != first["id"]], 120)[0]
+        second = _wait("a second triggered run", lambda: [r for r in runs() if r["id"] != first["id"]], 120)[0]
         assert second["state_type"] in ("SCHEDULED", "PENDING"), second["state_name"]  # queued, not running
-        done = _wait("both runs to finish", lambda: (rs := _runs(server)) and all(
+        done = _wait("both runs to finish", lambda: (rs := runs()) and all(
             r["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for r in rs) and rs, 600, every=3)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{logs()}") from None
