@@ -41,6 +41,18 @@ class ServerConfig(Config):
     postgres: PostgresConfig
 
 
+class ClientConfig(Config):
+    """Timeouts and retries of every request to Label Studio (one place: ``labelstudio.yaml:client``)."""
+
+    defaults_from: ClassVar[str] = "labelstudio.yaml:client"
+    connect_timeout_s: float
+    read_timeout_s: float
+    export_timeout_s: float
+    retries: int
+    backoff_s: float
+    give_up_s: float
+
+
 class ProjectsConfig(Config):
     defaults_from: ClassVar[str] = "labelstudio.yaml:projects"
     pairwise_title: str
@@ -65,8 +77,6 @@ class PullConfig(Config):
     cursor_path: str
     session: str
     page_size: int
-    retries: int
-    backoff_s: float
 
 
 class BotConfig(Config):
@@ -95,6 +105,7 @@ class GoldConfig(Config):
 class LabelStudioConfig(Config):
     defaults_from: ClassVar[str] = "labelstudio.yaml"
     server: ServerConfig
+    client: ClientConfig
     projects: ProjectsConfig
     push: PushConfig
     pull: PullConfig

@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
-from labeling.client import client_url, with_retries
-
-EXPORT_TIMEOUT_S = 900  # one response for the whole project: 10k tasks took ~60 s on the loaded 2-core machine
+from labeling.client import client_config, client_url, with_retries
 
 
 @dataclass
@@ -36,9 +34,11 @@ def export_annotated_tasks(ls: LabelStudio, project_id: int, attempts: int = 5,
                            backoff_s: float = 1.0) -> list[ExportedTask] | None:
     """Every task of ``project_id`` with at least one annotation (cancelled ones included), or None when
     the server does not offer this export."""
+    timeout_s = client_config(client_url(ls)).export_timeout_s
+
     def download() -> bytes:
         return b"".join(ls.projects.exports.download_sync(project_id, export_type="JSON", download_all_tasks=False,
-                                                          request_options={"timeout_in_seconds": EXPORT_TIMEOUT_S}))
+                                                          request_options={"timeout_in_seconds": timeout_s}))
 
     try:
         body = with_retries(download, client_url(ls), attempts, backoff_s)

@@ -34,7 +34,7 @@ from label_studio_sdk import LabelStudio
 
 from dpo.records import PreferenceRecord
 from dpo.store import PreferenceStore
-from driftsketch.fileio import atomic_write_text
+from driftsketch.fileio import atomic_write_text, clean_stale_temps
 from labeling.agreement import agreement_report
 from labeling.client import client_url, with_retries
 from labeling.export import export_annotated_tasks
@@ -70,7 +70,9 @@ def _iso(value) -> str:
 
 
 def load_cursor(path: str | Path) -> dict:
+    """The saved cursor (``{}`` if none); removes the temporary files a killed pull left beside it."""
     path = Path(path)
+    clean_stale_temps(path.parent)
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
