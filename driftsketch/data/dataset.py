@@ -45,6 +45,8 @@ class SketchData:
         self.labels = np.asarray(self.labels, dtype=np.int64)
         self.class_names = [str(c) for c in self.class_names]
         self.source_ids = np.asarray(self.source_ids, dtype=str)
+        if self.labels.ndim != 1:
+            raise DataError(f"labels: expected one dimension, got shape {self.labels.shape}")
         n = len(self.labels)
         if self.beziers.shape != (n, *SKETCH_SHAPE):
             raise DataError(f"beziers: expected shape ({n}, 32, 4, 2), got {self.beziers.shape}")
