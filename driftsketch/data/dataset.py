@@ -42,7 +42,10 @@ class SketchData:
 
     def __post_init__(self) -> None:
         self.beziers = np.asarray(self.beziers, dtype=np.float32)
-        self.labels = np.asarray(self.labels, dtype=np.int64)
+        labels = np.asarray(self.labels)
+        if labels.size and labels.dtype.kind not in "iub":
+            raise DataError(f"labels: expected whole numbers, got {labels.dtype}")
+        self.labels = labels.astype(np.int64)
         self.class_names = [str(c) for c in self.class_names]
         self.source_ids = np.asarray(self.source_ids, dtype=str)
         if self.labels.ndim != 1:
