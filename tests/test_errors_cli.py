@@ -95,7 +95,7 @@ def test_train_refuses_a_damaged_data_set_before_writing(files, name, tmp_path, 
 @pytest.mark.parametrize("name, says", [
     ("text.pt", "not a torch file"), ("pickle.pt", "not a torch file"), ("good.npz", "not a readable"),
     ("foreign.pt", "missing key(s)"), ("list.pt", "no 'format'"), ("badconfig.pt", "config.model"),
-    ("badweights.pt", "weights do not match"), ("missing.pt", "not found")])
+    ("badweights.pt", "does not match config.model"), ("missing.pt", "not found")])
 def test_generate_refuses_anything_but_a_checkpoint(files, name, says, tmp_path, capsys):
     path = files.get(name, tmp_path / name)
     assert generate_main(["--checkpoint", str(path), "--class", "circle", "--out", str(tmp_path / "o")]) == 2
