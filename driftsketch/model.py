@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from driftsketch import codec as sketch_codec
-from driftsketch.config import Config
+from driftsketch.config import Config, Count, Fraction, PositiveFloat
 from driftsketch.sketch import NUM_SEGMENTS, TOKEN_DIM
 
 
@@ -120,15 +120,15 @@ class ModelConfig(Config):
     """Size and conditioning of the velocity network (defaults: ``model`` in configs/train.yaml)."""
 
     defaults_from: ClassVar[str] = "train.yaml:model"
-    num_classes: int | None  # None in the YAML: training takes it from the data set
-    dim: int
-    depth: int
-    heads: int
-    mlp_ratio: float
-    dropout: float
+    num_classes: Count | None  # None in the YAML: training takes it from the data set
+    dim: Count
+    depth: Count
+    heads: Count
+    mlp_ratio: PositiveFloat
+    dropout: Fraction
     codec: str  # "relative" (gap/handles/end) or "absolute"; see driftsketch.codec
-    gap_scale: float
-    handle_scale: float
+    gap_scale: PositiveFloat
+    handle_scale: PositiveFloat
 
 
 class SketchFlowTransformer(nn.Module):

@@ -24,7 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from driftsketch.config import Config
+from driftsketch.config import Config, NonNegativeFloat, NonNegativeInt, PositiveFloat
 from driftsketch.data.ragged import local_index, ragged_arange, starts_of
 from driftsketch.data.schneider import fit_pieces
 from driftsketch.data.strokes import Strokes, cut_runs, find_corners, resample, smooth_pinned, staircase_steps
@@ -36,17 +36,17 @@ class FitConfig(Config):
     """Fitting settings (defaults: ``fit`` in configs/data.yaml). Units: canvas px."""
 
     defaults_from: ClassVar[str] = "data.yaml:fit"
-    margin: float  # drawings span at most [-margin, margin]
-    resample_px: float  # arc-length spacing of the resampled polyline
-    staircase_resample: float  # spacing as a multiple of the grid step for staircase strokes (>= resample_px)
-    smooth_px: float  # Gaussian sigma for ordinary (float) strokes
-    staircase_smooth: float  # sigma as a multiple of the grid step for staircase strokes
-    tolerance_px: float  # first-try max distance between smoothed polyline and curve
-    tolerance_growth: float  # refit factor when a drawing needs more than 32 segments
+    margin: PositiveFloat  # drawings span at most [-margin, margin]
+    resample_px: PositiveFloat  # arc-length spacing of the resampled polyline
+    staircase_resample: PositiveFloat  # spacing as a multiple of the grid step for staircase strokes (>= resample_px)
+    smooth_px: NonNegativeFloat  # Gaussian sigma for ordinary (float) strokes
+    staircase_smooth: NonNegativeFloat  # sigma as a multiple of the grid step for staircase strokes
+    tolerance_px: PositiveFloat  # first-try max distance between smoothed polyline and curve
+    tolerance_growth: PositiveFloat  # refit factor when a drawing needs more than 32 segments
     corner_angle_deg: float  # turning angle (over the corner window) that makes a corner
-    corner_window_px: float  # half-width of the window the turning angle is measured over
-    dot_length_px: float  # a single-point stroke (a dot) becomes a segment this long
-    max_refits: int
+    corner_window_px: PositiveFloat  # half-width of the window the turning angle is measured over
+    dot_length_px: PositiveFloat  # a single-point stroke (a dot) becomes a segment this long
+    max_refits: NonNegativeInt
 
 
 class FitError(DriftSketchError, ValueError):
