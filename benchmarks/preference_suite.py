@@ -67,6 +67,7 @@ from driftsketch.sampling import generate_beziers  # noqa: E402
 EVAL_AT = (1, 2, 5, 10)  # rounds (of 100 labels) after which the model is evaluated
 CONTROL_ROUNDS = 5
 PARTS = ("quality", "reward", "foreign", "evaluation")
+QUALITY = ("recognizability", "fd", "continuity")
 
 
 def stable_int(*parts) -> int:
@@ -139,6 +140,15 @@ def prepare(name: str, spec: str, base_path: str, out: Path, args) -> Setup:
                            for a in anns}}
     return Setup(name, base_path, list(data.class_names), str(d / "reward_classifier.pt"), anns, evaluation,
                  evaluation.features(holdout.beziers), info)
+
+
+def write_base_metrics(path: Path, per_seed: dict[str, dict]) -> None:
+    """The base's metrics per seed's evaluation noise, merged with the seeds already there (processes that run
+    different seeds share the file), and their mean over every seed."""
+    if path.is_file():
+        per_seed = {**json.loads(path.read_text()).get("per_seed", {}), **per_seed}
+    write_json(path, {**{k: float(np.mean([m[k] for m in per_seed.values()])) for k in QUALITY},
+                      "per_seed": dict(sorted(per_seed.items()))})
 
 
 def sample(model, labels: np.ndarray, seed: int, args) -> tuple[np.ndarray, np.ndarray]:
@@ -316,13 +326,20 @@ def summarize(out: Path) -> dict:
             if cell == "control":
                 continue
             kind = setups.get(data, {}).get("annotators", {}).get(cell, {}).get("kind", "?")
+            base_seeds = _base_metrics(out, data).get("per_seed", {})
             for labels in sorted({int(k) for s in by_seed.values() for k in s if "eval" in s[k]}):
-                evs = [s[str(labels)]["eval"] for s in by_seed.values() if "eval" in s.get(str(labels), {})]
+                done = {seed: s[str(labels)]["eval"] for seed, s in by_seed.items() if "eval" in s.get(str(labels), {})}
+                evs = list(done.values())
+                paired = [(e["metrics"], base_seeds[seed[1:]]) for seed, e in done.items() if seed[1:] in base_seeds]
                 row = {"data": data, "annotator": cell, "kind": kind, "labels": labels, "seeds": len(evs),
                        **_stats("win", [e["annotators"][cell]["win_rate"] for e in evs]),
                        **_stats("shift", [e["annotators"][cell]["shift_std"] for e in evs])}
-                for m in ("recognizability", "fd", "continuity"):
+                for m in QUALITY:
                     row.update(_stats(m, [e["metrics"][m] for e in evs]))
+                # against the base on the same seed's evaluation noise: the targets' yardsticks
+                row.update(_stats("recognizability_delta",
+                                  [t["recognizability"] - b["recognizability"] for t, b in paired]))
+                row.update(_stats("fd_ratio", [t["fd"] / b["fd"] for t, b in paired]))
                 if labels == 500:
                     ctl = [s["500"]["eval"]["annotators"][cell] for s in control.values() if "eval" in s.get("500", {})]
                     row.update(_stats("control_win", [c["win_rate"] for c in ctl]))
@@ -373,18 +390,21 @@ def markdown(summary: dict) -> str:
                   f"**{100 * h['win_at_500_mean']:.1f} %** (std over runs {100 * (h['win_at_500_std_over_runs'] or 0):.1f}, "
                   f"over cell means {100 * (h['win_at_500_std_over_cells'] or 0):.1f} points).", ""]
     lines += ["| data | annotator | kind | labels | seeds | win (noise-free score) | shift (base std) | control win | "
-              "control shift | recognizability | FD | continuity |", "|" + "---|" * 12]
+              "control shift | recognizability | vs base (points) | FD | FD / base | continuity |", "|" + "---|" * 14]
 
-    def f(row, k, pct=False, nd=2):
+    def f(row, k, pct=False, nd=2, sign=""):
         v, s = row.get(k), row.get(f"{k}_std")
         if v is None:
             return "-"
-        return f"{100 * v:.1f} ± {100 * s:.1f}" if pct else f"{v:.{nd}f} ± {s:.{nd}f}"
+        if pct:
+            return f"{round(100 * v, 1) + 0.0:{sign}.1f} ± {100 * s:.1f}"  # + 0.0: no "-0.0"
+        return f"{v:.{nd}f} ± {s:.{nd}f}"
 
     for row in summary["table"]:
         lines.append(f"| {row['data']} | {row['annotator']} | {row['kind']} | {row['labels']} | {row['seeds']} | "
                      f"{f(row, 'win', True)} | {f(row, 'shift')} | {f(row, 'control_win', True)} | "
-                     f"{f(row, 'control_shift')} | {f(row, 'recognizability', nd=3)} | {f(row, 'fd')} | "
+                     f"{f(row, 'control_shift')} | {f(row, 'recognizability', nd=3)} | "
+                     f"{f(row, 'recognizability_delta', True, sign='+')} | {f(row, 'fd')} | {f(row, 'fd_ratio')} | "
                      f"{f(row, 'continuity', nd=3)} |")
     lines += ["", "Labels at which the mean win rate first reaches 65 %: " + ", ".join(
         f"{k} {v if v is not None else 'not reached'}" for k, v in summary["reaches_65"].items()), ""]
@@ -398,7 +418,8 @@ def markdown(summary: dict) -> str:
                          f"{r['control_shift']:+.2f} ± {r['control_shift_std']:.2f}, ratio {r['shift'] / spread:.1f}")
     lines += ["", "Base models (evaluation classifier, mean over seeds' evaluation noise):", ""]
     for data, m in summary["base"].items():
-        lines.append(f"- {data}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
+        lines.append(f"- {data} ({len(m.get('per_seed', {}))} seeds): " + ", ".join(
+            f"{k} {m[k]:.3f}" for k in QUALITY if k in m))
     return "\n".join(lines) + "\n"
 
 
@@ -492,9 +513,8 @@ def main(argv=None) -> None:
         s = prepare(name, spec, base, out, args)
         write_json(out / name / "setup_info.json", s.info)
         labels = eval_labels(s, args)
-        write_json(out / name / "base_metrics.json",
-                   {k: float(np.mean([quality_metrics(s, base_eval(s, seed, args), labels)[k] for seed in args.seeds]))
-                    for k in ("recognizability", "fd", "continuity")})
+        write_base_metrics(out / name / "base_metrics.json",
+                           {str(seed): quality_metrics(s, base_eval(s, seed, args), labels) for seed in args.seeds})
         setups.append(s)
     shard, nshard = (int(v) for v in args.shard.split("/"))
     todo = cells(setups, args)
