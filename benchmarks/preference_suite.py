@@ -53,7 +53,7 @@ from annotators import (  # noqa: E402
 from dpo.config import load_dpo_config  # noqa: E402
 from dpo.records import PreferenceRecord  # noqa: E402
 from dpo.store import PreferenceStore  # noqa: E402
-from dpo.trainer import train_dpo  # noqa: E402
+from dpo.trainer import DPOError, train_dpo  # noqa: E402
 from driftsketch.checkpoint import load_model  # noqa: E402
 from driftsketch.data import load_dataset  # noqa: E402
 from driftsketch.evaluation import LabelingJudge, SketchClassifier  # noqa: E402
@@ -356,8 +356,10 @@ def summarize(out: Path) -> dict:
                 "win_at_500_std_over_runs": float(np.std(wins, ddof=1)) if len(wins) > 1 else None,
                 "win_at_500_std_over_cells": float(np.std(cell_means, ddof=1)) if len(cell_means) > 1 else None,
                 "runs": len(wins), "cells": len(cell_means)}
+    failed = {"/".join(p.parent.parts[-3:]): json.loads(p.read_text())["error"]
+              for p in sorted(out.glob("*/*/s*/failed.json")) if not (p.parent / "round_00.json").is_file()}
     return {"headline": headline, "table": table, "reaches_65": reaches(table, 0.65), "base": base,
-            "setups": setups, "raw": raw}
+            "setups": setups, "failed": failed, "raw": raw}
 
 
 def reaches(table: list[dict], target: float) -> dict[str, int | None]:
@@ -406,6 +408,8 @@ def markdown(summary: dict) -> str:
                      f"{f(row, 'control_shift')} | {f(row, 'recognizability', nd=3)} | "
                      f"{f(row, 'recognizability_delta', True, sign='+')} | {f(row, 'fd')} | {f(row, 'fd_ratio')} | "
                      f"{f(row, 'continuity', nd=3)} |")
+    if summary.get("failed"):
+        lines += ["", "Cells not measured: " + "; ".join(f"{k}: {v}" for k, v in summary["failed"].items())]
     lines += ["", "Labels at which the mean win rate first reaches 65 %: " + ", ".join(
         f"{k} {v if v is not None else 'not reached'}" for k, v in summary["reaches_65"].items()), ""]
     style = [r for r in summary["table"] if r["kind"] == "style" and r["labels"] == 500 and r.get("control_shift") is not None]
@@ -524,7 +528,12 @@ def main(argv=None) -> None:
             continue
         print(f"== cell {i + 1}/{len(todo)}: {s.name} / {ann.name if ann else 'control'} / seed {seed} -> "
               f"{rounds} rounds ({time.perf_counter() - t0:.0f}s elapsed)", flush=True)
-        run_cell(s, ann, seed, rounds, args)
+        try:
+            run_cell(s, ann, seed, rounds, args)
+        except DPOError as exc:  # e.g. an annotator that ties almost every pair: too few usable pairs
+            cell = ann.name if ann else "control"
+            write_json(out / s.name / cell / f"s{seed}" / "failed.json", {"error": str(exc).split("; data:")[0]})
+            print(f"[{s.name}/{cell}/s{seed}] not measured: {exc}", flush=True)
     report(out, args.plot)
 
 
