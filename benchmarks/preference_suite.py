@@ -355,7 +355,12 @@ def summarize(out: Path) -> dict:
     headline = {"win_at_500_mean": float(np.mean(wins)) if wins else None,
                 "win_at_500_std_over_runs": float(np.std(wins, ddof=1)) if len(wins) > 1 else None,
                 "win_at_500_std_over_cells": float(np.std(cell_means, ddof=1)) if len(cell_means) > 1 else None,
-                "runs": len(wins), "cells": len(cell_means)}
+                "runs": len(wins), "cells": len(cell_means), "by_kind": {}}
+    for data, cell, w in all_500:  # styles win ~every pair by any drift their way: read them apart from the rest
+        kind = setups.get(data, {}).get("annotators", {}).get(cell, {}).get("kind", "?")
+        headline["by_kind"].setdefault(kind, []).append(w)
+    headline["by_kind"] = {k: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+                               "runs": len(v)} for k, v in sorted(headline["by_kind"].items())}
     failed = {"/".join(p.parent.parts[-3:]): json.loads(p.read_text())["error"]
               for p in sorted(out.glob("*/*/s*/failed.json")) if not (p.parent / "round_00.json").is_file()}
     return {"headline": headline, "table": table, "reaches_65": reaches(table, 0.65), "base": base,
@@ -390,7 +395,9 @@ def markdown(summary: dict) -> str:
     if h["win_at_500_mean"] is not None:
         lines += [f"Mean win rate after 500 labels over {h['cells']} (data set, annotator) cells and {h['runs']} runs: "
                   f"**{100 * h['win_at_500_mean']:.1f} %** (std over runs {100 * (h['win_at_500_std_over_runs'] or 0):.1f}, "
-                  f"over cell means {100 * (h['win_at_500_std_over_cells'] or 0):.1f} points).", ""]
+                  f"over cell means {100 * (h['win_at_500_std_over_cells'] or 0):.1f} points). By kind: " + "; ".join(
+                      f"{k} {100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({v['runs']} runs)"
+                      for k, v in h.get("by_kind", {}).items()) + ".", ""]
     lines += ["| data | annotator | kind | labels | seeds | win (noise-free score) | shift (base std) | control win | "
               "control shift | recognizability | vs base (points) | FD | FD / base | continuity |", "|" + "---|" * 14]
 
@@ -461,9 +468,11 @@ def plot(summary: dict, path: Path) -> Path:
     return path
 
 
-def report(out: Path, plot_copy: str | None) -> dict:
+def report(out: Path, plot_copy: str | None, json_copy: str | None = None) -> dict:
     summary = summarize(out)
     write_json(out / "suite.json", summary)
+    if json_copy:  # the summary without every round's raw figures: small enough for docs/
+        write_json(Path(json_copy), {k: v for k, v in summary.items() if k != "raw"})
     atomic_write_text(out / "suite.md", markdown(summary))
     if summary["table"]:
         png = plot(summary, out / "learning_curves.png")
@@ -500,6 +509,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--plot", default=None, help="also copy the learning-curve PNG here (e.g. docs/img/...)")
+    p.add_argument("--json", default=None, help="also write the summary without the raw rounds here (e.g. docs/...)")
     return p.parse_args(argv)
 
 
@@ -507,7 +517,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     out = Path(args.out)
     if args.report_only:
-        report(out, args.plot)
+        report(out, args.plot, args.json)
         return
     torch.set_num_threads(args.threads)
     setups = []
@@ -534,7 +544,7 @@ def main(argv=None) -> None:
             cell = ann.name if ann else "control"
             write_json(out / s.name / cell / f"s{seed}" / "failed.json", {"error": str(exc).split("; data:")[0]})
             print(f"[{s.name}/{cell}/s{seed}] not measured: {exc}", flush=True)
-    report(out, args.plot)
+    report(out, args.plot, args.json)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,9 @@ def test_summary_means_spreads_control_and_65_percent_label(tmp_path):
     assert s["reaches_65"] == {"toy/smooth": 500, "toy/wide": 500}
     assert s["headline"]["runs"] == 6 and s["headline"]["cells"] == 2
     assert s["headline"]["win_at_500_mean"] == pytest.approx(np.mean([0.70, 0.62, 0.72, 0.9, 0.9, 0.9]))
+    assert s["headline"]["by_kind"]["style"] == {"mean": pytest.approx(0.9), "std": pytest.approx(0.0), "runs": 3}
     md = ps.markdown(s)
+    assert "By kind: per-sketch 68.0 ± 5.3 (3 runs); style 90.0 ± 0.0 (3 runs)." in md
     assert "| toy | smooth | per-sketch | 500 | 3 | 68.0 ± 5.3 |" in md
     assert "| 0.700 ± 0.000 | +0.0 ± 2.0 | 5.00 ± 0.00 | 1.25 ± 0.00 |" in md
     assert "- toy (3 seeds): recognizability 0.700, fd 4.000, continuity 0.900" in md
