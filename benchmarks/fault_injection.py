@@ -529,6 +529,51 @@ def fault_server_stop(env: FaultEnv, trials: int, seed: int) -> FaultRow:
     return row
 
 
+def _together(cmds: list[list[str]], env: dict) -> list[int]:
+    """Start ``cmds`` (:func:`command`) at once, let them run to the end; their exit codes."""
+    procs = [subprocess.Popen(c, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for c in cmds]
+    return [p.wait(timeout=600) for p in procs]
+
+
+def fault_two_pulls(env: FaultEnv, trials: int, seed: int) -> FaultRow:
+    """Two `driftsketch-labelstudio pull` at once into one store: together they must store each annotation
+    once (no kill; ``seed`` unused)."""
+    ref_ids = {r["id"] for r in env.ref_records}
+    row, t0 = FaultRow("two pulls at once"), time.monotonic()
+    for i in range(trials):
+        store = env.fresh_store(f"two-pulls-{i}")
+        codes = _together([command("driftsketch-labelstudio", ["pull", *env.sets(store=store)])] * 2, env.env)
+        records, torn = scan_sessions(store)
+        keys = [(r["source"]["project"], r["source"]["annotation"]) for r in records]
+        row.add(trials=1, stuck=sum(c != 0 for c in codes), lost=len(ref_ids - {r["id"] for r in records}),
+                duplicated=count_dupes(keys), torn_lines=torn, temp_files=len(temp_files(store)),
+                corrupt_json=len(bad_json(store / "cursor.json")))
+    row.seconds = time.monotonic() - t0
+    return row
+
+
+def fault_two_bots(env: FaultEnv, trials: int, seed: int, pairs: int = 8) -> FaultRow:
+    """Two bots (two annotator accounts) at once on one project that allows one answer per task: every task
+    must end with exactly one answer (no kill; ``seed`` unused)."""
+    row, t0 = FaultRow("two bots at once"), time.monotonic()
+    for i in range(trials):
+        title, store = f"faults two bots {i}-{uuid.uuid4().hex[:6]}", env.root / "trials" / f"two-bots-{i}"
+        shutil.rmtree(store, ignore_errors=True)
+        out = run(env.push(title, pairs, store), env.env)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr[-2000:])
+        bot = ["bot", "--classifier", env.classifier, *env.sets(title=title, store=store)]
+        codes = _together([command("driftsketch-labelstudio", [*bot, "--email", f"bot-{k}@driftsketch.local"])
+                           for k in (1, 2)], env.env)
+        answers = [len([a for a in (t.annotations or []) if not a.get("was_cancelled")])
+                   for t in _project_tasks(env, title)]
+        row.add(trials=1, stuck=sum(c != 0 for c in codes), lost=sum(n == 0 for n in answers),
+                duplicated=sum(max(0, n - 1) for n in answers))
+    row.seconds = time.monotonic() - t0
+    return row
+
+
 def hung_server_give_up() -> dict:
     """Seconds until `driftsketch-labelstudio pull` gives up on a server that accepts and never answers
     (defaults of configs/labelstudio.yaml), and what it printed."""
@@ -551,5 +596,5 @@ def hung_server_give_up() -> dict:
 
 FAULTS: dict[str, Callable[[FaultEnv, int, int], FaultRow]] = {
     "pull": fault_pull, "push": fault_push, "bot": fault_bot, "promote": fault_promote,
-    "finetune": fault_finetune, "server": fault_server_stop,
+    "finetune": fault_finetune, "server": fault_server_stop, "two-pulls": fault_two_pulls, "two-bots": fault_two_bots,
 }
