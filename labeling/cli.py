@@ -23,6 +23,7 @@ import sys
 import numpy as np
 
 from driftsketch.config import replace_config
+from driftsketch.errors import count_arg, run_cli
 from labeling.config import DEFAULT_LABELSTUDIO_CONFIG, LabelStudioConfig, load_labelstudio_config
 
 
@@ -204,9 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     bot.add_argument("--careless-share", type=float, default=None, help="share of coin-flip answers (A or B)")
     bot.add_argument("--always-left-share", type=float, default=None,
                      help="share of answers that pick the sketch shown on the left")
-    bot.add_argument("--bots", type=int, default=1, help="identities answering: bot-1@..., bot-2@... (bot.email)")
+    bot.add_argument("--bots", type=count_arg, default=1, help="identities answering: bot-1@..., bot-2@... (bot.email)")
     bot.add_argument("--email", action="append", default=None, help="an identity (repeatable; overrides --bots)")
-    bot.add_argument("--limit", type=int, default=None, help="answer at most this many tasks per project")
+    bot.add_argument("--limit", type=count_arg, default=None, help="answer at most this many tasks per project")
     bot.add_argument("--project", nargs="+", choices=["pairwise", "rating"], default=["pairwise"])
     ann = sub.add_parser("annotators", parents=[common],
                          help="per-annotator quality (gold accuracy, kappa, ties, left rate, lead time) and weights")
@@ -221,17 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``driftsketch-labelstudio``; bad input (a bad ``--set`` or ``--config`` too) is one
+    line on stderr and exit code 2."""
+    return run_cli("driftsketch-labelstudio", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     cfg = load_labelstudio_config(args.config, args.set)
-    try:
-        return COMMANDS[args.command](cfg, args)
-    except Exception as exc:  # one clear line for the user; the type names the failing layer
-        from driftsketch.errors import DriftSketchError
-
-        if isinstance(exc, (DriftSketchError, FileNotFoundError, ValueError)):
-            print(f"driftsketch-labelstudio {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 2
-        raise
+    return COMMANDS[args.command](cfg, args)
 
 
 if __name__ == "__main__":
