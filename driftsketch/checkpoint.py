@@ -21,7 +21,7 @@ from driftsketch.config import ConfigError, from_dict, to_dict
 from driftsketch.errors import DriftSketchError
 from driftsketch.fileio import atomic_writer
 from driftsketch.codec import CODECS
-from driftsketch.model import ModelConfig, SketchFlowTransformer
+from driftsketch.model import TOKEN_DIM, ModelConfig, SketchFlowTransformer
 
 FORMAT = "driftsketch-checkpoint"
 FORMAT_VERSION = 1
@@ -139,6 +139,46 @@ def check_checkpoint(ckpt: Any, where: str = "checkpoint") -> None:
     if cfg.num_classes != len(names):
         raise CheckpointError(f"{where}: config.model.num_classes is {cfg.num_classes} but there are "
                               f"{len(names)} class names")
+    _check_size(ckpt["model_state_dict"], cfg, where)  # before building: a config's size must match the weights
+    expected = _expected_shapes(cfg, where)
+    for key in ("model_state_dict", "ema"):
+        state = ckpt.get(key)
+        if state is None:
+            continue
+        missing = sorted(set(expected) - set(state))
+        extra = sorted(set(state) - set(expected))
+        if missing or extra:
+            raise CheckpointError(f"{where}: {key} does not match config.model (missing {missing[:3]}, "
+                                  f"unexpected {extra[:3]})")
+        for name, shape in expected.items():
+            if tuple(state[name].shape) != shape:
+                raise CheckpointError(f"{where}: {key}.{name} has shape {tuple(state[name].shape)}, "
+                                      f"config.model needs {shape}")
+
+
+def _check_size(state: dict, cfg: ModelConfig, where: str) -> None:
+    """The stored width, depth and class count agree with the weights (cheap; no model is built)."""
+    width = state.get("input_proj.weight")
+    if width is None or tuple(width.shape) != (cfg.dim, TOKEN_DIM):
+        raise CheckpointError(f"{where}: model_state_dict.input_proj.weight does not match config.model.dim "
+                              f"{cfg.dim}")
+    blocks = {k.split(".")[1] for k in state if k.startswith("blocks.") and k.count(".") >= 2}
+    if len(blocks) != cfg.depth:
+        raise CheckpointError(f"{where}: model_state_dict has {len(blocks)} blocks, config.model.depth is {cfg.depth}")
+    emb = state.get("class_emb.weight")
+    if emb is None or tuple(emb.shape) != (cfg.num_classes + 1, cfg.dim):
+        raise CheckpointError(f"{where}: model_state_dict.class_emb.weight does not match "
+                              f"config.model.num_classes {cfg.num_classes}")
+
+
+def _expected_shapes(cfg: ModelConfig, where: str) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of the network ``cfg`` describes, built on the meta device (no memory, any size)."""
+    try:
+        with torch.device("meta"):
+            model = SketchFlowTransformer(cfg)
+    except (ValueError, RuntimeError, AssertionError, OverflowError) as exc:  # e.g. dim not divisible by heads
+        raise CheckpointError(f"{where}: the stored model config cannot be built: {exc}") from None
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def model_config_of(ckpt: dict[str, Any], where: str = "checkpoint") -> ModelConfig:
@@ -159,7 +199,7 @@ def build_model(ckpt: dict[str, Any], use_ema: bool = True, where: str = "checkp
     cfg = model_config_of(ckpt, where)
     try:
         model = SketchFlowTransformer(cfg)
-    except (ValueError, RuntimeError) as exc:  # e.g. dim not divisible by heads
+    except (ValueError, RuntimeError, AssertionError) as exc:  # e.g. dim not divisible by heads
         raise CheckpointError(f"{where}: the stored model config cannot be built: {exc}") from None
     state = ckpt["ema"] if (use_ema and ckpt.get("ema")) else ckpt["model_state_dict"]
     try:

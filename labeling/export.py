@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
+from driftsketch.errors import DriftSketchError
 from labeling.client import client_config, client_url, with_retries
 
 
@@ -46,5 +47,35 @@ def export_annotated_tasks(ls: LabelStudio, project_id: int, attempts: int = 5,
         if exc.status_code in (404, 405):
             return None
         raise
-    return [ExportedTask(int(t["id"]), t.get("data") or {}, t["updated_at"], t.get("annotations") or [])
-            for t in json.loads(body)]
+    return parse_export(body, f"{client_url(ls)} project {project_id} export")
+
+
+class ExportError(DriftSketchError, ValueError):
+    """An export body that is not Label Studio's JSON task list; the message names the task and field."""
+
+
+def parse_export(body: bytes | str, where: str = "export") -> list[ExportedTask]:
+    """The tasks of a JSON export body: a list of objects with an integer ``id``, a string ``updated_at``,
+    an object ``data`` and a list of annotation objects. Anything else raises :class:`ExportError`
+    naming the task and the field (the pull then writes nothing)."""
+    try:
+        tasks = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested too deeply
+        raise ExportError(f"{where}: not JSON ({type(exc).__name__})") from None
+    if not isinstance(tasks, list):
+        raise ExportError(f"{where}: expected a JSON list of tasks, got {type(tasks).__name__}")
+    out = []
+    for i, t in enumerate(tasks):
+        if not isinstance(t, dict):
+            raise ExportError(f"{where}: task [{i}] is not a JSON object")
+        tid, updated, data, anns = t.get("id"), t.get("updated_at"), t.get("data") or {}, t.get("annotations") or []
+        if isinstance(tid, bool) or not isinstance(tid, int):
+            raise ExportError(f"{where}: task [{i}]: id {str(tid)[:20]!r} is not an integer")
+        if not isinstance(updated, str):
+            raise ExportError(f"{where}: task {tid}: updated_at is missing or not a string")
+        if not isinstance(data, dict):
+            raise ExportError(f"{where}: task {tid}: data is not a JSON object")
+        if not isinstance(anns, list) or not all(isinstance(a, dict) for a in anns):
+            raise ExportError(f"{where}: task {tid}: annotations must be a list of JSON objects")
+        out.append(ExportedTask(tid, data, updated, anns))
+    return out

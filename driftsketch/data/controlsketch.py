@@ -62,9 +62,9 @@ def path_to_cubics(d: str) -> list[np.ndarray]:
         n = _ARITY.get(up)
         if n is None:
             raise ControlSketchError(f"unsupported path command {cmd!r}")
-        args = np.array(tokens[i:i + n], dtype=float)
-        if len(args) < n or any(isinstance(t, str) for t in tokens[i:i + n]):
+        if len(tokens[i:i + n]) < n or any(isinstance(t, str) for t in tokens[i:i + n]):
             raise ControlSketchError(f"command {cmd!r} needs {n} numbers")
+        args = np.array(tokens[i:i + n], dtype=float)
         i += n
         base = cur if rel else np.zeros(2)
         if up == "M":

@@ -42,9 +42,14 @@ class SketchData:
 
     def __post_init__(self) -> None:
         self.beziers = np.asarray(self.beziers, dtype=np.float32)
-        self.labels = np.asarray(self.labels, dtype=np.int64)
+        labels = np.asarray(self.labels)
+        if labels.size and labels.dtype.kind not in "iub":
+            raise DataError(f"labels: expected whole numbers, got {labels.dtype}")
+        self.labels = labels.astype(np.int64)
         self.class_names = [str(c) for c in self.class_names]
         self.source_ids = np.asarray(self.source_ids, dtype=str)
+        if self.labels.ndim != 1:
+            raise DataError(f"labels: expected one dimension, got shape {self.labels.shape}")
         n = len(self.labels)
         if self.beziers.shape != (n, *SKETCH_SHAPE):
             raise DataError(f"beziers: expected shape ({n}, 32, 4, 2), got {self.beziers.shape}")
