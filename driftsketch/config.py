@@ -39,6 +39,7 @@ NonNegativeInt = Annotated[int, Field(ge=0)]  # 0 means "none" or "off": retries
 PositiveFloat = Annotated[float, Field(gt=0)]  # a scale, a rate or a time limit that cannot be 0
 NonNegativeFloat = Annotated[float, Field(ge=0)]  # 0 means "none" or "off": budgets, weights, noise
 Fraction = Annotated[float, Field(ge=0, le=1)]  # a share or probability in [0, 1]
+Port = Annotated[int, Field(ge=0, le=65535)]  # a TCP port; 0 = any free port
 
 
 class ConfigError(DriftSketchError, ValueError):

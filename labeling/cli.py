@@ -23,7 +23,7 @@ import sys
 import numpy as np
 
 from driftsketch.config import replace_config
-from driftsketch.errors import count_arg, run_cli
+from driftsketch.errors import count_arg, non_negative_arg, run_cli
 from labeling.config import DEFAULT_LABELSTUDIO_CONFIG, LabelStudioConfig, load_labelstudio_config
 
 
@@ -192,8 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="allow a --host other than loopback (other machines can then reach the login page)")
     push = sub.add_parser("push", parents=[common], help="generate sketches with a model and push them as tasks")
     push.add_argument("--model", required=True, help="checkpoint (.pt)")
-    push.add_argument("--pairs", type=int, default=0, help="pairwise tasks to push")
-    push.add_argument("--ratings", type=int, default=0, help="rating tasks to push")
+    push.add_argument("--pairs", type=non_negative_arg, default=0, help="pairwise tasks to push")
+    push.add_argument("--ratings", type=non_negative_arg, default=0, help="rating tasks to push")
     push.add_argument("--round-id", default=None)
     push.add_argument("--seed", type=int, default=0)
     bot = sub.add_parser("bot", parents=[common], help="answer open tasks with a simulated annotator")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -93,10 +94,23 @@ def _iso(value) -> str:
 
 
 def load_cursor(path: str | Path) -> dict:
-    """The saved cursor (``{}`` if none); removes the temporary files a killed pull left beside it."""
+    """The saved cursor (``{}`` if none); removes the temporary files a killed pull left beside it. A cursor
+    that is not a JSON object (damaged by hand or by a disk fault) is ignored with a warning: the cursor only
+    makes fetches small, the stored keys keep a full fetch exact, so nothing is lost or stuck."""
     path = Path(path)
     clean_stale_temps(path.parent)
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        cursor = json.loads(path.read_bytes())
+    except (ValueError, RecursionError):
+        cursor = None
+    projects = cursor.get("projects", {}) if isinstance(cursor, dict) else None
+    if not isinstance(projects, dict) or not all(isinstance(v, str) for v in projects.values()):
+        warnings.warn(f"{path}: unreadable pull cursor ignored; fetching every annotated task again "
+                      "(already stored annotations are recognised and not stored twice)", stacklevel=2)
+        return {}
+    return cursor
 
 
 def save_cursor(path: str | Path, cursor: dict) -> None:

@@ -163,6 +163,34 @@ def _run_qd_line(raw: bytes) -> str:
     return "accepted"
 
 
+FIT_COORD = (st.integers(0, 255) | st.floats(-1e6, 1e6) | st.sampled_from([1e300, -1e300, 1e-300, 0.0, 5e-324])
+             | st.integers(-2**62, 2**62))
+
+
+@st.composite
+def qd_strokes(draw) -> list[np.ndarray]:
+    """Drawings that parse_line accepts, including degenerate and extreme ones (a dot, a line, 1e300)."""
+    strokes = []
+    for _ in range(draw(st.integers(1, 8) | st.integers(30, 36))):
+        n = draw(st.integers(1, 12))
+        xy = draw(st.lists(st.tuples(FIT_COORD, FIT_COORD), min_size=n, max_size=n))
+        if draw(st.integers(0, 3)) == 0:
+            xy = [xy[0]] * n  # every point the same
+        strokes.append(np.array(xy, dtype=np.float64))
+    return strokes
+
+
+def _run_qd_fit(strokes: list[np.ndarray]) -> str:
+    from driftsketch.data.bezier_fit import fit_drawings
+
+    batch = fit_drawings([strokes], measure=np.array([True]))
+    if batch.errors[0]:
+        assert isinstance(batch.errors[0], str)
+        return "skipped"  # the import counts it under skipped_fit
+    finite = np.isfinite(batch.sketches[0]).all()
+    return "accepted" if finite else "skipped"  # non-finite: fit_batch skips it ("fit gave non-finite values")
+
+
 # ---- ControlSketch SVG text and .npz files -------------------------------------------------------
 
 SVG_NUMBER = (st.floats(allow_nan=True, allow_infinity=True).map(repr) | st.integers(-10**6, 10**6).map(str)
@@ -561,6 +589,8 @@ def _run_config(example: tuple[str, str, list[str]]) -> str:
 
 TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("quickdraw_ndjson", "Quick, Draw! ndjson line (parse_line, both import passes)", qd_line(), _run_qd_line),
+    Target("quickdraw_fit", "Quick, Draw! drawing -> 32 Beziers (fit_drawings: skip, never crash)", qd_strokes(),
+           _run_qd_fit),
     Target("controlsketch_svg", "ControlSketch SVG text (parse_svg_sketch)", svg_text(), _run_svg),
     Target("controlsketch_npz", "ControlSketch .npz file (load_controlsketch_file)", controlsketch_npz(),
            _run_controlsketch_npz),

@@ -241,6 +241,13 @@ def test_models_and_labelstudio_bad_input(files, tmp_path, capsys):
     assert str(files["good.npz"]) in _err(capsys)
     assert ls_main(["queue", "--set", "bogus.x=1"]) == 2
     assert "bogus: unknown key" in _err(capsys)
+    for bad, field in (("pull.page_size=0", "pull.page_size"), ("bot.noise=1.5", "bot.noise"),
+                       ("client.read_timeout_s=0", "client.read_timeout_s"), ("server.port=70000", "server.port")):
+        assert ls_main(["queue", "--set", bad]) == 2
+        assert f"{field}: Input should be" in _err(capsys)
+    with pytest.raises(SystemExit) as exit_:
+        ls_main(["push", "--model", str(files["model.pt"]), "--pairs", "-1"])
+    assert exit_.value.code == 2 and "--pairs: expected a whole number >= 0" in _err(capsys)
 
 
 SCRIPTS = ["driftsketch-data", "driftsketch-train", "driftsketch-generate", "driftsketch-eval",
@@ -285,3 +292,19 @@ def test_console_scripts_print_one_line_and_exit_2(files, tmp_path):
         lines = [ln for ln in out.stderr.splitlines() if "Warning" not in ln and ln.strip()]
         assert out.returncode == 2 and "Traceback" not in out.stderr, (script, out.stderr[-2000:])
         assert lines[-1].startswith(f"{script}: error: ") and says in lines[-1], (script, out.stderr[-2000:])
+
+
+def test_damaged_pull_cursor_is_ignored_not_fatal(tmp_path):
+    """The cursor only makes fetches small: a damaged one means one full fetch (exact by the stored keys)."""
+    from labeling.pull import load_cursor
+
+    path = tmp_path / "cursor.json"
+    for text in ('{"url": "x", "projects": {"3": "2026-01-01T00:00:00Z"}}', "{torn", "[1, 2]",
+                 '{"projects": {"3": 5}}'):
+        path.write_text(text)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cursor = load_cursor(path)
+        good = text.startswith('{"url"')
+        assert (cursor == json.loads(text)) if good else (cursor == {} and "unreadable pull cursor" in
+                                                          str(caught[0].message))

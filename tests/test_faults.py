@@ -194,7 +194,8 @@ def _web_login(url: str, email: str, password: str) -> bool:
 
 
 def _files_holding(root: Path, secret: str) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes())
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.is_file() and secret.encode() in p.read_bytes())
 
 
 @pytest.mark.slow
@@ -254,3 +255,24 @@ def test_start_uses_the_template_with_fresh_credentials_and_env_secrets_stay_off
     assert _files_holding(tmp_path, password) == []
     assert _files_holding(tmp_path, token) == ["ls/label_studio.sqlite3"]  # Label Studio keeps API tokens so
     print(f"start from the template: {started_s:.1f} s")
+
+
+# -- seeded kill / re-run trials (benchmarks/fault_injection.py; the full table: benchmarks/bench_faults.py) --
+
+@pytest.fixture(scope="module")
+def fault_env(labelstudio, tiny_base_checkpoint, tmp_path_factory):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from fault_injection import FaultEnv
+
+    return FaultEnv.prepare(tmp_path_factory.mktemp("faults"), labelstudio, tiny_base_checkpoint, pairs=8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault,trials,kw", [("pull", 2, {}), ("promote", 2, {}), ("finetune", 1, {})])
+def test_killed_and_re_run_loses_and_duplicates_nothing(fault_env, fault, trials, kw):
+    """A few seeded trials per fault (the bot and push: benchmarks/bench_faults.py only, ~30 s a trial)."""
+    from fault_injection import COLUMNS, FAULTS
+
+    row = FAULTS[fault](fault_env, trials, 7, **kw)
+    damage = {c: getattr(row, c) for c in COLUMNS if c not in ("trials", "killed")}
+    assert row.trials == trials and damage == dict.fromkeys(damage, 0), row.notes

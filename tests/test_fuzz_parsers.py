@@ -31,6 +31,11 @@ def test_known_findings_stay_fixed(tmp_path):
     from driftsketch.data.dataset import DataError, SketchData
     from dpo.store import _read_session
 
+    from driftsketch.data.bezier_fit import fit_drawings
+
+    dots = [np.array([[0.0, 0.0]]), np.array([[0.0, 1.0]])]  # was: np.interp "array of sample points is empty"
+    batch = fit_drawings([dots])  # ... and with it a whole import, for a batch of dots-only drawings
+    assert batch.errors == [""] and np.isfinite(batch.sketches).all()
     with pytest.raises(ControlSketchError, match="command 'C' needs 6 numbers"):
         parse_svg_sketch('<svg><path d="M0 0 C 1 2 C 3 4 5 6 7 8"/></svg>')  # was: float('C')
     np.savez(tmp_path / "d.npz", beziers=np.zeros((3, 32, 4, 2)), labels=np.zeros((3, 1), int),
