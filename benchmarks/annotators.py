@@ -14,7 +14,7 @@ kinds:
   project computes: ``smooth`` (small turning of the pen along each stroke), ``symmetric`` (mirror
   symmetry about the vertical axis), ``proportioned`` (height/width close to the class's typical one in
   reference data), ``mixed`` (a person weighing smoothness, symmetry and the foreign classifier equally).
-- ``classifier``: ``foreign``: the asked class's probability under a 1-D convolutional network over the
+- ``classifier``: ``foreign``: the asked class's log-odds under a 1-D convolutional network over the
   stroke tokens (no raster, no project code), trained on its own part of the data.
 
 Geometry here is written from scratch (Bezier points, bounding boxes, chamfer distances); the only
@@ -149,6 +149,19 @@ def foreign_proba(net: SegmentConvNet, beziers: np.ndarray, labels: np.ndarray) 
     return p[np.arange(len(p)), np.asarray(labels, np.int64)]
 
 
+def foreign_margin(net: SegmentConvNet, beziers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The asked class's log-odds under the foreign classifier, ``log p - log(1 - p)``, ``(N,)``, from the
+    logits (no float32 saturation): on data it classifies perfectly, p is ~1 for almost every sketch and
+    two sketches differ only in how sure the network is, which the log-odds still tell apart."""
+    x = torch.from_numpy(np.asarray(beziers, np.float32).reshape(-1, 32, 4, 2))
+    y = torch.from_numpy(np.asarray(labels, np.int64))
+    with torch.no_grad():
+        lp = torch.cat([net(x[i:i + 1024]).log_softmax(dim=1) for i in range(0, len(x), 1024)]).double()
+        own = lp[torch.arange(len(lp)), y]
+        others = lp.scatter(1, y[:, None], float("-inf")).logsumexp(dim=1)
+    return own.numpy() - others.numpy()
+
+
 @dataclass
 class Annotator:
     """A simulated annotator: noise-free ``score`` (higher preferred) and how it answers."""
@@ -199,6 +212,9 @@ def build_annotators(quality_judge: LabelingJudge, foreign: SegmentConvNet, refe
     def foreign_score(x, y):
         return foreign_proba(foreign, x, y)
 
+    def foreign_confidence(x, y):
+        return foreign_margin(foreign, x, y)
+
     parts = [_zscore(f, base_x, base_y) for f in (smooth, symmetric, foreign_score)]
     anns = [
         Annotator("quality", "quality", quality_judge.score,
@@ -210,8 +226,8 @@ def build_annotators(quality_judge: LabelingJudge, foreign: SegmentConvNet, refe
         Annotator("proportioned", "per-sketch", proportioned, "height/width close to the class's median"),
         Annotator("mixed", "per-sketch", lambda x, y: sum(p(x, y) for p in parts) / 3,
                   "equal parts smooth, symmetric and foreign-classifier confidence (base z-scores)"),
-        Annotator("foreign", "classifier", foreign_score,
-                  "asked-class probability of a 1-D conv net over stroke tokens (own data part)"),
+        Annotator("foreign", "classifier", foreign_confidence,
+                  "asked-class log-odds of a 1-D conv net over stroke tokens (own data part)"),
     ]
     for ann in anns[1:]:
         ann.tie_margin = tie_std * float(ann.score(base_x, base_y).std())

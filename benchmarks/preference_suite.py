@@ -53,7 +53,7 @@ from annotators import (  # noqa: E402
 from dpo.config import load_dpo_config  # noqa: E402
 from dpo.records import PreferenceRecord  # noqa: E402
 from dpo.store import PreferenceStore  # noqa: E402
-from dpo.trainer import train_dpo  # noqa: E402
+from dpo.trainer import DPOError, train_dpo  # noqa: E402
 from driftsketch.checkpoint import load_model  # noqa: E402
 from driftsketch.data import load_dataset  # noqa: E402
 from driftsketch.evaluation import LabelingJudge, SketchClassifier  # noqa: E402
@@ -67,6 +67,7 @@ from driftsketch.sampling import generate_beziers  # noqa: E402
 EVAL_AT = (1, 2, 5, 10)  # rounds (of 100 labels) after which the model is evaluated
 CONTROL_ROUNDS = 5
 PARTS = ("quality", "reward", "foreign", "evaluation")
+QUALITY = ("recognizability", "fd", "continuity")
 
 
 def stable_int(*parts) -> int:
@@ -139,6 +140,15 @@ def prepare(name: str, spec: str, base_path: str, out: Path, args) -> Setup:
                            for a in anns}}
     return Setup(name, base_path, list(data.class_names), str(d / "reward_classifier.pt"), anns, evaluation,
                  evaluation.features(holdout.beziers), info)
+
+
+def write_base_metrics(path: Path, per_seed: dict[str, dict]) -> None:
+    """The base's metrics per seed's evaluation noise, merged with the seeds already there (processes that run
+    different seeds share the file), and their mean over every seed."""
+    if path.is_file():
+        per_seed = {**json.loads(path.read_text()).get("per_seed", {}), **per_seed}
+    write_json(path, {**{k: float(np.mean([m[k] for m in per_seed.values()])) for k in QUALITY},
+                      "per_seed": dict(sorted(per_seed.items()))})
 
 
 def sample(model, labels: np.ndarray, seed: int, args) -> tuple[np.ndarray, np.ndarray]:
@@ -316,13 +326,20 @@ def summarize(out: Path) -> dict:
             if cell == "control":
                 continue
             kind = setups.get(data, {}).get("annotators", {}).get(cell, {}).get("kind", "?")
+            base_seeds = _base_metrics(out, data).get("per_seed", {})
             for labels in sorted({int(k) for s in by_seed.values() for k in s if "eval" in s[k]}):
-                evs = [s[str(labels)]["eval"] for s in by_seed.values() if "eval" in s.get(str(labels), {})]
+                done = {seed: s[str(labels)]["eval"] for seed, s in by_seed.items() if "eval" in s.get(str(labels), {})}
+                evs = list(done.values())
+                paired = [(e["metrics"], base_seeds[seed[1:]]) for seed, e in done.items() if seed[1:] in base_seeds]
                 row = {"data": data, "annotator": cell, "kind": kind, "labels": labels, "seeds": len(evs),
                        **_stats("win", [e["annotators"][cell]["win_rate"] for e in evs]),
                        **_stats("shift", [e["annotators"][cell]["shift_std"] for e in evs])}
-                for m in ("recognizability", "fd", "continuity"):
+                for m in QUALITY:
                     row.update(_stats(m, [e["metrics"][m] for e in evs]))
+                # against the base on the same seed's evaluation noise: the targets' yardsticks
+                row.update(_stats("recognizability_delta",
+                                  [t["recognizability"] - b["recognizability"] for t, b in paired]))
+                row.update(_stats("fd_ratio", [t["fd"] / b["fd"] for t, b in paired]))
                 if labels == 500:
                     ctl = [s["500"]["eval"]["annotators"][cell] for s in control.values() if "eval" in s.get("500", {})]
                     row.update(_stats("control_win", [c["win_rate"] for c in ctl]))
@@ -338,9 +355,16 @@ def summarize(out: Path) -> dict:
     headline = {"win_at_500_mean": float(np.mean(wins)) if wins else None,
                 "win_at_500_std_over_runs": float(np.std(wins, ddof=1)) if len(wins) > 1 else None,
                 "win_at_500_std_over_cells": float(np.std(cell_means, ddof=1)) if len(cell_means) > 1 else None,
-                "runs": len(wins), "cells": len(cell_means)}
+                "runs": len(wins), "cells": len(cell_means), "by_kind": {}}
+    for data, cell, w in all_500:  # styles win ~every pair by any drift their way: read them apart from the rest
+        kind = setups.get(data, {}).get("annotators", {}).get(cell, {}).get("kind", "?")
+        headline["by_kind"].setdefault(kind, []).append(w)
+    headline["by_kind"] = {k: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+                               "runs": len(v)} for k, v in sorted(headline["by_kind"].items())}
+    failed = {"/".join(p.parent.parts[-3:]): json.loads(p.read_text())["error"]
+              for p in sorted(out.glob("*/*/s*/failed.json")) if not (p.parent / "round_00.json").is_file()}
     return {"headline": headline, "table": table, "reaches_65": reaches(table, 0.65), "base": base,
-            "setups": setups, "raw": raw}
+            "setups": setups, "failed": failed, "raw": raw}
 
 
 def reaches(table: list[dict], target: float) -> dict[str, int | None]:
@@ -371,21 +395,28 @@ def markdown(summary: dict) -> str:
     if h["win_at_500_mean"] is not None:
         lines += [f"Mean win rate after 500 labels over {h['cells']} (data set, annotator) cells and {h['runs']} runs: "
                   f"**{100 * h['win_at_500_mean']:.1f} %** (std over runs {100 * (h['win_at_500_std_over_runs'] or 0):.1f}, "
-                  f"over cell means {100 * (h['win_at_500_std_over_cells'] or 0):.1f} points).", ""]
+                  f"over cell means {100 * (h['win_at_500_std_over_cells'] or 0):.1f} points). By kind: " + "; ".join(
+                      f"{k} {100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({v['runs']} runs)"
+                      for k, v in h.get("by_kind", {}).items()) + ".", ""]
     lines += ["| data | annotator | kind | labels | seeds | win (noise-free score) | shift (base std) | control win | "
-              "control shift | recognizability | FD | continuity |", "|" + "---|" * 12]
+              "control shift | recognizability | vs base (points) | FD | FD / base | continuity |", "|" + "---|" * 14]
 
-    def f(row, k, pct=False, nd=2):
+    def f(row, k, pct=False, nd=2, sign=""):
         v, s = row.get(k), row.get(f"{k}_std")
         if v is None:
             return "-"
-        return f"{100 * v:.1f} ± {100 * s:.1f}" if pct else f"{v:.{nd}f} ± {s:.{nd}f}"
+        if pct:
+            return f"{round(100 * v, 1) + 0.0:{sign}.1f} ± {100 * s:.1f}"  # + 0.0: no "-0.0"
+        return f"{v:.{nd}f} ± {s:.{nd}f}"
 
     for row in summary["table"]:
         lines.append(f"| {row['data']} | {row['annotator']} | {row['kind']} | {row['labels']} | {row['seeds']} | "
                      f"{f(row, 'win', True)} | {f(row, 'shift')} | {f(row, 'control_win', True)} | "
-                     f"{f(row, 'control_shift')} | {f(row, 'recognizability', nd=3)} | {f(row, 'fd')} | "
+                     f"{f(row, 'control_shift')} | {f(row, 'recognizability', nd=3)} | "
+                     f"{f(row, 'recognizability_delta', True, sign='+')} | {f(row, 'fd')} | {f(row, 'fd_ratio')} | "
                      f"{f(row, 'continuity', nd=3)} |")
+    if summary.get("failed"):
+        lines += ["", "Cells not measured: " + "; ".join(f"{k}: {v}" for k, v in summary["failed"].items())]
     lines += ["", "Labels at which the mean win rate first reaches 65 %: " + ", ".join(
         f"{k} {v if v is not None else 'not reached'}" for k, v in summary["reaches_65"].items()), ""]
     style = [r for r in summary["table"] if r["kind"] == "style" and r["labels"] == 500 and r.get("control_shift") is not None]
@@ -398,7 +429,8 @@ def markdown(summary: dict) -> str:
                          f"{r['control_shift']:+.2f} ± {r['control_shift_std']:.2f}, ratio {r['shift'] / spread:.1f}")
     lines += ["", "Base models (evaluation classifier, mean over seeds' evaluation noise):", ""]
     for data, m in summary["base"].items():
-        lines.append(f"- {data}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
+        lines.append(f"- {data} ({len(m.get('per_seed', {}))} seeds): " + ", ".join(
+            f"{k} {m[k]:.3f}" for k in QUALITY if k in m))
     return "\n".join(lines) + "\n"
 
 
@@ -436,9 +468,11 @@ def plot(summary: dict, path: Path) -> Path:
     return path
 
 
-def report(out: Path, plot_copy: str | None) -> dict:
+def report(out: Path, plot_copy: str | None, json_copy: str | None = None) -> dict:
     summary = summarize(out)
     write_json(out / "suite.json", summary)
+    if json_copy:  # the summary without every round's raw figures: small enough for docs/
+        write_json(Path(json_copy), {k: v for k, v in summary.items() if k != "raw"})
     atomic_write_text(out / "suite.md", markdown(summary))
     if summary["table"]:
         png = plot(summary, out / "learning_curves.png")
@@ -475,6 +509,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--plot", default=None, help="also copy the learning-curve PNG here (e.g. docs/img/...)")
+    p.add_argument("--json", default=None, help="also write the summary without the raw rounds here (e.g. docs/...)")
     return p.parse_args(argv)
 
 
@@ -482,7 +517,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     out = Path(args.out)
     if args.report_only:
-        report(out, args.plot)
+        report(out, args.plot, args.json)
         return
     torch.set_num_threads(args.threads)
     setups = []
@@ -492,9 +527,8 @@ def main(argv=None) -> None:
         s = prepare(name, spec, base, out, args)
         write_json(out / name / "setup_info.json", s.info)
         labels = eval_labels(s, args)
-        write_json(out / name / "base_metrics.json",
-                   {k: float(np.mean([quality_metrics(s, base_eval(s, seed, args), labels)[k] for seed in args.seeds]))
-                    for k in ("recognizability", "fd", "continuity")})
+        write_base_metrics(out / name / "base_metrics.json",
+                           {str(seed): quality_metrics(s, base_eval(s, seed, args), labels) for seed in args.seeds})
         setups.append(s)
     shard, nshard = (int(v) for v in args.shard.split("/"))
     todo = cells(setups, args)
@@ -504,8 +538,13 @@ def main(argv=None) -> None:
             continue
         print(f"== cell {i + 1}/{len(todo)}: {s.name} / {ann.name if ann else 'control'} / seed {seed} -> "
               f"{rounds} rounds ({time.perf_counter() - t0:.0f}s elapsed)", flush=True)
-        run_cell(s, ann, seed, rounds, args)
-    report(out, args.plot)
+        try:
+            run_cell(s, ann, seed, rounds, args)
+        except DPOError as exc:  # e.g. an annotator that ties almost every pair: too few usable pairs
+            cell = ann.name if ann else "control"
+            write_json(out / s.name / cell / f"s{seed}" / "failed.json", {"error": str(exc).split("; data:")[0]})
+            print(f"[{s.name}/{cell}/s{seed}] not measured: {exc}", flush=True)
+    report(out, args.plot, args.json)
 
 
 if __name__ == "__main__":

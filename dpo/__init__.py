@@ -5,6 +5,7 @@
     ds = PreferenceDataset(store, class_names=model.class_names)
     loss, metrics = flow_dpo_loss(model, ref_model, x1_w, x1_l, class_labels)
 """
+import driftsketch  # noqa: F401,E402  (first: sets OMP_WAIT_POLICY before anything loads torch)
 from dpo.records import PreferenceRecord
 from dpo.store import PreferenceStore, StoreError
 from driftsketch.lazy import lazy_attributes

@@ -13,14 +13,13 @@ import argparse
 import sys
 
 from dpo.config import DEFAULT_DPO_CONFIG, DPOConfig, load_dpo_config
-from dpo.store import StoreError
-from driftsketch.checkpoint import CheckpointError
-from driftsketch.config import ConfigError, add_training_flags, cli_overrides
+from driftsketch.config import add_training_flags, cli_overrides
+from driftsketch.errors import count_arg, non_negative_arg, run_cli
 
 # flag -> config key; every default lives in configs/dpo.yaml
 FLAGS = {"base_checkpoint": str, "reference_checkpoint": str, "beta": float, "sft_weight": float, "lr": float,
-         "epochs": int, "batch_size": int, "num_t": int, "preference_dir": str, "checkpoint_dir": str,
-         "seed": int, "num_threads": int}
+         "epochs": count_arg, "batch_size": count_arg, "num_t": count_arg, "preference_dir": str,
+         "checkpoint_dir": str, "seed": int, "num_threads": non_negative_arg}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,15 +37,16 @@ def config_from_args(args: argparse.Namespace) -> DPOConfig:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    from dpo.trainer import DPOError, train_dpo  # torch import after argument parsing (fast --help)
+    """Entry point of ``driftsketch-train-dpo``; bad input is one line on stderr and exit code 2."""
+    return run_cli("driftsketch-train-dpo", lambda: _main(argv))
 
-    try:
-        cfg = config_from_args(args)
-        result = train_dpo(cfg, resume=args.resume)
-    except (ConfigError, CheckpointError, DPOError, StoreError, ValueError, FileNotFoundError) as exc:
-        print(f"driftsketch-train-dpo: error: {exc}", file=sys.stderr)
-        return 2
+
+def _main(argv) -> int:
+    args = parse_args(argv)
+    from dpo.trainer import train_dpo  # torch import after argument parsing (fast --help)
+
+    cfg = config_from_args(args)
+    result = train_dpo(cfg, resume=args.resume)
     last = result.history[-1] if result.history else {}
     print(f"checkpoint: {result.checkpoint_path} (id {result.checkpoint_id}, parent {result.parent_id}, "
           f"best epoch {result.best_epoch}, held-out accuracy {last.get('heldout/implicit_accuracy', float('nan')):.3f})")

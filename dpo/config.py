@@ -6,7 +6,8 @@ from typing import ClassVar, Literal
 from pydantic import model_validator
 
 from driftsketch.augment import AugmentConfig
-from driftsketch.config import CONFIG_DIR, Config, load_config
+from driftsketch.config import (CONFIG_DIR, Config, Count, Fraction, NonNegativeFloat, NonNegativeInt,
+                                PositiveFloat, load_config)
 
 DEFAULT_DPO_CONFIG = CONFIG_DIR / "dpo.yaml"
 
@@ -21,8 +22,8 @@ class RewardConfig(Config):
     embedding_t: list[float]  # the flow model's hidden states at these t ([] = none)
     encoder: str  # checkpoint whose hidden states embed sketches; "" = the model being tuned
     l2: list[float]  # ridge strengths (x mean row norm); chosen by leave-one-out
-    ensemble: int  # Bradley-Terry heads on bootstrap resamples (uncertainty)
-    cv_folds: int  # folds of the gate's nested cross-validation
+    ensemble: Count  # Bradley-Terry heads on bootstrap resamples (uncertainty)
+    cv_folds: Count  # folds of the gate's nested cross-validation
     fit_on: Literal["all", "training"]  # every stored human pair, or only this run's training pairs
 
 
@@ -32,17 +33,17 @@ class AmplifyConfig(Config):
     defaults_from: ClassVar[str] = "dpo.yaml:amplify"
     enabled: bool
     reward: RewardConfig
-    groups_per_class: int
-    group_size: int
-    min_accuracy: float  # 5-fold cross-validated pair accuracy below which the reward model is not used
+    groups_per_class: Count
+    group_size: Count
+    min_accuracy: NonNegativeFloat  # 5-fold cross-validated pair accuracy below which the reward is not used (> 1: never)
     keep_human_pairs: bool  # train on the human pairs too
-    num_steps: int  # the generator's sampler defaults (driftsketch/sampling.py)
+    num_steps: Count  # the generator's sampler defaults (driftsketch/sampling.py)
     cfg_scale: float
     solver: str
     seed: int
-    draw_seed_stride: int  # draw j of every group: seed * draw_seed_stride + j
+    draw_seed_stride: Count  # draw j of every group: seed * draw_seed_stride + j
     seed_per_model: bool  # mix the model's checkpoint id into the seed: each online round ranks fresh draws
-    model_seed_range: int  # ... as seed + unit_hash(checkpoint id) * model_seed_range
+    model_seed_range: Count  # ... as seed + unit_hash(checkpoint id) * model_seed_range
 
     @model_validator(mode="after")
     def _check(self):
@@ -60,9 +61,9 @@ class AnnotatorsConfig(Config):
     weighting: Literal["none", "gold", "dawid_skene"]  # weight left_acc + right_acc - 1 per annotator
     prior_accuracy: float  # Beta prior of an annotator's accuracy on each side (mean) ...
     prior_strength: float  # ... worth this many answers
-    min_weight: float  # weights below this (no better than chance) count as 0
-    min_gold_accuracy: float | None  # gold-accuracy interval entirely below: not trained on; null = off
-    min_gold_answers: int  # gold answers needed before that decision is taken
+    min_weight: Fraction  # weights below this (no better than chance) count as 0
+    min_gold_accuracy: Fraction | None  # gold-accuracy interval entirely below: not trained on; null = off
+    min_gold_answers: NonNegativeInt  # gold answers needed before that decision is taken
 
     @model_validator(mode="after")
     def _check(self):
@@ -80,37 +81,37 @@ class DPOConfig(Config):
     reference_checkpoint: str | None  # frozen reference; None = the base checkpoint
     preference_dir: str
     checkpoint_dir: str
-    beta: float
-    sft_weight: float
-    lr: float
-    weight_decay: float
-    grad_clip: float
-    epochs: int
-    batch_size: int
-    num_t: int
+    beta: PositiveFloat
+    sft_weight: NonNegativeFloat
+    lr: PositiveFloat
+    weight_decay: NonNegativeFloat
+    grad_clip: PositiveFloat
+    epochs: Count
+    batch_size: Count
+    num_t: Count
     use_stored_noise: bool
-    class_dropout: float
+    class_dropout: Fraction
     loss_cfg_scale: float  # 1 = DPO on the conditional velocity; e.g. 2 = on the CFG-guided velocity
     augment: AugmentConfig  # shared by a pair
     trainable: list[str]  # glob patterns of parameters to tune; [] = all
-    t_min: float  # training t in [t_min, 1]: > 0 skips the noise-dominated start of the path
-    t_power: float  # training t = u ** t_power, u ~ U(0, 1); < 1 biases toward t = 1 (data end)
-    holdout_fraction: float
-    eval_num_t: int
-    early_stopping_patience: int
-    min_pairs: int
-    min_margin: int
+    t_min: Fraction  # training t in [t_min, 1]: > 0 skips the noise-dominated start of the path
+    t_power: PositiveFloat  # training t = u ** t_power, u ~ U(0, 1); < 1 biases toward t = 1 (data end)
+    holdout_fraction: Fraction
+    eval_num_t: Count
+    early_stopping_patience: NonNegativeInt
+    min_pairs: NonNegativeInt
+    min_margin: Count
     same_checkpoint: bool
-    max_synthesised: int | None
+    max_synthesised: NonNegativeInt | None
     amplify: AmplifyConfig  # reward-model amplification (dpo/amplify.py)
     annotators: AnnotatorsConfig  # several answers per pair, weights
     shuffle_labels: bool  # control run: winner/loser swapped at random (fixed per pair)
     seed: int
     eval_seed_offset: int  # held-out evaluation noise and times: seed + eval_seed_offset
     epoch_seed_stride: int  # epoch e: seed * epoch_seed_stride + e
-    num_threads: int
+    num_threads: NonNegativeInt
     device: str
-    log_every: int
+    log_every: Count
     wandb: bool
     wandb_project: str
 

@@ -110,7 +110,10 @@ class PreferenceRecord(BaseModel):
     def _source_nonempty(cls, v: dict[str, Any]) -> dict[str, Any]:
         if not v:
             raise ValueError("source must identify where the judgement came from (non-empty)")
-        json.dumps(v, sort_keys=True)  # must be JSON-serialisable
+        try:
+            json.dumps(v, sort_keys=True)  # must be JSON-serialisable
+        except (TypeError, RecursionError):
+            raise ValueError("source must be plain JSON, at most a few hundred levels deep") from None
         return v
 
     @model_validator(mode="after")

@@ -307,7 +307,7 @@ def _read_session(path: Path) -> tuple[list[PreferenceRecord], list[str]]:
         is_last = i == len(lines)
         try:
             records.append(PreferenceRecord.model_validate_json(raw))
-        except (ValidationError, ValueError) as exc:
+        except (ValidationError, ValueError, RecursionError) as exc:
             if is_last and torn_tail:
                 issues.append(f"{path}:{i}: torn last line ignored (incomplete write)")
             else:
@@ -318,7 +318,7 @@ def _read_session(path: Path) -> tuple[list[PreferenceRecord], list[str]]:
 def _id_hint(raw: bytes) -> str:
     try:
         rid = json.loads(raw).get("id")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # not JSON, not an object, nested too deeply
         return ""
     return f" {rid!r}" if rid else ""
 

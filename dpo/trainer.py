@@ -37,7 +37,7 @@ from driftsketch.checkpoint import (
     save_checkpoint,
 )
 from driftsketch.config import to_dict
-from driftsketch.errors import DriftSketchError
+from driftsketch.errors import DriftSketchError, check_out_dir
 from driftsketch.evaluation.classifier import SketchClassifier
 from driftsketch.tracking import RunLogger
 
@@ -121,11 +121,25 @@ def select_trainable(model: torch.nn.Module, patterns: list[str]) -> int:
 
 def preference_dataset(cfg: DPOConfig, class_names: list[str],
                        records: list[PreferenceRecord] | None = None) -> PreferenceDataset:
-    """The pairs of ``records`` (default: every record in ``cfg.preference_dir``) under ``cfg``'s rules."""
+    """The pairs of ``records`` (default: every record in ``cfg.preference_dir``) under ``cfg``'s rules;
+    :class:`DPOError` when that folder does not exist (a typo would otherwise read as "0 usable pairs")."""
+    if records is None:
+        check_preference_dir(cfg.preference_dir)
     return PreferenceDataset(PreferenceStore(cfg.preference_dir), class_names, min_margin=cfg.min_margin,
                              same_checkpoint=cfg.same_checkpoint, max_synthesised=cfg.max_synthesised,
                              use_noise=cfg.use_stored_noise, seed=cfg.seed, records=records,
                              annotators=cfg.annotators)
+
+
+def check_preference_dir(path: str | Path) -> Path:
+    """``path`` as a preference store root: :class:`DPOError` when it is missing or not a folder."""
+    path = Path(path)
+    if not path.exists():
+        raise DPOError(f"preference folder {path} does not exist (preference_dir / --preference-dir; "
+                       "`driftsketch-labelstudio pull` creates it)")
+    if not path.is_dir():
+        raise DPOError(f"preference folder {path} is a file, expected the store's folder (preference_dir)")
+    return path
 
 
 def build_datasets(cfg: DPOConfig, class_names: list[str],
@@ -239,11 +253,15 @@ class _Run:
         dpo = (ckpt.get("extra") or {}).get("dpo")
         if not dpo or dpo.get("base_id") != self.base["id"]:
             raise DPOError(f"--resume: {path} is not a Flow-DPO run from base {self.base['id']}")
-        self.policy.load_state_dict(ckpt["model_state_dict"])
-        self.ref.load_state_dict(dpo["reference_state"])
-        self.opt.load_state_dict(ckpt["optimizer_state_dict"])
-        self.epoch, self.step, self.history = dpo["epoch"], ckpt["step"], list(dpo["history"])
-        self.best, self.bad_epochs = dpo["best"], dpo["bad_epochs"]
+        try:
+            self.policy.load_state_dict(ckpt["model_state_dict"])
+            self.ref.load_state_dict(dpo["reference_state"])
+            self.opt.load_state_dict(ckpt["optimizer_state_dict"])
+            self.epoch, self.step, self.history = dpo["epoch"], ckpt["step"], list(dpo["history"])
+            self.best, self.bad_epochs = dpo["best"], dpo["bad_epochs"]
+        except Exception as exc:  # noqa: BLE001 - a damaged or foreign resume state, whatever torch raises
+            raise DPOError(f"--resume: {path} cannot be resumed with this config ({type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:200]})") from None
 
     def score(self, held: dict) -> tuple[float, float]:
         """Early-stopping score: held-out accuracy, then lower held-out DPO loss."""
@@ -278,9 +296,9 @@ def train_dpo(cfg: DPOConfig, *, records: list[PreferenceRecord] | None = None, 
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
+    out = check_out_dir(cfg.checkpoint_dir, "checkpoint_dir (--checkpoint-dir)")
     policy, ref, base = load_models(cfg)
     train, held = build_datasets(cfg, policy.class_names, records)
-    out = Path(cfg.checkpoint_dir)
     out.mkdir(parents=True, exist_ok=True)
     pairs, summary = train, train.summary()
     if cfg.amplify.enabled:

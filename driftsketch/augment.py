@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import torch
 
-from driftsketch.config import Config
+from driftsketch.config import Config, Fraction, NonNegativeFloat
 
 
 class AugmentConfig(Config):
@@ -18,10 +18,10 @@ class AugmentConfig(Config):
 
     defaults_from: ClassVar[str] = "train.yaml:augment"
     enabled: bool
-    rotate_deg: float  # uniform in [-rotate_deg, rotate_deg]
-    scale: float  # isotropic factor in [1 - scale, 1 + scale]
-    stretch: float  # anisotropic factor on x vs y
-    translate: float  # shift in [-translate, translate], [-1, 1] units
+    rotate_deg: NonNegativeFloat  # uniform in [-rotate_deg, rotate_deg]
+    scale: Fraction  # isotropic factor in [1 - scale, 1 + scale]
+    stretch: Fraction  # anisotropic factor on x vs y
+    translate: NonNegativeFloat  # shift in [-translate, translate], [-1, 1] units
 
 
 def random_affine(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:

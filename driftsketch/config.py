@@ -20,10 +20,10 @@ import dataclasses
 import functools
 import typing
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from driftsketch.errors import DriftSketchError
 
@@ -31,6 +31,15 @@ T = TypeVar("T")
 C = TypeVar("C", bound="Config")
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+# Range-checked field types of the config models: a bad value is an error naming the field
+# (``max_steps: Input should be greater than or equal to 1 (got 0)``), never a loop that runs 0 times.
+Count = Annotated[int, Field(ge=1)]  # something that must happen at least once: steps, batch size, workers
+NonNegativeInt = Annotated[int, Field(ge=0)]  # 0 means "none" or "off": retries, sample_every, patience
+PositiveFloat = Annotated[float, Field(gt=0)]  # a scale, a rate or a time limit that cannot be 0
+NonNegativeFloat = Annotated[float, Field(ge=0)]  # 0 means "none" or "off": budgets, weights, noise
+Fraction = Annotated[float, Field(ge=0, le=1)]  # a share or probability in [0, 1]
+Port = Annotated[int, Field(ge=0, le=65535)]  # a TCP port; 0 = any free port
 
 
 class ConfigError(DriftSketchError, ValueError):
@@ -43,9 +52,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML text file (not UTF-8)") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
@@ -94,6 +107,11 @@ class Config(BaseModel):
         return cls.model_validate(yaml_defaults(section) if section else {})
 
 
+def _short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _describe(exc: ValidationError, where: str) -> str:
     msgs = []
     for err in exc.errors():
@@ -101,7 +119,7 @@ def _describe(exc: ValidationError, where: str) -> str:
         if err["type"] == "extra_forbidden":
             msgs.append(f"{field}: unknown key")
         else:
-            msgs.append(f"{field}: {err['msg']} (got {err.get('input')!r})")
+            msgs.append(f"{field}: {err['msg']} (got {_short_repr(err.get('input'))})")
     return f"{where}: " + "; ".join(msgs)
 
 
@@ -138,11 +156,14 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected KEY=VALUE (e.g. model.depth=4)")
     key, raw = text.split("=", 1)
+    keys = key.strip().split(".")
+    if not all(k.strip() for k in keys):
+        raise ConfigError(f"override {text!r}: empty key name (expected KEY=VALUE, e.g. model.depth=4)")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         raise ConfigError(f"override {text!r}: the value is not valid YAML") from None
-    return key.strip().split("."), value
+    return [k.strip() for k in keys], value
 
 
 def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str | tuple[list[str], Any]]) -> dict[str, Any]:
@@ -193,5 +214,8 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: typing.
         if section is not None:
             data = data.get(section, {}) or {}
             where = f"{path}:{section}"
+    overrides = list(overrides)
+    if overrides:
+        where += " with overrides"
     data = apply_overrides(data, overrides)
     return validate_config(cls, data, where)

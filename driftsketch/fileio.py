@@ -6,22 +6,24 @@
     atomic_copy(src, dst)                      # streamed, for large files (checkpoints)
     flush_to_disk()                            # many durable=False writes made durable together: one sync
 
-The temporary file is ``.<name>.<pid>.<random>.tmp`` (mode 0600 from creation). A writer killed with
-SIGKILL cannot remove it, so the first atomic write of a process into a folder removes the temporary
-files there whose writing process is gone (:func:`remove_stale_temps`): after a crash, they disappear at
-the next start of the writer.
+The temporary file is ``.<name>.<pid>.<random>.tmp`` (mode 0600 from creation), flock-ed by its writer
+for as long as it exists. A writer killed with SIGKILL cannot remove it, but the kernel drops its lock,
+so the first atomic write of a process into a folder removes the unlocked temporary files there
+(:func:`remove_stale_temps`); writers whose next start may not write (the registry, the pull cursor)
+call :func:`clean_stale_temps` when they start. The lock, not the pid, says whether the writer lives: a
+recycled pid, or a writer on another machine of a shared folder, cannot keep a dead file or lose a live
+one.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-UNKNOWN_WRITER_AGE_S = 3600.0  # a temporary file without a pid (older format) is stale after this long
 _cleaned: set[tuple[int, Path]] = set()  # (pid, folder): folders this process has cleaned
 
 
@@ -35,44 +37,54 @@ def fsync_dir(path: str | Path) -> None:
             os.close(fd)
 
 
-def _writer_pid(tmp: Path) -> int | None:
-    """The pid in ``.<name>.<pid>.<random>.tmp``, or None."""
-    parts = tmp.name[:-len(".tmp")].rsplit(".", 2)
-    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
-
-
-def _alive(pid: int) -> bool:
+def _unlink_if_unlocked(tmp: Path) -> bool:
+    """Remove ``tmp`` if no process holds its lock (its writer is gone); True if removed."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fd = os.open(tmp, os.O_RDONLY)
+    except OSError:
         return False
-    except PermissionError:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # locked: a live writer (EWOULDBLOCK), or a file system without locks: keep it
+        os.close(fd)
+        return False
+    try:
+        tmp.unlink()  # still holding the lock: a writer that opened it meanwhile sees it unlinked
         return True
-    return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Remove the temporary files of atomic writes in ``folder`` whose writer process no longer runs
-    (a pid-less one once it is older than an hour); returns them."""
+    """Remove the temporary files of atomic writes in ``folder`` whose writer no longer runs (no lock
+    on them); returns them."""
     removed = []
     with contextlib.suppress(OSError):
         for tmp in Path(folder).glob(".*.tmp"):
-            pid = _writer_pid(tmp)
-            with contextlib.suppress(OSError):
-                if pid == os.getpid() or (pid is not None and _alive(pid)):
-                    continue
-                if pid is None and time.time() - tmp.stat().st_mtime < UNKNOWN_WRITER_AGE_S:
-                    continue
-                tmp.unlink()
+            if _unlink_if_unlocked(tmp):
                 removed.append(tmp)
     return removed
 
 
-def _clean_once(folder: Path) -> None:
-    key = (os.getpid(), folder.resolve())
+def clean_stale_temps(folder: str | Path) -> None:
+    """:func:`remove_stale_temps` once per process and folder: call it where a writer starts."""
+    key = (os.getpid(), Path(folder).resolve())
     if key not in _cleaned:
         _cleaned.add(key)
         remove_stale_temps(folder)
+
+
+def _locked_temp(folder: Path, name: str) -> tuple[int, str]:
+    """A new temporary file for ``name`` in ``folder``, opened and flock-ed (mode 0600)."""
+    while True:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.{os.getpid()}.", suffix=".tmp")
+        with contextlib.suppress(OSError):  # no locks on this file system: the file is only less protected
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:  # not removed by a cleaner between mkstemp and flock
+            return fd, tmp
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -82,10 +94,10 @@ def atomic_writer(path: str | Path, durable: bool = True) -> Iterator[BinaryIO]:
     and the folder. On an error the temporary file is removed and ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _clean_once(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    clean_stale_temps(path.parent)
+    fd, tmp = _locked_temp(path.parent, path.name)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(os.dup(fd), "wb") as fh:  # the dup shares the lock; ``fd`` holds it past the rename
             yield fh
             if durable:
                 fh.flush()
@@ -94,6 +106,8 @@ def atomic_writer(path: str | Path, durable: bool = True) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
     if durable:
         fsync_dir(path.parent)
 

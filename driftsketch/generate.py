@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from driftsketch.checkpoint import CheckpointError, load_model
+from driftsketch.checkpoint import load_model
 from driftsketch.config import load_config
+from driftsketch.errors import check_out_dir, count_arg, non_negative_float_arg, run_cli
 from driftsketch.train_config import DEFAULT_TRAIN_CONFIG, SamplingConfig
 
 
@@ -40,36 +41,37 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--class", dest="class_", required=True, help="class name or id")
-    p.add_argument("--num-samples", type=int, default=16)
+    p.add_argument("--num-samples", type=count_arg, default=16)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--steps", type=int, help="ODE steps")
+    p.add_argument("--steps", type=count_arg, help="ODE steps")
     p.add_argument("--solver", choices=("euler", "midpoint", "heun"))
     p.add_argument("--cfg-scale", type=float, help="classifier-free guidance scale (1 = none)")
-    p.add_argument("--snap-eps", type=float, default=None,
+    p.add_argument("--snap-eps", type=non_negative_float_arg, default=None,
                    help="join segment gaps shorter than this ([-1,1] units); off by default")
-    p.add_argument("--size", type=int, default=512, help="PNG/SVG size in pixels")
-    p.add_argument("--stroke-width", type=float, help="pixels (default: configs/eval.yaml render.stroke_width, "
+    p.add_argument("--size", type=count_arg, default=512, help="PNG/SVG size in pixels")
+    p.add_argument("--stroke-width", type=non_negative_float_arg, help="pixels (default: configs/eval.yaml render.stroke_width, "
                    "scaled with --size)")
     p.add_argument("--config", default=str(DEFAULT_TRAIN_CONFIG), help="where sampling defaults come from")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
+    """Entry point of ``driftsketch-generate``; bad input is one line on stderr and exit code 2."""
+    return run_cli("driftsketch-generate", lambda: _main(argv))
+
+
+def _main(argv) -> int:
     from driftsketch.sampling import generate_beziers, resolve_class
 
     args = parse_args(argv)
-    try:
-        sampling = load_config(SamplingConfig, args.config, section="sampling")
-        model = load_model(args.checkpoint)
-        sketches, noise = generate_beziers(
-            model, args.class_, args.num_samples, num_steps=args.steps or sampling.num_steps,
-            cfg_scale=args.cfg_scale if args.cfg_scale is not None else sampling.cfg_scale,
-            solver=args.solver or sampling.solver, seed=args.seed, snap_eps=args.snap_eps)
-    except (CheckpointError, ValueError) as exc:
-        print(f"driftsketch-generate: error: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
+    out = check_out_dir(args.out, "--out")
+    sampling = load_config(SamplingConfig, args.config, section="sampling")
+    model = load_model(args.checkpoint)
+    sketches, noise = generate_beziers(
+        model, args.class_, args.num_samples, num_steps=args.steps or sampling.num_steps,
+        cfg_scale=args.cfg_scale if args.cfg_scale is not None else sampling.cfg_scale,
+        solver=args.solver or sampling.solver, seed=args.seed, snap_eps=args.snap_eps)
     name = model.class_names[resolve_class(model, args.class_)]
     write_samples(sketches, out, name, args.size, args.stroke_width)
     np.save(out / "beziers.npy", sketches)

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from driftsketch.config import Config
 from driftsketch.errors import DriftSketchError
-from driftsketch.fileio import atomic_copy, atomic_write_text
+from driftsketch.fileio import atomic_copy, atomic_write_text, clean_stale_temps
 
 REGISTRY_FILE = "registry.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -157,6 +157,8 @@ class Registry:
         """Lock, load, yield the state for editing, then write it back atomically."""
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / CHECKPOINT_DIR).mkdir(exist_ok=True)
+        for folder in (self.root, self.root / CHECKPOINT_DIR):  # temporary files a killed writer left
+            clean_stale_temps(folder)
         with open(self.root / "registry.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:

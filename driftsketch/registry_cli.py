@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from driftsketch.config import CONFIG_DIR, read_yaml
-from driftsketch.registry import Registry, RegistryError, RegistryState
+from driftsketch.errors import UsageError, run_cli
+from driftsketch.registry import Registry, RegistryState
 
 FALLBACK_REGISTRY = "runs/registry"
 
@@ -57,24 +58,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``driftsketch-models``; bad input is one line on stderr and exit code 2."""
+    return run_cli("driftsketch-models", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    reg = Registry(args.registry or default_registry_dir())
-    try:
-        if args.command == "list":
-            print(format_table(reg.load()))
-        elif args.command == "show":
-            entry = reg.get(args.id).model_dump()
-            entry["current"] = reg.current == args.id
-            entry["checkpoint"] = str(reg.path_of(args.id))
-            print(json.dumps(entry, indent=2))
-        elif args.command == "promote":
-            changed = reg.promote(args.id, reason=args.reason)
-            print(f"{args.id} is current" + ("" if changed else " (it already was)"))
-        elif args.command == "rollback":
-            print(f"rolled back; current model is now {reg.rollback(reason=args.reason)}")
-    except RegistryError as exc:
-        print(f"driftsketch-models: error: {exc}", file=sys.stderr)
-        return 1
+    root = Path(args.registry or default_registry_dir())
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--registry {root}: is a file, expected the registry folder")
+    reg = Registry(root)
+    if args.command == "list":
+        print(format_table(reg.load()))
+    elif args.command == "show":
+        entry = reg.get(args.id).model_dump()
+        entry["current"] = reg.current == args.id
+        entry["checkpoint"] = str(reg.path_of(args.id))
+        print(json.dumps(entry, indent=2))
+    elif args.command == "promote":
+        changed = reg.promote(args.id, reason=args.reason)
+        print(f"{args.id} is current" + ("" if changed else " (it already was)"))
+    elif args.command == "rollback":
+        print(f"rolled back; current model is now {reg.rollback(reason=args.reason)}")
     return 0
 
 

@@ -5,7 +5,8 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -61,6 +62,32 @@ def sampling_network(model, precision: str, device: torch.device):
     return inference_copy(model, torch.bfloat16)
 
 
+def map_batches(fn: Callable[[slice], torch.Tensor], count: int, batch_size: int,
+                device: torch.device) -> Iterator[torch.Tensor]:
+    """``fn(slice)`` over ``count`` samples in batches of at most ``batch_size``, in order.
+
+    On a CPU with ``torch.get_num_threads() == n > 1`` the samples are cut into at least ``n`` batches
+    that ``n`` Python threads solve at once, each with one torch thread: every sample sees the same
+    arithmetic as on one thread (the same sketches, bit for bit), and no thread waits in a barrier
+    for the others after each of the ~1,000 small ops of a solve, which is what intra-op threads do
+    and what makes them slow on a busy machine (3x less work per CPU second with 2 threads on a
+    shared 2-core machine, benchmarks/bench_sampler.py).
+    """
+    workers = torch.get_num_threads() if device.type == "cpu" else 1
+    pieces = max(-(-count // batch_size), min(workers, count))
+    cuts = np.linspace(0, count, pieces + 1).round().astype(int)
+    slices = [slice(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
+    if workers <= 1 or len(slices) == 1:
+        yield from map(fn, slices)
+        return
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            yield from pool.map(fn, slices)
+    finally:
+        torch.set_num_threads(workers)
+
+
 @torch.inference_mode()
 def generate_beziers(model, class_label: int | str | Sequence[int | str], num_samples: int,
                      num_steps: int | None = None, cfg_scale: float | None = None,
@@ -98,12 +125,13 @@ def generate_beziers(model, class_label: int | str | Sequence[int | str], num_sa
             raise ValueError(f"noise holds {x0.shape[0]} samples, num_samples={num_samples}")
     was_training = model.training
     net = sampling_network(model.eval(), precision, device)
-    out = []
-    for start in range(0, num_samples, batch_size):
-        sl = slice(start, start + batch_size)
-        velocity = GuidedVelocity(net, labels[sl], cfg_scale)
-        z1 = integrate(velocity, x0[sl].to(device), num_steps, solver)
-        out.append(model.decode(z1, snap_eps=snap_eps).cpu())
+
+    def solve(sl: slice) -> torch.Tensor:
+        with torch.inference_mode():
+            z1 = integrate(GuidedVelocity(net, labels[sl], cfg_scale), x0[sl].to(device), num_steps, solver)
+            return model.decode(z1, snap_eps=snap_eps).cpu()
+
+    out = list(map_batches(solve, num_samples, batch_size, device))
     model.train(was_training)
     beziers = from_flat(torch.cat(out)).numpy().astype(np.float32)
     if fit_canvas:

@@ -21,9 +21,10 @@ import torch
 from tqdm import tqdm
 
 from driftsketch.augment import random_affine
-from driftsketch.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from driftsketch.config import ConfigError, add_training_flags, cli_overrides, replace_config, to_dict
+from driftsketch.checkpoint import CheckpointError, load_checkpoint, model_config_of, save_checkpoint
+from driftsketch.config import add_training_flags, cli_overrides, replace_config, to_dict
 from driftsketch.ema import EMA
+from driftsketch.errors import check_out_dir, count_arg, non_negative_arg, non_negative_float_arg, run_cli
 from driftsketch.flow import cfm_loss
 from driftsketch.model import SketchFlowTransformer
 from driftsketch.sketch import to_flat
@@ -87,21 +88,41 @@ class _State:
                                extra={"train_config": to_dict(cfg), "ema_updates": self.ema.num_updates})
 
 
-def _init_state(cfg: TrainConfig, num_classes: int, resume_from: Path | None) -> _State:
-    model = SketchFlowTransformer(replace_config(cfg.model, num_classes=num_classes))
+def _init_state(cfg: TrainConfig, class_names: list[str], resume_from: Path | None) -> _State:
+    model = SketchFlowTransformer(replace_config(cfg.model, num_classes=len(class_names)))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     ema = EMA(model, cfg.ema_decay)
     state = _State(model, ema, opt)
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from)
-        model.load_state_dict(ckpt["model_state_dict"])
-        ema.load_state_dict(ckpt["ema"], int(ckpt["extra"].get("ema_updates", ckpt["step"])))
-        opt.load_state_dict(ckpt["optimizer_state_dict"])
-        state.step = int(ckpt["step"])
-        clock = ckpt.get("scheduler_state_dict") or {}
-        state.elapsed_s, state.cpu_s = float(clock.get("elapsed_s", 0.0)), float(clock.get("cpu_s", 0.0))
+        check_resumable(ckpt, model.config, class_names, resume_from)
+        try:
+            model.load_state_dict(ckpt["model_state_dict"])
+            ema.load_state_dict(ckpt["ema"], int(ckpt["extra"].get("ema_updates", ckpt["step"])))
+            opt.load_state_dict(ckpt["optimizer_state_dict"])
+            state.step = int(ckpt["step"])
+            clock = ckpt.get("scheduler_state_dict") or {}
+            state.elapsed_s, state.cpu_s = float(clock.get("elapsed_s", 0.0)), float(clock.get("cpu_s", 0.0))
+        except Exception as exc:  # noqa: BLE001 - a damaged resume state, whatever the library raises
+            raise CheckpointError(f"--resume: {resume_from} cannot be resumed ({type(exc).__name__}: "
+                                  f"{' '.join(str(exc).split())[:200]})") from None
         state.progress = training_progress(cfg, state.step, state.elapsed_s, state.cpu_s)
     return state
+
+
+def check_resumable(ckpt: dict, model_config, class_names: list[str], path: Path) -> None:
+    """:class:`CheckpointError` when ``ckpt`` was trained with another model config or other classes than
+    this run (``--resume`` would fail halfway or silently train a different model)."""
+    stored = model_config_of(ckpt, str(path))
+    if stored != model_config:
+        changed = [f"model.{k}={getattr(stored, k)!r} (now {getattr(model_config, k)!r})"
+                   for k in type(model_config).model_fields if getattr(stored, k) != getattr(model_config, k)]
+        raise CheckpointError(f"--resume: {path} was trained with another model config: {', '.join(changed)}; "
+                              "use the same settings or another --checkpoint-dir")
+    stored_names = list(ckpt["config"].get("class_names") or [])
+    if stored_names != list(class_names):
+        raise CheckpointError(f"--resume: {path} was trained on other classes ({stored_names[:8]}) than the "
+                              f"data set ({list(class_names)[:8]}); use the same --data or another --checkpoint-dir")
 
 
 def train_base(cfg: TrainConfig, resume: bool = False, data=None, progress: bool = True) -> Path:
@@ -111,17 +132,17 @@ def train_base(cfg: TrainConfig, resume: bool = False, data=None, progress: bool
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
+    out_dir = check_out_dir(cfg.checkpoint_dir, "checkpoint_dir (--checkpoint-dir)")
     data = data if data is not None else load_dataset(cfg.data)
     train_set, _ = data.split(cfg.holdout_fraction, seed=cfg.seed)
     x_all = torch.from_numpy(to_flat(np.asarray(train_set.beziers, dtype=np.float32)))
     y_all = torch.from_numpy(np.asarray(train_set.labels, dtype=np.int64))
     class_names, ds_id = list(data.class_names), dataset_id_of(data)
-    out_dir = Path(cfg.checkpoint_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     last = out_dir / "last.pt"
     if resume and not last.is_file():
         raise CheckpointError(f"--resume: no {last} to resume from")
-    state = _init_state(cfg, len(class_names), last if resume else None)
+    state = _init_state(cfg, class_names, last if resume else None)
     logger = RunLogger(cfg.wandb, cfg.wandb_project, out_dir, to_dict(cfg), job_type="base-train")
     gen = torch.Generator().manual_seed(cfg.seed + state.step)
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train", disable=not progress, dynamic_ncols=True)
@@ -180,14 +201,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(DEFAULT_TRAIN_CONFIG), help="YAML config (default: %(default)s)")
     p.add_argument("--data", help="'builtin' or a .npz from `driftsketch-data import`")
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--max-minutes", type=float, help="wall-clock budget; the LR schedule follows it")
-    p.add_argument("--max-cpu-minutes", type=float, help="CPU-time budget (all threads); the LR schedule follows it")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--max-steps", type=count_arg)
+    p.add_argument("--max-minutes", type=non_negative_float_arg, help="wall-clock budget; the LR schedule follows it")
+    p.add_argument("--max-cpu-minutes", type=non_negative_float_arg,
+                   help="CPU-time budget (all threads); the LR schedule follows it")
+    p.add_argument("--batch-size", type=count_arg)
     p.add_argument("--lr", type=float)
     p.add_argument("--checkpoint-dir")
     p.add_argument("--seed", type=int)
-    p.add_argument("--num-threads", type=int)
+    p.add_argument("--num-threads", type=non_negative_arg)
     add_training_flags(p, "model.depth=4")
     return p.parse_args(argv)
 
@@ -199,13 +221,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv=None) -> int:
+    """Entry point of ``driftsketch-train``; bad input is one line on stderr and exit code 2."""
+    return run_cli("driftsketch-train", lambda: _main(argv))
+
+
+def _main(argv) -> int:
     args = parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        path = train_base(cfg, resume=args.resume)
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as exc:
-        print(f"driftsketch-train: error: {exc}", file=sys.stderr)
-        return 2
+    cfg = config_from_args(args)
+    path = train_base(cfg, resume=args.resume)
     print(f"checkpoint: {path}")
     return 0
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from driftsketch.augment import AugmentConfig
-from driftsketch.config import CONFIG_DIR, Config, load_config
+from driftsketch.config import (CONFIG_DIR, Config, Count, Fraction, NonNegativeFloat, NonNegativeInt,
+                                PositiveFloat, load_config)
 from driftsketch.model import ModelConfig
 
 DEFAULT_TRAIN_CONFIG = CONFIG_DIR / "train.yaml"
@@ -14,11 +15,11 @@ class SamplingConfig(Config):
     """ODE sampler settings (``sampling`` in configs/train.yaml: the generator's defaults)."""
 
     defaults_from: ClassVar[str] = "train.yaml:sampling"
-    num_steps: int
+    num_steps: Count
     solver: str  # euler | midpoint | heun (driftsketch.solver.SOLVERS)
     cfg_scale: float
     precision: str  # auto | bf16 | fp32 (driftsketch.sampling.PRECISIONS)
-    batch_size: int  # sketches per forward pass (x2 with CFG)
+    batch_size: Count  # sketches per forward pass (x2 with CFG)
 
 
 class TrainConfig(Config):
@@ -27,23 +28,23 @@ class TrainConfig(Config):
     defaults_from: ClassVar[str] = "train.yaml"
     data: str
     checkpoint_dir: str
-    max_steps: int
-    max_minutes: float
-    max_cpu_minutes: float
-    batch_size: int
-    lr: float
-    weight_decay: float
-    warmup_steps: int
-    min_lr_ratio: float
-    grad_clip: float
-    ema_decay: float
-    class_dropout: float
-    holdout_fraction: float
+    max_steps: Count
+    max_minutes: NonNegativeFloat
+    max_cpu_minutes: NonNegativeFloat
+    batch_size: Count
+    lr: PositiveFloat
+    weight_decay: NonNegativeFloat
+    warmup_steps: NonNegativeInt
+    min_lr_ratio: Fraction
+    grad_clip: PositiveFloat
+    ema_decay: Fraction
+    class_dropout: Fraction
+    holdout_fraction: Fraction
     seed: int
-    num_threads: int
-    log_every: int
-    sample_every: int
-    checkpoint_every: int
+    num_threads: NonNegativeInt
+    log_every: Count
+    sample_every: NonNegativeInt
+    checkpoint_every: NonNegativeInt
     wandb: bool
     wandb_project: str
     sampling: SamplingConfig

@@ -12,7 +12,7 @@
     driftsketch-labelstudio retire --keep-checkpoint <id>
     driftsketch-labelstudio status | stop
 
-Defaults come from configs/labelstudio.yaml (``--set pull.retries=2`` overrides). With
+Defaults come from configs/labelstudio.yaml (``--set client.read_timeout_s=5`` overrides). With
 $LABEL_STUDIO_URL and $LABEL_STUDIO_API_KEY set, every command but start/stop/status talks to that server.
 """
 from __future__ import annotations
@@ -24,13 +24,14 @@ import sys
 import numpy as np
 
 from driftsketch.config import replace_config
+from driftsketch.errors import count_arg, non_negative_arg, run_cli
 from labeling.config import DEFAULT_LABELSTUDIO_CONFIG, LabelStudioConfig, load_labelstudio_config
 
 
 def _client(cfg: LabelStudioConfig):
     from labeling.client import connect, resolve_connection
 
-    return connect(resolve_connection(cfg.server))
+    return connect(resolve_connection(cfg.server), cfg.client)
 
 
 def _projects(cfg: LabelStudioConfig, ls) -> dict[str, int]:
@@ -42,9 +43,12 @@ def _projects(cfg: LabelStudioConfig, ls) -> dict[str, int]:
 def cmd_start(cfg: LabelStudioConfig, args) -> int:
     from labeling.server import start_server
 
-    info = start_server(cfg.server)
-    print(f"Label Studio running at {info.url} (pid {info.pid}, database {cfg.server.database}); log in with "
-          f"the e-mail and password in {info.data_dir / 'credentials.json'}")
+    server = replace_config(cfg.server, host=args.host) if args.host else cfg.server
+    info = start_server(server, allow_remote=args.allow_remote)
+    creds = json.loads((info.data_dir / "credentials.json").read_text())
+    where = f"${creds['password_env']}" if "password_env" in creds else info.data_dir / "credentials.json"
+    print(f"Label Studio running at {info.url} (pid {info.pid}, database {server.database}); log in as "
+          f"{creds['email']} with the password in {where}")
     return 0
 
 
@@ -114,7 +118,8 @@ def cmd_pull(cfg: LabelStudioConfig, args) -> int:
 
     ls, p = _client(cfg), cfg.pull
     report = pull_annotations(ls, _projects(cfg, ls), PreferenceStore(p.store_root), cursor_path=p.cursor_path,
-                              session=p.session, page_size=p.page_size, retries=p.retries, backoff_s=p.backoff_s)
+                              session=p.session, page_size=p.page_size, retries=cfg.client.retries,
+                              backoff_s=cfg.client.backoff_s)
     out = report.to_dict()
     out.pop("record_ids")
     print(json.dumps(out, indent=1))
@@ -206,10 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
              "pull": "new annotations -> preference store (exactly once)", "queue": "open tasks per project"}
     for name, text in helps.items():
         sub.add_parser(name, parents=[common], help=text)
+    start = sub.choices["start"]
+    start.add_argument("--host", default=None, help="address to listen on (default server.host, 127.0.0.1)")
+    start.add_argument("--allow-remote", action="store_true",
+                       help="allow a --host other than loopback (other machines can then reach the login page)")
     push = sub.add_parser("push", parents=[common], help="generate sketches with a model and push them as tasks")
     push.add_argument("--model", required=True, help="checkpoint (.pt)")
-    push.add_argument("--pairs", type=int, default=0, help="pairwise tasks to push")
-    push.add_argument("--ratings", type=int, default=0, help="rating tasks to push")
+    push.add_argument("--pairs", type=non_negative_arg, default=0, help="pairwise tasks to push")
+    push.add_argument("--ratings", type=non_negative_arg, default=0, help="rating tasks to push")
     push.add_argument("--round-id", default=None)
     push.add_argument("--seed", type=int, default=0)
     bot = sub.add_parser("bot", parents=[common], help="answer open tasks with a simulated annotator")
@@ -221,9 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     bot.add_argument("--careless-share", type=float, default=None, help="share of coin-flip answers (A or B)")
     bot.add_argument("--always-left-share", type=float, default=None,
                      help="share of answers that pick the sketch shown on the left")
-    bot.add_argument("--bots", type=int, default=1, help="identities answering: bot-1@..., bot-2@... (bot.email)")
+    bot.add_argument("--bots", type=count_arg, default=1, help="identities answering: bot-1@..., bot-2@... (bot.email)")
     bot.add_argument("--email", action="append", default=None, help="an identity (repeatable; overrides --bots)")
-    bot.add_argument("--limit", type=int, default=None, help="answer at most this many tasks per project")
+    bot.add_argument("--limit", type=count_arg, default=None, help="answer at most this many tasks per project")
     bot.add_argument("--project", nargs="+", choices=["pairwise", "rating"], default=["pairwise"])
     ann = sub.add_parser("annotators", parents=[common],
                          help="per-annotator quality (gold accuracy, kappa, ties, left rate, lead time) and weights")
@@ -242,17 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``driftsketch-labelstudio``; bad input (a bad ``--set`` or ``--config`` too) is one
+    line on stderr and exit code 2."""
+    return run_cli("driftsketch-labelstudio", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     cfg = load_labelstudio_config(args.config, args.set)
-    try:
-        return COMMANDS[args.command](cfg, args)
-    except Exception as exc:  # one clear line for the user; the type names the failing layer
-        from driftsketch.errors import DriftSketchError
-
-        if isinstance(exc, (DriftSketchError, FileNotFoundError, ValueError)):
-            print(f"driftsketch-labelstudio {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 2
-        raise
+    return COMMANDS[args.command](cfg, args)
 
 
 if __name__ == "__main__":

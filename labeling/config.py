@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Iterable
 
-from driftsketch.config import CONFIG_DIR, Config, load_config
+from driftsketch.config import (CONFIG_DIR, Config, Count, Fraction, NonNegativeFloat, NonNegativeInt, Port,
+                                PositiveFloat, load_config)
 
 DEFAULT_LABELSTUDIO_CONFIG = CONFIG_DIR / "labelstudio.yaml"
 
@@ -19,12 +20,12 @@ class PostgresConfig(Config):
     managed: bool
     data_dir: str | None  # None: <server.data_dir>/postgres
     host: str
-    port: int
+    port: Port
     name: str
     user: str
     password_env: str
     os_user: str
-    start_timeout_s: float
+    start_timeout_s: PositiveFloat
 
 
 class ServerConfig(Config):
@@ -33,12 +34,24 @@ class ServerConfig(Config):
     data_dir: str
     template_dir: str
     host: str
-    port: int
-    start_timeout_s: float
+    port: Port
+    start_timeout_s: PositiveFloat
     admin_email: str
     database: str
     files_root: str
     postgres: PostgresConfig
+
+
+class ClientConfig(Config):
+    """Timeouts and retries of every request to Label Studio (one place: ``labelstudio.yaml:client``)."""
+
+    defaults_from: ClassVar[str] = "labelstudio.yaml:client"
+    connect_timeout_s: PositiveFloat
+    read_timeout_s: PositiveFloat
+    export_timeout_s: PositiveFloat
+    retries: NonNegativeInt
+    backoff_s: NonNegativeFloat
+    give_up_s: PositiveFloat
 
 
 class ProjectsConfig(Config):
@@ -54,8 +67,8 @@ class PushConfig(Config):
     image_mode: str
     svg_dir: str | None  # None: <server.files_root>/svg
     png_dir: str | None  # None: <server.files_root>/png
-    image_size: int
-    batch_size: int
+    image_size: Count
+    batch_size: Count
     seed: int
 
 
@@ -64,9 +77,7 @@ class PullConfig(Config):
     store_root: str
     cursor_path: str
     session: str
-    page_size: int
-    retries: int
-    backoff_s: float
+    page_size: Count
 
 
 class BotConfig(Config):
@@ -74,27 +85,28 @@ class BotConfig(Config):
     email: str
     judge: str
     classifier: str | None
-    noise: float
-    tie_margin: float
-    tie_rate: float
-    careless_share: float
-    always_left_share: float
-    lead_time_s: float
+    noise: Fraction
+    tie_margin: NonNegativeFloat
+    tie_rate: Fraction
+    careless_share: Fraction
+    always_left_share: Fraction
+    lead_time_s: NonNegativeFloat
     seed: int
 
 
 class GoldConfig(Config):
     defaults_from: ClassVar[str] = "labelstudio.yaml:gold"
-    share: float
+    share: Fraction
     data: str
     kinds: list[str]
-    noise_std: float
+    noise_std: NonNegativeFloat
     seed: int
 
 
 class LabelStudioConfig(Config):
     defaults_from: ClassVar[str] = "labelstudio.yaml"
     server: ServerConfig
+    client: ClientConfig
     projects: ProjectsConfig
     push: PushConfig
     pull: PullConfig

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
-from labeling.client import client_url, with_retries
-
-EXPORT_TIMEOUT_S = 900  # one response for the whole project: 10k tasks took ~60 s on the loaded 2-core machine
+from driftsketch.errors import DriftSketchError
+from labeling.client import client_config, client_url, with_retries
 
 
 @dataclass
@@ -36,9 +35,11 @@ def export_annotated_tasks(ls: LabelStudio, project_id: int, attempts: int = 5,
                            backoff_s: float = 1.0) -> list[ExportedTask] | None:
     """Every task of ``project_id`` with at least one annotation (cancelled ones included), or None when
     the server does not offer this export."""
+    timeout_s = client_config(client_url(ls)).export_timeout_s
+
     def download() -> bytes:
         return b"".join(ls.projects.exports.download_sync(project_id, export_type="JSON", download_all_tasks=False,
-                                                          request_options={"timeout_in_seconds": EXPORT_TIMEOUT_S}))
+                                                          request_options={"timeout_in_seconds": timeout_s}))
 
     try:
         body = with_retries(download, client_url(ls), attempts, backoff_s)
@@ -46,5 +47,35 @@ def export_annotated_tasks(ls: LabelStudio, project_id: int, attempts: int = 5,
         if exc.status_code in (404, 405):
             return None
         raise
-    return [ExportedTask(int(t["id"]), t.get("data") or {}, t["updated_at"], t.get("annotations") or [])
-            for t in json.loads(body)]
+    return parse_export(body, f"{client_url(ls)} project {project_id} export")
+
+
+class ExportError(DriftSketchError, ValueError):
+    """An export body that is not Label Studio's JSON task list; the message names the task and field."""
+
+
+def parse_export(body: bytes | str, where: str = "export") -> list[ExportedTask]:
+    """The tasks of a JSON export body: a list of objects with an integer ``id``, a string ``updated_at``,
+    an object ``data`` and a list of annotation objects. Anything else raises :class:`ExportError`
+    naming the task and the field (the pull then writes nothing)."""
+    try:
+        tasks = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested too deeply
+        raise ExportError(f"{where}: not JSON ({type(exc).__name__})") from None
+    if not isinstance(tasks, list):
+        raise ExportError(f"{where}: expected a JSON list of tasks, got {type(tasks).__name__}")
+    out = []
+    for i, t in enumerate(tasks):
+        if not isinstance(t, dict):
+            raise ExportError(f"{where}: task [{i}] is not a JSON object")
+        tid, updated, data, anns = t.get("id"), t.get("updated_at"), t.get("data") or {}, t.get("annotations") or []
+        if isinstance(tid, bool) or not isinstance(tid, int):
+            raise ExportError(f"{where}: task [{i}]: id {str(tid)[:20]!r} is not an integer")
+        if not isinstance(updated, str):
+            raise ExportError(f"{where}: task {tid}: updated_at is missing or not a string")
+        if not isinstance(data, dict):
+            raise ExportError(f"{where}: task {tid}: data is not a JSON object")
+        if not isinstance(anns, list) or not all(isinstance(a, dict) for a in anns):
+            raise ExportError(f"{where}: task {tid}: annotations must be a list of JSON objects")
+        out.append(ExportedTask(tid, data, updated, anns))
+    return out

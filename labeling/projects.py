@@ -77,7 +77,10 @@ def project_title(kind: Kind, cfg: ProjectsConfig) -> str:
 
 def control_names(config_xml: str) -> dict[str, str]:
     """Control tag names by role, read from a label config: ``{"preference", "flags"}`` or ``{"rating"}``."""
-    root = ET.fromstring(config_xml)
+    try:
+        root = ET.fromstring(config_xml)
+    except (ET.ParseError, TypeError, ValueError) as exc:
+        raise ProjectError(f"label config is not XML ({' '.join(str(exc).split())[:100]})") from None
     out: dict[str, str] = {}
     for el in root.iter("Choices"):
         values = {c.get("value") for c in el.iter("Choice")}

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -40,11 +42,12 @@ from typing import Callable
 
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
+from pydantic import ValidationError
 
 from dpo.records import PreferenceRecord
 from dpo.store import PreferenceStore
 from driftsketch.errors import DriftSketchError
-from driftsketch.fileio import atomic_write_text
+from driftsketch.fileio import atomic_write_text, clean_stale_temps
 from labeling.agreement import agreement_report
 from labeling.client import client_url, with_retries
 from labeling.export import ExportedTask, export_annotated_tasks
@@ -77,10 +80,30 @@ class PullReport:
         return asdict(self)
 
 
+class AnnotationError(DriftSketchError, ValueError):
+    """An annotation or task from Label Studio that cannot become a preference record; names the field."""
+
+
 def _parse_time(value) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if not isinstance(value, str):
+        raise AnnotationError(f"updated_at {str(value)[:40]!r} is not an ISO time")
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError):
+        raise AnnotationError(f"updated_at {value[:40]!r} is not an ISO time") from None
+
+
+def _as_int(value, what: str) -> int:
+    """``value`` as an id or label: an int (not a bool) or a string of digits; else AnnotationError."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise AnnotationError(f"{what} {str(value)[:40]!r} is not a whole number")
+    try:
+        return int(value)
+    except ValueError:
+        raise AnnotationError(f"{what} {value[:40]!r} is not a whole number") from None
 
 
 def _iso(value) -> str:
@@ -88,8 +111,23 @@ def _iso(value) -> str:
 
 
 def load_cursor(path: str | Path) -> dict:
+    """The saved cursor (``{}`` if none); removes the temporary files a killed pull left beside it. A cursor
+    that is not a JSON object (damaged by hand or by a disk fault) is ignored with a warning: the cursor only
+    makes fetches small, the stored keys keep a full fetch exact, so nothing is lost or stuck."""
     path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else {}
+    clean_stale_temps(path.parent)
+    if not path.is_file():
+        return {}
+    try:
+        cursor = json.loads(path.read_bytes())
+    except (ValueError, RecursionError):
+        cursor = None
+    projects = cursor.get("projects", {}) if isinstance(cursor, dict) else None
+    if not isinstance(projects, dict) or not all(isinstance(v, str) for v in projects.values()):
+        warnings.warn(f"{path}: unreadable pull cursor ignored; fetching every annotated task again "
+                      "(already stored annotations are recognised and not stored twice)", stacklevel=2)
+        return {}
+    return cursor
 
 
 def save_cursor(path: str | Path, cursor: dict) -> None:
@@ -118,7 +156,7 @@ def fetch_changed_tasks(ls: LabelStudio, project_id: int, since: str | None, pag
 
 def annotation_key(project: int, annotation: int, updated_at) -> str:
     """Identity of one version of one annotation (URL-independent)."""
-    return f"{int(project)}:{int(annotation)}:{_iso(updated_at)}"
+    return f"{_as_int(project, 'project')}:{_as_int(annotation, 'annotation id')}:{_iso(updated_at)}"
 
 
 def _stored_versions(stored: list[PreferenceRecord]
@@ -137,24 +175,50 @@ def _stored_versions(stored: list[PreferenceRecord]
     return keys, latest
 
 
+def _value(item, name: str | None) -> dict | None:
+    """The ``value`` of the result item from control ``name``; AnnotationError when it is not an object."""
+    if not isinstance(item, dict):
+        raise AnnotationError("result item is not a JSON object")
+    if not name or item.get("from_name") != name:
+        return None
+    value = item.get("value")
+    if not isinstance(value, dict):
+        raise AnnotationError(f"result item of {name!r} has no 'value' object")
+    return value
+
+
 def _choices(result: list[dict], name: str | None) -> list[str]:
     for item in result:
-        if name and item.get("from_name") == name:
-            return list(item.get("value", {}).get("choices", []))
+        value = _value(item, name)
+        if value is not None:
+            choices = value.get("choices", [])
+            if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+                raise AnnotationError(f"result of {name!r}: choices must be a list of strings")
+            return list(choices)
     return []
 
 
 def _judgement(kind: str, result: list[dict], names: dict, data: dict) -> dict | None:
-    """Record fields from an annotation result, or None when it holds no usable judgement."""
+    """Record fields from an annotation result, or None when it holds no usable judgement;
+    :class:`AnnotationError` naming the field for a result of the wrong shape."""
     if kind == "rating":
         for item in result:
-            if item.get("from_name") == names["rating"]:
-                return {"rating": int(item["value"]["rating"])}
+            value = _value(item, names["rating"])
+            if value is not None:
+                rating = value.get("rating")
+                if isinstance(rating, float) and rating.is_integer():
+                    rating = int(rating)
+                if not isinstance(rating, int) or isinstance(rating, bool):
+                    raise AnnotationError(f"result of {names['rating']!r}: rating {str(rating)[:20]!r} is not a "
+                                          "whole number")
+                return {"rating": rating}
         return None
     choice = _choices(result, names["preference"])
     if not choice or choice[0] not in ("A", "B", "tie"):
         return None
-    left = data["left"]
+    left = data.get("left")
+    if left not in ("a", "b"):
+        raise AnnotationError(f"task data 'left' is {str(left)[:20]!r}, expected 'a' or 'b'")
     right = "b" if left == "a" else "a"
     pref = {"A": left, "B": right, "tie": "tie"}[choice[0]]
     return {"preference": pref, "left": left, "both_bad": BOTH_BAD in _choices(result, names.get("flags"))}
@@ -165,30 +229,63 @@ def annotator_name(ann: dict, project_id: int, users: dict[int, str], previous: 
     annotation's stored earlier version, else one name per annotation; an unknown id: ``user-<id>``."""
     uid = ann.get("completed_by")
     if uid is None:
-        return previous.annotator if previous is not None else f"deleted-user:p{int(project_id)}-a{int(ann['id'])}"
+        return previous.annotator if previous is not None else \
+            f"deleted-user:p{_as_int(project_id, 'project')}-a{_as_int(ann.get('id'), 'annotation id')}"
+    if isinstance(uid, dict):  # some exports expand the user
+        uid = uid.get("id")
+    uid = _as_int(uid, "completed_by")
     return users.get(uid, f"user-{uid}")
 
 
 def make_record(kind: str, project_id: int, task, ann: dict, names: dict, users: dict[int, str],
                 url: str, supersedes: str | None, annotator: str | None = None) -> PreferenceRecord | None:
-    """The preference record of one annotation, or None when the annotation is not a judgement."""
-    data = task.data
-    fields = _judgement(kind, ann.get("result") or [], names, data)
+    """The preference record of one annotation, or None when the annotation is not a judgement.
+    Anything of the wrong shape in the annotation or its task raises :class:`AnnotationError` naming the
+    project, task, annotation and field (never a KeyError or a pydantic error)."""
+    where = f"project {project_id} task {str(getattr(task, 'id', '?'))[:20]}"
+    if not isinstance(ann, dict):
+        raise AnnotationError(f"{where}: annotation is not a JSON object")
+    where += f" annotation {str(ann.get('id'))[:20]}"
+    try:
+        return _make_record(kind, project_id, task, ann, names, users, url, supersedes, annotator)
+    except AnnotationError as exc:
+        raise AnnotationError(f"{where}: {exc}") from None
+    except ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors()[:3])
+        raise AnnotationError(f"{where}: the record schema refuses it: {fields}") from None
+
+
+def _make_record(kind: str, project_id: int, task, ann: dict, names: dict, users: dict[int, str],
+                 url: str, supersedes: str | None, annotator: str | None) -> PreferenceRecord | None:
+    data, result = task.data, ann.get("result") or []
+    if not isinstance(data, dict):
+        raise AnnotationError("task data is not a JSON object")
+    if not isinstance(result, list):
+        raise AnnotationError("result is not a list")
+    fields = _judgement(kind, result, names, data)
     if fields is None:
         return None
-    source = {"system": "label-studio", "url": url, "project": int(project_id), "task": int(task.id),
-              "annotation": int(ann["id"]), "updated_at": _iso(ann["updated_at"])}
-    key = annotation_key(project_id, ann["id"], ann["updated_at"])
-    rid = f"ls-p{project_id}-a{ann['id']}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+    missing = [f for f in ("class_label", "class_name", "beziers_a") if f not in data]
+    if missing:
+        raise AnnotationError(f"task data lacks {missing}")
+    ann_id, updated = _as_int(ann.get("id"), "annotation id"), ann.get("updated_at")
+    source = {"system": "label-studio", "url": url, "project": _as_int(project_id, "project"),
+              "task": _as_int(task.id, "task id"), "annotation": ann_id, "updated_at": _iso(updated)}
+    key = annotation_key(project_id, ann_id, updated)
+    rid = f"ls-p{project_id}-a{ann_id}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+    lead_time = ann.get("lead_time")
+    if lead_time is not None and (isinstance(lead_time, bool) or not isinstance(lead_time, (int, float))
+                                  or not math.isfinite(lead_time) or lead_time < 0):
+        lead_time = None  # a timer Label Studio did not fill in properly is not a reason to lose the answer
     return PreferenceRecord(
-        id=rid, timestamp=_parse_time(ann["updated_at"]),
+        id=rid, timestamp=_parse_time(updated),
         comparison_type="pairwise" if kind == "pairwise" else "absolute",
-        class_label=int(data["class_label"]), class_name=str(data["class_name"]),
+        class_label=_as_int(data["class_label"], "class_label"), class_name=str(data["class_name"]),
         beziers_a=data["beziers_a"], beziers_b=data.get("beziers_b") if kind == "pairwise" else None,
         noise_a=data.get("noise_a"), noise_b=data.get("noise_b") if kind == "pairwise" else None,
         checkpoint=data.get("checkpoint"), round_id=data.get("round_id"),
         annotator=annotator or annotator_name(ann, project_id, users, None),
-        source=source, lead_time=ann.get("lead_time"), supersedes=supersedes, **fields)
+        source=source, lead_time=lead_time, supersedes=supersedes, **fields)
 
 
 def _user_emails(ls: LabelStudio, url: str, attempts: int, backoff_s: float) -> dict[int, str]:
@@ -232,9 +329,10 @@ def pull_annotations(ls: LabelStudio, projects: dict[str, int] | list[int], stor
             if not again:  # the cursor follows the changed-since fetch only
                 new_cursor[str(pid)] = max(new_cursor.get(str(pid), ""), _iso(task.updated_at))
             for ann in task.annotations or []:
-                if (pid, int(ann["id"])) in seen_anns:
+                aid = _safe_int(ann.get("id") if isinstance(ann, dict) else None)
+                if (pid, aid) in seen_anns:
                     continue
-                seen_anns.add((pid, int(ann["id"])))
+                seen_anns.add((pid, aid))
                 try:
                     rec = _new_record(kind, pid, task, ann, names, users, url, keys, latest, report)
                     if rec is not None:
@@ -275,9 +373,22 @@ def _quarantine_entry(url: str, pid: int, task, ann: dict, exc: Exception) -> di
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, KeyError):
         reason = f"task data or annotation lacks {exc}"
-    return {"event": "quarantined", "system": "label-studio", "url": url, "project": int(pid), "task": int(task.id),
-            "annotation": int(ann["id"]), "updated_at": _iso(ann["updated_at"]),
+    try:
+        updated = _iso(ann["updated_at"])
+    except (KeyError, TypeError, ValueError, DriftSketchError):
+        updated = None
+    return {"event": "quarantined", "system": "label-studio", "url": url, "project": int(pid),
+            "task": _safe_int(getattr(task, "id", None)), "annotation": _safe_int(ann.get("id")),
+            "updated_at": updated,
             "reason": f"{type(exc).__name__}: {reason}", "at": datetime.now(timezone.utc).isoformat()}
+
+
+def _safe_int(value) -> int:
+    """An id as int; -1 for a missing or malformed one (still quarantined, never a crash)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
 
 
 def _dropped_entry(e: dict) -> dict:

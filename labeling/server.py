@@ -27,6 +27,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -67,18 +68,72 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def load_or_create_credentials(cfg: ServerConfig) -> dict[str, str]:
-    """Admin e-mail, password and token: environment first, then ``credentials.json``, else generated."""
+    """Admin e-mail, password, token and Django secret of the local server.
+
+    A password or token from the environment (``DRIFTSKETCH_LS_PASSWORD`` / ``_TOKEN``) is used and never
+    written: ``credentials.json`` then holds only the name of the variable (``"password_env"``), so a later
+    start without it fails with a clear message instead of a token the server refuses. What is generated
+    stays in ``credentials.json`` (mode 0600). The environment wins over a stored value.
+    """
     path = _paths(cfg)["creds"]
-    creds = json.loads(path.read_text()) if path.is_file() else {}
-    creds.setdefault("email", cfg.admin_email)
-    creds.setdefault("password", secrets.token_urlsafe(18))
-    creds.setdefault("token", secrets.token_hex(20))
-    creds.setdefault("secret_key", secrets.token_urlsafe(40))
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    saved = dict(stored)
+    saved.setdefault("email", os.environ.get(CRED_ENV["email"]) or cfg.admin_email)
+    new = {"password": lambda: secrets.token_urlsafe(18), "token": lambda: secrets.token_hex(20),
+           "secret_key": lambda: secrets.token_urlsafe(40)}
+    for field, make in new.items():
+        if field in saved or f"{field}_env" in saved:
+            continue
+        env = CRED_ENV.get(field)
+        if env and os.environ.get(env):
+            saved[f"{field}_env"] = env
+        else:
+            saved[field] = make()
+    if saved != stored:
+        _write_private(path, json.dumps(saved, indent=1))
+    creds = {k: v for k, v in saved.items() if not k.endswith("_env")}
     for field, env in CRED_ENV.items():
         if os.environ.get(env):
             creds[field] = os.environ[env]
-    _write_private(path, json.dumps(creds, indent=1))
+        elif field not in creds:
+            raise ServerError(f"the admin {field} of {path.parent} came from ${env}, which is never written to disk: "
+                              f"set ${env} again")
     return creds
+
+
+def _django_password_hash(password: str, like: str) -> str:
+    """``password`` hashed the way Django stored ``like`` (``pbkdf2_sha256$<iterations>$<salt>$<hash>``)."""
+    import base64
+    import hashlib
+
+    algorithm, iterations, _, _ = like.split("$")
+    if algorithm != "pbkdf2_sha256":
+        raise ServerError(f"template password hash uses {algorithm!r}; only pbkdf2_sha256 can be re-keyed")
+    salt = secrets.token_urlsafe(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), int(iterations))
+    return f"{algorithm}${iterations}${salt}${base64.b64encode(digest).decode()}"
+
+
+def rekey_database(db: Path, creds: dict[str, str]) -> None:
+    """Give the admin of a copied SQLite database ``creds``' e-mail, password and token, and drop its
+    sessions: a copy of the template must not open with the template's (or any other copy's) login."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        with con:
+            admins = con.execute("SELECT id, password FROM htx_user WHERE is_superuser = 1 ORDER BY id").fetchall()
+            if len(admins) != 1:
+                raise ServerError(f"{db}: expected one admin user in a template, found {len(admins)}")
+            uid, old_hash = admins[0]
+            con.execute("UPDATE htx_user SET email = ?, password = ? WHERE id = ?",
+                        (creds["email"], _django_password_hash(creds["password"], old_hash), uid))
+            con.execute("DELETE FROM authtoken_token WHERE user_id = ?", (uid,))
+            con.execute("INSERT INTO authtoken_token (key, created, user_id) VALUES (?, datetime('now'), ?)",
+                        (creds["token"], uid))
+            con.execute("DELETE FROM django_session")
+    finally:
+        con.close()
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -214,16 +269,65 @@ def server_status(cfg: ServerConfig) -> dict:
     return out
 
 
-def copy_template(template_dir: str | Path, data_dir: str | Path) -> None:
-    """Copy a pre-migrated data dir (saves the ~48 s of first-start migrations); credentials come along."""
+def copy_template(template_dir: str | Path, data_dir: str | Path, admin_email: str | None = None) -> None:
+    """Copy a pre-migrated data dir (saves the ~48 s of first-start migrations) with fresh credentials: a
+    new admin password, token and Django secret (from the environment where set, see
+    :func:`load_or_create_credentials`), never the template's. ``admin_email``: the admin's e-mail in the
+    copy (default: the template's)."""
     src, dst = Path(template_dir), Path(data_dir)
     if not (src / DB_NAME).is_file():
         raise ServerError(f"{src} is not a Label Studio data dir (no {DB_NAME})")
+    if (dst / DB_NAME).exists():
+        raise ServerError(f"{dst} already holds a Label Studio database: not overwritten by the template")
+    template_email = json.loads((src / "credentials.json").read_text())["email"] \
+        if (src / "credentials.json").is_file() else None
     dst.mkdir(parents=True, exist_ok=True)
+    (dst / "credentials.json").unlink(missing_ok=True)
     for item in src.iterdir():
-        if item.name in NOT_COPIED:
+        if item.name in NOT_COPIED or item.name in (DB_NAME, "credentials.json"):
             continue
         (shutil.copytree if item.is_dir() else shutil.copy2)(item, dst / item.name)
+    email = admin_email or template_email or ServerConfig().admin_email
+    creds = load_or_create_credentials(ServerConfig(data_dir=str(dst), admin_email=email))
+    tmp = dst / f".{DB_NAME}.copy"  # the database appears only re-keyed: a crash here leaves no usable copy
+    shutil.copy2(src / DB_NAME, tmp)
+    rekey_database(tmp, creds)
+    os.replace(tmp, dst / DB_NAME)
+
+
+def use_template(cfg: ServerConfig) -> bool:
+    """Copy ``cfg.template_dir`` into a data dir that has no database yet (SQLite only); True if copied."""
+    p = _paths(cfg)
+    template = Path(cfg.template_dir)
+    if cfg.database != "sqlite" or p["db"].exists() or not (template / DB_NAME).is_file():
+        return False
+    if template.resolve() == p["dir"].resolve():
+        return False
+    copy_template(template, p["dir"], cfg.admin_email)
+    return True
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_host(host: str, allow_remote: bool, what: str = "Label Studio") -> str | None:
+    """None for a loopback ``host``; else a warning to print when ``allow_remote``, or a ServerError."""
+    if is_loopback(host):
+        return None
+    if not allow_remote:
+        raise ServerError(f"{what} would listen on {host}, reachable from other machines: pass --allow-remote "
+                          "to mean it (and put TLS and a firewall in front), or use 127.0.0.1")
+    return (f"WARNING: {what} listens on {host}: anyone who can reach this machine can try to log in; "
+            "serve it behind TLS and a firewall")
 
 
 def _tail(path: Path, n: int = 20) -> str:
@@ -251,8 +355,13 @@ def _wait_ready(proc: subprocess.Popen, url: str, port: int, creds: dict, log: P
     raise ServerError(f"Label Studio did not become healthy on {url} within {timeout:.0f} s; see {log}:\n{_tail(log)}")
 
 
-def start_server(cfg: ServerConfig) -> ServerInfo:
-    """Start the server (or return the running one) and wait until it is healthy and accepts our token."""
+def start_server(cfg: ServerConfig, allow_remote: bool = False) -> ServerInfo:
+    """Start the server (or return the running one) and wait until it is healthy and accepts our token.
+    A fresh SQLite data dir starts from ``cfg.template_dir`` when that exists (:func:`use_template`). A
+    ``cfg.host`` that is not loopback needs ``allow_remote`` (a warning goes to stderr)."""
+    warning = check_host(cfg.host, allow_remote)
+    if warning:
+        print(warning, file=sys.stderr)
     p = _paths(cfg)
     status = server_status(cfg)
     if status["running"]:
@@ -262,6 +371,7 @@ def start_server(cfg: ServerConfig) -> ServerInfo:
     exe = (exe if exe.is_absolute() else REPO_ROOT / exe) / "bin" / "label-studio"
     if not exe.is_file():
         raise ServerError(f"{exe} not found: run scripts/install_labelstudio.sh to create the server virtualenv")
+    use_template(cfg)
     creds = load_or_create_credentials(cfg)
     port = pick_port(cfg.host, cfg.port)
     url = f"http://{cfg.host}:{port}"

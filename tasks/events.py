@@ -22,6 +22,7 @@ import argparse
 import logging
 import os
 import secrets
+import sys
 import uuid
 
 from labeling.webhook import NewAnnotation, WebhookReceiver, register_webhook
@@ -82,16 +83,21 @@ def _main(argv: list[str] | None) -> int:
     from labeling.client import connect, resolve_connection
     from labeling.config import DEFAULT_LABELSTUDIO_CONFIG, load_labelstudio_config
     from labeling.projects import setup_projects
+    from labeling.server import check_host
 
     p = argparse.ArgumentParser(prog="driftsketch-annotation-events", description=__doc__.split("\n")[0])
     p.add_argument("--config", default=str(DEFAULT_LABELSTUDIO_CONFIG), help="Label Studio settings YAML")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (Label Studio must reach it)")
     p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--allow-remote", action="store_true", help="allow a --host other than loopback")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    warning = check_host(args.host, args.allow_remote, "the webhook receiver")
+    if warning:
+        print(warning, file=sys.stderr)
     cfg = load_labelstudio_config(args.config, args.set)
-    ls = connect(resolve_connection(cfg.server))
+    ls = connect(resolve_connection(cfg.server), cfg.client)
     pid = setup_projects(ls, cfg.projects, ("pairwise",))["pairwise"]
     secret = os.environ.get(SECRET_ENV) or secrets.token_urlsafe(32)
     receiver = serve(ls, pid, args.host, args.port, secret)

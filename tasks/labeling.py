@@ -46,7 +46,7 @@ def ls_config(ls: LabelStudioParams, preference_dir: str, work_dir: str):
 def client(ls: LabelStudioParams, cfg):
     from labeling.client import connect
 
-    return connect(labelstudio_connection(ls.url, ls.token_env, ls.token_secret_block, cfg.server))
+    return connect(labelstudio_connection(ls.url, ls.token_env, ls.token_secret_block, cfg.server), cfg.client)
 
 
 @task
@@ -83,7 +83,8 @@ def pull(ls: LabelStudioParams, preference_dir: str, work_dir: str, projects: di
     cfg = ls_config(ls, preference_dir, work_dir)
     p = cfg.pull
     report = pull_annotations(client(ls, cfg), projects, PreferenceStore(p.store_root), cursor_path=p.cursor_path,
-                              session=p.session, page_size=p.page_size, retries=p.retries, backoff_s=p.backoff_s)
+                              session=p.session, page_size=p.page_size, retries=cfg.client.retries,
+                              backoff_s=cfg.client.backoff_s)
     return {k: v for k, v in report.to_dict().items() if k != "record_ids"}
 
 

@@ -127,6 +127,35 @@ def test_sampling_precisions_agree_on_the_same_noise(model):
         generate_beziers(model, "star", 2, num_steps=2, seed=0, precision="fp8")
 
 
+@pytest.mark.skipif(not __import__("driftsketch.onednn").onednn.available("cpu"), reason="no oneDNN in this torch")
+def test_onednn_packed_copy_matches_the_unpacked_one(model):
+    from driftsketch.model import inference_copy
+
+    plain, packed = inference_copy(model, packed=False), inference_copy(model, packed=True)
+    assert plain.blocks[0].packed is None and packed.blocks[0].packed is not None and model.blocks[0].packed is None
+    x, t, y = torch.randn(6, 32, 8), torch.rand(6), torch.tensor([0, 1, 2, 3, 0, 1])
+    with torch.no_grad():
+        ref, a, b = model(x, t, y), plain(x, t, y), packed(x, t, y)
+    assert b.dtype == torch.float32
+    assert (b - a).abs().max() < 0.02 * ref.abs().max() and (b - ref).abs().max() < 0.02 * ref.abs().max()
+    for name in ("in_proj", "out_proj", "mlp_in_gelu", "mlp_out"):  # the packed products are the layers'
+        assert packed.blocks[1].packed[name].dtype == torch.bfloat16
+
+
+def test_sampling_threads_give_the_same_sketches(model):
+    """n torch threads: n batches at once, one thread each; every sketch as on one thread, bit for bit."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one, noise = generate_beziers(model, "star", 7, num_steps=3, seed=5, batch_size=4)
+        torch.set_num_threads(2)
+        two, _ = generate_beziers(model, "star", 7, num_steps=3, noise=noise, batch_size=4)
+        assert torch.get_num_threads() == 2  # restored after the threads finished
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(one, two)
+
+
 def test_checkpoint_ids_come_from_content(model, tmp_path):
     """Same weights, classes, step and lineage: the same id (so seeds derived from it repeat); any change: another."""
     names = ["a", "b", "c"]

@@ -337,3 +337,20 @@ def test_fit_ensemble_uses_bootstrap_resamples():
     assert seen == first  # same seed, same resamples
     with pytest.raises(ValueError, match="no human pairs"):
         fit_ensemble(fit, x[:0], x[:0], y[:0], k=2)
+
+
+def test_a_gold_pair_answered_tie_is_a_wrong_answer_and_changes_nothing(store):
+    paths = sketches(store, 2 * 6, seed=7)
+    gold = GoldSet(store)
+    gold.register([{"good": paths[0], "bad": paths[1], "kind": "wrong_class", "class_name": "circle"}])
+    store.append([answer(paths, 0, "x", "tie"), answer(paths, 0, "y", "a")]
+                 + [answer(paths, i, who, "a") for i in range(1, 6) for who in ("x", "y")], "s")
+    stored = {p: p.read_bytes() for p in store.root.rglob("*.jsonl")}
+    rows = {r.annotator: r for r in assess_annotators(collect_answers(store.records()), gold.entries(),
+                                                       AnnotatorsConfig()).rows}
+    assert (rows["x"].gold_answers, rows["x"].gold_correct) == (1, 0)  # a tie cannot be right on gold
+    assert (rows["y"].gold_answers, rows["y"].gold_correct) == (1, 1)
+    ds = dataset(store, weighting="none")
+    assert len(ds) == 5 and ds.summary()["gold_answers"] == 2 and ds.summary()["ties"] == 0  # gold never trains
+    assert all(paths[0] not in (p.winner.beziers_a, p.winner.beziers_b) for p in ds.pairs)
+    assert {p: p.read_bytes() for p in store.root.rglob("*.jsonl")} == stored  # nothing stored changed

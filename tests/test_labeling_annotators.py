@@ -75,3 +75,19 @@ def test_annotators_command_prints_the_table(tmp_path, capsys):
     table = json.loads(capsys.readouterr().out)
     assert [r["answers"] for r in table["annotators"]] == [4, 4] and table["weighting"] == "none"
     assert table["kappa"][0]["shared"] == 4 and table["annotators"][0]["left_rate"] == 1.0
+
+
+def test_a_deleted_account_keeps_its_stored_name_or_gets_one_of_its_own():
+    """Label Studio nulls ``completed_by`` when an account is deleted: its answers keep the e-mail of their
+    stored earlier version, else each gets a name of its own (two vanished people are never one)."""
+    from labeling.pull import annotator_name
+
+    users = {4: "ann@x.test"}
+    earlier = PreferenceRecord(comparison_type="pairwise", class_label=0, class_name="circle", beziers_a="a.npy",
+                               beziers_b="b.npy", preference="a", left="a", annotator="gone@x.test",
+                               source={"system": "label-studio"})
+    assert annotator_name({"id": 17, "completed_by": 4}, 3, users, None) == "ann@x.test"
+    assert annotator_name({"id": 17, "completed_by": 9}, 3, users, None) == "user-9"  # not in the user list
+    assert annotator_name({"id": 17, "completed_by": None}, 3, users, earlier) == "gone@x.test"
+    names = {annotator_name({"id": i, "completed_by": None}, 3, users, None) for i in (17, 18)}
+    assert names == {"deleted-user:p3-a17", "deleted-user:p3-a18"}

@@ -57,7 +57,20 @@ def test_foreign_classifier_learns_toy_classes():
     labels = np.arange(240) % 3
     x = np.stack([toy_shape(int(c), rng) for c in labels])
     net = ann.train_foreign_classifier(x[:180], labels[:180], 3, steps=60)
-    assert (ann.foreign_proba(net, x[180:], labels[180:]) > 0.5).mean() > 0.9
+    p = ann.foreign_proba(net, x[180:], labels[180:])
+    assert (p > 0.5).mean() > 0.9
+    # the foreign annotator's score: log-odds, the same order as p, and still apart where p rounds to 1
+    m = ann.foreign_margin(net, x[180:], labels[180:])
+    assert np.all(np.isfinite(m)) and np.allclose(1 / (1 + np.exp(-m)), p, atol=1e-4)
+    sure, y = x[180:][p > 0.9][:1], labels[180:][p > 0.9][:1]
+
+    def sharpened(k: float):  # the same network with logits x k: more confident, same decisions
+        s = ann.SegmentConvNet(3)
+        s.load_state_dict({n: v * (k if n.startswith("head") else 1.0) for n, v in net.state_dict().items()})
+        return s.eval()
+
+    assert ann.foreign_proba(sharpened(20), sure, y)[0] == ann.foreign_proba(sharpened(40), sure, y)[0] == 1.0
+    assert ann.foreign_margin(sharpened(40), sure, y)[0] > ann.foreign_margin(sharpened(20), sure, y)[0] > 15
 
 
 def test_nothing_in_the_project_imports_the_annotators():

@@ -135,7 +135,7 @@ def test_cli_list_show_promote_rollback(tmp_path, reg, capsys):
     assert shown["current"] is True and shown["metrics"] == {"recognizability": 0.9} and shown["parent"] == "base"
     assert cli_main(["--registry", root, "rollback"]) == 0
     assert reg.current == "base"
-    assert cli_main(["--registry", root, "show", "nope"]) == 1
+    assert cli_main(["--registry", root, "show", "nope"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
 
 

@@ -24,7 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from driftsketch.config import Config
+from driftsketch.config import Config, NonNegativeFloat, NonNegativeInt, PositiveFloat
 from driftsketch.data.ragged import local_index, ragged_arange, starts_of
 from driftsketch.data.schneider import fit_pieces
 from driftsketch.data.strokes import Strokes, cut_runs, find_corners, resample, smooth_pinned, staircase_steps
@@ -36,16 +36,17 @@ class FitConfig(Config):
     """Fitting settings (defaults: ``fit`` in configs/data.yaml). Units: canvas px."""
 
     defaults_from: ClassVar[str] = "data.yaml:fit"
-    margin: float  # drawings span at most [-margin, margin]
-    resample_px: float  # arc-length spacing of the resampled polyline
-    smooth_px: float  # Gaussian sigma for ordinary (float) strokes
-    staircase_smooth: float  # sigma as a multiple of the grid step for staircase strokes
-    tolerance_px: float  # first-try max distance between smoothed polyline and curve
-    tolerance_growth: float  # refit factor when a drawing needs more than 32 segments
+    margin: PositiveFloat  # drawings span at most [-margin, margin]
+    resample_px: PositiveFloat  # arc-length spacing of the resampled polyline
+    staircase_resample: PositiveFloat  # spacing as a multiple of the grid step for staircase strokes (>= resample_px)
+    smooth_px: NonNegativeFloat  # Gaussian sigma for ordinary (float) strokes
+    staircase_smooth: NonNegativeFloat  # sigma as a multiple of the grid step for staircase strokes
+    tolerance_px: PositiveFloat  # first-try max distance between smoothed polyline and curve
+    tolerance_growth: PositiveFloat  # refit factor when a drawing needs more than 32 segments
     corner_angle_deg: float  # turning angle (over the corner window) that makes a corner
-    corner_window_px: float  # half-width of the window the turning angle is measured over
-    dot_length_px: float  # a single-point stroke (a dot) becomes a segment this long
-    max_refits: int
+    corner_window_px: PositiveFloat  # half-width of the window the turning angle is measured over
+    dot_length_px: PositiveFloat  # a single-point stroke (a dot) becomes a segment this long
+    max_refits: NonNegativeInt
 
 
 class FitError(DriftSketchError, ValueError):
@@ -192,6 +193,7 @@ class Plan:
     """One drawing batch in canvas px, ready to fit: strokes after dedupe plus per-drawing settings."""
 
     strokes: Strokes  # deduped px strokes of the drawings still alive
+    spacing: np.ndarray  # (D,) arc-length resampling spacing, px
     sigma: np.ndarray  # (D,) smoothing sigma, samples
     window: np.ndarray  # (D,) corner window, samples
     tol: np.ndarray  # (D,) first-try tolerance, px
@@ -240,9 +242,11 @@ def plan_batch(drawings: list[list[np.ndarray]], cfg: FitConfig, out: FitBatch) 
     out.fail(per > NUM_SEGMENTS, [f"drawing has {k} strokes, more than {NUM_SEGMENTS}" for k in per])
     dd = dd.take(per[dd.owner] <= NUM_SEGMENTS)
     sigma_px = np.maximum(cfg.smooth_px, cfg.staircase_smooth * step_px)
-    window = np.rint(np.maximum(cfg.corner_window_px, 1.5 * step_px) / cfg.resample_px).astype(np.int64)
+    # a staircase is smoothed with a sigma of ~20 px: sampling it every 2 px only multiplies the work
+    spacing = np.maximum(cfg.resample_px, cfg.staircase_resample * step_px)
+    window = np.rint(np.maximum(cfg.corner_window_px, 1.5 * step_px) / spacing).astype(np.int64)
     tol = np.maximum(cfg.tolerance_px, 0.3 * step_px)
-    return Plan(dd, sigma_px / cfg.resample_px, window, tol), px
+    return Plan(dd, spacing, sigma_px / spacing, window, tol), px
 
 
 @dataclass
@@ -259,7 +263,7 @@ def make_pieces(plan: Plan, lines: np.ndarray, cfg: FitConfig, corners: bool) ->
     """Resample the line strokes, cut them at corners (when ``corners``), smooth each piece."""
     st = plan.strokes.take(lines)
     stroke_index = np.flatnonzero(lines)
-    r = resample(st, cfg.resample_px)
+    r = resample(st, plan.spacing[st.owner])
     starts, sigma = r.starts, plan.sigma[r.owner]
     whole = smooth_pinned(r.pts, starts, r.lengths, sigma)
     if not corners:

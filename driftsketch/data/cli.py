@@ -16,6 +16,7 @@ from pathlib import Path
 
 from driftsketch.data.dataset import DataError, SketchData
 from driftsketch.data.settings import load_data_config
+from driftsketch.errors import check_out_dir, check_out_file, count_arg, run_cli
 
 
 def _split_list(text: str | None) -> list[str] | None:
@@ -32,8 +33,8 @@ def detect_format(source: Path) -> str:
         raise DataError(f"{source}: no such file or directory")
     if ".ndjson" in suffixes:
         return "quickdraw"
-    if ".npz" in suffixes:
-        return "controlsketch"
+    if ".npz" in suffixes or (source.is_dir() and next(source.rglob("*.npz"), None) is not None):
+        return "controlsketch"  # ControlSketch nests <category>/<id>.npz
     raise DataError(f"{source}: cannot detect the format (no .ndjson or .npz files); pass --format")
 
 
@@ -46,9 +47,9 @@ def summary_text(meta: dict, counts: dict[str, int], seconds: float | None = Non
     """:func:`summary` from a data set's meta and per-class counts (no sketches needed)."""
     m, total = meta, sum(counts.values())
     lines = [f"source: {m.get('source', '?')}", f"sketches: {total} in {len(counts)} classes"]
-    if "fit_chamfer_mean" in m:
+    if isinstance(m.get("fit_chamfer_mean"), (int, float)) and isinstance(m.get("fit_chamfer_p95"), (int, float)):
         measured = m.get("fit_chamfer_measured")
-        on = f" (measured on {measured} drawings)" if measured is not None and measured < total else ""
+        on = f" (measured on {measured} drawings)" if isinstance(measured, int) and measured < total else ""
         lines.append(f"fit error (Chamfer, px on the 512 canvas): mean {m['fit_chamfer_mean']:.2f}, "
                      f"p95 {m['fit_chamfer_p95']:.2f}{on}")
     for key in ("lines", "skipped_malformed", "skipped_unrecognized", "skipped_fit", "options", "import_seconds"):
@@ -68,6 +69,7 @@ def cmd_import(args: argparse.Namespace) -> None:
     if args.recognized_only:
         over.append("importer.recognized_only=true")
     cfg = load_data_config(args.config, over)
+    check_out_file(args.out, "--out")
     source = Path(args.source)
     fmt = args.format or detect_format(source)
     start = time.perf_counter()
@@ -90,6 +92,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 def cmd_download(args: argparse.Namespace) -> None:
     from driftsketch.data.download import DEFAULT_BASE_URL, download_categories
+    check_out_dir(args.out, "--out")
     paths = download_categories(_split_list(args.categories) or [], args.out, args.base_url or DEFAULT_BASE_URL)
     for p in paths:
         print(p)
@@ -103,6 +106,7 @@ def cmd_builtin(args: argparse.Namespace) -> None:
     if args.seed is not None:
         over.append(f"builtin.seed={args.seed}")
     cfg = load_data_config(args.config, over)
+    check_out_file(args.out, "--out")
     start = time.perf_counter()
     data = build_builtin(cfg.builtin)
     data.save_npz(args.out)
@@ -119,10 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--format", choices=["quickdraw", "controlsketch"], help="detected when omitted")
     imp.add_argument("--out", required=True, help="output .npz")
     imp.add_argument("--categories", help="comma-separated category names (default: all files)")
-    imp.add_argument("--max-per-class", type=int)
+    imp.add_argument("--max-per-class", type=count_arg)
     imp.add_argument("--recognized-only", action="store_true")
     imp.add_argument("--seed", type=int)
-    imp.add_argument("--workers", type=int)
+    imp.add_argument("--workers", type=count_arg)
     show = sub.add_parser("show", help="print a summary of a data set .npz")
     show.add_argument("file")
     dl = sub.add_parser("download", help="download Quick, Draw! simplified ndjson files (resumable)")
@@ -131,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--base-url", help="default: the public quickdraw_dataset bucket")
     bi = sub.add_parser("builtin", help="build the procedural doodle data set")
     bi.add_argument("--out", required=True)
-    bi.add_argument("--per-class", type=int)
+    bi.add_argument("--per-class", type=count_arg)
     bi.add_argument("--seed", type=int)
     for sp in (imp, bi):
         sp.add_argument("--config", help="data config YAML (default configs/data.yaml)")
@@ -140,13 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``driftsketch-data``; bad input is one line on stderr and exit code 2."""
+    return run_cli("driftsketch-data", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"import": cmd_import, "show": cmd_show, "download": cmd_download, "builtin": cmd_builtin}
-    try:
-        handler[args.command](args)
-    except (DataError, ValueError, OSError) as exc:
-        print(f"driftsketch-data: error: {exc}", file=sys.stderr)
-        return 2
+    handler[args.command](args)
     return 0
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from driftsketch.data.bezier_fit import split_to_count
-from driftsketch.data.dataset import DataError, SketchData
+from driftsketch.data.dataset import DataError, SketchData, read_npz
 from driftsketch.data.settings import ImportConfig
 from driftsketch.sketch import NUM_SEGMENTS
 
@@ -26,17 +26,21 @@ _VIEWBOX = re.compile(r"viewBox\s*=\s*['\"]([^'\"]+)['\"]")
 _ARITY = {"M": 2, "L": 2, "C": 6, "H": 1, "V": 1, "Z": 0}
 
 
+class ControlSketchError(DataError):
+    """One ControlSketch file that cannot be read or parsed (the import skips it and counts it)."""
+
+
 def parse_numbers(text: str) -> list[float]:
     """All SVG numbers in ``text`` (any separators or none)."""
     return [float(m) for m in re.findall(_NUMBER, text)]
 
 
 def tokenize_path(d: str) -> list[str | float]:
-    """Commands (as letters) and numbers of a path ``d`` attribute; raises ValueError on junk."""
+    """Commands (as letters) and numbers of a path ``d`` attribute; raises ControlSketchError on junk."""
     out: list[str | float] = []
     for cmd, num, _sep, bad in _TOKEN.findall(d):
         if bad:
-            raise ValueError(f"unexpected character {bad!r} in path data")
+            raise ControlSketchError(f"unexpected character {bad!r} in path data")
         if cmd:
             out.append(cmd)
         elif num:
@@ -53,14 +57,14 @@ def path_to_cubics(d: str) -> list[np.ndarray]:
         if isinstance(tokens[i], str):
             cmd, i = tokens[i], i + 1
         elif cmd is None or cmd in "Zz":
-            raise ValueError("path data must start with a command (M)")
+            raise ControlSketchError("path data must start with a command (M)")
         up, rel = cmd.upper(), cmd.islower()
         n = _ARITY.get(up)
         if n is None:
-            raise ValueError(f"unsupported path command {cmd!r}")
+            raise ControlSketchError(f"unsupported path command {cmd!r}")
+        if len(tokens[i:i + n]) < n or any(isinstance(t, str) for t in tokens[i:i + n]):
+            raise ControlSketchError(f"command {cmd!r} needs {n} numbers")
         args = np.array(tokens[i:i + n], dtype=float)
-        if len(args) < n or any(isinstance(t, str) for t in tokens[i:i + n]):
-            raise ValueError(f"command {cmd!r} needs {n} numbers")
         i += n
         base = cur if rel else np.zeros(2)
         if up == "M":
@@ -88,29 +92,49 @@ def parse_svg_sketch(svg: str, viewport: float = 512.0) -> np.ndarray:
     if box:
         nums = parse_numbers(box.group(1))
         if len(nums) != 4 or nums[2] <= 0 or nums[3] <= 0:
-            raise ValueError(f"invalid viewBox {box.group(1)!r}")
+            raise ControlSketchError(f"invalid viewBox {box.group(1)!r}")
         x0, y0, w, h = nums
     paths = _PATH_D.findall(svg)
     if not paths:
-        raise ValueError("no <path d=...> elements")
+        raise ControlSketchError("no <path d=...> elements")
     segs = [c for _q, d in paths for c in path_to_cubics(d)]
     if not segs or len(segs) > NUM_SEGMENTS:
-        raise ValueError(f"expected 1-{NUM_SEGMENTS} cubic segments, found {len(segs)}")
+        raise ControlSketchError(f"expected 1-{NUM_SEGMENTS} cubic segments, found {len(segs)}")
     arr = np.stack(split_to_count(segs))
     arr = (arr - [x0, y0]) / [w, h] * 2.0 - 1.0
     if not np.all(np.isfinite(arr)):
-        raise ValueError("non-finite coordinates")
+        raise ControlSketchError("non-finite coordinates")
     return np.clip(arr, -1.0, 1.0).astype(np.float32)
 
 
 def read_svg_npz(path: Path, key: str = "svg_32s") -> str:
-    """The SVG string stored under ``key`` (no pickle)."""
-    with np.load(path, allow_pickle=False) as z:
-        if key not in z:
-            raise ValueError(f"no key {key!r} (keys: {sorted(z.files)})")
-        value = z[key]
-    value = value.item() if value.shape == () else value.reshape(-1)[0]
-    return value.decode() if isinstance(value, bytes) else str(value)
+    """The SVG string stored under ``key`` (no pickle); :class:`DataError` for a damaged file, an empty or
+    non-text ``key``."""
+    arrays = read_npz(Path(path), (), (key,), what="ControlSketch .npz")
+    if key not in arrays:
+        raise ControlSketchError(f"{path}: no key {key!r}")
+    value = arrays[key]
+    if value.size == 0:
+        raise ControlSketchError(f"{path}: {key} is empty")
+    if value.dtype.kind not in "SU":
+        raise ControlSketchError(f"{path}: {key} holds {value.dtype} values, expected an SVG string")
+    value = value.reshape(-1)[0].item()
+    try:
+        text = value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    except UnicodeDecodeError:
+        raise ControlSketchError(f"{path}: {key} is not UTF-8 text") from None
+    if not text.strip():
+        raise ControlSketchError(f"{path}: {key} is empty")
+    return text
+
+
+def load_controlsketch_file(path: Path, key: str = "svg_32s") -> np.ndarray:
+    """One ControlSketch ``.npz`` as a ``(32, 4, 2)`` sketch; :class:`ControlSketchError` naming the file."""
+    svg = read_svg_npz(path, key)
+    try:
+        return parse_svg_sketch(svg)
+    except (ValueError, FloatingPointError, OverflowError) as exc:
+        raise ControlSketchError(f"{path}: {key}: {exc}") from None
 
 
 def import_controlsketch(source: str | Path, categories: Sequence[str] | None = None,
@@ -137,11 +161,12 @@ def import_controlsketch(source: str | Path, categories: Sequence[str] | None = 
             chosen = [chosen[i] for i in np.sort(rng.choice(len(chosen), cfg.max_per_class, replace=False))]
         for f in tqdm(chosen, desc=name, unit="file", mininterval=1.0, leave=False):
             try:
-                beziers.append(parse_svg_sketch(read_svg_npz(f)))
-            except (ValueError, OSError) as exc:
-                bad.append(f"{f}: {exc}")
+                beziers.append(load_controlsketch_file(f))
+            except (DataError, OSError) as exc:  # one bad file is skipped, counted and reported
+                reason = str(exc).removeprefix(f"{f}: ")
+                bad.append(f"{f}: {reason}")
                 if len(bad) <= cfg.max_warnings_per_file:
-                    warnings.warn(f"{f}: skipped: {exc}", stacklevel=2)
+                    warnings.warn(f"{f}: skipped: {reason}", stacklevel=2)
                 continue
             labels.append(label)
             ids.append(str(f.relative_to(source).with_suffix("")) if f != source else f.stem)

@@ -13,7 +13,7 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -42,9 +42,14 @@ class SketchData:
 
     def __post_init__(self) -> None:
         self.beziers = np.asarray(self.beziers, dtype=np.float32)
-        self.labels = np.asarray(self.labels, dtype=np.int64)
+        labels = np.asarray(self.labels)
+        if labels.size and labels.dtype.kind not in "iub":
+            raise DataError(f"labels: expected whole numbers, got {labels.dtype}")
+        self.labels = labels.astype(np.int64)
         self.class_names = [str(c) for c in self.class_names]
         self.source_ids = np.asarray(self.source_ids, dtype=str)
+        if self.labels.ndim != 1:
+            raise DataError(f"labels: expected one dimension, got shape {self.labels.shape}")
         n = len(self.labels)
         if self.beziers.shape != (n, *SKETCH_SHAPE):
             raise DataError(f"beziers: expected shape ({n}, 32, 4, 2), got {self.beziers.shape}")
@@ -54,7 +59,8 @@ class SketchData:
             raise DataError(f"labels must lie in [0, {len(self.class_names)}), got "
                             f"[{self.labels.min()}, {self.labels.max()}]")
         if not np.all(np.isfinite(self.beziers)):
-            raise DataError("beziers contain NaN or infinite values")
+            bad = np.flatnonzero(~np.isfinite(self.beziers).reshape(n, -1).all(axis=1))
+            raise DataError(f"beziers contain NaN or infinite values ({len(bad)} sketches, e.g. index {bad[0]})")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -93,21 +99,55 @@ class SketchData:
 
     @classmethod
     def load_npz(cls, path: str | Path) -> "SketchData":
-        """Read a data set written by :meth:`save_npz` (no pickle); errors name the file."""
+        """Read a data set written by :meth:`save_npz` (no pickle). Any fault of the file (not a zip,
+        truncated, CRC error, missing or misshapen arrays, NaN) is a :class:`DataError` naming it."""
         path = Path(path)
         if not path.is_file():
             raise DataError(f"{path}: data set file not found")
+        arrays = read_npz(path, ("beziers", "labels", "class_names", "source_ids"), ("meta_json",),
+                          what="DriftSketch data set")
         try:
-            with np.load(path, allow_pickle=False) as z:
-                missing = [k for k in ("beziers", "labels", "class_names", "source_ids") if k not in z]
-                if missing:
-                    raise DataError(f"{path}: not a DriftSketch data set (missing {missing})")
-                meta = json.loads(str(z["meta_json"])) if "meta_json" in z else {}
-                return cls(z["beziers"], z["labels"], list(z["class_names"]), z["source_ids"], meta)
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, DataError):
-                raise
-            raise DataError(f"{path}: cannot read data set: {exc}") from None
+            meta = json.loads(str(arrays["meta_json"])) if "meta_json" in arrays else {}
+        except (ValueError, RecursionError):
+            raise DataError(f"{path}: meta_json is not valid JSON") from None
+        if not isinstance(meta, dict):
+            raise DataError(f"{path}: meta_json is not a JSON object")
+        try:
+            return cls(arrays["beziers"], arrays["labels"], list(arrays["class_names"].reshape(-1)),
+                       arrays["source_ids"], meta)
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from None
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. text where numbers belong
+            raise DataError(f"{path}: arrays of the wrong type: {exc}") from None
+
+
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first member, or an empty zip
+
+
+def read_npz(path: Path, required: Sequence[str], optional: Sequence[str] = (), what: str = ".npz file"
+             ) -> dict[str, np.ndarray]:
+    """The ``required`` (and present ``optional``) arrays of the ``.npz`` at ``path``, read whole and
+    without pickle. Every fault of the file (not a zip, truncated, CRC error, a member that is not an
+    array) raises :class:`DataError` naming the file; nothing of numpy's or zipfile's escapes."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if head not in ZIP_MAGIC:
+        kind = "empty" if not head else "not a zip archive"
+        raise DataError(f"{path}: not a {what} ({kind}; expected a .npz written by numpy)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in required if k not in z.files]
+            if missing:
+                raise DataError(f"{path}: not a {what} (missing {missing}; has {sorted(z.files)[:10]})")
+            return {k: z[k] for k in (*required, *optional) if k in z.files}
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zipfile/zlib/numpy raise many types for a damaged file
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise DataError(f"{path}: damaged {what} (truncated or corrupt: {type(exc).__name__}: {detail})") from None
 
 
 def _json_default(obj: Any) -> Any:

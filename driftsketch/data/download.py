@@ -92,10 +92,25 @@ def download_file(url: str, dest: str | Path, retries: int = 3, timeout: float =
     return dest
 
 
+def category_file(category: str, out_dir: str | Path) -> Path:
+    """``out_dir/<category>.ndjson``; :class:`DownloadError` for a name that is not a plain file name
+    (``../x``, ``a/b``, a leading dot, control characters), which could write outside ``out_dir``."""
+    name = str(category)
+    bad = (not name.strip() or name.startswith(".") or any(c in name for c in "/\\\0")
+           or any(ord(c) < 32 for c in name) or len(name.encode()) > 200)
+    out = Path(out_dir)
+    path = out / f"{name}.ndjson"
+    if bad or path.resolve().parent != out.resolve():
+        raise DownloadError(f"category {name!r}: not a plain category name (no '/', '\\', leading '.' or "
+                            "control characters); the file must stay inside the download folder")
+    return path
+
+
 def download_categories(categories: Sequence[str], out_dir: str | Path,
                         base_url: str = DEFAULT_BASE_URL, **kwargs) -> list[Path]:
-    """Download ``<category>.ndjson`` for each category into ``out_dir``; returns the file paths."""
+    """Download ``<category>.ndjson`` for each category into ``out_dir``; returns the file paths. Every
+    name is checked before anything is downloaded."""
     if not categories:
-        raise ValueError("no categories given (e.g. 'cat,smiley face')")
-    return [download_file(category_url(c, base_url), Path(out_dir) / f"{c}.ndjson", **kwargs)
-            for c in categories]
+        raise DownloadError("no categories given (e.g. 'cat,smiley face')")
+    paths = [category_file(c, out_dir) for c in categories]
+    return [download_file(category_url(c, base_url), p, **kwargs) for c, p in zip(categories, paths)]

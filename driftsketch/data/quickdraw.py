@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import orjson
 from tqdm import tqdm
 
 from driftsketch.config import to_dict
@@ -112,6 +113,15 @@ def surely_parses(obj: object) -> bool:
     return True
 
 
+def loads(text: str) -> object:
+    """``json.loads``, through orjson (about 4x faster) where orjson accepts the text; the standard
+    parser decides (and words the error) for everything else (NaN, integers beyond 64 bits, ...)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def parse_line(text: str, recognized_only: bool, strokes: bool = True
                ) -> tuple[str, object, list[np.ndarray] | None]:
     """``("ok" or "unrecognized", obj, strokes)`` or ``("malformed", reason, None)`` for one line.
@@ -119,7 +129,7 @@ def parse_line(text: str, recognized_only: bool, strokes: bool = True
     With ``strokes=False`` only checks that the line would parse (strokes is then None).
     """
     try:
-        obj = json.loads(text)
+        obj = loads(text)
         drawing = parse_drawing(obj) if strokes or not surely_parses(obj) else None
     except (ValueError, RecursionError, OverflowError) as exc:  # JSONDecodeError is a ValueError
         return "malformed", exc, None

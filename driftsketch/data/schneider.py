@@ -304,6 +304,8 @@ def fit_pieces(d: np.ndarray, starts: np.ndarray, lengths: np.ndarray, tol: np.n
             break
         lv, fit = lv.take(~done), fit.take(lv, ~done)
         lv = split_level(lv, fit)
+    if not out:  # no pieces at all (a batch of drawings made only of dots)
+        return np.zeros((0, 4, 2)), np.zeros(0, dtype=np.int64), np.zeros(0)
     bez, piece, frac = (np.concatenate(x) for x in zip(*out))
     order = np.lexsort((frac, piece))
     return bez[order], piece[order], frac[order]

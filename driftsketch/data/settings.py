@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Iterable, Optional
 
-from driftsketch.config import CONFIG_DIR, Config, load_config
+from driftsketch.config import CONFIG_DIR, Config, Count, NonNegativeInt, load_config
 from driftsketch.data.bezier_fit import FitConfig
 
 DATA_CONFIG = CONFIG_DIR / "data.yaml"
@@ -18,12 +18,12 @@ class ImportConfig(Config):
 
     defaults_from: ClassVar[str] = "data.yaml:importer"
     recognized_only: bool
-    max_per_class: Optional[int]
+    max_per_class: Optional[Count]
     seed: int
-    workers: int
-    max_warnings_per_file: int
-    batch_size: int  # drawings fitted together (one task of a worker, one resumable piece)
-    fit_error_every: int  # measure the Chamfer fit error on every n-th drawing (1: all)
+    workers: Count
+    max_warnings_per_file: NonNegativeInt
+    batch_size: Count  # drawings fitted together (one task of a worker, one resumable piece)
+    fit_error_every: Count  # measure the Chamfer fit error on every n-th drawing (1: all)
 
 
 class BuiltinConfig(Config):
@@ -31,7 +31,7 @@ class BuiltinConfig(Config):
 
     defaults_from: ClassVar[str] = "data.yaml:builtin"
     classes: list[str]
-    per_class: int
+    per_class: Count
     seed: int
 
 

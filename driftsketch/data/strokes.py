@@ -110,8 +110,11 @@ def staircase_steps(st: Strokes, extent: np.ndarray, max_fraction: float = 0.15)
     return q
 
 
-def resample(st: Strokes, spacing: float) -> Strokes:
-    """Each stroke (>= 2 distinct points) resampled at uniform arc-length ``spacing``, end points kept."""
+def resample(st: Strokes, spacing: float | np.ndarray) -> Strokes:
+    """Each stroke (>= 2 distinct points) resampled at uniform arc-length ``spacing`` (one value, or
+    one per stroke), end points kept."""
+    if not len(st.pts):  # no line strokes at all (a drawing of dots only): nothing to resample
+        return st
     starts = st.starts
     step = np.zeros(len(st.pts))
     step[1:] = np.linalg.norm(np.diff(st.pts, axis=0), axis=1)

@@ -21,34 +21,40 @@ from torch import nn
 from tqdm import tqdm
 
 from driftsketch.augment import AugmentConfig, random_affine
-from driftsketch.checkpoint import atomic_torch_save
-from driftsketch.config import Config, from_dict, replace_config, to_dict
+from driftsketch.checkpoint import atomic_torch_save, check_torch_file
+from driftsketch.config import (Config, Count, Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, from_dict,
+                                replace_config, to_dict)
+from driftsketch.errors import DriftSketchError
 from driftsketch.raster import rasterize
 from driftsketch.sketch import from_flat, to_flat
 
 FORMAT = "driftsketch-classifier-v1"
 
 
+class ClassifierError(DriftSketchError, ValueError):
+    """A file that is not a loadable DriftSketch classifier; the message names it."""
+
+
 class ClassifierConfig(Config):
     """The sketch classifier (defaults: ``classifier`` in configs/eval.yaml)."""
 
     defaults_from: ClassVar[str] = "eval.yaml:classifier"
-    resolution: int  # raster size in pixels
-    widths: list[int]  # conv channels per stage
-    line_width: float  # raster line width in pixels
-    blur_sigma: float  # raster blur in pixels
-    dropout: float
-    steps: int  # optimiser steps (the builtin data reaches its loss floor by ~150)
-    batch_size: int
-    lr: float
-    weight_decay: float
+    resolution: Count  # raster size in pixels
+    widths: list[Count]  # conv channels per stage
+    line_width: PositiveFloat  # raster line width in pixels
+    blur_sigma: NonNegativeFloat  # raster blur in pixels
+    dropout: Fraction
+    steps: Count  # optimiser steps (the builtin data reaches its loss floor by ~150)
+    batch_size: Count
+    lr: PositiveFloat
+    weight_decay: NonNegativeFloat
     augment: bool  # a small random affine map per sketch, drawn from ``affine``
     affine: AugmentConfig
     seed: int
-    holdout_fraction: float  # data.split() arguments: the held-out part is never trained on
+    holdout_fraction: Fraction  # data.split() arguments: the held-out part is never trained on
     split_seed: int
-    parts: int  # the training split is cut into this many disjoint shares (SketchData.partition) ...
-    part: int  # ... and the classifier trains on this one: judges that must share no data take different parts
+    parts: Count  # the training split is cut into this many disjoint shares (SketchData.partition) ...
+    part: NonNegativeInt  # ... and the classifier trains on this one: judges that must share no data take different parts
 
 
 class SketchCNN(nn.Module):
@@ -128,19 +134,26 @@ class SketchClassifier:
 
     @classmethod
     def load(cls, path: str | Path) -> "SketchClassifier":
-        """Load a file written by :meth:`save` (``weights_only=True``); other files raise ValueError."""
+        """Load a file written by :meth:`save` (``weights_only=True``); other files raise ClassifierError."""
+        check_torch_file(Path(path), "DriftSketch classifier", ClassifierError)
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
         except Exception as exc:
-            raise ValueError(f"{path}: not a DriftSketch classifier file ({exc})") from None
+            raise ClassifierError(f"{path}: not a DriftSketch classifier file ({type(exc).__name__}: "
+                                  f"{' '.join(str(exc).split())[:200]})") from None
         if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a DriftSketch classifier file (expected format {FORMAT!r})")
-        cfg = from_dict(ClassifierConfig, blob["config"], where=str(path))
-        net = SketchCNN(len(blob["class_names"]), cfg)
-        net.load_state_dict(blob["state_dict"])
-        return cls(net, cfg, blob["class_names"], blob.get("metrics"))
+            raise ClassifierError(f"{path}: not a DriftSketch classifier file (expected format {FORMAT!r})")
+        names = blob.get("class_names")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise ClassifierError(f"{path}: class_names must be a non-empty list of strings")
+        cfg = from_dict(ClassifierConfig, blob.get("config"), where=f"{path}: config")
+        try:
+            net = SketchCNN(len(names), cfg)
+            net.load_state_dict(blob["state_dict"])
+        except (KeyError, RuntimeError, TypeError, AttributeError, ValueError) as exc:
+            detail = " ".join(str(exc).split())[:200]
+            raise ClassifierError(f"{path}: classifier weights do not match its config ({detail})") from None
+        return cls(net, cfg, names, blob.get("metrics"))
 
 
 def fit_classifier(beziers: np.ndarray, labels: np.ndarray, class_names: list[str],

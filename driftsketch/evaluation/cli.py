@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from driftsketch.errors import check_out_dir, check_out_file, count_arg, non_negative_arg, run_cli
 from driftsketch.fileio import atomic_write_bytes, atomic_write_text
 from driftsketch.evaluation.settings import CLASSIFIER_SECTIONS, DEFAULT_EVAL_CONFIG, EvalConfig, load_eval_config
 
@@ -49,6 +50,7 @@ def cmd_train_classifier(args: argparse.Namespace, cfg: EvalConfig) -> int:
 
     from driftsketch.evaluation.classifier import train_classifier
 
+    check_out_file(args.out, "--out")
     torch.set_num_threads(args.num_threads or torch.get_num_threads())
     data = _load_data(args.data)
     ccfg = getattr(cfg, "hidden_classifier" if args.hidden else args.section)
@@ -81,13 +83,13 @@ def cmd_evaluate(args: argparse.Namespace, cfg: EvalConfig) -> int:
     from driftsketch.render import plot_bezier_sketches
 
     ev = cfg.evaluate
+    out = check_out_dir(args.out, "--out")
     model = load_model(args.checkpoint)
     clf = SketchClassifier.load(args.classifier)
     real = _load_data(args.data)
     sampling = {"num_steps": ev.num_steps, "cfg_scale": ev.cfg_scale, "solver": ev.solver, "snap_eps": ev.snap_eps}
     report, samples, labels = evaluate_model_with_samples(model, real, clf, ev.num_per_class, ev.seed, **sampling)
     report["sampling"]["checkpoint"] = str(args.checkpoint)
-    out = Path(args.out)
     _write_json(out / "metrics.json", report)
     _write_samples(out / "samples.npz", samples, labels, clf.class_names)
     for c, name in enumerate(clf.class_names):
@@ -112,13 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which classifier of the config: metrics and gate (default), the hidden judge's, the "
                    "simulated annotator's or the reward model's (each on its own part of the training split)")
     t.add_argument("--hidden", action="store_true", help="the same as --section hidden_classifier")
-    t.add_argument("--num-threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    t.add_argument("--num-threads", type=non_negative_arg, default=0, help="torch threads (default: torch's choice)")
     e = sub.add_parser("evaluate", help="generate per class and compare with real held-out sketches")
     e.add_argument("--checkpoint", required=True, type=Path)
     e.add_argument("--data", required=True, help="the real data set (the classifier's)")
     e.add_argument("--classifier", required=True, type=Path)
-    e.add_argument("--num-per-class", type=int, help="evaluate.num_per_class")
-    e.add_argument("--steps", type=int, help="evaluate.num_steps")
+    e.add_argument("--num-per-class", type=count_arg, help="evaluate.num_per_class")
+    e.add_argument("--steps", type=count_arg, help="evaluate.num_steps")
     e.add_argument("--cfg-scale", type=float, help="evaluate.cfg_scale")
     e.add_argument("--solver", help="evaluate.solver")
     e.add_argument("--seed", type=int, help="evaluate.seed")
@@ -129,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``driftsketch-eval``; bad input is one line on stderr and exit code 2."""
+    return run_cli("driftsketch-eval", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     overrides = list(args.set)
     for flag, key in (("num_per_class", "num_per_class"), ("steps", "num_steps"), ("cfg_scale", "cfg_scale"),
@@ -136,11 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, flag, None) is not None:
             overrides.append(f"evaluate.{key}={getattr(args, flag)}")
     run = cmd_train_classifier if args.command == "train-classifier" else cmd_evaluate
-    try:
-        return run(args, load_eval_config(args.config, overrides))
-    except (ValueError, FileNotFoundError) as exc:  # bad config, data, classifier or checkpoint file
-        print(f"driftsketch-eval: error: {exc}", file=sys.stderr)
-        return 2
+    return run(args, load_eval_config(args.config, overrides))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Iterable
 
-from driftsketch.config import CONFIG_DIR, Config, load_config
+from driftsketch.config import CONFIG_DIR, Config, Count, NonNegativeFloat, NonNegativeInt, load_config
 from driftsketch.evaluation.classifier import ClassifierConfig
 from driftsketch.evaluation.judges import HiddenJudgeConfig, LabelingJudgeConfig
 from driftsketch.evaluation.metrics import MetricsConfig
@@ -15,13 +15,13 @@ DEFAULT_EVAL_CONFIG = CONFIG_DIR / "eval.yaml"
 
 class EvaluateConfig(Config):
     defaults_from: ClassVar[str] = "eval.yaml:evaluate"
-    num_per_class: int  # generated sketches per class
-    num_steps: int | None  # None: driftsketch.sampling's default
+    num_per_class: Count  # generated sketches per class
+    num_steps: Count | None  # None: driftsketch.sampling's default
     cfg_scale: float | None
     solver: str | None
     seed: int
-    snap_eps: float | None  # documented post-processing; continuity is reported as measured
-    grid_per_class: int  # sketches shown in each class's sample grid
+    snap_eps: NonNegativeFloat | None  # documented post-processing; continuity is reported as measured
+    grid_per_class: NonNegativeInt  # sketches shown in each class's sample grid
 
 
 CLASSIFIER_SECTIONS = ("classifier", "hidden_classifier", "annotator_classifier", "reward_classifier")

@@ -1,0 +1,55 @@
+"""The preference suite's report (benchmarks/preference_suite.py): means and spreads over seeds, the control."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import preference_suite as ps  # noqa: E402
+
+
+def _round(out: Path, data: str, cell: str, seed: int, labels: int, wins: dict, shifts: dict) -> None:
+    d = out / data / cell / f"s{seed}"
+    d.mkdir(parents=True, exist_ok=True)
+    ev = {"metrics": {"recognizability": 0.7, "fd": 5.0, "continuity": 0.9},
+          "annotators": {a: {"win_rate": wins[a], "shift_std": shifts[a]} for a in wins}}
+    (d / f"round_{labels // 100 - 1:02d}.json").write_text(json.dumps({"labels": labels, "eval": ev, "seconds": 1.0}))
+
+
+def test_summary_means_spreads_control_and_65_percent_label(tmp_path):
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "setup_info.json").write_text(json.dumps(
+        {"annotators": {"smooth": {"kind": "per-sketch"}, "wide": {"kind": "style"}}}))
+    base = {str(seed): {"recognizability": 0.68 + 0.02 * seed, "fd": 4.0, "continuity": 0.9} for seed in range(3)}
+    ps.write_base_metrics(tmp_path / "toy" / "base_metrics.json", {"0": base["0"]})  # two processes, two seeds each
+    ps.write_base_metrics(tmp_path / "toy" / "base_metrics.json", {"1": base["1"], "2": base["2"]})
+    for seed, (w100, w500, ctl) in enumerate([(0.55, 0.70, 0.50), (0.60, 0.62, 0.46), (0.50, 0.72, 0.48)]):
+        _round(tmp_path, "toy", "smooth", seed, 100, {"smooth": w100}, {"smooth": 0.1})
+        _round(tmp_path, "toy", "smooth", seed, 500, {"smooth": w500}, {"smooth": 0.3})
+        _round(tmp_path, "toy", "wide", seed, 500, {"wide": 0.9}, {"wide": 1.0 + seed})
+        _round(tmp_path, "toy", "control", seed, 500, {"smooth": ctl, "wide": 0.2},
+               {"smooth": 0.0, "wide": -0.1 * seed})
+    s = ps.summarize(tmp_path)
+    row = next(r for r in s["table"] if r["annotator"] == "smooth" and r["labels"] == 500)
+    assert row["seeds"] == 3 and row["win"] == pytest.approx(np.mean([0.70, 0.62, 0.72]))
+    assert row["win_std"] == pytest.approx(np.std([0.70, 0.62, 0.72], ddof=1))
+    assert row["control_win"] == pytest.approx(np.mean([0.50, 0.46, 0.48]))
+    assert row["recognizability_delta"] == pytest.approx(np.mean([0.02, 0.0, -0.02]))  # tuned 0.7 on every seed
+    assert row["fd_ratio"] == pytest.approx(1.25) and s["base"]["toy"]["recognizability"] == pytest.approx(0.70)
+    wide = next(r for r in s["table"] if r["annotator"] == "wide")
+    assert wide["kind"] == "style" and wide["control_shift_std"] == pytest.approx(0.1)
+    assert s["reaches_65"] == {"toy/smooth": 500, "toy/wide": 500}
+    assert s["headline"]["runs"] == 6 and s["headline"]["cells"] == 2
+    assert s["headline"]["win_at_500_mean"] == pytest.approx(np.mean([0.70, 0.62, 0.72, 0.9, 0.9, 0.9]))
+    assert s["headline"]["by_kind"]["style"] == {"mean": pytest.approx(0.9), "std": pytest.approx(0.0), "runs": 3}
+    md = ps.markdown(s)
+    assert "By kind: per-sketch 68.0 ± 5.3 (3 runs); style 90.0 ± 0.0 (3 runs)." in md
+    assert "| toy | smooth | per-sketch | 500 | 3 | 68.0 ± 5.3 |" in md
+    assert "| 0.700 ± 0.000 | +0.0 ± 2.0 | 5.00 ± 0.00 | 1.25 ± 0.00 |" in md
+    assert "- toy (3 seeds): recognizability 0.700, fd 4.000, continuity 0.900" in md
+    assert "toy/wide: run +2.00 ± 1.00, control -0.10 ± 0.10, ratio 20.0" in md
