@@ -118,7 +118,8 @@ class PreferenceDataset(Dataset):
             unique.append(rec)
         kept, dropped = latest_of_chains(unique)
         self.stats["superseded"] = dropped
-        return self._known_classes(kept)
+        self._check_classes(kept)
+        return kept
 
     @staticmethod
     def _select_quiet(records: list[PreferenceRecord]) -> list[PreferenceRecord]:
@@ -130,20 +131,14 @@ class PreferenceDataset(Dataset):
                 unique.append(rec)
         return latest_of_chains(unique)[0]
 
-    def _known_classes(self, records: list[PreferenceRecord]) -> list[PreferenceRecord]:
-        """``records`` minus those of a class the model does not know: skipped, counted and warned about
-        (one bad record never stops the dataset)."""
+    def _check_classes(self, records: list[PreferenceRecord]) -> None:
         if self.class_names is None:
-            return records
-        known = set(self.class_names)
-        unknown = sorted({r.class_name for r in records} - known)
-        for name in unknown:
-            bad = [r for r in records if r.class_name == name]
-            self.skipped[f"class {name!r} that the base model does not know"] += len(bad)
-            warnings.warn(f"skipping {len(bad)} preference record(s) of class {name!r} that the base model does "
-                          f"not know (e.g. record {bad[0].id}); model classes: {', '.join(self.class_names)}",
-                          StoreWarning, stacklevel=3)
-        return [r for r in records if r.class_name in known] if unknown else records
+            return
+        unknown = sorted({r.class_name for r in records} - set(self.class_names))
+        if unknown:
+            example = next(r.id for r in records if r.class_name == unknown[0])
+            raise ValueError(f"preference records use class(es) {unknown} that the base model does not know "
+                             f"(e.g. record {example}); model classes: {', '.join(self.class_names)}")
 
     def label_of(self, rec: PreferenceRecord) -> int:
         """The model's class id for ``rec`` (by class name when the model's names are known)."""
