@@ -25,6 +25,11 @@ def round_markdown(summary: dict) -> str:
              f"**Decision:** {'promoted' if d.get('promoted') else 'not promoted'}: {d.get('reason', '-')}", "",
              f"Pulled {summary.get('pulled', 0)} annotations; {summary.get('usable_pairs', 0)} new usable pairs; "
              f"pushed {summary.get('pushed', 0)} pairs; retired {summary.get('retired', 0)} stale tasks.", ""]
+    pull = summary.get("pull") or {}
+    if pull.get("quarantined") or pull.get("quarantine_open") or pull.get("released"):
+        lines += [f"Quarantine: {pull.get('quarantined', 0)} annotations held back this round, "
+                        f"{pull.get('released', 0)} released, {pull.get('quarantine_open', 0)} still held "
+                        "(`driftsketch-labelstudio quarantine` lists them and why).", ""]
     before, after = summary.get("metrics_current") or {}, summary.get("metrics_candidate") or {}
     if before or after:
         lines += ["| metric | current | candidate |", "|---|---|---|"]
