@@ -285,10 +285,14 @@ def _append_bytes(path: Path, payload: bytes) -> None:
                 f.seek(size - 1)
                 if f.read(1) != b"\n":  # a crash left a torn line: end it so ours start cleanly
                     payload = b"\n" + payload
-        written = os.write(fd, payload)
-        if written != len(payload):
-            raise OSError(f"{path}: short write ({written} of {len(payload)} bytes)")
-        os.fsync(fd)
+        try:
+            written = os.write(fd, payload)
+            if written != len(payload):
+                raise OSError(f"{path}: short write ({written} of {len(payload)} bytes; disk full?)")
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)  # a full disk must not leave half a line behind: back to what was there
+            raise
     finally:
         os.close(fd)
     if new:

@@ -42,10 +42,14 @@ def round_markdown(summary: dict) -> str:
         lines += [f"- {name}: `{Path(p).resolve()}`" for name, p in grids.items()]
         lines.append("")
     lines += annotator_lines(summary)
-    timings = summary.get("timings") or {}
+    timings, cpu = summary.get("timings") or {}, summary.get("cpu_seconds") or {}
     if timings:
-        lines += ["| step | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in timings.items()]
-        lines += [f"| **all steps** | **{sum(timings.values()):.1f}** |"]
+        lines += ["| step | seconds | CPU seconds |", "|---|---|---|"]
+        lines += [f"| {k} | {v:.1f} | {cpu[k]:.1f} |" if k in cpu else f"| {k} | {v:.1f} | - |"
+                  for k, v in timings.items()]
+        lines += [f"| **all steps** | **{sum(timings.values()):.1f}** | {sum(cpu.values()):.1f} |"]
+        if "reward_fit" in timings or "amplify" in timings:
+            lines.append("(CPU seconds of train include its parts reward_fit and amplify)")
     if summary.get("peak_rss_mib"):
         lines += ["", f"Peak memory (resident) of the round: {summary['peak_rss_mib']:.0f} MiB"]
     return "\n".join(lines)
