@@ -73,9 +73,14 @@ def save_checkpoint(path: str | Path, model: SketchFlowTransformer, class_names:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` written atomically and durably (:func:`driftsketch.fileio.atomic_writer`)."""
+    """``torch.save`` written atomically and durably (:func:`driftsketch.fileio.atomic_writer`). A write that
+    fails (a full disk: torch's writer says ``RuntimeError ... unexpected pos``) is an OSError naming
+    ``path``; the old file stays as it was."""
     with atomic_writer(path) as fh:
-        torch.save(obj, fh)
+        try:
+            torch.save(obj, fh)
+        except RuntimeError as exc:
+            raise OSError(f"{path}: writing the checkpoint failed, is the disk full? ({exc})") from None
 
 
 def check_torch_file(path: Path, what: str, error: type[DriftSketchError]) -> None:
