@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--faults", nargs="+", choices=list(FAULTS), default=list(FAULTS))
     p.add_argument("--together-trials", type=int, default=5, help="trials of two pulls / two bots at once")
+    p.add_argument("--disk-trials", type=int, default=10, help="trials of a full disk (needs root: tmpfs mounts)")
     p.add_argument("--trials", type=int, default=20)
     p.add_argument("--server-trials", type=int, default=10, help="trials of Label Studio killed mid-pull")
     p.add_argument("--seed", type=int, default=0)
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for i, name in enumerate(args.faults):
             trials = {"server": args.server_trials, "two-pulls": args.together_trials,
-                      "two-bots": args.together_trials}.get(name, args.trials)
+                      "two-bots": args.together_trials, "disk-pull": args.disk_trials,
+                      "disk-checkpoint": args.disk_trials}.get(name, args.trials)
             rows.append(FAULTS[name](env, trials, args.seed + 1000 * i))
             r = rows[-1]
             print(f"{r.fault}: " + ", ".join(f"{c} {getattr(r, c)}" for c in COLUMNS) + f" ({r.seconds:.0f} s)",

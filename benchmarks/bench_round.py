@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 
-STEPS = ("pull", "train", "evaluate", "generate", "render", "push")
+STEPS = ("bootstrap", "pull", "reward_fit", "amplify", "train", "evaluate", "generate", "render", "push")
 
 
 def start_labelstudio(data_dir: Path):
@@ -124,16 +124,21 @@ def main(argv: list[str] | None = None) -> None:
     clf_path = Path(args.hidden_classifier) if args.hidden_classifier else out / "hidden_classifier.pt"
     win = hidden_win_rate(str(reg.current_path()), args.base, params.data, clf_path, args.win_per_class, seed=777)
     result = {"pairs": args.pairs, "timed_round": {s: rounds[1]["timings"].get(s, 0.0) for s in STEPS},
+              "timed_round_cpu_s": rounds[1].get("cpu_seconds", {}),
+              "load_average": os.getloadavg(),
               "timed_round_wall_s": rounds[1]["wall_s"], "rounds": [
                   {"timings": r["timings"], "wall_s": r["wall_s"], "decision": r["decision"], "current": r["current"],
                    "pulled": r["pulled"], "pushed": r["pushed"]} for r in rounds],
               "current_after_round_2": reg.current, "lineage": [m.id for m in reg.load().models.values()],
               "hidden_judge_win_rate_vs_base": win}
     (out / "bench_round.json").write_text(json.dumps(result, indent=2, default=str))
-    print("\n| step | seconds (round 1, %d pairs) |\n|---|---|" % args.pairs)
+    cpu = result["timed_round_cpu_s"]
+    print("\n| step | seconds (round 1, %d pairs) | CPU seconds |\n|---|---|---|" % args.pairs)
     for s in STEPS:
-        print(f"| {s} | {result['timed_round'][s]:.1f} |")
-    print(f"| whole round (wall) | {result['timed_round_wall_s']:.1f} |")
+        print(f"| {s} | {result['timed_round'][s]:.1f} | {cpu.get(s, '-')} |")
+    print(f"| whole round (wall) | {result['timed_round_wall_s']:.1f} | {sum(cpu.values()):.1f} |")
+    print("(CPU seconds of this process, all threads; train's include reward_fit and amplify; "
+          "load average %.1f / %.1f / %.1f on %d CPUs)" % (*os.getloadavg(), os.cpu_count()))
     print(f"\nhidden-judge win rate of {reg.current} over the base: {win['win_rate']:.3f} "
           f"(95% CI {win['ci_low']:.3f}-{win['ci_high']:.3f}, n={win['n']})")
 

@@ -574,6 +574,122 @@ def fault_two_bots(env: FaultEnv, trials: int, seed: int, pairs: int = 8) -> Fau
     return row
 
 
+class DiskUnavailable(RuntimeError):
+    """A small file system cannot be mounted here (not root, or no mount rights in this container)."""
+
+
+class SmallDisk:
+    """A ``size_kb`` tmpfs mounted at ``path`` (root only), to be filled up with :meth:`leave_free`."""
+
+    def __init__(self, path: Path, size_kb: int) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise DiskUnavailable(f"cannot mount a tmpfs at {path}: {out.stderr.strip()}")
+
+    def leave_free(self, free_bytes: int) -> None:
+        """Fill the disk with a filler file, then give back ``free_bytes`` (rounded to pages)."""
+        filler = self.path / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            while os.write(fd, b"\0" * 65536):
+                pass
+        except OSError:  # ENOSPC: full
+            pass
+        finally:
+            os.close(fd)
+        size = filler.stat().st_size
+        os.truncate(filler, max(0, size - free_bytes))
+
+    def free_all(self) -> None:
+        (self.path / "filler").unlink(missing_ok=True)
+
+    def close(self) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
+
+
+def fault_full_disk_pull(env: FaultEnv, trials: int, seed: int) -> FaultRow:
+    """`pull` into a store on a disk with a seeded random amount of free space (0 to the size of the
+    records it writes), then the same pull after space was freed: nothing torn, lost or duplicated."""
+    ref_ids = {r["id"] for r in env.ref_records}
+    row, rng, t0 = FaultRow("full disk during a pull"), np.random.default_rng(seed), time.monotonic()
+    need = sum(p.stat().st_size for p in (env.root / "ref-store" / "sessions").glob("*.jsonl"))
+    for i in range(trials):
+        disk = SmallDisk(env.root / "trials" / f"disk-pull-{i}", 16 * 1024)  # the filler takes all but the free part
+        try:
+            store = disk.path / "store"
+            shutil.copytree(env.base_store, store, ignore=shutil.ignore_patterns("sessions", "cursor.json"))
+            disk.leave_free(int(rng.uniform(0, need)))
+            first = run(command("driftsketch-labelstudio", ["pull", *env.sets(store=store)]), env.env)
+            row.add(trials=1, killed=first.returncode != 0)
+            if first.returncode not in (0, 2):
+                row.note(f"trial {i}: the pull on a full disk ended with {first.returncode}: {first.stderr[-200:]}")
+            disk.free_all()
+            out = run(command("driftsketch-labelstudio", ["pull", *env.sets(store=store)]), env.env)
+            if out.returncode != 0:
+                row.add(stuck=1)
+                row.note(f"trial {i}: re-run exit {out.returncode}: {out.stderr[-200:]}")
+            records, torn = scan_sessions(store)
+            keys = [(r["source"]["project"], r["source"]["annotation"]) for r in records]
+            row.add(lost=len(ref_ids - {r["id"] for r in records}), duplicated=count_dupes(keys), torn_lines=torn,
+                    temp_files=len(temp_files(store)), corrupt_json=len(bad_json(store / "cursor.json")))
+            if torn:
+                row.note(f"trial {i}: {torn} torn lines after a pull on a full disk and its re-run")
+        finally:
+            disk.close()
+    row.seconds = time.monotonic() - t0
+    return row
+
+
+def fault_full_disk_checkpoint(env: FaultEnv, trials: int, seed: int) -> FaultRow:
+    """`driftsketch-train-dpo` writing its checkpoints to a disk with a seeded random amount of free space
+    (0 to what the checkpoints need), then re-run (``--resume`` when last.pt exists) after space was freed:
+    both checkpoints load and hold the unkilled run's step; no temporary file is left."""
+    import torch
+
+    row, rng, t0 = FaultRow("full disk during checkpoint writes"), np.random.default_rng(seed), time.monotonic()
+    base = ["--base-checkpoint", env.checkpoint, "--preference-dir", str(env.root / "ref-store"), "--epochs", "2",
+            "--batch-size", "8", "--no-wandb", "--num-threads", "1", "--set", "early_stopping_patience=0",
+            "--set", "min_pairs=4"]
+    ref = env.root / "trials" / "disk-dpo-ref"
+    shutil.rmtree(ref, ignore_errors=True)
+    run(command("driftsketch-train-dpo", [*base, "--checkpoint-dir", str(ref)]), env.env).check_returncode()
+    need = sum(p.stat().st_size for p in ref.rglob("*") if p.is_file())
+
+    def steps(path: Path) -> int | None:
+        try:
+            return int(torch.load(path, map_location="cpu", weights_only=True).get("step", -1))
+        except Exception:  # noqa: BLE001 - any failure to load is what we count
+            return None
+
+    want = steps(ref / "model.pt"), steps(ref / "last.pt")
+    for i in range(trials):
+        disk = SmallDisk(env.root / "trials" / f"disk-dpo-{i}", 3 * need // 1024 + 16 * 1024)
+        try:
+            out_dir = disk.path / "dpo"
+            disk.leave_free(int(rng.uniform(0, need)))
+            first = run(command("driftsketch-train-dpo", [*base, "--checkpoint-dir", str(out_dir)]), env.env)
+            row.add(trials=1, killed=first.returncode != 0)
+            if first.returncode not in (0, 2):
+                row.note(f"trial {i}: training on a full disk ended with {first.returncode}: {first.stderr[-200:]}")
+            disk.free_all()
+            resume = ["--resume"] if (out_dir / "last.pt").is_file() else []
+            out = run(command("driftsketch-train-dpo", [*base, "--checkpoint-dir", str(out_dir), *resume]), env.env)
+            if out.returncode != 0:
+                row.add(stuck=1)
+                row.note(f"trial {i}: re-run exit {out.returncode}: {out.stderr.strip()[-200:]}")
+            got = steps(out_dir / "model.pt"), steps(out_dir / "last.pt")
+            row.add(corrupt_json=sum(g is None for g in got), temp_files=len(temp_files(out_dir)))
+            if got != want:
+                row.note(f"trial {i}: steps {got} != {want}")
+        finally:
+            disk.close()
+    row.seconds = time.monotonic() - t0
+    return row
+
+
 def hung_server_give_up() -> dict:
     """Seconds until `driftsketch-labelstudio pull` gives up on a server that accepts and never answers
     (defaults of configs/labelstudio.yaml), and what it printed."""
@@ -597,4 +713,5 @@ def hung_server_give_up() -> dict:
 FAULTS: dict[str, Callable[[FaultEnv, int, int], FaultRow]] = {
     "pull": fault_pull, "push": fault_push, "bot": fault_bot, "promote": fault_promote,
     "finetune": fault_finetune, "server": fault_server_stop, "two-pulls": fault_two_pulls, "two-bots": fault_two_bots,
+    "disk-pull": fault_full_disk_pull, "disk-checkpoint": fault_full_disk_checkpoint,
 }

@@ -4,6 +4,7 @@
       sessions/<session>.jsonl   one PreferenceRecord per line, append-only
       beziers/<sample_id>.npy    float32 (32, 4, 2)
       noise/<sample_id>.npy      float32 (32, 8), optional: the x0 that generated the sketch
+      quarantine.jsonl           append-only: annotations a pull held back (arrays missing, ...), and why
 
 Crash safety: arrays are written atomically (tmp file + fsync + ``os.replace``) before any record
 refers to them; :meth:`PreferenceStore.append` writes all its records in one ``write`` on an
@@ -40,6 +41,7 @@ except ImportError:  # pragma: no cover - non-POSIX
     fcntl = None
 
 DEFAULT_ROOT = Path("data/preferences")
+QUARANTINE_FILE = "quarantine.jsonl"  # annotations a pull could not store, and why (see labeling/pull.py)
 
 
 class StoreError(DriftSketchError, ValueError):
@@ -197,6 +199,35 @@ class PreferenceStore:
         """Source keys of every stored record."""
         return {r.source_key for r in self.scan().records}
 
+    # ---- quarantine ---------------------------------------------------------------------------
+    @property
+    def quarantine_path(self) -> Path:
+        return self.root / QUARANTINE_FILE
+
+    def add_quarantine(self, entries: list[dict]) -> None:
+        """Append ``entries`` (JSON objects: what was held back and why) to the quarantine file in one
+        write + fsync; append-only, like the sessions."""
+        if not entries:
+            return
+        self.sessions_dir.mkdir(parents=True, exist_ok=True)
+        payload = "".join(json.dumps(e, sort_keys=True, default=str) + "\n" for e in entries).encode()
+        with self._lock():
+            _append_bytes(self.quarantine_path, payload)
+
+    def quarantine_entries(self) -> list[dict]:
+        """Every line of the quarantine file in order (torn or malformed lines skipped)."""
+        if not self.quarantine_path.is_file():
+            return []
+        out = []
+        for raw in self.quarantine_path.read_bytes().split(b"\n"):
+            try:
+                entry = json.loads(raw) if raw.strip() else None
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                out.append(entry)
+        return out
+
     def append(self, records: list[PreferenceRecord], session: str) -> None:
         """Append ``records`` to ``sessions/<session>.jsonl`` in one write + fsync.
 
@@ -254,10 +285,14 @@ def _append_bytes(path: Path, payload: bytes) -> None:
                 f.seek(size - 1)
                 if f.read(1) != b"\n":  # a crash left a torn line: end it so ours start cleanly
                     payload = b"\n" + payload
-        written = os.write(fd, payload)
-        if written != len(payload):
-            raise OSError(f"{path}: short write ({written} of {len(payload)} bytes)")
-        os.fsync(fd)
+        try:
+            written = os.write(fd, payload)
+            if written != len(payload):
+                raise OSError(f"{path}: short write ({written} of {len(payload)} bytes; disk full?)")
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)  # a full disk must not leave half a line behind: back to what was there
+            raise
     finally:
         os.close(fd)
     if new:

@@ -36,18 +36,21 @@ from tasks.train import finetune_round, finetune_timings
 
 
 class StepTimer:
-    """Wall seconds per named step, accumulated (``with timer("train"): ...``)."""
+    """Wall seconds per named step, accumulated (``with timer("train"): ...``), and the CPU seconds of
+    this process (all its threads) per step: what a step costs whatever else the machine runs."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
     def __call__(self, name: str):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+            self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + time.process_time() - c0
 
     def split(self, name: str, parts: dict[str, float]) -> None:
         """Show step ``name`` as its measured ``parts``; what they do not cover stays under ``name``."""
@@ -210,6 +213,7 @@ def online_dpo(params: RoundParams = load_round_params()) -> dict:
     summary.update(refill_queue(params, projects, current, current_eval, class_names, summary.get("round_id"),
                                 classifier, timer))
     summary["timings"] = timer.seconds
+    summary["cpu_seconds"] = {k: round(v, 2) for k, v in timer.cpu_seconds.items()}  # train: incl. its parts
     summary["peak_rss_mib"] = round(peak_rss_mib(), 1)
     summary["report"] = publish_report(summary, f"{work}/reports/{stamp()}-{summary.get('round_id') or 'no-train'}",
                                        params.wandb)

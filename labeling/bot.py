@@ -1,4 +1,4 @@
-"""A simulated annotator: answers open Label Studio tasks through the API as a person would.
+"""A simulated annotator: answers Label Studio tasks through the API as a person would.
 
 It judges with a judge from :mod:`driftsketch.evaluation.judges` (``labeling``: classifier confidence +
 continuity; ``hidden``: the evaluation judge) made noisy by :func:`prefer` (``noise``: flip
@@ -6,6 +6,15 @@ probability; ``tie_margin`` / ``tie_rate``: ties). Sketches come from the prefer
 the sample paths in the task data. It annotates as its own Label Studio user (``bot@driftsketch.local``
 by default), so every record it causes says ``annotator=bot@...``: bot judgements are never mistaken
 for human ones.
+
+One answer per task unless overlap is configured, also with several bots and people at once: the bot
+logs in as its own user and takes one task at a time from Label Studio's own next-task dispatch
+(``GET /api/projects/<id>/next/``, the label stream a person gets), which skips tasks that have their
+``maximum_annotations`` (annotations plus other users' locks) and locks the task it hands out until it is
+answered; bots on one machine also ask one at a time (a file lock in the store), because on SQLite Label
+Studio's row locks are no-ops. The bot's account is made through the organisation's invite link on first
+use, with a password derived from the API token it runs with (nothing written to disk). A task whose
+arrays are missing is skipped in Label Studio (like a person's "Skip") and counted, never a reason to stop.
 
 It can also behave like the annotators an annotation lead has to defend against (:func:`misbehave`):
 ``careless_share`` of its pairwise answers are coin flips between A and B, ``always_left_share`` pick
@@ -19,19 +28,30 @@ whatever is shown on the left, and ``tie_rate`` are ties whatever the sketches. 
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 from pathlib import Path
+from typing import Iterator
 
+import httpx
 import numpy as np
 from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
 from tqdm import tqdm
 
 from dpo.store import PreferenceStore
+from driftsketch.errors import DriftSketchError
 from driftsketch.evaluation.judges import prefer
 from driftsketch.sketch import validate_sketch
-from labeling.client import client_url, with_retries
+from labeling.client import api_key_of, client_url, with_retries
 from labeling.config import BotConfig
 from labeling.projects import control_names, project_kind
-from labeling.queue import open_tasks
+
+try:  # advisory lock: bots on one machine ask Label Studio for their next task one at a time
+    import fcntl
+except ImportError:  # pragma: no cover - non-POSIX
+    fcntl = None
 
 RATING_RANGE = (0.0, 2.0)  # judge scores mapped linearly onto 1..5 stars (labeling judge: ~[-2, 2])
 
@@ -133,23 +153,154 @@ def decide(kind: str, tasks: list, store: PreferenceStore, judge, cfg: BotConfig
                      cfg.always_left_share)
 
 
+def _answer(kind: str, names: dict, task, store: PreferenceStore, judge, cfg: BotConfig,
+            rng: np.random.Generator) -> tuple[str, list[dict]]:
+    """The bot's answer to one task (its key for the counts, and the annotation result)."""
+    choice = decide(kind, [task], store, judge, cfg, rng)[0]
+    return str(choice), _results(kind, names, [choice], [task.data.get("left", "a")])[0]
+
+
 def run_bot(ls: LabelStudio, project_id: int, store: PreferenceStore, judge, cfg: BotConfig,
             limit: int | None = None, progress: bool = True) -> dict:
-    """Answer up to ``limit`` open tasks of ``project_id``; ``{"answered": n, "choices": {...}}``."""
+    """Answer up to ``limit`` tasks of ``project_id`` as the bot user ``cfg.email``, one at a time through
+    Label Studio's own next-task dispatch (see the module docstring); ``{"answered": n, "choices": {...},
+    "skipped": k, "skipped_tasks": [...]}``. A task whose arrays are missing or invalid is skipped in Label
+    Studio (a cancelled annotation, as a person's "Skip") and counted; the others are still answered."""
+    from types import SimpleNamespace
+
     url = client_url(ls)
     config = with_retries(lambda: ls.projects.get(project_id).label_config, url)
     kind, names = project_kind(config), control_names(config)
-    tasks = open_tasks(ls, project_id)[:limit]
-    if not tasks:
-        return {"answered": 0, "choices": {}}
-    bot_id = ensure_bot_user(ls, cfg.email)
+    me = BotUser.login(ls, cfg.email)
     rng = np.random.default_rng(cfg.seed)
-    answers = decide(kind, tasks, store, judge, cfg, rng)
-    results = _results(kind, names, answers, [t.data.get("left", "a") for t in tasks])
-    for task, result in tqdm(list(zip(tasks, results)), desc="bot answers", unit="task", disable=not progress):
-        with_retries(lambda: ls.annotations.create(id=task.id, result=result, completed_by=bot_id,
-                                                   lead_time=cfg.lead_time_s), url, idempotent=False)
-    keys, counts = [str(x) for x in answers], {}
-    for k in keys:
-        counts[k] = counts.get(k, 0) + 1
-    return {"answered": len(tasks), "choices": counts}
+    counts: dict[str, int] = {}
+    skipped: list[str] = []
+    seen: set[int] = set()
+    bar = tqdm(total=limit, desc=f"bot {cfg.email}", unit="task", disable=not progress)
+    try:
+        while limit is None or sum(counts.values()) < limit:
+            with _dispatch_lock(store):  # local bots ask one at a time: a database without row locks
+                got = me.next_task(project_id)  # (SQLite) cannot hand one task to two of them
+            if got is None or int(got["id"]) in seen:  # nothing left for this user
+                break
+            task = SimpleNamespace(id=int(got["id"]), data=got.get("data") or {})
+            seen.add(task.id)
+            try:
+                key, result = _answer(kind, names, task, store, judge, cfg, rng)
+            except (FileNotFoundError, KeyError, TypeError, ValueError, DriftSketchError) as exc:
+                me.annotate(task.id, [], cancelled=True)  # releases the lock; others may still take it
+                skipped.append(f"task {task.id}: {exc}")
+                continue
+            me.annotate(task.id, result, lead_time=cfg.lead_time_s)
+            counts[key] = counts.get(key, 0) + 1
+            bar.update(1)
+    finally:
+        bar.close()
+        me.close()
+    return {"answered": sum(counts.values()), "choices": counts, "skipped": len(skipped), "skipped_tasks": skipped}
+
+
+@contextlib.contextmanager
+def _dispatch_lock(store: PreferenceStore) -> Iterator[None]:
+    if fcntl is None:  # pragma: no cover - non-POSIX
+        yield
+        return
+    store.root.mkdir(parents=True, exist_ok=True)
+    with open(store.root / ".bot-dispatch.lock", "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+class BotError(DriftSketchError, RuntimeError):
+    """The bot cannot act as its own Label Studio user; the message says why and what to do."""
+
+
+def bot_password(ls: LabelStudio, email: str) -> str:
+    """The bot account's password, derived from the API token the bot was started with (HMAC): nothing is
+    written to disk, and whoever holds that token can already do everything the bot can."""
+    key = api_key_of(ls)
+    return "ds-" + hmac.new(key.encode(), f"driftsketch bot {email.lower()}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _form_post(http: httpx.Client, path: str, fields: dict) -> httpx.Response:
+    """POST a Django form the way a browser does (CSRF cookie + token + same-origin Referer)."""
+    page = http.get(path)
+    token = http.cookies.get("csrftoken") or ""
+    return http.post(path, data={**fields, "csrfmiddlewaretoken": token},
+                     headers={"Referer": str(page.url), "X-CSRFToken": token})
+
+
+class BotUser:
+    """A session as the bot's own Label Studio user: its API token, the next-task dispatch, answers."""
+
+    def __init__(self, url: str, email: str, token: str, timeout: float = 30.0):
+        self.url, self.email = url, email
+        self.http = httpx.Client(base_url=url, timeout=timeout, headers={"Authorization": f"Token {token}"})
+
+    @classmethod
+    def login(cls, ls: LabelStudio, email: str, timeout: float = 30.0) -> "BotUser":
+        """Log in as ``email`` (signing up through the organisation's invite link on first use)."""
+        url = client_url(ls)
+        password = bot_password(ls, email)
+        with httpx.Client(base_url=url, timeout=timeout) as http:
+            if not with_retries(lambda: cls._login(http, email, password), url):
+                invite = with_retries(lambda: _admin_get(ls, "/api/invite", timeout), url)
+                with_retries(lambda: _form_post(http, f"/user/signup/?token={invite['token']}",
+                                                {"email": email, "password": password}), url, idempotent=False)
+                if not with_retries(lambda: cls._login(http, email, password), url):
+                    raise BotError(f"Label Studio at {url}: cannot log in as {email!r}: the account exists but was "
+                                   "not made by the bot with this API token (another tool, or the token changed); "
+                                   "use another --email / bot.email")
+            resp = with_retries(lambda: http.get("/api/current-user/token"), url)
+            token = resp.json().get("token") if resp.status_code == 200 else None
+        if not token:
+            raise BotError(f"Label Studio at {url} gives {email!r} no API token (HTTP {resp.status_code}); the bot "
+                           "needs legacy API tokens enabled (`driftsketch-labelstudio start` enables them)")
+        return cls(url, email, token, timeout)
+
+    @staticmethod
+    def _login(http: httpx.Client, email: str, password: str) -> bool:
+        http.cookies.clear()
+        resp = _form_post(http, "/user/login/", {"email": email, "password": password})
+        if resp.status_code >= 500:
+            raise ApiError(status_code=resp.status_code, body=resp.text[:200])
+        return resp.status_code in (301, 302) and "sessionid" in http.cookies
+
+    def next_task(self, project_id: int) -> dict | None:
+        """``GET /api/projects/<id>/next/`` as this user: the next task Label Studio hands it (and locks for
+        it, honouring ``maximum_annotations``), or None when it has nothing left for this user."""
+        def call():
+            resp = self.http.get(f"/api/projects/{int(project_id)}/next/")
+            if resp.status_code == 404:
+                return None
+            if resp.status_code >= 400:
+                raise ApiError(status_code=resp.status_code, body=resp.text[:300])
+            return resp.json()
+
+        return with_retries(call, self.url)
+
+    def annotate(self, task_id: int, result: list[dict], lead_time: float | None = None,
+                 cancelled: bool = False) -> dict:
+        """Create this user's annotation (``cancelled``: a skip) of ``task_id``; Label Studio releases the lock."""
+        body = {"result": result, "was_cancelled": cancelled, **({"lead_time": lead_time} if lead_time else {})}
+
+        def call():
+            resp = self.http.post(f"/api/tasks/{int(task_id)}/annotations/", json=body)
+            if resp.status_code >= 400:
+                raise ApiError(status_code=resp.status_code, body=resp.text[:300])
+            return resp.json()
+
+        return with_retries(call, self.url, idempotent=False)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _admin_get(ls: LabelStudio, path: str, timeout: float) -> dict:
+    resp = httpx.get(client_url(ls) + path, headers=ls._client_wrapper.get_headers(), timeout=timeout)
+    if resp.status_code >= 400:
+        raise ApiError(status_code=resp.status_code, body=resp.text[:300])
+    return resp.json()

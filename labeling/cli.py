@@ -6,6 +6,7 @@
     driftsketch-labelstudio bot --judge labeling --classifier runs/classifier.pt
     driftsketch-labelstudio bot --bots 2 --careless-share 1 --email careless@driftsketch.local ...
     driftsketch-labelstudio pull             # new annotations -> data/preferences (exactly once)
+    driftsketch-labelstudio quarantine       # annotations a pull held back, and why (retried by every pull)
     driftsketch-labelstudio annotators       # per-annotator quality, agreement, training weights
     driftsketch-labelstudio queue            # open tasks per project
     driftsketch-labelstudio retire --keep-checkpoint <id>
@@ -97,13 +98,18 @@ def cmd_push(cfg: LabelStudioConfig, args) -> int:
         batch = PairBatch(x[0::2], x[1::2], labels[0::2], names, nx[0::2], nx[1::2])
         gold = make_gold(cfg.gold, names, n_gold, model.checkpoint_id, args.round_id) if n_gold else None
         pushed = push_tasks(ls, ids["pairwise"], batch, gold=gold, **kw)
-        print(f"pushed {len(pushed)} pairwise tasks ({n_gold} gold pairs) to project {ids['pairwise']}")
+        print(f"pushed {len(pushed)} pairwise tasks ({n_gold} gold pairs) to project {ids['pairwise']}"
+              f"{_already(args.pairs - len(pushed))}")
     if args.ratings:
         labels = np.arange(args.ratings) % len(names)
         x, nx = _generate(model, labels, args.seed + 1)
         pushed = push_tasks(ls, ids["rating"], RatingBatch(x, labels, names, nx), **kw)
-        print(f"pushed {len(pushed)} rating tasks to project {ids['rating']}")
+        print(f"pushed {len(pushed)} rating tasks to project {ids['rating']}{_already(args.ratings - len(pushed))}")
     return 0
+
+
+def _already(n: int) -> str:
+    return f"; {n} already in the project (an earlier push of the same sketches)" if n else ""
 
 
 def cmd_pull(cfg: LabelStudioConfig, args) -> int:
@@ -117,6 +123,25 @@ def cmd_pull(cfg: LabelStudioConfig, args) -> int:
     out = report.to_dict()
     out.pop("record_ids")
     print(json.dumps(out, indent=1))
+    return 0
+
+
+def cmd_quarantine(cfg: LabelStudioConfig, args) -> int:
+    """Annotations a pull held back (still open; ``--all``: also released and dropped ones), as a table."""
+    from dpo.store import PreferenceStore
+    from labeling.pull import quarantine_rows
+
+    store = PreferenceStore(cfg.pull.store_root)
+    rows = quarantine_rows(store, include_closed=args.all)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    cols = ("status", "project", "task", "annotation", "updated_at", "reason")
+    print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |")
+    print(f"\n{sum(r['status'] == 'held' for r in rows)} held back in {store.quarantine_path}; every pull retries "
+          "them (fix the cause, e.g. restore the missing arrays, then `driftsketch-labelstudio pull`)")
     return 0
 
 
@@ -171,7 +196,7 @@ def cmd_retire(cfg: LabelStudioConfig, args) -> int:
 
 COMMANDS = {"start": cmd_start, "stop": cmd_stop, "status": cmd_status, "setup": cmd_setup, "push": cmd_push,
             "pull": cmd_pull, "bot": cmd_bot, "queue": cmd_queue, "retire": cmd_retire,
-            "annotators": cmd_annotators}
+            "annotators": cmd_annotators, "quarantine": cmd_quarantine}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a key of that section, e.g. weighting=gold")
     ann.add_argument("--markdown", action="store_true", help="print a markdown table")
     ann.add_argument("--json", action="store_true", help="print JSON")
+    quar = sub.add_parser("quarantine", parents=[common],
+                          help="annotations a pull held back (missing arrays, foreign tasks, ...) and why")
+    quar.add_argument("--all", action="store_true", help="also those released (stored later) or dropped")
+    quar.add_argument("--json", action="store_true", help="print JSON")
     retire = sub.add_parser("retire", parents=[common], help="delete open tasks of superseded checkpoints")
     retire.add_argument("--keep-checkpoint", required=True)
     return parser

@@ -100,6 +100,11 @@ def client_url(ls: LabelStudio) -> str:
     return ls._client_wrapper.get_base_url()
 
 
+def api_key_of(ls: LabelStudio) -> str:
+    """The API token an SDK client was made with (to derive secrets from, never to print)."""
+    return ls._client_wrapper._tokens_client.api_key
+
+
 def _retryable(exc: Exception) -> bool:
     if isinstance(exc, httpx.TransportError):
         return True

@@ -18,6 +18,14 @@ An annotator whose account was deleted (Label Studio then sets ``completed_by`` 
 e-mail of the annotation's stored earlier version, or becomes ``deleted-user:p<project>-a<annotation>``:
 never lumped together with other vanished accounts, never a reason to drop the answer.
 
+No poison pills: an annotation that cannot become a stored record (its task's arrays are missing, the
+task data lacks our fields because another tool made it, the record schema refuses a field, ...) never
+blocks the others. It goes to the store's quarantine file (``quarantine.jsonl``, append-only: project,
+task, annotation, updated_at, reason), the good ones are stored and the cursor moves on. Every later pull
+fetches the quarantined tasks again by id and stores them once the cause is fixed (exactly once, by the
+same keys); an annotation that was deleted or skipped meanwhile is marked dropped.
+``driftsketch-labelstudio quarantine`` lists what is held back.
+
     report = pull_annotations(ls, {"pairwise": 3, "rating": 4}, PreferenceStore("data/preferences"),
                               cursor_path="data/labelstudio/pull_cursor.json")
 """
@@ -26,12 +34,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
 from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
 from pydantic import ValidationError
 
 from dpo.records import PreferenceRecord
@@ -40,11 +50,15 @@ from driftsketch.errors import DriftSketchError
 from driftsketch.fileio import atomic_write_text, clean_stale_temps
 from labeling.agreement import agreement_report
 from labeling.client import client_url, with_retries
-from labeling.export import export_annotated_tasks
+from labeling.export import ExportedTask, export_annotated_tasks
 from labeling.projects import BOTH_BAD, control_names, project_kind
 
 CURSOR_MARGIN = timedelta(minutes=2)  # re-read this much before the cursor: late commits are not lost
 TASK_FIELDS = ("beziers_a", "class_label", "class_name", "checkpoint")
+
+
+class ForeignTask(DriftSketchError, ValueError):
+    """A task without the fields a driftsketch push writes (made by another tool in the same project)."""
 
 
 @dataclass
@@ -55,6 +69,10 @@ class PullReport:
     already_stored: int = 0
     skipped: int = 0  # cancelled / skipped / empty annotations
     unusable: list[str] = field(default_factory=list)  # annotations we cannot turn into records, and why
+    quarantined: int = 0  # annotations newly held back in the quarantine this pull
+    retried: int = 0  # quarantined annotations fetched again
+    released: int = 0  # quarantined annotations stored this pull (their cause was fixed)
+    quarantine_open: int = 0  # annotations still held back after this pull
     record_ids: list[str] = field(default_factory=list)
     agreement: dict = field(default_factory=dict)
 
@@ -93,10 +111,23 @@ def _iso(value) -> str:
 
 
 def load_cursor(path: str | Path) -> dict:
-    """The saved cursor (``{}`` if none); removes the temporary files a killed pull left beside it."""
+    """The saved cursor (``{}`` if none); removes the temporary files a killed pull left beside it. A cursor
+    that is not a JSON object (damaged by hand or by a disk fault) is ignored with a warning: the cursor only
+    makes fetches small, the stored keys keep a full fetch exact, so nothing is lost or stuck."""
     path = Path(path)
     clean_stale_temps(path.parent)
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        cursor = json.loads(path.read_bytes())
+    except (ValueError, RecursionError):
+        cursor = None
+    projects = cursor.get("projects", {}) if isinstance(cursor, dict) else None
+    if not isinstance(projects, dict) or not all(isinstance(v, str) for v in projects.values()):
+        warnings.warn(f"{path}: unreadable pull cursor ignored; fetching every annotated task again "
+                      "(already stored annotations are recognised and not stored twice)", stacklevel=2)
+        return {}
+    return cursor
 
 
 def save_cursor(path: str | Path, cursor: dict) -> None:
@@ -288,21 +319,126 @@ def pull_annotations(ls: LabelStudio, projects: dict[str, int] | list[int], stor
     records, new_cursor = [], dict(cursor)  # {project id: newest task updated_at}
     stored = store.records()  # read once: at 50k records a read costs seconds
     keys, latest = _stored_versions(stored)  # (2)
+    held = open_quarantine(store.quarantine_entries(), latest)
+    held = {k: e for k, e in held.items() if k[0] in fetched}
+    retry = _refetch_quarantined(ls, fetched, held, url, attempts, backoff_s, report)  # also read before writing
+    seen_anns: set[tuple[int, int]] = set()  # a task both changed and re-fetched is read once
+    quarantine: list[dict] = []
     for pid, (kind, names, tasks) in fetched.items():
-        for task in tasks:
-            new_cursor[str(pid)] = max(new_cursor.get(str(pid), ""), _iso(task.updated_at))
+        for task, again in [(t, False) for t in tasks] + [(t, True) for t in retry.get(pid, [])]:
+            if not again:  # the cursor follows the changed-since fetch only
+                new_cursor[str(pid)] = max(new_cursor.get(str(pid), ""), _iso(task.updated_at))
             for ann in task.annotations or []:
-                rec = _new_record(kind, pid, task, ann, names, users, url, keys, latest, report)
+                aid = _safe_int(ann.get("id") if isinstance(ann, dict) else None)
+                if (pid, aid) in seen_anns:
+                    continue
+                seen_anns.add((pid, aid))
+                try:
+                    rec = _new_record(kind, pid, task, ann, names, users, url, keys, latest, report)
+                    if rec is not None:
+                        store.check_record(rec)  # arrays present and valid, else quarantined
+                except (KeyError, TypeError, ValueError, DriftSketchError) as exc:
+                    quarantine.append(_quarantine_entry(url, pid, task, ann, exc))
+                    continue
                 if rec is not None:
                     records.append(rec)
+    now_bad = {_akey(e) for e in quarantine}
+    released = {(int(r.source["project"]), int(r.source["annotation"])) for r in records} & set(held)
+    dropped = [_dropped_entry(e) for k, e in held.items() if k not in now_bad and k not in released]
+    fresh = [e for e in quarantine if _qkey(e) not in {_qkey(h) for h in held.values()}]
+    store.add_quarantine(fresh + dropped)  # before the records: a crash re-fetches, nothing is lost
     store.append(records, session=session)  # (3) one write + fsync
     if on_stage:
         on_stage("written")
     save_cursor(cursor_path, {"url": url, "projects": new_cursor})  # (4)
     report.new_records, report.record_ids = len(records), [r.id for r in records]
     report.superseding = sum(r.supersedes is not None for r in records)
+    report.quarantined = len(fresh)
+    report.released, report.quarantine_open = len(released), len(now_bad)
+    report.unusable = [f"{url}: project {e['project']} task {e['task']} annotation {e['annotation']}: {e['reason']}"
+                       for e in quarantine]
     report.agreement = agreement_report(stored + records)
     return report
+
+
+def _qkey(e: dict) -> tuple:
+    return int(e["project"]), int(e["annotation"]), str(e.get("updated_at")), str(e.get("reason"))
+
+
+def _akey(e: dict) -> tuple[int, int]:
+    return int(e["project"]), int(e["annotation"])
+
+
+def _quarantine_entry(url: str, pid: int, task, ann: dict, exc: Exception) -> dict:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, KeyError):
+        reason = f"task data or annotation lacks {exc}"
+    try:
+        updated = _iso(ann["updated_at"])
+    except (KeyError, TypeError, ValueError, DriftSketchError):
+        updated = None
+    return {"event": "quarantined", "system": "label-studio", "url": url, "project": int(pid),
+            "task": _safe_int(getattr(task, "id", None)), "annotation": _safe_int(ann.get("id")),
+            "updated_at": updated,
+            "reason": f"{type(exc).__name__}: {reason}", "at": datetime.now(timezone.utc).isoformat()}
+
+
+def _safe_int(value) -> int:
+    """An id as int; -1 for a missing or malformed one (still quarantined, never a crash)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
+
+
+def _dropped_entry(e: dict) -> dict:
+    return {**e, "event": "dropped", "reason": "the annotation is gone, skipped or empty in Label Studio",
+            "at": datetime.now(timezone.utc).isoformat()}
+
+
+def open_quarantine(entries: list[dict], latest: dict[tuple[int, int], tuple[str, PreferenceRecord]]
+                    ) -> dict[tuple[int, int], dict]:
+    """The quarantined annotations still held back, by (project, annotation): the newest entry of each,
+    unless it was dropped or a version at least as new is stored."""
+    newest: dict[tuple[int, int], dict] = {}
+    for e in entries:
+        try:
+            newest[_akey(e)] = e
+        except (KeyError, TypeError, ValueError):
+            continue
+    out = {}
+    for k, e in newest.items():
+        if e.get("event") != "quarantined":
+            continue
+        stored = latest.get(k)
+        if stored is not None and stored[0] >= str(e.get("updated_at")):
+            continue
+        out[k] = e
+    return out
+
+
+def _refetch_quarantined(ls: LabelStudio, fetched: dict, held: dict, url: str, attempts: int, backoff_s: float,
+                         report: PullReport) -> dict[int, list]:
+    """The tasks of held-back annotations that the changed-since fetch did not bring, fetched by id; a task
+    deleted meanwhile is left out (its annotations are then dropped)."""
+    have = {(pid, int(t.id)) for pid, (_, _, tasks) in fetched.items() for t in tasks}
+    out: dict[int, list] = {}
+    for pid, tid in sorted({(k[0], int(e["task"])) for k, e in held.items()} - have):
+        try:
+            task = with_retries(lambda: ls.tasks.get(tid), url, attempts, backoff_s)
+        except ApiError as exc:
+            if exc.status_code == 404:
+                continue
+            raise
+        out.setdefault(pid, []).append(_as_task(task))
+    report.retried = len(held)
+    return out
+
+
+def _as_task(task):
+    """A task from ``tasks.get`` with plain-dict annotations, like the task list's."""
+    anns = [a if isinstance(a, dict) else a.dict() if hasattr(a, "dict") else dict(a) for a in task.annotations or []]
+    return ExportedTask(int(task.id), dict(task.data or {}), str(task.updated_at), anns)
 
 
 def _new_record(kind, pid, task, ann, names, users, url, keys, latest, report) -> PreferenceRecord | None:
@@ -315,9 +451,7 @@ def _new_record(kind, pid, task, ann, names, users, url, keys, latest, report) -
         return None
     missing = [f for f in TASK_FIELDS if f not in task.data]
     if missing:
-        report.unusable.append(f"{url}: project {pid} task {task.id}: task data lacks {missing} "
-                               "(not pushed by driftsketch)")
-        return None
+        raise ForeignTask(f"task data lacks {missing} (not pushed by driftsketch)")
     prev = latest.get((int(pid), int(ann["id"])))
     previous = prev[1] if prev else None
     rec = make_record(kind, pid, task, ann, names, users, url, previous.id if previous else None,
@@ -327,3 +461,25 @@ def _new_record(kind, pid, task, ann, names, users, url, keys, latest, report) -
         return None
     keys.add(key)
     return rec
+
+
+def quarantine_rows(store: PreferenceStore, include_closed: bool = False) -> list[dict]:
+    """One row per quarantined annotation (its newest entry): status ``held`` (still held back),
+    ``released`` (stored since) or ``dropped`` (gone from Label Studio); only held ones by default."""
+    _, latest = _stored_versions(store.scan().records)
+    entries = store.quarantine_entries()
+    held = open_quarantine(entries, latest)
+    newest: dict[tuple[int, int], dict] = {}
+    for e in entries:
+        try:
+            newest[_akey(e)] = e
+        except (KeyError, TypeError, ValueError):
+            continue
+    rows = []
+    for k, e in newest.items():
+        status = "held" if k in held else ("dropped" if e.get("event") == "dropped" else "released")
+        if status == "held" or include_closed:
+            rows.append({"status": status, **{f: e.get(f) for f in ("project", "task", "annotation", "updated_at",
+                                                                     "reason", "url", "at")}})
+    return rows
+

@@ -7,6 +7,12 @@ see :mod:`labeling.images`); then import the tasks in bulk. Every task carries t
 paths of their arrays, the class, the checkpoint id and the round id, so a pull (or the bot) needs
 nothing but the task.
 
+Idempotent: every task carries a ``task_key`` made of content ids (kind, the sample ids of A and B, the
+checkpoint); before importing, the keys already in the project are read (one pass over its task list) and
+those tasks are left out. The arrays, SVGs and PNGs written before the import are content-addressed, so a
+push killed anywhere (while rendering, in the middle of the import, just after it) and run again imports
+each pair exactly once and reuses the files of the first run.
+
 Gold pairs (:mod:`dpo.gold`, ``gold.share`` of the pairwise tasks) are rendered exactly like the
 others, shuffled in among them, and registered in the store's gold set, never in the task data.
 
@@ -26,6 +32,7 @@ import hashlib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from label_studio_sdk import LabelStudio
@@ -66,6 +73,11 @@ def sample_id(beziers: np.ndarray) -> str:
     return "s" + hashlib.sha1(validate_sketch(beziers).tobytes()).hexdigest()[:20]
 
 
+def task_key(kind: str, sample_a: str, sample_b: str | None, checkpoint: str) -> str:
+    """Deterministic identity of one task (kind, samples, checkpoint): a re-run of a push finds it."""
+    return "t" + hashlib.sha1(f"{kind}|{sample_a}|{sample_b or ''}|{checkpoint}".encode()).hexdigest()[:20]
+
+
 def _save(store: PreferenceStore, images: TaskImages, beziers: np.ndarray, noise: np.ndarray | None) -> dict:
     sid = sample_id(beziers)
     rel_b, rel_n = store.save_sample(sid, beziers, noise)
@@ -88,6 +100,7 @@ def pair_task(store: PreferenceStore, images: TaskImages, batch: PairBatch, i: i
     return {"image_left": shown_left["image"], "image_right": shown_right["image"],
             "left": left, "sample_a": a["id"], "sample_b": b["id"], "beziers_a": a["beziers"],
             "beziers_b": b["beziers"], "noise_a": a["noise"], "noise_b": b["noise"],
+            "task_key": task_key("pairwise", a["id"], b["id"], checkpoint),
             **_common(batch.class_labels[i], batch.class_names, checkpoint, round_id)}
 
 
@@ -97,6 +110,7 @@ def rating_task(store: PreferenceStore, images: TaskImages, batch: RatingBatch, 
     a = _save(store, images, batch.beziers[i], None if batch.noise is None else batch.noise[i])
     return {"image": a["image"], "sample_a": a["id"],
             "beziers_a": a["beziers"], "noise_a": a["noise"],
+            "task_key": task_key("rating", a["id"], None, checkpoint),
             **_common(batch.class_labels[i], batch.class_names, checkpoint, round_id)}
 
 
@@ -163,9 +177,33 @@ def mix_in(tasks: list[dict], extra: list[dict], rng: np.random.Generator) -> li
     return [next(ex) if s else next(it) for s in slots]
 
 
+def existing_task_keys(ls: LabelStudio, project_id: int, page_size: int = 500) -> set[str]:
+    """The ``task_key`` of every task already in ``project_id`` (one pass over its task list, no
+    annotations, URIs left unresolved); tasks without one (another tool's) are ignored."""
+    tasks = with_retries(lambda: list(ls.tasks.list(project=project_id, fields="task_only", resolve_uri=False,
+                                                    page_size=page_size)), client_url(ls))
+    return {str(t.data["task_key"]) for t in tasks if isinstance(t.data, dict) and t.data.get("task_key")}
+
+
+def new_tasks(tasks: list[dict], existing: set[str]) -> list[dict]:
+    """``tasks`` minus those whose key is in ``existing`` (and minus repeats within ``tasks``), in order."""
+    seen, out = set(existing), []
+    for t in tasks:
+        key = t.get("task_key")
+        if key is not None and key in seen:
+            continue
+        if key is not None:
+            seen.add(key)
+        out.append(t)
+    return out
+
+
 def import_tasks(ls: LabelStudio, project_id: int, tasks: list[dict], batch_size: int = 100,
-                 progress: bool = True) -> list[int]:
-    """Bulk import ``tasks`` (``batch_size`` per request); returns the new task ids."""
+                 progress: bool = True, skip_existing: bool = True) -> list[int]:
+    """Bulk import ``tasks`` (``batch_size`` per request); returns the new task ids. With ``skip_existing``
+    the tasks whose ``task_key`` is already in the project (an earlier, maybe killed, push) are left out."""
+    if skip_existing:
+        tasks = new_tasks(tasks, existing_task_keys(ls, project_id))
     url, ids = client_url(ls), []
     for start in tqdm(range(0, len(tasks), batch_size), desc="import tasks", unit="batch", disable=not progress):
         chunk = tasks[start:start + batch_size]
@@ -190,12 +228,20 @@ def build_tasks_with_gold(batch: PairBatch | RatingBatch, store: PreferenceStore
 def push_tasks(ls: LabelStudio, project_id: int, batch: PairBatch | RatingBatch, *, store: PreferenceStore,
                checkpoint: str, round_id: str | None = None, svg_dir: str | Path = "data/labelstudio-files/svg",
                image_size: int = 256, batch_size: int = 100, seed: int = 0, progress: bool = True,
-               gold: GoldBatch | None = None, images: TaskImages | None = None) -> list[int]:
+               gold: GoldBatch | None = None, images: TaskImages | None = None,
+               on_stage: Callable[[str], None] | None = None) -> list[int]:
     """Render, store and import ``batch`` (plus the ``gold`` pairs shuffled in) into project
-    ``project_id``; returns the new task ids. ``images`` (url or data_uri mode) wins over ``svg_dir`` +
-    ``image_size`` (data URIs)."""
+    ``project_id``; returns the ids of the tasks this call imported (tasks already in the project, e.g. from
+    a killed earlier run of the same push, are not imported again). ``images`` (url or data_uri mode) wins
+    over ``svg_dir`` + ``image_size`` (data URIs). ``on_stage`` is called with "rendered" (files written, nothing imported)
+    and "imported" (every task in the project): the points a crash test kills at."""
     images = images or _images(svg_dir, image_size)
     ensure_local_storage(ls, project_id, images)
     tasks = build_tasks_with_gold(batch, store, images, gold, checkpoint=checkpoint, round_id=round_id,
                                   image_size=image_size, seed=seed, progress=progress)
-    return import_tasks(ls, project_id, tasks, batch_size, progress)
+    if on_stage:
+        on_stage("rendered")
+    ids = import_tasks(ls, project_id, tasks, batch_size, progress)
+    if on_stage:
+        on_stage("imported")
+    return ids

@@ -1,7 +1,8 @@
 """Label Studio tasks: pull annotations, retire stale tasks, count the open queue, render, push.
 
 Network steps retry with backoff (`retries=3, retry_delay_seconds=[2, 5, 15]`) on top of the SDK-level
-retries in ``labeling.client``; each is safe to repeat (pulls are exactly-once, pushes re-check the queue).
+retries in ``labeling.client``; each is safe to repeat (pulls are exactly-once, pushes re-check the queue
+and skip the task keys already in the project).
 The token is resolved inside each task (tasks.credentials), never passed as a parameter.
 """
 from __future__ import annotations
@@ -142,15 +143,18 @@ def render_pairs(ls: LabelStudioParams, preference_dir: str, work_dir: str, pair
 @task(**NETWORK)
 def push_rendered(ls: LabelStudioParams, preference_dir: str, work_dir: str, project_id: int, tasks_json: str,
                   queue_target: int) -> int:
-    """Import rendered tasks until the open queue reaches ``queue_target`` (a retry re-checks the queue
-    first, so it cannot overfill); returns how many were imported."""
+    """Import rendered tasks until the open queue reaches ``queue_target``; returns how many were imported.
+    A retry or a re-run after a crash re-checks the queue and leaves out the tasks whose ``task_key`` is
+    already in the project, so it can neither overfill the queue nor import a pair twice."""
     from labeling.images import TaskImages, ensure_local_storage
-    from labeling.push import import_tasks
+    from labeling.push import existing_task_keys, import_tasks, new_tasks
     from labeling.queue import open_task_count
 
     cfg = ls_config(ls, preference_dir, work_dir)
     ls_client = client(ls, cfg)
     ensure_local_storage(ls_client, project_id, TaskImages.from_config(cfg.push, cfg.server))
     room = queue_target - open_task_count(ls_client, project_id)
-    tasks = json.loads(Path(tasks_json).read_text())[:max(room, 0)]
-    return len(import_tasks(ls_client, project_id, tasks, cfg.push.batch_size, progress=False)) if tasks else 0
+    tasks = new_tasks(json.loads(Path(tasks_json).read_text()), existing_task_keys(ls_client, project_id))
+    tasks = tasks[:max(room, 0)]
+    return len(import_tasks(ls_client, project_id, tasks, cfg.push.batch_size, progress=False,
+                            skip_existing=False)) if tasks else 0

@@ -25,6 +25,11 @@ def round_markdown(summary: dict) -> str:
              f"**Decision:** {'promoted' if d.get('promoted') else 'not promoted'}: {d.get('reason', '-')}", "",
              f"Pulled {summary.get('pulled', 0)} annotations; {summary.get('usable_pairs', 0)} new usable pairs; "
              f"pushed {summary.get('pushed', 0)} pairs; retired {summary.get('retired', 0)} stale tasks.", ""]
+    pull = summary.get("pull") or {}
+    if pull.get("quarantined") or pull.get("quarantine_open") or pull.get("released"):
+        lines += [f"Quarantine: {pull.get('quarantined', 0)} annotations held back this round, "
+                        f"{pull.get('released', 0)} released, {pull.get('quarantine_open', 0)} still held "
+                        "(`driftsketch-labelstudio quarantine` lists them and why).", ""]
     before, after = summary.get("metrics_current") or {}, summary.get("metrics_candidate") or {}
     if before or after:
         lines += ["| metric | current | candidate |", "|---|---|---|"]
@@ -37,10 +42,14 @@ def round_markdown(summary: dict) -> str:
         lines += [f"- {name}: `{Path(p).resolve()}`" for name, p in grids.items()]
         lines.append("")
     lines += annotator_lines(summary)
-    timings = summary.get("timings") or {}
+    timings, cpu = summary.get("timings") or {}, summary.get("cpu_seconds") or {}
     if timings:
-        lines += ["| step | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in timings.items()]
-        lines += [f"| **all steps** | **{sum(timings.values()):.1f}** |"]
+        lines += ["| step | seconds | CPU seconds |", "|---|---|---|"]
+        lines += [f"| {k} | {v:.1f} | {cpu[k]:.1f} |" if k in cpu else f"| {k} | {v:.1f} | - |"
+                  for k, v in timings.items()]
+        lines += [f"| **all steps** | **{sum(timings.values()):.1f}** | {sum(cpu.values()):.1f} |"]
+        if "reward_fit" in timings or "amplify" in timings:
+            lines.append("(CPU seconds of train include its parts reward_fit and amplify)")
     if summary.get("peak_rss_mib"):
         lines += ["", f"Peak memory (resident) of the round: {summary['peak_rss_mib']:.0f} MiB"]
     return "\n".join(lines)

@@ -292,3 +292,19 @@ def test_console_scripts_print_one_line_and_exit_2(files, tmp_path):
         lines = [ln for ln in out.stderr.splitlines() if "Warning" not in ln and ln.strip()]
         assert out.returncode == 2 and "Traceback" not in out.stderr, (script, out.stderr[-2000:])
         assert lines[-1].startswith(f"{script}: error: ") and says in lines[-1], (script, out.stderr[-2000:])
+
+
+def test_damaged_pull_cursor_is_ignored_not_fatal(tmp_path):
+    """The cursor only makes fetches small: a damaged one means one full fetch (exact by the stored keys)."""
+    from labeling.pull import load_cursor
+
+    path = tmp_path / "cursor.json"
+    for text in ('{"url": "x", "projects": {"3": "2026-01-01T00:00:00Z"}}', "{torn", "[1, 2]",
+                 '{"projects": {"3": 5}}'):
+        path.write_text(text)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cursor = load_cursor(path)
+        good = text.startswith('{"url"')
+        assert (cursor == json.loads(text)) if good else (cursor == {} and "unreadable pull cursor" in
+                                                          str(caught[0].message))

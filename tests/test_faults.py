@@ -276,3 +276,32 @@ def test_killed_and_re_run_loses_and_duplicates_nothing(fault_env, fault, trials
     row = FAULTS[fault](fault_env, trials, 7, **kw)
     damage = {c: getattr(row, c) for c in COLUMNS if c not in ("trials", "killed")}
     assert row.trials == trials and damage == dict.fromkeys(damage, 0), row.notes
+
+
+def test_a_full_disk_leaves_no_half_line_in_the_store(tmp_path):
+    """An append that does not fit (ENOSPC, or a short write) is undone: the session file is as before."""
+    from dpo.store import _append_bytes
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        path = disk / "s.jsonl"
+        _append_bytes(path, b'{"id": 1}\n')
+        fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        os.close(fd)
+        os.truncate(disk / "filler", (disk / "filler").stat().st_size - 100)  # room for part of a line
+        with pytest.raises(OSError):
+            _append_bytes(path, b'{"id": 2, "pad": "' + b"x" * 20000 + b'"}\n')
+        assert path.read_bytes() == b'{"id": 1}\n'
+        (disk / "filler").unlink()
+        _append_bytes(path, b'{"id": 2}\n')
+        assert path.read_bytes() == b'{"id": 1}\n{"id": 2}\n'
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
