@@ -181,7 +181,7 @@ def _expected_shapes(cfg: ModelConfig, where: str) -> dict[str, tuple[int, ...]]
     try:
         with torch.device("meta"):
             model = SketchFlowTransformer(cfg)
-    except (ValueError, RuntimeError, AssertionError, OverflowError) as exc:  # e.g. dim not divisible by heads
+    except (ValueError, RuntimeError, AssertionError, OverflowError, TypeError) as exc:  # dim % heads, a size > int64
         raise CheckpointError(f"{where}: the stored model config cannot be built: {exc}") from None
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
@@ -204,7 +204,7 @@ def build_model(ckpt: dict[str, Any], use_ema: bool = True, where: str = "checkp
     cfg = model_config_of(ckpt, where)
     try:
         model = SketchFlowTransformer(cfg)
-    except (ValueError, RuntimeError, AssertionError) as exc:  # e.g. dim not divisible by heads
+    except (ValueError, RuntimeError, AssertionError, OverflowError, TypeError) as exc:  # e.g. dim % heads != 0
         raise CheckpointError(f"{where}: the stored model config cannot be built: {exc}") from None
     state = ckpt["ema"] if (use_ema and ckpt.get("ema")) else ckpt["model_state_dict"]
     try:

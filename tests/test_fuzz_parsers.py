@@ -42,6 +42,13 @@ def test_known_findings_stay_fixed(tmp_path):
              class_names=np.array(["a"]), source_ids=np.array(["x", "y", "z"]))
     with pytest.raises(DataError, match="labels: expected one dimension"):  # was: bincount "object too deep"
         SketchData.load_npz(tmp_path / "d.npz")
+    from driftsketch.checkpoint import CheckpointError, check_checkpoint
+    from fuzz_targets import _tiny_checkpoint
+
+    ckpt = _tiny_checkpoint()
+    ckpt = {**ckpt, "config": {**ckpt["config"], "model": {**ckpt["config"]["model"], "mlp_ratio": 1e30}}}
+    with pytest.raises(CheckpointError, match="cannot be built"):  # was: TypeError from torch.empty's size
+        check_checkpoint(ckpt)
     deep = b'{"id": ' + b"[" * 3000 + b"]" * 3000 + b"}\n"  # was: RecursionError out of the store's reader
     (tmp_path / "s.jsonl").write_bytes(deep)
     records, issues = _read_session(tmp_path / "s.jsonl")
