@@ -30,7 +30,7 @@ def fullest_categories(folder: Path, n: int) -> list[str]:
 
 
 def measure(name: str, source: Path, categories: list[str] | None, cfg: ImportConfig) -> dict:
-    start, cpu = time.perf_counter(), time.process_time()
+    start = time.perf_counter()
     data = import_quickdraw(source, categories, cfg, FitConfig())
     wall = time.perf_counter() - start
     return {"name": name, "data": data, "n": len(data), "wall_s": wall,

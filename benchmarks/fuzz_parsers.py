@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help="comma-separated target names (default: all)")
     args = p.parse_args(argv)
     names = args.only.split(",") if args.only else list(TARGETS)
-    print(f"| parser | what | inputs | accepted | refused | skipped | findings | s |")
+    print("| parser | what | inputs | accepted | refused | skipped | findings | s |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     total_findings = 0
     details = []

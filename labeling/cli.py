@@ -34,10 +34,10 @@ def _client(cfg: LabelStudioConfig):
     return connect(resolve_connection(cfg.server), cfg.client)
 
 
-def _projects(cfg: LabelStudioConfig, ls) -> dict[str, int]:
+def _projects(cfg: LabelStudioConfig, ls, enforce_overlap: bool = False) -> dict[str, int]:
     from labeling.projects import setup_projects
 
-    return setup_projects(ls, cfg.projects)
+    return setup_projects(ls, cfg.projects, enforce_overlap=enforce_overlap)
 
 
 def cmd_start(cfg: LabelStudioConfig, args) -> int:
@@ -68,7 +68,7 @@ def cmd_status(cfg: LabelStudioConfig, args) -> int:
 
 
 def cmd_setup(cfg: LabelStudioConfig, args) -> int:
-    print(json.dumps(_projects(cfg, _client(cfg))))
+    print(json.dumps(_projects(cfg, _client(cfg), enforce_overlap=True)))
     return 0
 
 

@@ -59,6 +59,7 @@ class ProjectsConfig(Config):
     pairwise_title: str
     rating_title: str
     image_width: str
+    annotators_per_pair: Count
 
 
 class PushConfig(Config):

@@ -116,25 +116,32 @@ def find_project(ls: LabelStudio, title: str) -> int | None:
     return found[0] if found else None
 
 
-def ensure_project(ls: LabelStudio, title: str, config_xml: str) -> int:
-    """Create the project ``title`` with ``config_xml``, or return the existing one after checking that
-    its label config matches (a different config raises :class:`ProjectError`, nothing is changed)."""
+def ensure_project(ls: LabelStudio, title: str, config_xml: str, annotators_per_task: int = 1,
+                   enforce_overlap: bool = False) -> int:
+    """Create the project ``title`` with ``config_xml`` (``annotators_per_task`` answers per task), or return
+    the existing one after checking that its label config matches (a different config raises
+    :class:`ProjectError`, nothing is changed). ``enforce_overlap`` also sets an existing project's answers
+    per task to ``annotators_per_task`` when it differs (``setup`` and the round do; a bot or a pull never)."""
     url = client_url(ls)
     pid = find_project(ls, title)
     if pid is None:
-        return with_retries(lambda: ls.projects.create(title=title, label_config=config_xml,
-                                                       show_skip_button=True, maximum_annotations=1), url).id
-    existing = with_retries(lambda: ls.projects.get(pid), url).label_config
-    if _normalise(existing) != _normalise(config_xml):
+        return with_retries(lambda: ls.projects.create(
+            title=title, label_config=config_xml, show_skip_button=True, maximum_annotations=annotators_per_task,
+            overlap_cohort_percentage=100), url).id
+    existing = with_retries(lambda: ls.projects.get(pid), url)
+    if _normalise(existing.label_config) != _normalise(config_xml):
         raise ProjectError(f"{url}/projects/{pid}: project {title!r} exists with a different label config; "
                            "rename it or change projects.*_title in configs/labelstudio.yaml")
+    if enforce_overlap and (existing.maximum_annotations or 1) != annotators_per_task:
+        set_overlap(ls, pid, annotators_per_task)
     return pid
 
 
-def setup_projects(ls: LabelStudio, cfg: ProjectsConfig, kinds: tuple[Kind, ...] = ("pairwise", "rating")
-                   ) -> dict[str, int]:
+def setup_projects(ls: LabelStudio, cfg: ProjectsConfig, kinds: tuple[Kind, ...] = ("pairwise", "rating"),
+                   enforce_overlap: bool = False) -> dict[str, int]:
     """Ensure both projects exist; ``{"pairwise": id, "rating": id}``. Running it twice changes nothing."""
-    return {k: ensure_project(ls, project_title(k, cfg), label_config(k, cfg)) for k in kinds}
+    return {k: ensure_project(ls, project_title(k, cfg), label_config(k, cfg), cfg.annotators_per_pair,
+                              enforce_overlap) for k in kinds}
 
 
 def set_overlap(ls: LabelStudio, project_id: int, annotators_per_task: int) -> None:

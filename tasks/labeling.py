@@ -71,7 +71,8 @@ def ensure_projects(ls: LabelStudioParams, preference_dir: str, work_dir: str) -
     from labeling.projects import setup_projects
 
     cfg = ls_config(ls, preference_dir, work_dir)
-    return setup_projects(client(ls, cfg), cfg.projects, ("pairwise", "rating") if ls.ratings else ("pairwise",))
+    return setup_projects(client(ls, cfg), cfg.projects, ("pairwise", "rating") if ls.ratings else ("pairwise",),
+                          enforce_overlap=True)
 
 
 @task(**NETWORK)

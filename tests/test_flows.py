@@ -9,7 +9,7 @@ import yaml
 
 from driftsketch.config import ConfigError, read_yaml
 from driftsketch.registry import PromotionGate, Registry
-from flows.params import ROUND_CONFIG, RoundParams, load_round_params
+from flows.params import ROUND_CONFIG, load_round_params
 from fixtures_prefect import PREFECT_BIN, REPO
 
 TINY_BASE = ["max_steps=30", "batch_size=16", "model.dim=32", "model.depth=1", "model.heads=2", "wandb=false",

@@ -10,6 +10,7 @@ from dpo.config import AnnotatorsConfig
 from dpo.dataset import PreferenceDataset
 from dpo.gold import GoldBatch, GoldSet, pair_key
 from dpo.store import PreferenceStore
+from driftsketch.config import replace_config
 from driftsketch.data import load_dataset
 from labeling.bot import ensure_bot_user
 from labeling.config import ProjectsConfig
@@ -84,3 +85,30 @@ def test_three_annotators_a_deleted_account_an_edit_and_a_gold_tie(labelstudio, 
     assert pull_annotations(ls, [pid], store, cursor_path=cursor).new_records == 1
     rec = store.records()[-1]
     assert rec.annotator.startswith(f"deleted-user:p{pid}-a") and rec.preference == "b"
+
+
+def test_annotators_per_pair_keeps_a_pair_open_until_n_people_answered(labelstudio, tmp_path):
+    from labeling.queue import open_task_count, retire_tasks
+
+    ls, store = labelstudio.client(), PreferenceStore(tmp_path / "prefs")
+    cfg = ProjectsConfig(pairwise_title="two per pair pairwise", rating_title="two per pair rating",
+                         annotators_per_pair=2)
+    pid = setup_projects(ls, cfg, ("pairwise",))["pairwise"]
+    assert ls.projects.get(pid).maximum_annotations == 2  # set at creation from the config
+    data = load_dataset("builtin")
+    idx = np.array([0, 400])
+    push_tasks(ls, pid, PairBatch(data.beziers[idx], data.beziers[idx + 1], data.labels[idx], data.class_names),
+               store=store, checkpoint="ck-2", svg_dir=tmp_path / "svg", image_size=64, progress=False)
+    first, second = sorted(ls.tasks.list(project=pid), key=lambda t: t.id)
+    users = [ensure_bot_user(ls, f"{n}@two.test") for n in ("one", "two")]
+    _answer(ls, first.id, "A", users[0])
+    assert open_task_count(ls, pid) == 2  # one of two answers: still open
+    assert retire_tasks(ls, pid, keep_checkpoint="other") == [second.id]  # never a task someone answered
+    _answer(ls, first.id, "B", users[1])
+    assert open_task_count(ls, pid) == 0  # the other task was retired, this one has its two answers
+    assert pull_annotations(ls, [pid], store, cursor_path=tmp_path / "cursor.json").new_records == 2
+
+    setup_projects(ls, replace_config(cfg, annotators_per_pair=3), ("pairwise",))  # a bot or pull: unchanged
+    assert ls.projects.get(pid).maximum_annotations == 2
+    setup_projects(ls, replace_config(cfg, annotators_per_pair=3), ("pairwise",), enforce_overlap=True)  # setup
+    assert ls.projects.get(pid).maximum_annotations == 3
