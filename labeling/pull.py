@@ -396,16 +396,22 @@ def _dropped_entry(e: dict) -> dict:
             "at": datetime.now(timezone.utc).isoformat()}
 
 
-def open_quarantine(entries: list[dict], latest: dict[tuple[int, int], tuple[str, PreferenceRecord]]
-                    ) -> dict[tuple[int, int], dict]:
-    """The quarantined annotations still held back, by (project, annotation): the newest entry of each,
-    unless it was dropped or a version at least as new is stored."""
+def _newest_entries(entries: list[dict]) -> dict[tuple[int, int], dict]:
+    """The newest quarantine entry of each (project, annotation); entries without a usable key are ignored."""
     newest: dict[tuple[int, int], dict] = {}
     for e in entries:
         try:
             newest[_akey(e)] = e
         except (KeyError, TypeError, ValueError):
             continue
+    return newest
+
+
+def open_quarantine(entries: list[dict], latest: dict[tuple[int, int], tuple[str, PreferenceRecord]]
+                    ) -> dict[tuple[int, int], dict]:
+    """The quarantined annotations still held back, by (project, annotation): the newest entry of each,
+    unless it was dropped or a version at least as new is stored."""
+    newest = _newest_entries(entries)
     out = {}
     for k, e in newest.items():
         if e.get("event") != "quarantined":
@@ -469,12 +475,7 @@ def quarantine_rows(store: PreferenceStore, include_closed: bool = False) -> lis
     _, latest = _stored_versions(store.scan().records)
     entries = store.quarantine_entries()
     held = open_quarantine(entries, latest)
-    newest: dict[tuple[int, int], dict] = {}
-    for e in entries:
-        try:
-            newest[_akey(e)] = e
-        except (KeyError, TypeError, ValueError):
-            continue
+    newest = _newest_entries(entries)
     rows = []
     for k, e in newest.items():
         status = "held" if k in held else ("dropped" if e.get("event") == "dropped" else "released")
