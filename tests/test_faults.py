@@ -278,6 +278,20 @@ def test_killed_and_re_run_loses_and_duplicates_nothing(fault_env, fault, trials
     assert row.trials == trials and damage == dict.fromkeys(damage, 0), row.notes
 
 
+@pytest.mark.slow
+def test_a_killed_round_re_run_equals_an_unkilled_one(fault_env, prefect_server):
+    """Two seeded SIGKILLs of a whole round (`python -m flows.online_dpo`: pull, fine-tune, evaluate, promote,
+    retire, generate, push, reporting to a real Prefect server), each re-run: the preference store, the
+    Label Studio project, the queue and the registry are those of a round never killed. The full N, the
+    worker and two rounds at once: benchmarks/bench_faults.py --faults round round-worker worker ..."""
+    from fault_injection import COLUMNS
+    from fault_rounds import RoundEnv, fault_round
+
+    row = fault_round(RoundEnv.prepare(fault_env, prefect_server), 2, 3)
+    damage = {c: getattr(row, c) for c in COLUMNS if c not in ("trials", "killed")}
+    assert row.trials == 2 and damage == dict.fromkeys(damage, 0), row.notes
+
+
 def test_a_full_disk_leaves_no_half_line_in_the_store(tmp_path):
     """An append that does not fit (ENOSPC, or a short write) is undone: the session file is as before."""
     from dpo.store import _append_bytes
