@@ -295,6 +295,17 @@ def run_info(renv: RoundEnv, run_id: str) -> dict:
     return resp.json()
 
 
+def zombie_runs(renv: RoundEnv) -> list[str]:
+    """Ids of the flow runs of this RoundEnv's worlds that the API shows Running although no process runs
+    them any more (a SIGKILLed round reports nothing; the process worker is not there to see it die)."""
+    import httpx
+
+    body = {"flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}}, "limit": 200}
+    runs = httpx.post(f"{renv.prefect.api_url}/flow_runs/filter", json=body, timeout=30).json()
+    root = str(renv.faults.root / "trials")
+    return [r["id"] for r in runs if root in json.dumps(r["parameters"]) and flow_process(r["id"]) is None]
+
+
 def state_names(renv: RoundEnv, run_id: str) -> list[str]:
     import httpx
 

@@ -148,10 +148,12 @@ class Registry:
         return self.root / CHECKPOINT_DIR / f"{model_id}.pt"
 
     def used_record_ids(self) -> set[str]:
-        """Preference record ids that some finished fine-tune (promoted or not) has trained on."""
+        """Preference record ids of the decided rounds (promoted or rejected). A round killed before its
+        decision (started, or trained) does not count: its re-run selects the same records, finds the same
+        round and candidate, and decides it; counting a trained round left its candidate undecided forever."""
         used: set[str] = set()
         for rnd in self.load().rounds.values():
-            if rnd.status != "started":
+            if rnd.status in ("promoted", "rejected"):
                 used.update(rnd.record_ids)
         return used
 
@@ -265,7 +267,7 @@ class Registry:
             return rnd
 
     def finish_training(self, round_id: str, candidate: str) -> None:
-        """Mark a round trained; its preferences now count as used."""
+        """Mark a round trained (its preferences count as used once it is decided)."""
         with self.transaction() as state:
             rnd = self._round(state, round_id)
             self._entry(state, candidate)

@@ -90,8 +90,10 @@ def test_round_lifecycle_decides_once_and_marks_records_used(tmp_path, reg):
         reg.decide_round(rnd.id, True, "x")
     reg.add_model(_ckpt(tmp_path, "c1"), f"dpo-{rnd.id}", parent="base", round_id=rnd.id, round_index=rnd.index)
     reg.finish_training(rnd.id, f"dpo-{rnd.id}")
-    assert reg.used_record_ids() == {"r1", "r2"}
+    assert reg.used_record_ids() == set()  # trained, undecided: a round killed here is decided by its re-run
+    assert reg.start_round("base", "base", ["r1", "r2"]).candidate == f"dpo-{rnd.id}"
     assert reg.decide_round(rnd.id, True, "gate passed") is True
+    assert reg.used_record_ids() == {"r1", "r2"}
     snapshot = reg.load().model_dump()
     assert reg.decide_round(rnd.id, False, "changed my mind") is False
     assert reg.load().model_dump() == snapshot
