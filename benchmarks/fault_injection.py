@@ -75,11 +75,13 @@ for argv in [a.split("\\x1f") for a in sys.argv[3:]]:
         sys.exit(code)
 """
 ENTRY = {"driftsketch-labelstudio": "labeling.cli:main", "driftsketch-models": "driftsketch.registry_cli:main",
-         "driftsketch-train-dpo": "dpo.cli:main"}
+         "driftsketch-train-dpo": "dpo.cli:main", "online-dpo": "flows.online_dpo:main"}
 IMPORTS = {"pull": "labeling.pull,dpo.store,label_studio_sdk",
            "push": "labeling.push,dpo.store,driftsketch.sampling,driftsketch.checkpoint,label_studio_sdk",
            "bot": "labeling.bot,dpo.store,driftsketch.evaluation.classifier,label_studio_sdk",
-           "driftsketch-models": "driftsketch.registry", "driftsketch-train-dpo": "dpo.trainer"}
+           "driftsketch-models": "driftsketch.registry", "driftsketch-train-dpo": "dpo.trainer",
+           "online-dpo": "flows.online_dpo,dpo.trainer,driftsketch.evaluation.evaluate,labeling.push,labeling.pull,"
+                         "label_studio_sdk"}
 
 
 def command(script: str, *argvs: list[str]) -> list[str]:

@@ -10,6 +10,7 @@ Layout::
     runs/registry/
       registry.json             the state below, replaced atomically (tmp + fsync + os.replace)
       registry.lock             flock held around every read-modify-write
+      round.lock                flock held by a whole online round (one round at a time per registry)
       checkpoints/<model_id>.pt
 
 Every mutation is idempotent: adding a model that is already registered returns the existing entry,
@@ -24,6 +25,8 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
+import socket
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Literal
@@ -35,6 +38,7 @@ from driftsketch.errors import DriftSketchError
 from driftsketch.fileio import atomic_copy, atomic_write_text, clean_stale_temps
 
 REGISTRY_FILE = "registry.json"
+ROUND_LOCK = "round.lock"
 CHECKPOINT_DIR = "checkpoints"
 
 ModelStatus = Literal["candidate", "promoted", "rejected", "rolled_back"]
@@ -144,10 +148,12 @@ class Registry:
         return self.root / CHECKPOINT_DIR / f"{model_id}.pt"
 
     def used_record_ids(self) -> set[str]:
-        """Preference record ids that some finished fine-tune (promoted or not) has trained on."""
+        """Preference record ids of the decided rounds (promoted or rejected). A round killed before its
+        decision (started, or trained) does not count: its re-run selects the same records, finds the same
+        round and candidate, and decides it; counting a trained round left its candidate undecided forever."""
         used: set[str] = set()
         for rnd in self.load().rounds.values():
-            if rnd.status != "started":
+            if rnd.status in ("promoted", "rejected"):
                 used.update(rnd.record_ids)
         return used
 
@@ -170,6 +176,29 @@ class Registry:
                     atomic_write_text(self.file, after + "\n")
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def round_lock(self) -> Iterator[None]:
+        """Hold ``round.lock`` for a whole round, so two rounds never work on one registry at once (a manual
+        run during the deployment's, two deployments on one registry). Another holder: RegistryError naming
+        it, and nothing done. The kernel drops the lock of a killed holder."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ROUND_LOCK, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "a process that did not say who it is"
+                raise RegistryError(f"{self.root / ROUND_LOCK}: another round is running on this registry ({holder}); "
+                                    "this one did nothing, run it again when that one has ended") from None
+            try:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {now_iso()}\n")
+                fh.flush()
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def add_model(self, checkpoint: str | Path, model_id: str, *, kind: Literal["base", "dpo"] = "dpo",
                   parent: str | None = None, round_id: str | None = None, round_index: int = 0,
@@ -238,7 +267,7 @@ class Registry:
             return rnd
 
     def finish_training(self, round_id: str, candidate: str) -> None:
-        """Mark a round trained; its preferences now count as used."""
+        """Mark a round trained (its preferences count as used once it is decided)."""
         with self.transaction() as state:
             rnd = self._round(state, round_id)
             self._entry(state, candidate)

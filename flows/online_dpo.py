@@ -24,12 +24,14 @@ from datetime import datetime, timezone
 from prefect import flow, get_run_logger
 
 from dpo.gold import gold_count
+from driftsketch.errors import run_cli
 from driftsketch.memory import peak_rss_mib, reset_peak_rss
+from driftsketch.registry import Registry
 from flows.params import RoundParams, load_round_params
 from tasks import evaluate as ev
 from tasks import labeling as lb
 from tasks import models as md
-from tasks.generate import generate_pairs, mark_pushed, next_batch_key, select_pairs, weak_class_weights
+from tasks.generate import batch_round_id, generate_pairs, mark_pushed, next_batch_key, select_pairs, weak_class_weights
 from tasks.preferences import assess_annotators, human_pair_count, select_new_preferences
 from tasks.report import publish_report
 from tasks.train import finetune_round, finetune_timings
@@ -133,6 +135,7 @@ def refill_queue(params: RoundParams, projects: dict[str, int], current: str, cu
     weights = weak_class_weights(per_class, class_names) if g.class_weighting == "weak" else None
     batch_key = next_batch_key(work, current)  # from what was pushed before, not the clock: reruns repeat
     batch_dir = f"{work}/batches/{current}/{batch_key}"
+    round_id = batch_round_id(batch_dir, round_id)  # a re-run after a crash renders the same gold pairs and sides
     with timer("generate"):
         pairs = next_pairs(params, current, need - n_gold, batch_dir, batch_key, weights, classifier, class_names, out)
     with timer("render"):
@@ -181,13 +184,20 @@ def stamp() -> str:
 @flow(name="online-dpo")  # the default is the Prefect form's (its schema is built from it): configs/round.yaml
 def online_dpo(params: RoundParams = load_round_params()) -> dict:
     """One round; returns the round summary (also in ``<work_dir>/reports/<time>-<round>/summary.json``)."""
-    log = get_run_logger()
     reset_peak_rss()  # the peak memory of this round, also when one process runs several
     timer = StepTimer()
     summary: dict = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    with timer("bootstrap"):  # a bad folder fails before any write
+        lb.check_round_storage(params.labelstudio, params.registry_dir, params.preference_dir, params.work_dir)
+    with Registry(params.registry_dir).round_lock():  # one round at a time per registry, also outside Prefect
+        return run_round(params, timer, summary)
+
+
+def run_round(params: RoundParams, timer: StepTimer, summary: dict) -> dict:
+    """The round's steps (:func:`online_dpo` holds the registry's round lock around them)."""
+    log = get_run_logger()
     ls, prefs, work = params.labelstudio, params.preference_dir, params.work_dir
     with timer("bootstrap"):
-        lb.check_round_storage(ls, params.registry_dir, prefs, work)  # a bad folder fails before any write
         current = ensure_current_model(params)
         classifier = ev.ensure_classifier(params.data, params.eval.config, params.eval.overrides, f"{work}/classifiers")
         reward_classifier = ev.ensure_classifier(params.data, params.eval.config, params.eval.overrides,
@@ -222,14 +232,17 @@ def online_dpo(params: RoundParams = load_round_params()) -> dict:
     return summary
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config", default=None, help="round config (default configs/round.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], help="override KEY=VALUE (dotted)")
-    args = p.parse_args(argv)
-    params = load_round_params(*([args.config] if args.config else []), overrides=args.overrides)
-    print(json.dumps(online_dpo(params), indent=2, default=str))
+def main(argv: list[str] | None = None) -> int:
+    def body() -> None:
+        p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+        p.add_argument("--config", default=None, help="round config (default configs/round.yaml)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], help="override KEY=VALUE (dotted)")
+        args = p.parse_args(argv)
+        params = load_round_params(*([args.config] if args.config else []), overrides=args.overrides)
+        print(json.dumps(online_dpo(params), indent=2, default=str))
+
+    return run_cli("online-dpo", body)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -13,6 +13,7 @@ from prefect import task
 from driftsketch.fileio import atomic_write_bytes, atomic_write_text
 
 PUSHED = "pushed.json"  # in a batch folder once its tasks went out
+BATCH = "batch.json"  # in a batch folder from its start: the round id it is rendered under
 
 
 def allocate_classes(num_pairs: int, num_classes: int, weights: list[float] | None = None,
@@ -53,6 +54,18 @@ def next_batch_key(work_dir: str, model_id: str) -> str:
 def mark_pushed(batch_dir: str, summary: dict) -> None:
     """Record that the batch in ``batch_dir`` went out (the next batch of its model gets a new key)."""
     atomic_write_text(Path(batch_dir) / PUSHED, json.dumps(summary, sort_keys=True))
+
+
+def batch_round_id(batch_dir: str, round_id: str | None) -> str | None:
+    """The round id a batch is rendered under: the first run's, kept in ``batch_dir/batch.json``. The gold
+    pairs and the sides of every pair are drawn from it, so a re-run after a crash (which trains nothing
+    when the killed run had promoted already, and so has no round id of its own) renders the same tasks
+    instead of other gold pairs whose arrays nobody would use."""
+    path = Path(batch_dir) / BATCH
+    if path.is_file():
+        return json.loads(path.read_text())["round_id"]
+    atomic_write_text(path, json.dumps({"round_id": round_id}))
+    return round_id
 
 
 def batch_seed(model_id: str, batch_key: str, seed: int) -> int:

@@ -16,7 +16,7 @@ def annotators_config(dpo_config: str, overrides: list[str]):
 @task
 def select_new_preferences(preference_dir: str, registry_dir: str, class_names: list[str], dpo_config: str,
                            overrides: list[str]) -> dict:
-    """Records no finished round has trained on, and how many usable training pairs they make (with the
+    """Records no decided round has trained on, and how many usable training pairs they make (with the
     DPO config's aggregation, gold and exclusion rules).
 
     Returns ``{"record_ids": [...], "usable_pairs": int, "stats": {...}}``.

@@ -84,28 +84,43 @@ def prefect_harness():
             os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = saved
 
 
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory):
-    """A real ``prefect server start`` on 127.0.0.1 with its own PREFECT_HOME and SQLite database."""
-    home = tmp_path_factory.mktemp("prefect-home")
+def start_prefect_server(home: Path) -> tuple[subprocess.Popen, PrefectServer]:
+    """A real ``prefect server start`` on 127.0.0.1 (free port) with its own PREFECT_HOME and SQLite database
+    in ``home``; waits until it is healthy. Stop it with :func:`stop_prefect_server`."""
+    home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api_url,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_UI_ENABLED": "false",
            "PREFECT_LOGGING_LEVEL": "WARNING", "WANDB_MODE": "offline"}
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen([str(PREFECT_BIN), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(home / "server.log", "w") as log:
+        proc = subprocess.Popen([str(PREFECT_BIN), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_healthy(api_url, proc)
-        yield PrefectServer(api_url=api_url, home=home, env=env)
+    except BaseException:
+        stop_prefect_server(proc)
+        raise
+    return proc, PrefectServer(api_url=api_url, home=home, env=env)
+
+
+def stop_prefect_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """A real ``prefect server start`` on 127.0.0.1 with its own PREFECT_HOME and SQLite database."""
+    proc, server = start_prefect_server(tmp_path_factory.mktemp("prefect-home"))
+    try:
+        yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        stop_prefect_server(proc)
 
 
 TINY_BASE_OVERRIDES = ["max_steps=60", "batch_size=32", "model.dim=32", "model.depth=2", "model.heads=2",

@@ -278,6 +278,29 @@ def test_killed_and_re_run_loses_and_duplicates_nothing(fault_env, fault, trials
     assert row.trials == trials and damage == dict.fromkeys(damage, 0), row.notes
 
 
+@pytest.mark.slow
+def test_a_killed_round_re_run_equals_an_unkilled_one(fault_env, prefect_server):
+    """Two seeded SIGKILLs of a whole round (`python -m flows.online_dpo`: pull, fine-tune, evaluate, promote,
+    retire, generate, push, reporting to a real Prefect server), each re-run: the preference store, the
+    Label Studio project, the queue and the registry are those of a round never killed. The full N, the
+    worker and two rounds at once: benchmarks/bench_faults.py --faults round round-worker worker ..."""
+    from fault_injection import COLUMNS, run
+    from fault_rounds import RoundEnv, fault_round, run_info, zombie_runs
+
+    renv = RoundEnv.prepare(fault_env, prefect_server)
+    row = fault_round(renv, 2, 9)  # kills at 87 % and 29 % of an unkilled round (after the flow run exists)
+    damage = {c: getattr(row, c) for c in COLUMNS if c not in ("trials", "killed")}
+    assert row.trials == row.killed == 2 and damage == dict.fromkeys(damage, 0), row.notes
+    # Nobody reports a SIGKILLed round's end: its run stays Running until the documented recovery (the kill
+    # at 87 % surely hit a run that exists; on a loaded machine the one at 29 % may come before its creation).
+    zombies = zombie_runs(renv)
+    assert 1 <= len(zombies) <= 2, zombies
+    out = run([sys.executable, "-m", "flows.recover", *zombies], renv.env)
+    assert out.returncode == 0 and {run_info(renv, z)["state_type"] for z in zombies} == {"CRASHED"}, out.stderr
+    again = run([sys.executable, "-m", "flows.recover", zombies[0]], renv.env)
+    assert again.returncode == 2 and "is CRASHED, not one of RUNNING" in again.stderr
+
+
 def test_a_full_disk_leaves_no_half_line_in_the_store(tmp_path):
     """An append that does not fit (ENOSPC, or a short write) is undone: the session file is as before."""
     from dpo.store import _append_bytes

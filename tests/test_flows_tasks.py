@@ -8,7 +8,7 @@ import pytest
 from labeling.client import LabelStudioUnavailable
 from labeling.config import ServerConfig
 from tasks.credentials import labelstudio_connection
-from tasks.generate import allocate_classes, batch_seed, mark_pushed, next_batch_key, weak_class_weights
+from tasks.generate import allocate_classes, batch_round_id, batch_seed, mark_pushed, next_batch_key, weak_class_weights
 from tasks.report import round_markdown
 
 
@@ -97,3 +97,12 @@ def test_batch_keys_repeat_until_the_batch_is_pushed(tmp_path):
     mark_pushed(str(tmp_path / "batches" / "m1" / key), {"pushed": 3})
     assert next_batch_key(str(tmp_path), "m1") == "batch0001" and next_batch_key(str(tmp_path), "m2") == key
     assert batch_seed("m1", "batch0001", 0) == batch_seed("m1", "batch0001", 0) != batch_seed("m1", key, 0)
+
+
+def test_a_batch_keeps_the_round_id_of_its_first_run(tmp_path):
+    """A round killed after it promoted is re-run without training (no round id of its own): the batch is
+    still rendered under the killed run's round id, so its gold pairs and sides are the same."""
+    batch = str(tmp_path / "batches" / "r001" / "batch0000")
+    assert batch_round_id(batch, "round-a") == "round-a"
+    assert batch_round_id(batch, None) == "round-a" and batch_round_id(batch, "round-b") == "round-a"
+    assert batch_round_id(str(tmp_path / "batches" / "r001" / "batch0001"), None) is None

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -88,8 +90,10 @@ def test_round_lifecycle_decides_once_and_marks_records_used(tmp_path, reg):
         reg.decide_round(rnd.id, True, "x")
     reg.add_model(_ckpt(tmp_path, "c1"), f"dpo-{rnd.id}", parent="base", round_id=rnd.id, round_index=rnd.index)
     reg.finish_training(rnd.id, f"dpo-{rnd.id}")
-    assert reg.used_record_ids() == {"r1", "r2"}
+    assert reg.used_record_ids() == set()  # trained, undecided: a round killed here is decided by its re-run
+    assert reg.start_round("base", "base", ["r1", "r2"]).candidate == f"dpo-{rnd.id}"
     assert reg.decide_round(rnd.id, True, "gate passed") is True
+    assert reg.used_record_ids() == {"r1", "r2"}
     snapshot = reg.load().model_dump()
     assert reg.decide_round(rnd.id, False, "changed my mind") is False
     assert reg.load().model_dump() == snapshot
@@ -143,3 +147,28 @@ def test_cli_entry_point_runs_as_a_program(reg):
     out = subprocess.run([sys.executable, "-m", "driftsketch.registry_cli", "--registry", str(reg.root), "list"],
                          capture_output=True, text=True, check=True).stdout
     assert "* base" in out
+
+
+HOLD_ROUND = """
+import sys, time
+from driftsketch.registry import Registry
+with Registry(sys.argv[1]).round_lock():
+    print("holding", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_one_round_at_a_time_per_registry_and_a_killed_round_frees_it(tmp_path):
+    """A second round on a registry is refused (naming the holder) while the first holds the round lock;
+    when the holder is SIGKILLed the kernel drops the lock and the next round goes ahead."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_ROUND, str(tmp_path / "reg")], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"holding\n"
+        with pytest.raises(RegistryError, match=rf"another round is running on this registry \(pid {proc.pid} on "):
+            with Registry(tmp_path / "reg").round_lock():
+                pytest.fail("entered a round another process holds")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    with Registry(tmp_path / "reg").round_lock():
+        assert str(os.getpid()) in (tmp_path / "reg" / "round.lock").read_text()
