@@ -81,9 +81,11 @@ if ! { [ -f "$DEMO/prefect-worker.pid" ] && kill -0 "$(cat "$DEMO/prefect-worker
   echo $! >"$DEMO/prefect-worker.pid"
 fi
 
-# The demo's round parameters: configs/round.yaml plus these overrides, as the JSON the Prefect form takes.
+# The demo's round parameters: configs/round.yaml plus these overrides, as the JSON the Prefect form takes. A round
+# trains once PAIRS/4 new usable pairs arrived: the bot ties 30-40 % of the shipped base's pairs (both good), and
+# gold and held-out pairs do not count, so 100 answers give ~50 usable pairs.
 OVERRIDES=("registry_dir=$DEMO/registry" "preference_dir=$DEMO/preferences" "work_dir=$DEMO/work"
-           "base.train_overrides=[max_steps=$BASE_STEPS,$BASE_MODEL]" "dpo.min_new_preferences=$((PAIRS / 2))"
+           "base.train_overrides=[max_steps=$BASE_STEPS,$BASE_MODEL]" "dpo.min_new_preferences=$((PAIRS / 4))"
            "generate.queue_target=$PAIRS" "generate.max_new_pairs=$PAIRS"
            "labelstudio.overrides=[server.data_dir=$DEMO/labelstudio,server.files_root=$ROOT/$DEMO/labelstudio-files]")
 read -r -a EXTRA <<<"${DEMO_SET:-}"
