@@ -118,8 +118,7 @@ class PreferenceDataset(Dataset):
             unique.append(rec)
         kept, dropped = latest_of_chains(unique)
         self.stats["superseded"] = dropped
-        self._check_classes(kept)
-        return kept
+        return self._known_classes(kept)
 
     @staticmethod
     def _select_quiet(records: list[PreferenceRecord]) -> list[PreferenceRecord]:
@@ -131,14 +130,16 @@ class PreferenceDataset(Dataset):
                 unique.append(rec)
         return latest_of_chains(unique)[0]
 
-    def _check_classes(self, records: list[PreferenceRecord]) -> None:
+    def _known_classes(self, records: list[PreferenceRecord]) -> list[PreferenceRecord]:
+        """The records of classes the model draws; the others are skipped and counted per class (one record
+        of a class the model never learned must not stop training on the rest)."""
         if self.class_names is None:
-            return
-        unknown = sorted({r.class_name for r in records} - set(self.class_names))
-        if unknown:
-            example = next(r.id for r in records if r.class_name == unknown[0])
-            raise ValueError(f"preference records use class(es) {unknown} that the base model does not know "
-                             f"(e.g. record {example}); model classes: {', '.join(self.class_names)}")
+            return records
+        known = set(self.class_names)
+        for rec in records:
+            if rec.class_name not in known:
+                self.skipped[f"class the model does not know: {rec.class_name}"] += 1
+        return [r for r in records if r.class_name in known]
 
     def label_of(self, rec: PreferenceRecord) -> int:
         """The model's class id for ``rec`` (by class name when the model's names are known)."""

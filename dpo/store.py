@@ -32,13 +32,8 @@ from pydantic import ValidationError
 
 from dpo.records import PreferenceRecord, check_safe_name
 from driftsketch.errors import DriftSketchError
-from driftsketch.fileio import atomic_write_bytes, flush_to_disk, fsync_dir
+from driftsketch.fileio import atomic_write_bytes, exclusive_lock, flush_to_disk, fsync_dir
 from driftsketch.sketch import FLAT_SHAPE, SketchError, validate_sketch
-
-try:  # advisory lock so two writers (a pull and a bot) cannot interleave dedup checks
-    import fcntl
-except ImportError:  # pragma: no cover - non-POSIX
-    fcntl = None
 
 DEFAULT_ROOT = Path("data/preferences")
 QUARANTINE_FILE = "quarantine.jsonl"  # annotations a pull could not store, and why (see labeling/pull.py)
@@ -261,17 +256,9 @@ class PreferenceStore:
             keys.add(rec.source_key)
             ids.add(rec.id)
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        if fcntl is None:  # pragma: no cover
-            yield
-            return
-        with open(self.sessions_dir / ".lock", "a") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    def _lock(self):
+        """Advisory lock so two writers (a pull and a bot) cannot interleave their dedup checks."""
+        return exclusive_lock(self.sessions_dir / ".lock")
 
 
 def _append_bytes(path: Path, payload: bytes) -> None:

@@ -76,6 +76,20 @@ def clean_stale_temps(folder: str | Path) -> None:
         remove_stale_temps(folder)
 
 
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created, with its folder, if missing) for the block: one
+    holder at a time across processes and threads; the kernel releases it when a holder dies."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def _locked_temp(folder: Path, name: str) -> tuple[int, str]:
     """A new temporary file for ``name`` in ``folder``, opened and flock-ed (mode 0600)."""
     while True:

@@ -5,6 +5,7 @@
     driftsketch-models promote ID --reason "looked better to us"
     driftsketch-models rollback                  # back to the model current before this one
     driftsketch-models --registry runs/other list
+    driftsketch-models export runs/base/model.pt base-small.pt   # weights only (EMA), a quarter of the size
 
 The registry folder defaults to ``registry_dir`` in ``configs/round.yaml``.
 """
@@ -15,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from driftsketch.checkpoint import export_weights
 from driftsketch.config import CONFIG_DIR, read_yaml
 from driftsketch.errors import UsageError, run_cli
 from driftsketch.registry import Registry, RegistryState
@@ -54,7 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--reason", default="manual promotion")
     rollback = sub.add_parser("rollback", help="make the previously current model current again")
     rollback.add_argument("--reason", default="manual rollback")
+    export = sub.add_parser("export", help="write a weights-only copy of a checkpoint (EMA weights; no optimizer)")
+    export.add_argument("checkpoint")
+    export.add_argument("out")
+    export.add_argument("--raw-weights", action="store_true", help="the trained weights instead of their EMA")
     return p
+
+
+def _export(src: str, out: Path, use_ema: bool) -> int:
+    if out.is_dir():
+        raise UsageError(f"{out}: is a folder, expected the output checkpoint file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ckpt_id = export_weights(src, out, use_ema=use_ema)
+    print(f"{out}: {ckpt_id}, {out.stat().st_size / 2**20:.1f} MiB (from {Path(src).stat().st_size / 2**20:.1f} MiB)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "export":
+        return _export(args.checkpoint, Path(args.out), use_ema=not args.raw_weights)
     root = Path(args.registry or default_registry_dir())
     if root.exists() and not root.is_dir():
         raise UsageError(f"--registry {root}: is a file, expected the registry folder")

@@ -28,11 +28,9 @@ whatever is shown on the left, and ``tie_rate`` are ties whatever the sketches. 
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import numpy as np
@@ -42,16 +40,13 @@ from tqdm import tqdm
 
 from dpo.store import PreferenceStore
 from driftsketch.errors import DriftSketchError
+from driftsketch.fileio import exclusive_lock
 from driftsketch.evaluation.judges import prefer
 from driftsketch.sketch import validate_sketch
 from labeling.client import api_key_of, client_url, with_retries
 from labeling.config import BotConfig
 from labeling.projects import control_names, project_kind
 
-try:  # advisory lock: bots on one machine ask Label Studio for their next task one at a time
-    import fcntl
-except ImportError:  # pragma: no cover - non-POSIX
-    fcntl = None
 
 RATING_RANGE = (0.0, 2.0)  # judge scores mapped linearly onto 1..5 stars (labeling judge: ~[-2, 2])
 
@@ -179,7 +174,7 @@ def run_bot(ls: LabelStudio, project_id: int, store: PreferenceStore, judge, cfg
     bar = tqdm(total=limit, desc=f"bot {cfg.email}", unit="task", disable=not progress)
     try:
         while limit is None or sum(counts.values()) < limit:
-            with _dispatch_lock(store):  # local bots ask one at a time: a database without row locks
+            with exclusive_lock(store.root / ".bot-dispatch.lock"):  # local bots ask one at a time: a database without row locks
                 got = me.next_task(project_id)  # (SQLite) cannot hand one task to two of them
             if got is None or int(got["id"]) in seen:  # nothing left for this user
                 break
@@ -198,20 +193,6 @@ def run_bot(ls: LabelStudio, project_id: int, store: PreferenceStore, judge, cfg
         bar.close()
         me.close()
     return {"answered": sum(counts.values()), "choices": counts, "skipped": len(skipped), "skipped_tasks": skipped}
-
-
-@contextlib.contextmanager
-def _dispatch_lock(store: PreferenceStore) -> Iterator[None]:
-    if fcntl is None:  # pragma: no cover - non-POSIX
-        yield
-        return
-    store.root.mkdir(parents=True, exist_ok=True)
-    with open(store.root / ".bot-dispatch.lock", "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 class BotError(DriftSketchError, RuntimeError):

@@ -2,14 +2,17 @@
 # The main command: set up everything and run online-DPO rounds with a simulated annotator in between.
 #
 #   bash scripts/demo.sh            # setup, Label Studio, Prefect server + worker, deployments,
-#                                   # base model (trained if none), DEMO_ROUNDS rounds (default 3:
+#                                   # base model (the shipped one), DEMO_ROUNDS rounds (default 3:
 #                                   # round 0 fills the queue, rounds 1-2 fine-tune), then where to look
 #   bash scripts/demo.sh stop       # stop the demo's Label Studio, Prefect server and worker
 #
 # Everything lives under runs/demo/ (registry, preference store, Label Studio data, Prefect home, logs),
 # so the demo never touches data/preferences or runs/registry. Knobs (environment):
-#   DEMO_ROUNDS=3  DEMO_PAIRS=100  DEMO_BASE_STEPS=1500  DEMO_PREFECT_PORT=4200  DEMO_DIR=runs/demo
-#   DEMO_BASE_MODEL="model.dim=96,model.depth=4,batch_size=64"   (TrainConfig overrides of the base model)
+#   DEMO_ROUNDS=3  DEMO_PAIRS=100  DEMO_PREFECT_PORT=4200  DEMO_DIR=runs/demo
+#   DEMO_BASE=driftsketch/pretrained/builtin-base.pt   (the base the rounds start from: shipped, trained by
+#                                                      scripts/train_builtin_base.sh; or your own checkpoint)
+#   DEMO_TRAIN_BASE=1 DEMO_BASE_STEPS=1500 DEMO_BASE_MODEL="model.dim=96,model.depth=4,batch_size=64"
+#                                   (train a base through the base-train deployment instead; TrainConfig overrides)
 #   DEMO_SET="eval.samples_per_class=8 dpo.overrides=[epochs=3]"   (more configs/round.yaml overrides)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +20,7 @@ ROOT=$PWD
 DEMO=${DEMO_DIR:-runs/demo}
 ROUNDS=${DEMO_ROUNDS:-3}
 PAIRS=${DEMO_PAIRS:-100}
+BASE=${DEMO_BASE:-driftsketch/pretrained/builtin-base.pt}
 BASE_STEPS=${DEMO_BASE_STEPS:-1500}
 BASE_MODEL=${DEMO_BASE_MODEL:-model.dim=96,model.depth=4,batch_size=64}  # small enough for a CPU
 PORT=${DEMO_PREFECT_PORT:-4200}
@@ -95,9 +99,9 @@ run_deployment() {  # run_deployment NAME PARAMS_JSON: through the worker, waiti
 say "4/6 base model"
 if "$PY" -m driftsketch.registry_cli --registry "$DEMO/registry" list | grep -q '^\*'; then
   echo "registry $DEMO/registry already has a current model"
-elif [ -f runs/base/model.pt ] && [ -z "${DEMO_TRAIN_BASE:-}" ]; then
-  echo "using runs/base/model.pt (set DEMO_TRAIN_BASE=1 to train a fresh one)"
-  OVERRIDES+=("base.checkpoint=runs/base/model.pt")
+elif [ -z "${DEMO_TRAIN_BASE:-}" ]; then
+  echo "using $BASE (the shipped built-in base; DEMO_TRAIN_BASE=1 trains one instead, DEMO_BASE=FILE uses yours)"
+  OVERRIDES+=("base.checkpoint=$BASE")
   PARAMS=$("$PY" -c 'import json, sys; from flows.params import load_round_params
 print(json.dumps({"params": load_round_params(overrides=sys.argv[1:]).model_dump(mode="json")}))' "${OVERRIDES[@]}")
 else

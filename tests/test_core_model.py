@@ -53,6 +53,24 @@ def test_checkpoint_round_trip(model, tmp_path):
     assert raw["step"] == 7 and raw["lineage"] == {"parent": "abc", "dataset_id": "ds1"}
 
 
+def test_export_keeps_the_ema_weights_the_model_loads_and_drops_training_state(model, tmp_path):
+    from driftsketch.registry_cli import main as models_cli
+
+    ema = {k: v + 0.01 for k, v in model.state_dict().items()}
+    opt = {"state": {0: {"exp_avg": torch.randn(64, 64)}}, "param_groups": []}
+    src, dst = tmp_path / "full.pt", tmp_path / "small.pt"
+    save_checkpoint(src, model, NAMES, step=9, ema_state=ema, optimizer_state=opt, parent="p", dataset_id="d")
+    assert models_cli(["export", str(src), str(dst)]) == 0
+    full, small = load_model(src), load_model(dst)
+    x, t, y = torch.randn(2, 32, 8), torch.rand(2), torch.tensor([0, 2])
+    assert torch.equal(full(x, t, y), small(x, t, y)) and small.checkpoint_id == full.checkpoint_id
+    raw = load_checkpoint(dst)
+    assert raw["ema"] is None and raw["optimizer_state_dict"] is None and raw["step"] == 9
+    assert raw["lineage"] == {"parent": "p", "dataset_id": "d"} and dst.stat().st_size < src.stat().st_size
+    assert models_cli(["export", str(src), str(tmp_path)]) == 2  # a folder as the output: one-line error
+    assert models_cli(["export", str(tmp_path / "missing.pt"), str(dst)]) == 2
+
+
 def test_non_checkpoint_files_get_clear_errors(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")

@@ -91,10 +91,11 @@ def test_supersedes_newest_of_chain_wins(store):
     assert len(ds) == 0 and ds.summary()["ties"] == 1 and ds.summary()["superseded"] == 2
 
 
-def test_unknown_class_is_a_clear_error(store):
-    store.append([pairwise(store, 0, cls="giraffe")], "s")
-    with pytest.raises(ValueError, match=r"giraffe.*pw0.*circle, square, house"):
-        PreferenceDataset(store, CLASSES)
+def test_records_of_an_unknown_class_are_skipped_and_counted_not_fatal(store):
+    store.append([pairwise(store, 0, cls="giraffe"), pairwise(store, 1), pairwise(store, 2, cls="giraffe")], "s")
+    ds = PreferenceDataset(store, CLASSES)
+    assert len(ds) == 1 and ds.pairs[0].winner.class_name == "circle"
+    assert ds.summary()["skipped"] == {"class the model does not know: giraffe": 2}
 
 
 def test_invalid_arrays_skipped_with_reason(store, tmp_path):

@@ -92,8 +92,8 @@ def test_errors_before_training(tmp_path, base_ckpt):
     store = make_store(tmp_path / "prefs", 6)
     with pytest.raises(DPOError, match="only .* usable training pairs"):
         train_dpo(cfg_for(base_ckpt, store, tmp_path / "r1", min_pairs=20), progress=False)
-    make_store(tmp_path / "prefs", 3, cls="giraffe")
-    with pytest.raises(ValueError, match="giraffe.*base model does not know"):
+    make_store(tmp_path / "prefs", 3, cls="giraffe")  # a class the base never learned: skipped and named
+    with pytest.raises(DPOError, match=r"only \d+ usable.*class the model does not know: giraffe': 3"):
         train_dpo(cfg_for(base_ckpt, store, tmp_path / "r2"), progress=False)
     bogus = tmp_path / "bogus.pt"
     torch.save({"state_dict": {}}, bogus)

@@ -38,7 +38,7 @@ class FitConfig(Config):
     defaults_from: ClassVar[str] = "data.yaml:fit"
     margin: PositiveFloat  # drawings span at most [-margin, margin]
     resample_px: PositiveFloat  # arc-length spacing of the resampled polyline
-    staircase_resample: PositiveFloat  # spacing as a multiple of the grid step for staircase strokes (>= resample_px)
+    staircase_resample: NonNegativeFloat  # spacing as a multiple of the grid step for staircase strokes (0: resample_px)
     smooth_px: NonNegativeFloat  # Gaussian sigma for ordinary (float) strokes
     staircase_smooth: NonNegativeFloat  # sigma as a multiple of the grid step for staircase strokes
     tolerance_px: PositiveFloat  # first-try max distance between smoothed polyline and curve
