@@ -171,10 +171,11 @@ def run_bot(ls: LabelStudio, project_id: int, store: PreferenceStore, judge, cfg
     counts: dict[str, int] = {}
     skipped: list[str] = []
     seen: set[int] = set()
+    dispatch = store.root / ".bot-dispatch.lock"
     bar = tqdm(total=limit, desc=f"bot {cfg.email}", unit="task", disable=not progress)
     try:
         while limit is None or sum(counts.values()) < limit:
-            with exclusive_lock(store.root / ".bot-dispatch.lock"):  # local bots ask one at a time: a database without row locks
+            with exclusive_lock(dispatch):  # local bots ask one at a time: a database without row locks
                 got = me.next_task(project_id)  # (SQLite) cannot hand one task to two of them
             if got is None or int(got["id"]) in seen:  # nothing left for this user
                 break
@@ -183,10 +184,12 @@ def run_bot(ls: LabelStudio, project_id: int, store: PreferenceStore, judge, cfg
             try:
                 key, result = _answer(kind, names, task, store, judge, cfg, rng)
             except (FileNotFoundError, KeyError, TypeError, ValueError, DriftSketchError) as exc:
-                me.annotate(task.id, [], cancelled=True)  # releases the lock; others may still take it
+                with exclusive_lock(dispatch):
+                    me.annotate(task.id, [], cancelled=True)  # releases the lock; others may still take it
                 skipped.append(f"task {task.id}: {exc}")
                 continue
-            me.annotate(task.id, result, lead_time=cfg.lead_time_s)
+            with exclusive_lock(dispatch):  # Label Studio stores the answer, then drops the task's lock: a
+                me.annotate(task.id, result, lead_time=cfg.lead_time_s)  # next/ in between skips the task
             counts[key] = counts.get(key, 0) + 1
             bar.update(1)
     finally:
