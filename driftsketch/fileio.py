@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, TextIO
 
 _cleaned: set[tuple[int, Path]] = set()  # (pid, folder): folders this process has cleaned
 
@@ -77,15 +77,16 @@ def clean_stale_temps(folder: str | Path) -> None:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | Path) -> Iterator[None]:
+def exclusive_lock(path: str | Path, wait: bool = True) -> Iterator[TextIO]:
     """Hold an exclusive ``flock`` on ``path`` (created, with its folder, if missing) for the block: one
-    holder at a time across processes and threads; the kernel releases it when a holder dies."""
+    holder at a time across processes and threads; the kernel releases it when a holder dies. Yields the
+    lock file (open ``a+``: a holder may note who it is). ``wait=False``: BlockingIOError when it is held."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+    with open(path, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         try:
-            yield
+            yield f
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 

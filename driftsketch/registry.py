@@ -22,7 +22,6 @@ Pure Python: no torch, no Prefect.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -35,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from driftsketch.config import Config
 from driftsketch.errors import DriftSketchError
-from driftsketch.fileio import atomic_copy, atomic_write_text, clean_stale_temps
+from driftsketch.fileio import atomic_copy, atomic_write_text, clean_stale_temps, exclusive_lock
 
 REGISTRY_FILE = "registry.json"
 ROUND_LOCK = "round.lock"
@@ -165,40 +164,31 @@ class Registry:
         (self.root / CHECKPOINT_DIR).mkdir(exist_ok=True)
         for folder in (self.root, self.root / CHECKPOINT_DIR):  # temporary files a killed writer left
             clean_stale_temps(folder)
-        with open(self.root / "registry.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                state = self.load()
-                before = state.model_dump_json()
-                yield state
-                after = state.model_dump_json(indent=2)
-                if json.loads(after) != json.loads(before):
-                    atomic_write_text(self.file, after + "\n")
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with exclusive_lock(self.root / "registry.lock"):
+            state = self.load()
+            before = state.model_dump_json()
+            yield state
+            after = state.model_dump_json(indent=2)
+            if json.loads(after) != json.loads(before):
+                atomic_write_text(self.file, after + "\n")
 
     @contextlib.contextmanager
     def round_lock(self) -> Iterator[None]:
         """Hold ``round.lock`` for a whole round, so two rounds never work on one registry at once (a manual
         run during the deployment's, two deployments on one registry). Another holder: RegistryError naming
         it, and nothing done. The kernel drops the lock of a killed holder."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ROUND_LOCK, "a+") as fh:
+        with contextlib.ExitStack() as stack:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fh = stack.enter_context(exclusive_lock(self.root / ROUND_LOCK, wait=False))
             except BlockingIOError:
-                fh.seek(0)
-                holder = fh.read().strip() or "a process that did not say who it is"
+                holder = (self.root / ROUND_LOCK).read_text().strip() or "a process that did not say who it is"
                 raise RegistryError(f"{self.root / ROUND_LOCK}: another round is running on this registry ({holder}); "
                                     "this one did nothing, run it again when that one has ended") from None
-            try:
-                fh.seek(0)
-                fh.truncate()
-                fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {now_iso()}\n")
-                fh.flush()
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {now_iso()}\n")
+            fh.flush()
+            yield
 
     def add_model(self, checkpoint: str | Path, model_id: str, *, kind: Literal["base", "dpo"] = "dpo",
                   parent: str | None = None, round_id: str | None = None, round_index: int = 0,
