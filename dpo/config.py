@@ -62,6 +62,7 @@ class AnnotatorsConfig(Config):
     prior_accuracy: float  # Beta prior of an annotator's accuracy on each side (mean) ...
     prior_strength: float  # ... worth this many answers
     min_weight: Fraction  # weights below this (no better than chance) count as 0
+    min_vote_margin: Fraction  # |vote share - 1/2| below this: the pair is a tie (dropped, counted)
     min_gold_accuracy: Fraction | None  # gold-accuracy interval entirely below: not trained on; null = off
     min_gold_answers: NonNegativeInt  # gold answers needed before that decision is taken
 
@@ -70,6 +71,9 @@ class AnnotatorsConfig(Config):
         if not 0.5 < self.prior_accuracy < 1.0 or self.prior_strength <= 0:
             raise ValueError(f"annotators: need 0.5 < prior_accuracy < 1 and prior_strength > 0, got "
                              f"{self.prior_accuracy} and {self.prior_strength}")
+        if self.min_vote_margin >= 0.5:
+            raise ValueError(f"annotators.min_vote_margin must be below 0.5 (every pair would be a tie), "
+                             f"got {self.min_vote_margin}")
         return self
 
 

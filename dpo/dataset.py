@@ -14,8 +14,9 @@ ratings of the same class (optionally the same checkpoint) whose ratings differ 
 
 Several answers to one pair become one training pair (``annotators.aggregate``): each answer counts
 with its annotator's weight; ``both_bad`` answers holding half the weight or more drop the pair
-(counted as ``both_bad``); of the rest, a vote for a sketch counts 1, a tie 1/2 to each side; an even
-share drops the pair (counted as a tie). ``majority`` trains the pair toward the side with more than
+(counted as ``both_bad``); of the rest, a vote for a sketch counts 1, a tie 1/2 to each side; a share
+nearer 1/2 than ``min_vote_margin`` drops the pair (counted as a tie: two trusted people who disagree
+are no preference to train toward, and a label-smoothed target near 1/2 would pull the pair's margin to 0). ``majority`` trains the pair toward the side with more than
 half (target 1), ``soft`` toward it with target = its share of the votes (a label-smoothed Flow-DPO
 loss), ``each`` keeps every answer as its own pair with its annotator's weight (ties and both-bad
 answers counted, not trained on). One answer per pair gives the same pairs under all three rules.
@@ -184,7 +185,7 @@ class PreferenceDataset(Dataset):
             return None
         votes = [(w, 0.5 if a.choice == TIE else float(a.choice > 0)) for a, w in zip(group, weights) if not a.both_bad]
         share = sum(w * v for w, v in votes) / sum(w for w, _ in votes)  # of the first sketch of the key
-        if abs(share - 0.5) < 1e-9:
+        if abs(share - 0.5) < max(self.annotators.min_vote_margin - 1e-9, 1e-9):  # 3/5 - 1/2 is not < 0.1
             self.stats["ties"] += 1
             return None
         rec, key = group[0].record, group[0].key

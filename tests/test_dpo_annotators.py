@@ -208,12 +208,28 @@ def test_weights_decide_a_split_vote(store):
     recs += [answer(paths, i, "novice", "a" if i % 5 else "b") for i in range(20)]  # gold accuracy 0.8
     recs += [answer(paths, 20, "expert", "a"), answer(paths, 20, "novice", "b")]
     store.append(recs, "s")
-    ds = dataset(store, weighting="gold")
+    ds = dataset(store, weighting="gold", min_vote_margin=0.0)
     (pair,) = ds.pairs
     w_e = (0.8 * 4 + 20) / 24 + 0.8 - 1  # the real drawing was always on the left: the right side keeps the prior
     w_n = (0.8 * 4 + 16) / 24 + 0.8 - 1
     assert pair.winner_side == "a" and pair.target == pytest.approx(w_e / (w_e + w_n))
     assert dataset(store, weighting="none").summary()["ties"] == 1
+    # 0.56 of the weighted vote is nearer 1/2 than the default margin: a tie, not a target that pulls to 0
+    assert w_e / (w_e + w_n) - 0.5 < AnnotatorsConfig().min_vote_margin
+    default = dataset(store, weighting="gold")
+    assert len(default) == 0 and default.summary()["ties"] == 1
+
+
+def test_the_vote_margin_never_drops_an_unweighted_vote_of_up_to_five_answers(store):
+    paths = sketches(store, 2 * 3, seed=4)
+    votes = {0: "aab", 1: "abbtt", 2: "atttt"}  # 2:1, then 1 a + 2 b + 2 ties, then 1 a + 4 ties (share 0.6)
+    store.append([answer(paths, i, f"p{k}", {"t": "tie"}.get(v, v)) for i, vs in votes.items()
+                  for k, v in enumerate(vs)], "s")
+    ds = dataset(store, weighting="none")
+    assert sorted(round(p.target, 4) for p in ds.pairs) == [0.6, 0.6, round(2 / 3, 4)]
+    assert ds.summary()["ties"] == 0
+    with pytest.raises(ValueError, match="min_vote_margin"):
+        AnnotatorsConfig(min_vote_margin=0.5)
 
 
 def test_newest_answer_counts_and_split_keeps_a_pair_together(store):
