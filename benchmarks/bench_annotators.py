@@ -5,6 +5,8 @@ by measured reliability recover the honest annotators' preference?
         --classifier runs/classifier.pt --hidden-classifier runs/classifier_hidden.pt \\
         --reward-classifier runs/classifier_reward.pt --pairs 500 --gold 50 --seeds 0 1 2 --out runs/bench_annotators
     # add --dpo to also fine-tune with Flow-DPO on each condition's pairs (minutes per run)
+    python benchmarks/bench_annotators.py --summarise runs/B_careless/report.json runs/B_left/report.json
+    # pools the runs of several reports (seeds or panels run in separate processes) and prints the tables
 
 1. ``--pairs`` pairs of base-model sketches (bench_dpo_winrate.py's sampler) and ``--gold`` gold pairs
    (dpo/gold.py: a real drawing vs a scrambled / wrong-class / noisy copy), answered by 3 of 5 annotators
@@ -24,7 +26,8 @@ by measured reliability recover the honest annotators' preference?
    sampling, bench_dpo_winrate.py's selection ceiling). With ``--dpo``: Flow-DPO (configs/dpo.yaml) on
    the condition's pairs, hidden-judge win rate of the tuned model against the base on new noise.
 4. Per annotator (configs/dpo.yaml weighting): gold accuracy with its 95 % interval, mean Cohen's kappa
-   with the others, weight, exclusion; Krippendorff's alpha. Mean and spread over ``--seeds``.
+   with the others, weight, exclusion; Krippendorff's alpha. Mean and spread over ``--seeds``; with ``--dpo``
+   the paired differences weighted - unweighted and weighted - honest_only per seed, with their standard error.
 Writes OUT/report.json and prints markdown tables.
 """
 from __future__ import annotations
@@ -188,10 +191,36 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="DPO config for --dpo (default configs/dpo.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DPO config override")
     p.add_argument("--report", default="report.json", help="file name of the report inside --out")
+    p.add_argument("--summarise", nargs="+", default=None, metavar="REPORT",
+                   help="only pool every run of these report.json files (seeds run in separate processes) "
+                        "and print the tables (every panel needs every seed)")
     return p
 
 
+def pooled_runs(reports: list[str]) -> dict:
+    """``panel-s<seed>`` -> run, from several reports (a run in two reports must be the same run)."""
+    runs: dict = {}
+    for path in reports:
+        for key, run in json.loads(Path(path).read_text())["runs"].items():
+            if key in runs and runs[key] != run:
+                raise SystemExit(f"{path}: run {key} differs from the same run in an earlier report")
+            runs[key] = run
+    return runs
+
+
 def main(argv=None) -> None:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--summarise", nargs="+", default=None)
+    reports = pre.parse_known_args(argv)[0].summarise
+    if reports:  # pool earlier runs: every panel and seed in the reports
+        runs = pooled_runs(reports)
+        keys = [k.rsplit("-s", 1) for k in runs]
+        panels = sorted({p for p, _ in keys}, key=["careless", "left"].index)
+        seeds = sorted({int(s) for _, s in keys})
+        summary = summarise(runs, argparse.Namespace(panels=panels, seeds=seeds))
+        print(json.dumps({p: s["paired"] for p, s in summary.items()}, indent=2))
+        print_tables(summary)
+        return
     args, t0, out, real = start(parser(), argv)
     from dpo.config import DEFAULT_DPO_CONFIG
     args.config = args.config or str(DEFAULT_DPO_CONFIG)
@@ -223,6 +252,7 @@ def main(argv=None) -> None:
     print(f"report: {out / args.report}")
 
 
+PAIRED = {"weighted - unweighted": ("weighted", "unweighted"), "weighted - honest_only": ("weighted", "honest_only")}
 METRICS = ("label_accuracy", "signal_accuracy", "reward_hidden_agreement", "best_of_8_hidden_win", "dpo_hidden_win",
            "pairs")
 
@@ -240,6 +270,19 @@ def summarise(results: dict, args) -> dict:
         out[panel]["annotators"]["excluded_share"] = {
             n: float(np.mean([r["annotators"]["rows"][n]["excluded"] for r in runs])) for n in names}
         out[panel]["alpha"] = mean_spread([r["annotators"]["alpha"] for r in runs])
+        out[panel]["paired"] = paired_differences(runs)
+    return out
+
+
+def paired_differences(runs: list[dict]) -> dict:
+    """Flow-DPO hidden win of one condition minus another's, per seed (same pairs, same evaluation noise):
+    mean, sample sd and the standard error of the mean over seeds."""
+    out = {}
+    for name, (a, b) in PAIRED.items():
+        if all("dpo_hidden_win" in r[a] and "dpo_hidden_win" in r[b] for r in runs):
+            d = [r[a]["dpo_hidden_win"] - r[b]["dpo_hidden_win"] for r in runs]
+            stats = mean_spread(d)
+            out[name] = {**stats, "se": round(stats["std"] / np.sqrt(len(d)), 4)}
     return out
 
 
@@ -258,6 +301,9 @@ def print_tables(summary: dict) -> None:
                 print(f"| {n} | {fmt(r['gold_accuracy'])} | {fmt(r['mean_kappa'])} | {fmt(r['left_rate'])} | "
                       f"{fmt(r['weight'])} | {rows['annotators']['excluded_share'][n]:.2f} |")
         print(f"\nKrippendorff's alpha: {fmt(rows['alpha'])}")
+        for name, d in rows["paired"].items():
+            print(f"Flow-DPO hidden win, {name} (paired over {d['n']} seeds): {100 * d['mean']:+.1f} points, "
+                  f"sd {100 * d['std']:.1f}, standard error {100 * d['se']:.1f}")
 
 
 if __name__ == "__main__":

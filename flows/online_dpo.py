@@ -20,6 +20,7 @@ import hashlib
 import json
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 from prefect import flow, get_run_logger
 
@@ -32,7 +33,7 @@ from tasks import evaluate as ev
 from tasks import labeling as lb
 from tasks import models as md
 from tasks.generate import batch_round_id, generate_pairs, mark_pushed, next_batch_key, select_pairs, weak_class_weights
-from tasks.preferences import assess_annotators, human_pair_count, select_new_preferences
+from tasks.preferences import assess_annotators, human_pair_count, no_training_reason, select_new_preferences
 from tasks.report import publish_report
 from tasks.train import finetune_round, finetune_timings
 
@@ -119,22 +120,41 @@ def train_and_decide(params: RoundParams, record_ids: list[str], classifier: str
 
 def refill_queue(params: RoundParams, projects: dict[str, int], current: str, current_eval: dict,
                  class_names: list[str], round_id: str | None, classifier: str, timer: StepTimer) -> dict:
-    """Retire stale tasks, then generate (and select), render and push pairs from ``current`` until the
-    queue is full; ``gold.share`` of the pushed pairs are gold pairs from ``params.data``."""
+    """Retire stale tasks, then push batches of pairs from ``current`` until the queue is full: one batch,
+    or two when the first is one a killed round had already pushed (it had not marked it pushed)."""
     ls, prefs, work, g = params.labelstudio, params.preference_dir, params.work_dir, params.generate
     with timer("push"):
         retired = lb.retire_stale(ls, prefs, work, projects, current) if g.retire_stale else 0
         waiting = lb.open_pairs(ls, prefs, work, projects["pairwise"])
     need = min(g.max_new_pairs, max(g.queue_target - waiting, 0))
     out = {"retired": retired, "open_before": waiting, "pushed": 0}
-    if need == 0:
-        return out
-    n_gold = gold_count(need, lb.gold_share(ls, prefs, work))
-    n_gold = n_gold if n_gold < need else 0
     per_class = {k.split("/", 1)[1]: v for k, v in current_eval["metrics"].items() if k.startswith("recognizability/")}
     weights = weak_class_weights(per_class, class_names) if g.class_weighting == "weak" else None
+    for _ in range(2):
+        if need <= 0:
+            break
+        batch = push_batch(params, projects, current, need, weights, class_names, round_id, classifier, timer)
+        for key in ("pushed", "gold_pushed", "pushed_ratings"):
+            if key in batch:
+                out[key] = out.get(key, 0) + batch[key]
+        out["selection"] = batch["selection"]
+        if not batch["resumed"]:
+            break
+        need -= batch["pushed"]  # a batch a killed round had pushed (part of): go on with a new one
+    return out
+
+
+def push_batch(params: RoundParams, projects: dict[str, int], current: str, need: int, weights,
+               class_names: list[str], round_id: str | None, classifier: str, timer: StepTimer) -> dict:
+    """Generate (and select), render and push up to ``need`` pairs from ``current`` as its next batch;
+    ``gold.share`` of them are gold pairs from ``params.data``. ``resumed``: the batch was started by a
+    run that was killed before marking it pushed (this run finishes it)."""
+    ls, prefs, work, g = params.labelstudio, params.preference_dir, params.work_dir, params.generate
+    n_gold = gold_count(need, lb.gold_share(ls, prefs, work))
+    n_gold = n_gold if n_gold < need else 0
     batch_key = next_batch_key(work, current)  # from what was pushed before, not the clock: reruns repeat
     batch_dir = f"{work}/batches/{current}/{batch_key}"
+    out = {"resumed": Path(batch_dir, "tasks.json").is_file()}
     round_id = batch_round_id(batch_dir, round_id)  # a re-run after a crash renders the same gold pairs and sides
     with timer("generate"):
         pairs = next_pairs(params, current, need - n_gold, batch_dir, batch_key, weights, classifier, class_names, out)
@@ -209,11 +229,11 @@ def run_round(params: RoundParams, timer: StepTimer, summary: dict) -> dict:
         sel = select_new_preferences(prefs, params.registry_dir, class_names, params.dpo.config, params.dpo.overrides)
         summary["annotators"] = assess_annotators(prefs, params.dpo.config, params.dpo.overrides)
     summary["pulled"], summary["usable_pairs"] = summary["pull"]["new_records"], sel["usable_pairs"]
-    if sel["usable_pairs"] >= params.dpo.min_new_preferences:
+    skip = no_training_reason(sel, params.dpo.min_new_preferences)
+    if skip is None:
         summary.update(train_and_decide(params, sel["record_ids"], classifier, reward_classifier, timer))
-    else:
-        summary["decision"] = {"promoted": False, "reason": f"no training: {sel['usable_pairs']} new usable pairs "
-                               f"< min_new_preferences {params.dpo.min_new_preferences}"}
+    else:  # the records stay new: a later round trains on them with what arrives meanwhile
+        summary["decision"] = {"promoted": False, "reason": skip}
     current = md.current_model(params.registry_dir)
     summary["current"] = current
     log.info("round decision: %s; current model %s", summary["decision"]["reason"], current)

@@ -16,22 +16,38 @@ def annotators_config(dpo_config: str, overrides: list[str]):
 @task
 def select_new_preferences(preference_dir: str, registry_dir: str, class_names: list[str], dpo_config: str,
                            overrides: list[str]) -> dict:
-    """Records no decided round has trained on, and how many usable training pairs they make (with the
-    DPO config's aggregation, gold and exclusion rules).
+    """Records no decided round has trained on, how many usable pairs they make (with the DPO config's
+    aggregation, gold and exclusion rules), and how many of those the fine-tune would train on after its
+    held-out split, against the config's ``min_pairs``.
 
-    Returns ``{"record_ids": [...], "usable_pairs": int, "stats": {...}}``.
+    Returns ``{"record_ids": [...], "usable_pairs": int, "training_pairs": int, "min_pairs": int, "stats": {...}}``.
     """
-    from dpo.dataset import PreferenceDataset
+    from dpo.config import load_dpo_config
     from dpo.store import PreferenceStore
+    from dpo.trainer import preference_dataset
 
+    cfg = load_dpo_config(dpo_config, [*overrides, f"preference_dir={preference_dir}"])
     store = PreferenceStore(preference_dir)
     used = Registry(registry_dir).used_record_ids()
     new = [r for r in store.records() if r.id not in used]
     if not new:
-        return {"record_ids": [], "usable_pairs": 0, "stats": {}}
-    ds = PreferenceDataset(store, class_names=class_names, records=new,
-                           annotators=annotators_config(dpo_config, overrides))
-    return {"record_ids": sorted(r.id for r in new), "usable_pairs": len(ds), "stats": dict(ds.stats)}
+        return {"record_ids": [], "usable_pairs": 0, "training_pairs": 0, "min_pairs": cfg.min_pairs, "stats": {}}
+    ds = preference_dataset(cfg, class_names, new)
+    train, _ = ds.split(cfg.holdout_fraction, seed=cfg.seed)  # the fine-tune's own split (dpo.trainer.build_datasets)
+    return {"record_ids": sorted(r.id for r in new), "usable_pairs": len(ds), "training_pairs": len(train),
+            "min_pairs": cfg.min_pairs, "stats": dict(ds.stats)}
+
+
+def no_training_reason(selection: dict, min_new_preferences: int) -> str | None:
+    """Why a round with these new preferences (:func:`select_new_preferences`) does not fine-tune, or None
+    when it does: too few new usable pairs, or too few left for training after the held-out split (the
+    fine-tune would stop on ``min_pairs``, and the round would never refill the queue)."""
+    if selection["usable_pairs"] < min_new_preferences:
+        return f"no training: {selection['usable_pairs']} new usable pairs < min_new_preferences {min_new_preferences}"
+    if selection["training_pairs"] < selection["min_pairs"]:
+        return (f"no training: {selection['usable_pairs']} new usable pairs leave {selection['training_pairs']} "
+                f"after the held-out split < min_pairs {selection['min_pairs']} (dpo config)")
+    return None
 
 
 @task

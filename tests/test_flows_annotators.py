@@ -10,7 +10,7 @@ from dpo import PreferenceRecord, PreferenceStore
 from dpo.gold import GoldSet
 from driftsketch.evaluation.classifier import ClassifierConfig, SketchClassifier, SketchCNN
 from tasks.generate import select_pairs
-from tasks.preferences import assess_annotators, human_pair_count, select_new_preferences
+from tasks.preferences import assess_annotators, human_pair_count, no_training_reason, select_new_preferences
 from tasks.report import annotator_figures, round_markdown
 
 DPO_CONFIG = "configs/dpo.yaml"
@@ -50,6 +50,28 @@ def test_assessment_report_and_figures(tmp_path):
     assert annotator_figures({}) == {} and "## Annotators" not in round_markdown({"current": "m1"})
     sel = select_new_preferences.fn(str(store.root), str(tmp_path / "reg"), CLASSES, DPO_CONFIG, [])
     assert sel["usable_pairs"] == 6 and sel["stats"]["gold_answers"] == 12  # lefty excluded, gold not trained
+
+
+def test_a_round_does_not_start_a_fine_tune_that_min_pairs_would_stop(tmp_path):
+    """Enough new pairs for ``min_new_preferences`` but too few left after the held-out split: the round must
+    skip training (and go on to refill the queue), not start a fine-tune that stops on ``min_pairs``."""
+    from dpo.config import load_dpo_config
+    from dpo.trainer import DPOError, build_datasets
+
+    store = panel_store(tmp_path / "prefs")
+    over = ["holdout_fraction=0.5", "min_pairs=5"]
+    sel = select_new_preferences.fn(str(store.root), str(tmp_path / "reg"), CLASSES, DPO_CONFIG, over)
+    cfg = load_dpo_config(DPO_CONFIG, [*over, f"preference_dir={store.root}", "min_pairs=0"])
+    train, held = build_datasets(cfg, CLASSES, store.records())  # what the fine-tune would train on
+    assert (sel["usable_pairs"], sel["training_pairs"], sel["min_pairs"]) == (6, len(train), 5) and len(train) < 5
+    with pytest.raises(DPOError, match="usable training pairs"):
+        build_datasets(load_dpo_config(DPO_CONFIG, [*over, f"preference_dir={store.root}"]), CLASSES, store.records())
+    assert no_training_reason(sel, 5) == (f"no training: 6 new usable pairs leave {len(train)} after the held-out "
+                                          "split < min_pairs 5 (dpo config)")
+    assert no_training_reason(sel, 7) == "no training: 6 new usable pairs < min_new_preferences 7"
+    enough = select_new_preferences.fn(str(store.root), str(tmp_path / "reg"), CLASSES, DPO_CONFIG,
+                                       ["holdout_fraction=0.5", f"min_pairs={len(train)}"])
+    assert no_training_reason(enough, 5) is None
 
 
 def tiny_classifier(path) -> str:

@@ -22,7 +22,7 @@ DPO = ("[epochs=2,batch_size=8,min_pairs=5,num_t=1,eval_num_t=2,holdout_fraction
        "amplify.enabled=true,amplify.groups_per_class=1,amplify.group_size=2,amplify.num_steps=2]")
 
 
-def _params(tmp_path, base: str, title: str, files_root: str):
+def _params(tmp_path, base: str, title: str, files_root: str, *extra: str):
     return load_round_params(overrides=[
         f"registry_dir={tmp_path}/registry", f"preference_dir={tmp_path}/prefs", f"work_dir={tmp_path}/work",
         f"base.checkpoint={base}", "wandb=false", "dpo.min_new_preferences=8", f"dpo.overrides={DPO}",
@@ -34,7 +34,7 @@ def _params(tmp_path, base: str, title: str, files_root: str):
         "gate.min_heldout_accuracy=0.0", "gate.max_fd_ratio=1000", "gate.max_recognizability_drop=1.0",
         f"labelstudio.overrides=[projects.pairwise_title={title},server.files_root={files_root}]",
         "labelstudio.token_secret_block=ls-token-test",
-        "labelstudio.ratings=true"])
+        "labelstudio.ratings=true", *extra])
 
 
 def annotator_classifier(params) -> Path:
@@ -119,3 +119,36 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     again = online_dpo(params)  # nothing new: no training, no promotion, no extra tasks
     assert again["pulled"] == 0 and again["pushed"] == 0 and "no training" in again["decision"]["reason"]
     assert reg.load().model_dump() == state
+
+
+@pytest.mark.slow
+def test_a_batch_pushed_by_a_killed_round_does_not_leave_the_queue_short(prefect_harness, labelstudio,
+                                                                       tiny_base_checkpoint, tmp_path, monkeypatch):
+    """A round killed after its push but before it marked the batch pushed: the next round finds that batch
+    already in Label Studio and goes on with a new one, so the queue is full again and nothing is pushed
+    twice (before, it re-pushed the old batch, 0 new tasks, and the queue stayed short for a round)."""
+    from prefect.blocks.system import Secret
+
+    from flows.online_dpo import online_dpo
+    from labeling.projects import find_project
+    from tasks.generate import PUSHED
+
+    monkeypatch.setenv("LABEL_STUDIO_URL", labelstudio.conn.url)
+    Secret(value=labelstudio.conn.api_key).save("ls-token-test", overwrite=True)
+    title = "flow-test-resumed-batch"
+    params = _params(tmp_path, tiny_base_checkpoint, title, labelstudio.cfg.files_root,
+                     "labelstudio.ratings=false", "dpo.min_new_preferences=1000")  # this test never trains
+    assert online_dpo(params)["pushed"] == QUEUE
+    marks = list(Path(params.work_dir, "batches").glob(f"*/*/{PUSHED}"))
+    assert len(marks) == 1
+    marks[0].unlink()  # what a SIGKILL between the push and the mark leaves behind
+    assert _bot(labelstudio, params, limit=6) == 6
+    again = online_dpo(params)
+    ls = labelstudio.client()
+    keys = [t.data["task_key"] for t in ls.tasks.list(project=find_project(ls, title), fields="task_only")]
+    assert again["open_before"] == QUEUE - 6 and again["pushed"] == 6  # the queue is full again
+    assert len(keys) == len(set(keys)) == QUEUE + 6  # and no pair went out twice
+    marks = sorted(Path(params.work_dir, "batches").glob(f"*/*/{PUSHED}"))
+    assert [m.parent.name for m in marks] == ["batch0000", "batch0001"]  # the old batch marked now, then a new one
+    done = [json.loads(m.read_text()) for m in marks]
+    assert [d["resumed"] for d in done] == [True, False] and sum(d["pushed"] for d in done) == 6
