@@ -1,4 +1,4 @@
-"""Five simulated annotators, two of them careless or always-left, three answers per pair: does weighting
+"""Five simulated annotators, two of them careless, always-left or reversed, three answers per pair: does weighting
 by measured reliability recover the honest annotators' preference?
 
     python benchmarks/bench_annotators.py --base-checkpoint runs/base-builtin/model.pt \\
@@ -11,7 +11,8 @@ by measured reliability recover the honest annotators' preference?
 1. ``--pairs`` pairs of base-model sketches (bench_dpo_winrate.py's sampler) and ``--gold`` gold pairs
    (dpo/gold.py: a real drawing vs a scrambled / wrong-class / noisy copy), answered by 3 of 5 annotators
    each, drawn at random per pair: 3 honest (the noisy labeling judge of docs/dpo.md: 10 % flips, ties
-   within 0.02 and 5 % random ties) and 2 careless (coin flips) or always-left (labeling.bot.misbehave);
+   within 0.02 and 5 % random ties) and 2 careless (coin flips), always-left or reversed (the honest
+   annotator's answer with A and B swapped: a taste against the others'; labeling.bot.misbehave);
    which sketch is shown left is random per pair. Stored in a real preference store per panel and seed.
 2. Conditions, each a PreferenceDataset over the same store: ``honest_only`` (only the honest answers),
    ``weighted`` (configs/dpo.yaml: soft labels, Dawid-Skene weights, gold-accuracy exclusion),
@@ -52,6 +53,7 @@ from dpo.store import PreferenceStore
 from driftsketch.checkpoint import load_model
 from driftsketch.evaluation import HiddenJudge, LabelingJudge
 
+PANELS = ["careless", "left", "reversed"]  # the two bad annotators of a panel
 CONDITIONS = {  # name -> (only honest answers?, annotators config)
     "honest_only": (True, AnnotatorsConfig(weighting="none", min_gold_accuracy=None)),
     "weighted": (False, AnnotatorsConfig()),
@@ -182,7 +184,7 @@ def parser() -> argparse.ArgumentParser:
     add_model_args(p, out="runs/bench_annotators")
     p.add_argument("--pairs", type=int, default=500)
     p.add_argument("--gold", type=int, default=50, help="gold pairs among the tasks")
-    p.add_argument("--panels", nargs="+", default=["careless", "left"], choices=["careless", "left"])
+    p.add_argument("--panels", nargs="+", default=PANELS, choices=PANELS)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="annotator draws (same pairs)")
     p.add_argument("--pair-seed", type=int, default=0)
     add_sampler_args(p)
@@ -193,7 +195,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default="report.json", help="file name of the report inside --out")
     p.add_argument("--summarise", nargs="+", default=None, metavar="REPORT",
                    help="only pool every run of these report.json files (seeds run in separate processes) "
-                        "and print the tables (every panel needs every seed)")
+                        "and print the tables (each panel over the seeds it has)")
     return p
 
 
@@ -215,7 +217,7 @@ def main(argv=None) -> None:
     if reports:  # pool earlier runs: every panel and seed in the reports
         runs = pooled_runs(reports)
         keys = [k.rsplit("-s", 1) for k in runs]
-        panels = sorted({p for p, _ in keys}, key=["careless", "left"].index)
+        panels = sorted({p for p, _ in keys}, key=PANELS.index)
         seeds = sorted({int(s) for _, s in keys})
         summary = summarise(runs, argparse.Namespace(panels=panels, seeds=seeds))
         print(json.dumps({p: s["paired"] for p, s in summary.items()}, indent=2))
@@ -258,9 +260,10 @@ METRICS = ("label_accuracy", "signal_accuracy", "reward_hidden_agreement", "best
 
 
 def summarise(results: dict, args) -> dict:
+    """Mean and spread per panel over the seeds it has in ``results`` (pooled reports may differ)."""
     out: dict = {}
     for panel in args.panels:
-        runs = [results[f"{panel}-s{s}"] for s in args.seeds]
+        runs = [results[f"{panel}-s{s}"] for s in args.seeds if f"{panel}-s{s}" in results]
         out[panel] = {name: {m: mean_spread([r[name][m] for r in runs]) for m in METRICS if m in runs[0][name]}
                       for name in CONDITIONS}
         names = runs[0]["annotators"]["rows"].keys()
@@ -271,6 +274,7 @@ def summarise(results: dict, args) -> dict:
             n: float(np.mean([r["annotators"]["rows"][n]["excluded"] for r in runs])) for n in names}
         out[panel]["alpha"] = mean_spread([r["annotators"]["alpha"] for r in runs])
         out[panel]["paired"] = paired_differences(runs)
+        out[panel]["seeds"] = len(runs)
     return out
 
 
@@ -289,7 +293,7 @@ def paired_differences(runs: list[dict]) -> dict:
 def print_tables(summary: dict) -> None:
     fmt = lambda s: f"{s['mean']:.3f} +- {s['std']:.3f}" if s else "-"  # noqa: E731
     for panel, rows in summary.items():
-        print(f"\n### panel: 3 honest + 2 {panel} (mean +- sd over seeds)\n")
+        print(f"\n### panel: 3 honest + 2 {panel} (mean +- sd over {rows['seeds']} seeds)\n")
         cols = [m for m in METRICS if m in rows["weighted"]]
         print("| condition | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols))
         for name in CONDITIONS:

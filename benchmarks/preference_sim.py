@@ -1,7 +1,8 @@
 """Shared pieces of the annotator and pair-selection benchmarks (bench_annotators.py, bench_active_selection.py).
 
 - simulated annotators: the noisy labeling judge of bench_dpo_winrate.py ("honest"), a coin-flipper
-  ("careless") and one who always picks the left sketch ("left"), through labeling.bot.misbehave, the
+  ("careless"), one who always picks the left sketch ("left") and one whose taste runs against the
+  honest one ("reversed": the judge's choice, noise and ties included, then A and B swapped), through labeling.bot.misbehave, the
   same code the Label Studio bot runs;
 - a per-sketch feature cache, so that reward models fit and score thousands of times cheaply;
 - the win rate that a reward model buys: the hidden judge's win rate of its best of 8 base sketches
@@ -30,16 +31,18 @@ class Profile:
     tie_rate: float = 0.05
     careless_share: float = 0.0
     always_left_share: float = 0.0
+    reversed_share: float = 0.0
 
 
-PROFILES = {"honest": Profile(), "careless": Profile(careless_share=1.0), "left": Profile(always_left_share=1.0)}
+PROFILES = {"honest": Profile(), "careless": Profile(careless_share=1.0), "left": Profile(always_left_share=1.0),
+            "reversed": Profile(reversed_share=1.0)}
 
 
 def answers(score_a: np.ndarray, score_b: np.ndarray, left: list[str], profile: Profile,
             rng: np.random.Generator) -> list[str]:
     """Simulated answers "a" | "b" | "tie" to pairs with labeling-judge scores ``score_a``/``score_b``."""
     choices = prefer_from_scores(score_a, score_b, rng, profile.noise, profile.tie_margin, profile.tie_rate)
-    return misbehave(choices, left, rng, profile.careless_share, profile.always_left_share)
+    return misbehave(choices, left, rng, profile.careless_share, profile.always_left_share, profile.reversed_share)
 
 
 class FeatureCache:

@@ -18,7 +18,8 @@ arrays are missing is skipped in Label Studio (like a person's "Skip") and count
 
 It can also behave like the annotators an annotation lead has to defend against (:func:`misbehave`):
 ``careless_share`` of its pairwise answers are coin flips between A and B, ``always_left_share`` pick
-whatever is shown on the left, and ``tie_rate`` are ties whatever the sketches. Several identities
+whatever is shown on the left, ``reversed_share`` pick the sketch its judge likes less (an annotator
+whose taste runs against the others'), and ``tie_rate`` are ties whatever the sketches. Several identities
 (:func:`bot_emails`) answer the same project as different Label Studio users, each with its own seed.
 
     judge = load_judge("labeling", "runs/classifier.pt")
@@ -118,13 +119,15 @@ def bot_emails(email: str, count: int) -> list[str]:
 
 
 def misbehave(choices: list[str], left: list[str], rng: np.random.Generator, careless_share: float = 0.0,
-              always_left_share: float = 0.0) -> list[str]:
+              always_left_share: float = 0.0, reversed_share: float = 0.0) -> list[str]:
     """Pairwise answers ``"a" | "b" | "tie"`` after careless answers (a coin flip between the two
-    sketches, with probability ``careless_share``) and position bias (the sketch shown on the left,
-    ``left[i]``, with probability ``always_left_share``) replaced the judge's ``choices``."""
-    if min(careless_share, always_left_share) < 0 or careless_share + always_left_share > 1:
-        raise ValueError(f"bot: careless_share and always_left_share must be >= 0 with a sum <= 1, got "
-                         f"{careless_share} and {always_left_share}")
+    sketches, with probability ``careless_share``), position bias (the sketch shown on the left,
+    ``left[i]``, with probability ``always_left_share``) and a reversed taste (the sketch the judge
+    did not pick, with probability ``reversed_share``; a tie stays a tie) replaced the judge's ``choices``."""
+    shares = (careless_share, always_left_share, reversed_share)
+    if min(shares) < 0 or sum(shares) > 1:
+        raise ValueError(f"bot: careless_share, always_left_share and reversed_share must be >= 0 with a sum "
+                         f"<= 1, got {careless_share}, {always_left_share} and {reversed_share}")
     u, coin = rng.random(len(choices)), rng.random(len(choices)) < 0.5
     out = []
     for c, side, ui, heads in zip(choices, left, u, coin):
@@ -132,6 +135,8 @@ def misbehave(choices: list[str], left: list[str], rng: np.random.Generator, car
             c = "a" if heads else "b"
         elif ui < careless_share + always_left_share:
             c = side
+        elif ui < sum(shares):
+            c = {"a": "b", "b": "a"}.get(c, c)
         out.append(c)
     return out
 
@@ -145,7 +150,7 @@ def decide(kind: str, tasks: list, store: PreferenceStore, judge, cfg: BotConfig
     b = np.stack([load_task_sketch(store, t.data["beziers_b"], t.id) for t in tasks])
     choices = prefer(judge, a, b, labels, rng, noise=cfg.noise, tie_margin=cfg.tie_margin, tie_rate=cfg.tie_rate)
     return misbehave(choices, [t.data.get("left", "a") for t in tasks], rng, cfg.careless_share,
-                     cfg.always_left_share)
+                     cfg.always_left_share, cfg.reversed_share)
 
 
 def _answer(kind: str, names: dict, task, store: PreferenceStore, judge, cfg: BotConfig,

@@ -150,7 +150,7 @@ def cmd_bot(cfg: LabelStudioConfig, args) -> int:
     from labeling.bot import bot_emails, load_judge, run_bot
 
     given = {k: getattr(args, k) for k in ("judge", "classifier", "noise", "tie_rate", "careless_share",
-                                           "always_left_share") if getattr(args, k) is not None}
+                                           "always_left_share", "reversed_share") if getattr(args, k) is not None}
     bot = replace_config(cfg.bot, **given)
     emails = args.email or bot_emails(bot.email, args.bots)
     ls = _client(cfg)
@@ -230,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     bot.add_argument("--careless-share", type=float, default=None, help="share of coin-flip answers (A or B)")
     bot.add_argument("--always-left-share", type=float, default=None,
                      help="share of answers that pick the sketch shown on the left")
+    bot.add_argument("--reversed-share", type=float, default=None,
+                     help="share of answers that pick the sketch the judge likes less (a reversed taste)")
     bot.add_argument("--bots", type=count_arg, default=1, help="identities answering: bot-1@..., bot-2@... (bot.email)")
     bot.add_argument("--email", action="append", default=None, help="an identity (repeatable; overrides --bots)")
     bot.add_argument("--limit", type=count_arg, default=None, help="answer at most this many tasks per project")

@@ -91,6 +91,7 @@ class BotConfig(Config):
     tie_rate: Fraction
     careless_share: Fraction
     always_left_share: Fraction
+    reversed_share: Fraction
     lead_time_s: NonNegativeFloat
     seed: int
 

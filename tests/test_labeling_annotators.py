@@ -30,6 +30,18 @@ def test_misbehave_shares():
         misbehave(judge, left, rng, careless_share=0.7, always_left_share=0.5)
 
 
+def test_misbehave_reversed_taste_swaps_a_and_b_and_keeps_ties():
+    rng = np.random.default_rng(1)
+    judge = ["a", "b", "tie"] * 2000
+    left = ["a"] * len(judge)
+    assert misbehave(judge, left, rng, reversed_share=1.0) == ["b", "a", "tie"] * 2000
+    some = np.array(misbehave(judge, left, rng, reversed_share=0.25))
+    swapped = (some != np.array(judge)).mean()
+    assert abs(swapped - 0.25 * 2 / 3) < 0.02  # ties never change
+    with pytest.raises(ValueError, match="reversed_share"):
+        misbehave(judge, left, rng, careless_share=0.5, reversed_share=0.6)
+
+
 def test_bot_emails():
     assert bot_emails("bot@x.local", 1) == ["bot@x.local"]
     assert bot_emails("bot@x.local", 3) == ["bot-1@x.local", "bot-2@x.local", "bot-3@x.local"]
