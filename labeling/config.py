@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Iterable
 
+from pydantic import model_validator
+
 from driftsketch.config import (CONFIG_DIR, Config, Count, Fraction, NonNegativeFloat, NonNegativeInt, Port,
                                 PositiveFloat, load_config)
 
@@ -94,6 +96,14 @@ class BotConfig(Config):
     reversed_share: Fraction
     lead_time_s: NonNegativeFloat
     seed: int
+
+    @model_validator(mode="after")
+    def _check(self):
+        shares = self.careless_share + self.always_left_share + self.reversed_share
+        if shares > 1:
+            raise ValueError(f"bot: careless_share + always_left_share + reversed_share must be <= 1, got "
+                             f"{self.careless_share} + {self.always_left_share} + {self.reversed_share}")
+        return self
 
 
 class GoldConfig(Config):

@@ -42,6 +42,13 @@ def test_misbehave_reversed_taste_swaps_a_and_b_and_keeps_ties():
         misbehave(judge, left, rng, careless_share=0.5, reversed_share=0.6)
 
 
+def test_bot_shares_over_one_are_refused_before_the_bot_connects(capsys, monkeypatch):
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:9")  # nothing listens: must not get that far
+    assert main(["bot", "--careless-share", "0.6", "--reversed-share", "0.6"]) == 2
+    err = capsys.readouterr().err
+    assert "careless_share + always_left_share + reversed_share must be <= 1" in err and "Traceback" not in err
+
+
 def test_bot_emails():
     assert bot_emails("bot@x.local", 1) == ["bot@x.local"]
     assert bot_emails("bot@x.local", 3) == ["bot-1@x.local", "bot-2@x.local", "bot-3@x.local"]
