@@ -358,6 +358,10 @@ def fault_push(env: FaultEnv, trials: int, seed: int, pairs: int = 8) -> FaultRo
     return _trials("push", trials, seed, cmd, env.env, duration, check)
 
 
+# the killed bots also answer carelessly, by position and against their judge: every answer path is killed
+MISBEHAVING_BOT = ("bot.careless_share=0.2", "bot.always_left_share=0.2", "bot.reversed_share=0.2")
+
+
 def fault_bot(env: FaultEnv, trials: int, seed: int, pairs: int = 8) -> FaultRow:
     """`driftsketch-labelstudio bot` killed, re-run: every task must end with exactly one answer."""
     runs = {}
@@ -372,7 +376,7 @@ def fault_bot(env: FaultEnv, trials: int, seed: int, pairs: int = 8) -> FaultRow
             runs[i] = (title, store)
         title, store = runs[i]
         return command("driftsketch-labelstudio", ["bot", "--classifier", env.classifier,
-                                                   *env.sets(title=title, store=store)])
+                                                   *env.sets(*MISBEHAVING_BOT, title=title, store=store)])
 
     def check(i: int, row: FaultRow) -> None:
         tasks = _project_tasks(env, runs[i][0])
@@ -565,7 +569,7 @@ def fault_two_bots(env: FaultEnv, trials: int, seed: int, pairs: int = 8) -> Fau
         out = run(env.push(title, pairs, store), env.env)
         if out.returncode != 0:
             raise RuntimeError(out.stderr[-2000:])
-        bot = ["bot", "--classifier", env.classifier, *env.sets(title=title, store=store)]
+        bot = ["bot", "--classifier", env.classifier, *env.sets(*MISBEHAVING_BOT, title=title, store=store)]
         codes = _together([command("driftsketch-labelstudio", [*bot, "--email", f"bot-{k}@driftsketch.local"])
                            for k in (1, 2)], env.env)
         answers = [len([a for a in (t.annotations or []) if not a.get("was_cancelled")])

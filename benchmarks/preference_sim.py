@@ -2,8 +2,8 @@
 
 - simulated annotators: the noisy labeling judge of bench_dpo_winrate.py ("honest"), a coin-flipper
   ("careless"), one who always picks the left sketch ("left") and one whose taste runs against the
-  honest one ("reversed": the judge's choice, noise and ties included, then A and B swapped), through labeling.bot.misbehave, the
-  same code the Label Studio bot runs;
+  honest one ("reversed": the judge's choice, noise and ties included, then A and B swapped), through
+  labeling.bot.misbehave, the same code the Label Studio bot runs;
 - a per-sketch feature cache, so that reward models fit and score thousands of times cheaply;
 - the win rate that a reward model buys: the hidden judge's win rate of its best of 8 base sketches
   against another base sketch of the class (bench_dpo_winrate.selection_ceiling), i.e. best-of-8
