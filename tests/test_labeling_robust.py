@@ -161,3 +161,32 @@ def test_two_bots_at_once_answer_each_task_as_often_as_the_project_allows(labels
     for t in tasks:
         users = [u for tid, u in answers if tid == t.id]
         assert len(users) == per_task and len(set(users)) == per_task  # distinct users per task
+
+
+def test_a_bot_skips_a_task_whose_arrays_are_gone_and_answers_the_rest(labelstudio, data, tiny_judge, tmp_path):
+    """One bad task among good ones: a misbehaving bot answers every other task (against its judge, with
+    reversed_share 1) and skips the bad one, like a person's Skip; once its arrays are back, a re-run of
+    that bot answers nothing twice, and another annotator answers the task: it is not stuck."""
+    from labeling.bot import run_bot
+    from labeling.config import BotConfig
+
+    ls, store = labelstudio.client(), PreferenceStore(tmp_path / "prefs")
+    pid = _pid(ls, "bot poison pill")
+    task_ids = push_tasks(ls, pid, _batch(data, 400, 6), store=store, checkpoint="ck-p", svg_dir=tmp_path / "svg",
+                          image_size=32, progress=False)
+    tasks = {t.id: t for t in ls.tasks.list(project=pid)}
+    bad = task_ids[2]
+    missing = store.root / tasks[bad].data["beziers_a"]
+    hidden = missing.with_name("moved-away.bin")
+    missing.rename(hidden)
+    cfg = BotConfig(email="reversed@robust.test", noise=0.0, reversed_share=1.0)
+
+    first = run_bot(ls, pid, store, tiny_judge, cfg, progress=False)
+    assert first["answered"] == 5 and first["skipped"] == 1 and f"task {bad}" in first["skipped_tasks"][0]
+    hidden.rename(missing)
+    assert run_bot(ls, pid, store, tiny_judge, cfg, progress=False)["answered"] == 0
+    other = run_bot(ls, pid, store, tiny_judge, BotConfig(email="other@robust.test", noise=0.0), progress=False)
+    assert other["answered"] == 1 and other["skipped"] == 0
+    answers = {t.id: [a for a in t.annotations if not a.get("was_cancelled")]
+               for t in ls.tasks.list(project=pid, fields="all")}
+    assert sorted(answers) == sorted(task_ids) and all(len(a) == 1 for a in answers.values())
