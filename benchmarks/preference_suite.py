@@ -128,7 +128,7 @@ def prepare(name: str, spec: str, base_path: str, out: Path, args) -> Setup:
     foreign = load_foreign(d / "foreign.pt")
     base = load_model(base_path)
     calib_y = np.repeat(np.arange(len(data.class_names)), args.eval_per_class)
-    calib_x = cached_samples(base, calib_y, 777, d / f"calibration_{base.checkpoint_id}.npz", args)
+    calib_x = cached_samples(base, calib_y, 777, d / f"calibration_{len(calib_y)}x{args.num_steps}_{base.checkpoint_id}.npz", args)
     anns = build_annotators(LabelingJudge(quality), foreign, parts["foreign"], calib_x, calib_y)
     _, holdout = data.split(0.1, 0)  # the base never trained on these (driftsketch-train's split)
     info = {"data": spec, "sketches": len(data), "classes": data.class_names, "base": base_path,
@@ -484,11 +484,24 @@ def report(out: Path, plot_copy: str | None, json_copy: str | None = None) -> di
 
 
 # ---------------------------------------------------------------------------------------------- main
+def setup_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments that shape a data set's setup (classifiers, the annotators' calibration samples) and its
+    samplers; the reward probes share them, so they build the very annotators the suite runs."""
+    p.add_argument("--out", default="runs/suite")
+    p.add_argument("--eval-per-class", type=int, default=24)
+    p.add_argument("--num-steps", type=int, default=6, help="midpoint steps of every sampler in the suite")
+    p.add_argument("--cfg-scale", type=float, default=2.0)
+    p.add_argument("--solver", default="midpoint")
+    p.add_argument("--classifier-steps", type=int, default=400)
+    p.add_argument("--foreign-steps", type=int, default=600)
+    return p
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = setup_arguments(argparse.ArgumentParser(description=__doc__,
+                                                formatter_class=argparse.RawDescriptionHelpFormatter))
     p.add_argument("--data", action="append", default=[], metavar="NAME=SPEC:BASE_CHECKPOINT",
                    help="a data set (builtin or an imported .npz) and the base model trained on it; repeatable")
-    p.add_argument("--out", default="runs/suite")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--annotators", nargs="*", default=None, help="only these annotators (default: all)")
@@ -496,14 +509,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pairs-per-round", type=int, default=100)
     p.add_argument("--label-noise", type=float, default=0.1)
     p.add_argument("--tie-rate", type=float, default=0.05)
-    p.add_argument("--eval-per-class", type=int, default=24)
     p.add_argument("--groups-per-class", type=int, default=4, help="amplification groups (of 8) per class and round")
     p.add_argument("--eval-num-t", type=int, default=2, help="time draws per held-out pair in train_dpo")
-    p.add_argument("--num-steps", type=int, default=6, help="midpoint steps of every sampler in the suite")
-    p.add_argument("--cfg-scale", type=float, default=2.0)
-    p.add_argument("--solver", default="midpoint")
-    p.add_argument("--classifier-steps", type=int, default=400)
-    p.add_argument("--foreign-steps", type=int, default=600)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DPO config override")
     p.add_argument("--shard", default="0/1", help="i/n: run every n-th cell starting at i")
     p.add_argument("--threads", type=int, default=1)

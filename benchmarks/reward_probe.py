@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from annotators import answer  # noqa: E402
-from preference_suite import prepare, sample, stable_int  # noqa: E402
+from preference_suite import prepare, sample, save_arrays, setup_arguments, stable_int  # noqa: E402
 
 from dpo.config import load_dpo_config  # noqa: E402
 from dpo.reward import (  # noqa: E402
@@ -47,22 +47,34 @@ def pairs_from_base(base, n: int, n_cls: int, seed: int, args):
     return sample(base, labels, seed, args)[0], sample(base, labels, seed + 1, args)[0], labels
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def probe_pairs(base, name: str, n_train: int, n_cls: int, args) -> tuple[tuple, tuple]:
+    """(training pairs, test pairs) of base samples, each ``(a, b, labels)``, cached under ``--out``: the
+    same pairs for every input variant, annotator and script (reward_probe, reward_ceiling)."""
+    cache = Path(args.out) / name / f"probe_pairs_s{args.seed}_{n_train}x{args.test_pairs}_{base.checkpoint_id}.npz"
+    if cache.is_file():
+        z = np.load(cache)
+        return (z["a"], z["b"], z["y"]), (z["ta"], z["tb"], z["ty"])
+    tr = pairs_from_base(base, n_train, n_cls, stable_int("probe", name, args.seed), args)
+    te = pairs_from_base(base, args.test_pairs, n_cls, stable_int("probe-test", name, args.seed), args)
+    save_arrays(cache, a=tr[0], b=tr[1], y=tr[2], ta=te[0], tb=te[1], ty=te[2])
+    return tr, te
+
+
+def probe_parser(doc: str) -> argparse.ArgumentParser:
+    """The suite's setup arguments (the same annotators) plus the data set, seed and test pair count."""
+    p = setup_arguments(argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter))
     p.add_argument("--data", required=True, metavar="NAME=SPEC:BASE_CHECKPOINT")
-    p.add_argument("--out", default="runs/suite")
-    p.add_argument("--pairs", type=int, nargs="+", default=[100, 300, 1000])
     p.add_argument("--test-pairs", type=int, default=1000)
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS))
     p.add_argument("--annotators", nargs="*", default=None)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="amplify.reward overrides")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-steps", type=int, default=10)
-    p.add_argument("--cfg-scale", type=float, default=2.0)
-    p.add_argument("--solver", default="midpoint")
-    p.add_argument("--eval-per-class", type=int, default=32)
-    p.add_argument("--classifier-steps", type=int, default=400)
-    p.add_argument("--foreign-steps", type=int, default=600)
+    return p
+
+
+def main(argv=None) -> None:
+    p = probe_parser(__doc__)
+    p.add_argument("--pairs", type=int, nargs="+", default=[100, 300, 1000])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="amplify.reward overrides")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     name, rest = args.data.split("=", 1)
@@ -70,14 +82,7 @@ def main(argv=None) -> None:
     setup = prepare(name, spec, base_path, Path(args.out), args)
     base = load_model(base_path)
     n_cls = len(setup.class_names)
-    cache = Path(args.out) / name / f"probe_pairs_s{args.seed}_{base.checkpoint_id}.npz"
-    if cache.is_file():
-        z = np.load(cache)
-        tr, te = (z["a"], z["b"], z["y"]), (z["ta"], z["tb"], z["ty"])
-    else:
-        tr = pairs_from_base(base, max(args.pairs), n_cls, stable_int("probe", name, args.seed), args)
-        te = pairs_from_base(base, args.test_pairs, n_cls, stable_int("probe-test", name, args.seed), args)
-        np.savez(cache, a=tr[0], b=tr[1], y=tr[2], ta=te[0], tb=te[1], ty=te[2])
+    tr, te = probe_pairs(base, name, max(args.pairs), n_cls, args)
     reward_cfg = load_dpo_config(overrides=[f"amplify.reward.{kv}" for kv in args.set]).amplify.reward
     reward_cfg = replace_config(reward_cfg, classifier=setup.reward_classifier)
     clf = SketchClassifier.load(setup.reward_classifier)
