@@ -33,14 +33,14 @@ from preference_suite import prepare  # noqa: E402
 from reward_probe import probe_pairs, probe_parser  # noqa: E402
 
 from dpo.config import load_dpo_config  # noqa: E402
-from dpo.reward import EMBED_NOISE_SEED, flow_embedding, sketch_features  # noqa: E402
+from dpo.reward import EMBED_NOISE_SEED, flow_embedding, local_geometry_features, sketch_features  # noqa: E402
 from driftsketch.checkpoint import load_model  # noqa: E402
 from driftsketch.evaluation import SketchClassifier  # noqa: E402
 from driftsketch.fileio import atomic_write_text  # noqa: E402
 
 RIDGE_GRID = [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0]
 LINEAR_INPUTS = ["hand", "flow", "raster", "flow2", "local"]
-LOCAL_FEATURES, LOCAL_SCALE, LOCAL_SEED = 4096, 0.25, 0
+LOCAL_FEATURES = 4096  # random ReLU features (x2 poolings) of dpo/reward.py local_geometry_features
 
 
 @torch.no_grad()
@@ -67,22 +67,6 @@ def second_order(states: torch.Tensor, depth: int) -> np.ndarray:
     return torch.cat(cols, dim=1).double().numpy()
 
 
-def local_random_features(beziers: np.ndarray) -> np.ndarray:
-    """``(N, 2 * LOCAL_FEATURES)``: random ReLU features of every segment with its two neighbours (control
-    points relative to the segment's start), mean- and max-pooled over the 32 segments. A linear head on
-    them approximates any average of a smooth function of local geometry; nothing here is tuned to a taste."""
-    b = np.asarray(beziers, np.float64).reshape(-1, 32, 4, 2)
-    start = b[:, :, :1, :]
-    local = np.concatenate([np.roll(b, 1, axis=1) - start, b - start, np.roll(b, -1, axis=1) - start], axis=2)
-    rng = np.random.default_rng(LOCAL_SEED)
-    w, bias = rng.normal(size=(24, LOCAL_FEATURES)) / LOCAL_SCALE, rng.normal(size=LOCAL_FEATURES)
-    out = []
-    for i in range(0, len(b), 256):
-        h = np.maximum(local[i:i + 256].reshape(-1, 32, 24) @ w + bias, 0.0)
-        out.append(np.concatenate([h.mean(axis=1), h.max(axis=1)], axis=1))
-    return np.concatenate(out)
-
-
 def inputs(name: str, beziers: np.ndarray, labels: np.ndarray, model, clf: SketchClassifier, cfg) -> np.ndarray:
     """One input set of the sketches, ``(N, F)`` float64."""
     if name == "hand":
@@ -92,7 +76,7 @@ def inputs(name: str, beziers: np.ndarray, labels: np.ndarray, model, clf: Sketc
     if name == "raster":
         return clf.features(beziers).astype(np.float64)
     if name == "local":
-        return local_random_features(beziers)
+        return local_geometry_features(beziers, LOCAL_FEATURES)
     return second_order(token_states(model, beziers, labels), model.config.depth)
 
 

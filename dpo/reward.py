@@ -15,6 +15,10 @@ What the reward reads (``RewardConfig``):
 - ``hand_features``: the seven hand-made features of the first version: a sketch classifier's
   probability and log-probability of the asked class, continuity at several tolerances, the off-canvas
   and degenerate-segment shares.
+- ``local_features``: that many random ReLU features of every segment with its two neighbours (control
+  points relative to the segment's start), mean- and max-pooled over the 32 segments: a linear head on
+  them approximates any average of a smooth function of local geometry (how the pen turns, how long and
+  even the segments are), which the flow embedding resolves poorly (docs/dpo.md "Labels or inputs?").
 
 ``P(a preferred to b) = sigmoid(r(a) - r(b))`` with ``r`` linear in those inputs, fit by L2-regularised
 logistic regression on the (winner - loser) differences, every input standardised. The L2 strength is
@@ -26,6 +30,7 @@ model is unsure (:func:`pair_uncertainty`, for active pair selection). See docs/
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 from typing import Sequence
@@ -45,6 +50,7 @@ from driftsketch.fileio import atomic_write_text
 
 FORMAT = "driftsketch-reward-v2"
 EMBED_NOISE_SEED = 0  # the one fixed x0 every sketch is noised with: the embedding is a function of the sketch
+LOCAL_SEED, LOCAL_SCALE = 0, 0.25  # the fixed random projection of the local features; its input scale
 
 
 class RewardError(DriftSketchError, ValueError):
@@ -65,9 +71,11 @@ def embedding_width(encoder, cfg: RewardConfig) -> int:
 
 
 def feature_names(cfg: RewardConfig, depth: int = 0, dim: int = 0) -> list[str]:
-    """Names of every reward input, in column order: hand-made features, then ``flow@t/b<block>/<stat>/i``."""
-    return hand_feature_names(cfg) + [f"flow@{t:g}/b{b}/{stat}/{i}" for t in cfg.embedding_t for b in range(depth)
-                                      for stat in ("mean", "std") for i in range(dim)]
+    """Names of every reward input, in column order: hand-made features, ``flow@t/b<block>/<stat>/i``, then
+    ``local/<pool>/i``."""
+    return (hand_feature_names(cfg) + [f"flow@{t:g}/b{b}/{stat}/{i}" for t in cfg.embedding_t for b in range(depth)
+                                       for stat in ("mean", "std") for i in range(dim)]
+            + [f"local/{pool}/{i}" for pool in ("mean", "max") for i in range(cfg.local_features)])
 
 
 def _check_labels(x: np.ndarray, labels: np.ndarray, n_cls: int, names: list[str]) -> np.ndarray:
@@ -116,8 +124,25 @@ def flow_embedding(encoder, beziers: np.ndarray, labels: np.ndarray, ts: Sequenc
     return np.concatenate(out) if out else np.zeros((0, len(ts) * encoder.config.depth * 2 * encoder.config.dim))
 
 
+def local_geometry_features(beziers: np.ndarray, width: int, batch_size: int = 256) -> np.ndarray:
+    """``(N, 2 * width)`` float64: random ReLU features (fixed projection, ``LOCAL_SEED``) of every segment
+    with its two neighbours, control points relative to the segment's start, mean- then max-pooled over
+    the 32 segments. Generic: nothing in them is tuned to a taste."""
+    b = np.asarray(beziers, dtype=np.float64).reshape(-1, 32, 4, 2)
+    start = b[:, :, :1, :]
+    local = np.concatenate([np.roll(b, 1, axis=1) - start, b - start, np.roll(b, -1, axis=1) - start], axis=2)
+    rng = np.random.default_rng(LOCAL_SEED)
+    proj, bias = rng.normal(size=(24, width)) / LOCAL_SCALE, rng.normal(size=width)
+    out = [np.zeros((0, 2 * width))]
+    for i in range(0, len(b), batch_size):
+        h = np.maximum(local[i:i + batch_size].reshape(-1, 32, 24) @ proj + bias, 0.0)
+        out.append(np.concatenate([h.mean(axis=1), h.max(axis=1)], axis=1))
+    return np.concatenate(out)
+
+
 class SketchFeaturizer:
-    """Every input of the reward for a batch of sketches: hand-made features, then the flow embedding."""
+    """Every input of the reward for a batch of sketches: hand-made features, the flow embedding, then the
+    local-geometry features."""
 
     def __init__(self, cfg: RewardConfig, classifier: SketchClassifier | None = None, encoder=None,
                  encoder_path: str = ""):
@@ -125,13 +150,14 @@ class SketchFeaturizer:
             raise RewardError("reward model: hand_features needs a classifier")
         if cfg.embedding_t and encoder is None:
             raise RewardError("reward model: embedding_t needs an encoder (a DriftSketch flow model)")
-        if not cfg.hand_features and not cfg.embedding_t:
-            raise RewardError("reward model: no inputs (hand_features false and embedding_t empty)")
+        if not cfg.hand_features and not cfg.embedding_t and not cfg.local_features:
+            raise RewardError("reward model: no inputs (hand_features false, embedding_t empty, local_features 0)")
         self.cfg, self.classifier, self.encoder, self.encoder_path = cfg, classifier, encoder, encoder_path
         self.embed_dim = embedding_width(encoder, cfg) if encoder is not None else 0
         shape = (encoder.config.depth, encoder.config.dim) if self.embed_dim else (0, 0)
         self.names = feature_names(cfg, *shape)
-        self.blocks = {"hand": len(hand_feature_names(cfg)), "flow": self.embed_dim}  # column counts, in order
+        self.blocks = {"hand": len(hand_feature_names(cfg)), "flow": self.embed_dim,
+                       "local": 2 * cfg.local_features}  # column counts, in order
 
     def __call__(self, beziers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """``(N, F)`` float64."""
@@ -140,6 +166,8 @@ class SketchFeaturizer:
             cols.append(sketch_features(self.classifier, beziers, labels, self.cfg))
         if self.cfg.embedding_t:
             cols.append(flow_embedding(self.encoder, beziers, labels, self.cfg.embedding_t))
+        if self.cfg.local_features:
+            cols.append(local_geometry_features(beziers, self.cfg.local_features))
         return np.concatenate(cols, axis=1)
 
     def identity(self) -> dict:
@@ -204,7 +232,9 @@ class RewardModel:
         hand = hand_feature_names(self.cfg)
         out = {n: round(float(v), 4) for n, v in zip(hand, w)}
         if self.featurizer.embed_dim:
-            out["flow_embedding_norm"] = round(float(np.linalg.norm(w[len(hand):])), 4)
+            out["flow_embedding_norm"] = round(float(np.linalg.norm(w[len(hand):len(hand) + self.featurizer.embed_dim])), 4)
+        if self.cfg.local_features:
+            out["local_features_norm"] = round(float(np.linalg.norm(w[len(hand) + self.featurizer.embed_dim:])), 4)
         return out
 
     def save(self, path: str | Path) -> Path:
@@ -299,19 +329,20 @@ def standardise(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def input_sets(blocks: dict[str, int]) -> dict[str, np.ndarray]:
-    """Candidate column masks: each block alone and, with both, the two together with the hand-made block
-    scaled up to the flow block's total variance (so seven columns are not drowned by thousands)."""
+    """Candidate column masks: each block alone and every combination of blocks, each block of a combination
+    scaled up to the largest one's total variance (so seven hand-made columns are not drowned by thousands)."""
     sizes = [(k, n) for k, n in blocks.items() if n]
     total = sum(n for _, n in sizes)
-    sets, start = {}, 0
+    alone, start = {}, 0
     for name, n in sizes:
-        w = np.zeros(total)
-        w[start:start + n] = 1.0
-        sets[name] = w
+        alone[name] = np.zeros(total)
+        alone[name][start:start + n] = 1.0
         start += n
-    if len(sizes) == 2:
-        (a, na), (b, nb) = sizes
-        sets[f"{a}+{b}"] = sets[a] * np.sqrt(max(nb, na) / na) + sets[b] * np.sqrt(max(na, nb) / nb)
+    sets = dict(alone)
+    for k in range(2, len(sizes) + 1):
+        for combo in itertools.combinations(sizes, k):
+            biggest = max(n for _, n in combo)
+            sets["+".join(name for name, _ in combo)] = sum(alone[name] * np.sqrt(biggest / n) for name, n in combo)
     return sets
 
 
