@@ -8,7 +8,8 @@ and 1,000 test pairs of base samples, the training pairs answered like a person 
 reward model is fit on the first N non-tie answers and reports its nested cross-validated accuracy (the
 gate's figure) and its agreement with the annotator's *noise-free* choice on the test pairs, for each
 input variant: the hand-made features only (the first version), the flow embedding only, both (the
-default). Uses the suite's setup (classifiers, annotators) from ``--out``.
+default), and `--variants both+local` adds the local-geometry features. Uses the suite's setup (classifiers,
+annotators) from ``--out``.
 """
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ from driftsketch.config import replace_config  # noqa: E402
 from driftsketch.evaluation import SketchClassifier  # noqa: E402
 from driftsketch.fileio import atomic_write_text  # noqa: E402
 
-VARIANTS = {"hand": dict(embedding_t=[]), "embedding": dict(hand_features=False), "both": {}}
+VARIANTS = {"hand": dict(embedding_t=[]), "embedding": dict(hand_features=False), "both": {},
+            "both+local": dict(local_features=4096)}  # the local-geometry features added (docs/dpo.md)
+DEFAULT_VARIANTS = ["hand", "embedding", "both"]
 
 
 def pairs_from_base(base, n: int, n_cls: int, seed: int, args):
@@ -73,7 +76,7 @@ def probe_parser(doc: str) -> argparse.ArgumentParser:
 def main(argv=None) -> None:
     p = probe_parser(__doc__)
     p.add_argument("--pairs", type=int, nargs="+", default=[100, 300, 1000])
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="amplify.reward overrides")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -115,7 +118,8 @@ def main(argv=None) -> None:
         results[ann.name] = row
         print(f"{ann.name:13s} " + "  ".join(f"{k}: cv {v['cv']:.2f} agree {v['agree']:.2f}" for k, v in row.items()),
               flush=True)
-    atomic_write_text(Path(args.out) / name / f"reward_probe_s{args.seed}.json", json.dumps(results, indent=2))
+    tag = "" if args.variants == DEFAULT_VARIANTS and not args.annotators else "_" + "_".join(args.variants + (args.annotators or []))
+    atomic_write_text(Path(args.out) / name / f"reward_probe_s{args.seed}{tag}.json", json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
