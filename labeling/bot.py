@@ -45,7 +45,7 @@ from driftsketch.fileio import exclusive_lock
 from driftsketch.evaluation.judges import prefer
 from driftsketch.sketch import validate_sketch
 from labeling.client import api_key_of, client_url, with_retries
-from labeling.config import BotConfig
+from labeling.config import BotConfig, check_misbehaviour_shares
 from labeling.projects import control_names, project_kind
 
 
@@ -124,10 +124,8 @@ def misbehave(choices: list[str], left: list[str], rng: np.random.Generator, car
     sketches, with probability ``careless_share``), position bias (the sketch shown on the left,
     ``left[i]``, with probability ``always_left_share``) and a reversed taste (the sketch the judge
     did not pick, with probability ``reversed_share``; a tie stays a tie) replaced the judge's ``choices``."""
+    check_misbehaviour_shares(careless_share, always_left_share, reversed_share)
     shares = (careless_share, always_left_share, reversed_share)
-    if min(shares) < 0 or sum(shares) > 1:
-        raise ValueError(f"bot: careless_share, always_left_share and reversed_share must be >= 0 with a sum "
-                         f"<= 1, got {careless_share}, {always_left_share} and {reversed_share}")
     u, coin = rng.random(len(choices)), rng.random(len(choices)) < 0.5
     out = []
     for c, side, ui, heads in zip(choices, left, u, coin):

@@ -83,6 +83,14 @@ class PullConfig(Config):
     page_size: Count
 
 
+def check_misbehaviour_shares(careless_share: float, always_left_share: float, reversed_share: float) -> None:
+    """The bot's misbehaviour shares are probabilities of disjoint events: each >= 0, their sum <= 1."""
+    shares = (careless_share, always_left_share, reversed_share)
+    if min(shares) < 0 or sum(shares) > 1:
+        raise ValueError(f"bot: careless_share + always_left_share + reversed_share must be <= 1 (each >= 0), "
+                         f"got {careless_share} + {always_left_share} + {reversed_share}")
+
+
 class BotConfig(Config):
     defaults_from: ClassVar[str] = "labelstudio.yaml:bot"
     email: str
@@ -99,10 +107,7 @@ class BotConfig(Config):
 
     @model_validator(mode="after")
     def _check(self):
-        shares = self.careless_share + self.always_left_share + self.reversed_share
-        if shares > 1:
-            raise ValueError(f"bot: careless_share + always_left_share + reversed_share must be <= 1, got "
-                             f"{self.careless_share} + {self.always_left_share} + {self.reversed_share}")
+        check_misbehaviour_shares(self.careless_share, self.always_left_share, self.reversed_share)
         return self
 
 
