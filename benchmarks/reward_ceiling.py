@@ -33,7 +33,8 @@ from preference_suite import prepare  # noqa: E402
 from reward_probe import probe_pairs, probe_parser  # noqa: E402
 
 from dpo.config import load_dpo_config  # noqa: E402
-from dpo.reward import EMBED_NOISE_SEED, flow_embedding, local_geometry_features, sketch_features  # noqa: E402
+from dpo.reward import flow_embedding, local_geometry_features, sketch_features  # noqa: E402
+from dpo.reward import token_states as reward_token_states  # noqa: E402
 from driftsketch.checkpoint import load_model  # noqa: E402
 from driftsketch.evaluation import SketchClassifier  # noqa: E402
 from driftsketch.fileio import atomic_write_text  # noqa: E402
@@ -46,14 +47,9 @@ LOCAL_FEATURES = 4096  # random ReLU features (x2 poolings) of dpo/reward.py loc
 @torch.no_grad()
 def token_states(model, beziers: np.ndarray, labels: np.ndarray, t: float = 1.0) -> torch.Tensor:
     """``(N, 32, depth * D)``: every block's token states for the sketches noised to ``t`` (the reward's noise)."""
-    x0 = torch.randn((1, 32, 8), generator=torch.Generator().manual_seed(EMBED_NOISE_SEED))
     model.eval()
-    out = []
-    for i in range(0, len(beziers), 512):
-        z1 = model.encode(torch.from_numpy(np.asarray(beziers[i:i + 512], np.float32).reshape(-1, 32, 8)))
-        y = torch.from_numpy(np.asarray(labels[i:i + 512], np.int64))
-        out.append(torch.cat(model.hidden_states((1 - t) * x0 + t * z1, torch.full((len(z1),), t), y), dim=2))
-    return torch.cat(out)
+    return torch.cat([torch.cat(reward_token_states(model, beziers[i:i + 512], labels[i:i + 512], t), dim=2)
+                      for i in range(0, len(beziers), 512)])
 
 
 def second_order(states: torch.Tensor, depth: int) -> np.ndarray:

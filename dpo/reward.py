@@ -100,25 +100,32 @@ def sketch_features(classifier: SketchClassifier, beziers: np.ndarray, labels: n
 
 
 @torch.no_grad()
-def flow_embedding(encoder, beziers: np.ndarray, labels: np.ndarray, ts: Sequence[float],
-                   batch_size: int = 512) -> np.ndarray:
-    """``(N, len(ts) * depth * 2 * D)``: for each sketch noised to each ``t`` with one fixed noise
-    (``x_t = (1 - t) x0 + t x1`` in codec space) and its asked class, the mean and the standard deviation
-    over the 32 stroke tokens of every transformer block's states."""
+def token_states(encoder, beziers: np.ndarray, labels: np.ndarray, t: float) -> torch.Tensor:
+    """Every block's token states ``depth`` x ``(N, 32, D)``, on the encoder's device, for the sketches noised
+    to ``t`` with the one fixed noise (``x_t = (1 - t) x0 + t x1`` in codec space) and their asked classes:
+    the encoder's own description of them. Call it in eval mode."""
     x = np.asarray(beziers, dtype=np.float32).reshape(-1, 32, 4, 2)
     y = _check_labels(x, labels, encoder.config.num_classes, encoder.class_names)
     device = next(encoder.parameters()).device
     x0 = torch.randn((1, 32, 8), generator=torch.Generator().manual_seed(EMBED_NOISE_SEED)).to(device)
+    z1 = encoder.encode(torch.from_numpy(x.reshape(-1, 32, 8)).to(device))
+    return encoder.hidden_states((1 - t) * x0 + t * z1, torch.full((len(z1),), float(t), device=device),
+                                 torch.from_numpy(y).to(device))
+
+
+@torch.no_grad()
+def flow_embedding(encoder, beziers: np.ndarray, labels: np.ndarray, ts: Sequence[float],
+                   batch_size: int = 512) -> np.ndarray:
+    """``(N, len(ts) * depth * 2 * D)``: for each sketch noised to each ``t`` (:func:`token_states`), the mean
+    and the standard deviation over the 32 stroke tokens of every transformer block's states."""
+    x = np.asarray(beziers, dtype=np.float32).reshape(-1, 32, 4, 2)
+    y = _check_labels(x, labels, encoder.config.num_classes, encoder.class_names)
     was = encoder.training
     encoder.eval()
     out = []
     for i in range(0, len(x), batch_size):
-        z1 = encoder.encode(torch.from_numpy(x[i:i + batch_size].reshape(-1, 32, 8)).to(device))
-        yb = torch.from_numpy(y[i:i + batch_size]).to(device)
-        cols = []
-        for t in ts:
-            for h in encoder.hidden_states((1 - t) * x0 + t * z1, torch.full((len(z1),), float(t), device=device), yb):
-                cols += [h.mean(dim=1), h.std(dim=1)]
+        cols = [stat for t in ts for h in token_states(encoder, x[i:i + batch_size], y[i:i + batch_size], t)
+                for stat in (h.mean(dim=1), h.std(dim=1))]
         out.append(torch.cat(cols, dim=1).double().cpu().numpy())
     encoder.train(was)
     return np.concatenate(out) if out else np.zeros((0, len(ts) * encoder.config.depth * 2 * encoder.config.dim))
