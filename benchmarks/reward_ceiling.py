@@ -73,6 +73,7 @@ def inputs(name: str, beziers: np.ndarray, labels: np.ndarray, model, clf: Sketc
         return clf.features(beziers).astype(np.float64)
     if name == "local":
         return local_geometry_features(beziers, LOCAL_FEATURES)
+    assert name == "flow2", name
     return second_order(token_states(model, beziers, labels), model.config.depth)
 
 
@@ -135,7 +136,8 @@ def main(argv=None) -> None:
     p = probe_parser(__doc__)
     p.add_argument("--sketches", type=int, nargs="+", default=[500, 1000, 2000],
                    help="training sketches (at most twice reward_probe's --pairs, which is 1,000)")
-    p.add_argument("--inputs", nargs="+", default=LINEAR_INPUTS + ["flow-tokens"])
+    p.add_argument("--inputs", nargs="+", default=LINEAR_INPUTS + ["flow-tokens"],
+                   choices=LINEAR_INPUTS + ["flow-tokens"])
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     name, rest = args.data.split("=", 1)
