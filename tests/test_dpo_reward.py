@@ -58,7 +58,7 @@ def classifier_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rm(classifier_path):
     x, y = sketches(90, 1)
-    cfg = RewardConfig(classifier=str(classifier_path), embedding_t=[])  # the hand-made features only
+    cfg = RewardConfig(classifier=str(classifier_path), embedding_t=[], local_features=0)  # the hand-made features only
     return fit_reward_model(SketchClassifier.load(classifier_path), x, half_broken(x, 1), y, cfg)
 
 
@@ -235,9 +235,11 @@ def test_flow_embedding_learns_a_taste_no_hand_feature_measures(tiny_model, clas
     x, y = sketches(80, 6)
     win, lose = shifted(x, 0.12), shifted(x, -0.12)
     clf = SketchClassifier.load(classifier_path)
-    emb = fit_reward_model(None, win, lose, y, RewardConfig(hand_features=False, embedding_t=[0.8, 1.0]),
+    emb = fit_reward_model(None, win, lose, y, RewardConfig(hand_features=False, embedding_t=[0.8, 1.0],
+                                                                     local_features=0),
                            encoder=tiny_model, encoder_path=str(tiny_model.checkpoint_path))
-    hand = fit_reward_model(clf, win, lose, y, RewardConfig(classifier=str(classifier_path), embedding_t=[]))
+    hand = fit_reward_model(clf, win, lose, y, RewardConfig(classifier=str(classifier_path), embedding_t=[],
+                                                            local_features=0))
     xt, yt = sketches(40, 7)
     assert emb.metrics["cv_accuracy"] > 0.9 and emb.pair_accuracy(shifted(xt, 0.1), shifted(xt, -0.1), yt) > 0.9
     assert hand.pair_accuracy(shifted(xt, 0.1), shifted(xt, -0.1), yt) < 0.8
