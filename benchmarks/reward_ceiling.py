@@ -15,7 +15,8 @@ Input sets: ``hand`` (the seven hand-made features), ``flow`` (the flow embeddin
 configs/dpo.yaml ``amplify.reward.embedding_t``), ``raster`` (the reward classifier's penultimate CNN
 features), ``flow2`` (second-order pooling: the covariance over the 32 stroke tokens of every block's
 states at t = 1), ``local`` (random ReLU features of every segment with its neighbours, pooled over
-segments: generic local geometry, read from the control points, not from the model), and ``flow-tokens`` (a small MLP on every token's states, averaged over tokens: a
+segments: generic local geometry, read from the control points, not from the model), ``shape`` (random
+ReLU features of every segment's midpoint around the sketch's centre, pooled: generic global shape), and ``flow-tokens`` (a small MLP on every token's states, averaged over tokens: a
 non-linear head, trained by gradient descent with a fixed seed). The L2 strength is chosen on the last
 fifth of the N sketches, then refit on all N.
 """
@@ -33,15 +34,16 @@ from preference_suite import prepare  # noqa: E402
 from reward_probe import probe_pairs, probe_parser  # noqa: E402
 
 from dpo.config import load_dpo_config  # noqa: E402
-from dpo.reward import flow_embedding, local_geometry_features, sketch_features  # noqa: E402
+from dpo.reward import flow_embedding, local_geometry_features, shape_features, sketch_features  # noqa: E402
 from dpo.reward import token_states as reward_token_states  # noqa: E402
 from driftsketch.checkpoint import load_model  # noqa: E402
 from driftsketch.evaluation import SketchClassifier  # noqa: E402
 from driftsketch.fileio import atomic_write_text  # noqa: E402
 
 RIDGE_GRID = [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0]
-LINEAR_INPUTS = ["hand", "flow", "raster", "flow2", "local"]
+LINEAR_INPUTS = ["hand", "flow", "raster", "flow2", "local", "shape"]
 LOCAL_FEATURES = 4096  # random ReLU features (x2 poolings) of dpo/reward.py local_geometry_features
+SHAPE_FEATURES = 1024  # ... of dpo/reward.py shape_features
 
 
 @torch.no_grad()
@@ -73,6 +75,8 @@ def inputs(name: str, beziers: np.ndarray, labels: np.ndarray, model, clf: Sketc
         return clf.features(beziers).astype(np.float64)
     if name == "local":
         return local_geometry_features(beziers, LOCAL_FEATURES)
+    if name == "shape":
+        return shape_features(beziers, SHAPE_FEATURES)
     assert name == "flow2", name
     return second_order(token_states(model, beziers, labels), model.config.depth)
 

@@ -40,8 +40,10 @@ from driftsketch.config import replace_config  # noqa: E402
 from driftsketch.evaluation import SketchClassifier  # noqa: E402
 from driftsketch.fileio import atomic_write_text  # noqa: E402
 
-VARIANTS = {"hand": dict(embedding_t=[]), "embedding": dict(hand_features=False), "both": {},
-            "both+local": dict(local_features=4096)}  # the local-geometry features added (docs/dpo.md)
+NO_GEOMETRY = dict(local_features=0, shape_features=0)
+VARIANTS = {"hand": dict(embedding_t=[], **NO_GEOMETRY), "embedding": dict(hand_features=False, **NO_GEOMETRY),
+            "both": NO_GEOMETRY, "both+local": dict(local_features=4096, shape_features=0),  # docs/dpo.md
+            "both+local+shape": dict(local_features=4096, shape_features=1024), "default": {}}
 DEFAULT_VARIANTS = ["hand", "embedding", "both"]
 
 

@@ -19,6 +19,9 @@ What the reward reads (``RewardConfig``):
   points relative to the segment's start), mean- and max-pooled over the 32 segments: a linear head on
   them approximates any average of a smooth function of local geometry (how the pen turns, how long and
   even the segments are), which the flow embedding resolves poorly (docs/dpo.md "Labels or inputs?").
+- ``shape_features``: that many random ReLU features of every segment's midpoint relative to the sketch's
+  centre (the mean midpoint), mean- and max-pooled: generic global shape (extent, proportions, where the
+  ink lies around the centre), which neither the local features nor the embedding read well.
 
 ``P(a preferred to b) = sigmoid(r(a) - r(b))`` with ``r`` linear in those inputs, fit by L2-regularised
 logistic regression on the (winner - loser) differences, every input standardised. The L2 strength is
@@ -51,6 +54,7 @@ from driftsketch.fileio import atomic_write_text
 FORMAT = "driftsketch-reward-v2"
 EMBED_NOISE_SEED = 0  # the one fixed x0 every sketch is noised with: the embedding is a function of the sketch
 LOCAL_SEED, LOCAL_SCALE = 0, 0.25  # the fixed random projection of the local features; its input scale
+SHAPE_SEED, SHAPE_SCALE = 1, 0.25  # ... of the shape features
 
 
 class RewardError(DriftSketchError, ValueError):
@@ -72,10 +76,11 @@ def embedding_width(encoder, cfg: RewardConfig) -> int:
 
 def feature_names(cfg: RewardConfig, depth: int = 0, dim: int = 0) -> list[str]:
     """Names of every reward input, in column order: hand-made features, ``flow@t/b<block>/<stat>/i``, then
-    ``local/<pool>/i``."""
+    ``local/<pool>/i``, ``shape/<pool>/i``."""
     return (hand_feature_names(cfg) + [f"flow@{t:g}/b{b}/{stat}/{i}" for t in cfg.embedding_t for b in range(depth)
                                        for stat in ("mean", "std") for i in range(dim)]
-            + [f"local/{pool}/{i}" for pool in ("mean", "max") for i in range(cfg.local_features)])
+            + [f"local/{pool}/{i}" for pool in ("mean", "max") for i in range(cfg.local_features)]
+            + [f"shape/{pool}/{i}" for pool in ("mean", "max") for i in range(cfg.shape_features)])
 
 
 def _check_labels(x: np.ndarray, labels: np.ndarray, n_cls: int, names: list[str]) -> np.ndarray:
@@ -131,25 +136,38 @@ def flow_embedding(encoder, beziers: np.ndarray, labels: np.ndarray, ts: Sequenc
     return np.concatenate(out) if out else np.zeros((0, len(ts) * encoder.config.depth * 2 * encoder.config.dim))
 
 
-def local_geometry_features(beziers: np.ndarray, width: int, batch_size: int = 8) -> np.ndarray:
-    """``(N, 2 * width)`` float64: random ReLU features (fixed projection, ``LOCAL_SEED``) of every segment
-    with its two neighbours, control points relative to the segment's start, mean- then max-pooled over
-    the 32 segments. Generic: nothing in them is tuned to a taste. Small batches keep the hidden layer in
-    cache (9x faster than batches of 256, same digits)."""
-    b = np.asarray(beziers, dtype=np.float64).reshape(-1, 32, 4, 2)
-    start = b[:, :, :1, :]
-    local = np.concatenate([np.roll(b, 1, axis=1) - start, b - start, np.roll(b, -1, axis=1) - start],
-                           axis=2).reshape(-1, 32, 24)
-    rng = np.random.default_rng(LOCAL_SEED)
-    proj, bias = rng.normal(size=(24, width)) / LOCAL_SCALE, rng.normal(size=width)
-    out = np.empty((len(b), 2 * width))
-    for i in range(0, len(b), batch_size):
-        h = local[i:i + batch_size] @ proj
+def random_relu_pooled(points: np.ndarray, width: int, seed: int, scale: float, batch_size: int = 8) -> np.ndarray:
+    """``(N, 2 * width)`` float64: ``ReLU(points @ P / scale + b)`` with a fixed random ``P``, ``b`` (``seed``)
+    for every one of the ``S`` rows of ``points`` ``(N, S, D)``, mean- then max-pooled over the rows. Small
+    batches keep the hidden layer in cache (9x faster than batches of 256, same digits)."""
+    rng = np.random.default_rng(seed)
+    proj, bias = rng.normal(size=(points.shape[2], width)) / scale, rng.normal(size=width)
+    out = np.empty((len(points), 2 * width))
+    for i in range(0, len(points), batch_size):
+        h = points[i:i + batch_size] @ proj
         h += bias
         np.maximum(h, 0.0, out=h)
         h.mean(axis=1, out=out[i:i + batch_size, :width])
         h.max(axis=1, out=out[i:i + batch_size, width:])
     return out
+
+
+def local_geometry_features(beziers: np.ndarray, width: int) -> np.ndarray:
+    """``(N, 2 * width)``: random ReLU features of every segment with its two neighbours, control points
+    relative to the segment's start, pooled over the 32 segments. Generic: nothing in them is tuned to a
+    taste."""
+    b = np.asarray(beziers, dtype=np.float64).reshape(-1, 32, 4, 2)
+    start = b[:, :, :1, :]
+    local = np.concatenate([np.roll(b, 1, axis=1) - start, b - start, np.roll(b, -1, axis=1) - start], axis=2)
+    return random_relu_pooled(local.reshape(-1, 32, 24), width, LOCAL_SEED, LOCAL_SCALE)
+
+
+def shape_features(beziers: np.ndarray, width: int) -> np.ndarray:
+    """``(N, 2 * width)``: random ReLU features of every segment's midpoint relative to the mean midpoint,
+    pooled over the 32 segments: generic global shape, translation-invariant, not scale-invariant."""
+    b = np.asarray(beziers, dtype=np.float64).reshape(-1, 32, 4, 2)
+    mid = (b[:, :, 0] + 3 * b[:, :, 1] + 3 * b[:, :, 2] + b[:, :, 3]) / 8  # the curve at t = 1/2
+    return random_relu_pooled(mid - mid.mean(axis=1, keepdims=True), width, SHAPE_SEED, SHAPE_SCALE)
 
 
 class SketchFeaturizer:
@@ -162,14 +180,15 @@ class SketchFeaturizer:
             raise RewardError("reward model: hand_features needs a classifier")
         if cfg.embedding_t and encoder is None:
             raise RewardError("reward model: embedding_t needs an encoder (a DriftSketch flow model)")
-        if not cfg.hand_features and not cfg.embedding_t and not cfg.local_features:
-            raise RewardError("reward model: no inputs (hand_features false, embedding_t empty, local_features 0)")
+        if not (cfg.hand_features or cfg.embedding_t or cfg.local_features or cfg.shape_features):
+            raise RewardError("reward model: no inputs (hand_features false, embedding_t empty, local_features and "
+                              "shape_features 0)")
         self.cfg, self.classifier, self.encoder, self.encoder_path = cfg, classifier, encoder, encoder_path
         self.embed_dim = embedding_width(encoder, cfg) if encoder is not None else 0
         shape = (encoder.config.depth, encoder.config.dim) if self.embed_dim else (0, 0)
         self.names = feature_names(cfg, *shape)
         self.blocks = {"hand": len(hand_feature_names(cfg)), "flow": self.embed_dim,
-                       "local": 2 * cfg.local_features}  # column counts, in order
+                       "local": 2 * cfg.local_features, "shape": 2 * cfg.shape_features}  # column counts, in order
 
     def __call__(self, beziers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """``(N, F)`` float64."""
@@ -180,6 +199,8 @@ class SketchFeaturizer:
             cols.append(flow_embedding(self.encoder, beziers, labels, self.cfg.embedding_t))
         if self.cfg.local_features:
             cols.append(local_geometry_features(beziers, self.cfg.local_features))
+        if self.cfg.shape_features:
+            cols.append(shape_features(beziers, self.cfg.shape_features))
         return np.concatenate(cols, axis=1)
 
     def identity(self) -> dict:
@@ -239,14 +260,18 @@ class RewardModel:
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
     def describe(self) -> dict[str, float]:
-        """Hand-made feature name -> mean weight, and the size of the embedding part (its weight norm)."""
+        """Hand-made feature name -> mean weight, and the size (weight norm) of every other block used."""
         w = self.weights.mean(axis=0)
         hand = hand_feature_names(self.cfg)
         out = {n: round(float(v), 4) for n, v in zip(hand, w)}
         if self.featurizer.embed_dim:
             out["flow_embedding_norm"] = round(float(np.linalg.norm(w[len(hand):len(hand) + self.featurizer.embed_dim])), 4)
-        if self.cfg.local_features:
-            out["local_features_norm"] = round(float(np.linalg.norm(w[len(hand) + self.featurizer.embed_dim:])), 4)
+        start = len(hand) + self.featurizer.embed_dim
+        for block in ("local", "shape"):
+            width = self.featurizer.blocks[block]
+            if width:
+                out[f"{block}_features_norm"] = round(float(np.linalg.norm(w[start:start + width])), 4)
+                start += width
         return out
 
     def save(self, path: str | Path) -> Path:
