@@ -55,6 +55,7 @@ FORMAT = "driftsketch-reward-v2"
 EMBED_NOISE_SEED = 0  # the one fixed x0 every sketch is noised with: the embedding is a function of the sketch
 LOCAL_SEED, LOCAL_SCALE = 0, 0.25  # the fixed random projection of the local features; its input scale
 SHAPE_SEED, SHAPE_SCALE = 1, 0.25  # ... of the shape features
+ABSENT_MEANS_OFF = {"local_features": 0, "shape_features": 0}  # inputs a reward model saved before they existed
 
 
 class RewardError(DriftSketchError, ValueError):
@@ -289,7 +290,7 @@ class RewardModel:
             if blob.get("format") != FORMAT:
                 raise RewardError(f"{path}: not a DriftSketch reward model (format {blob.get('format')!r}, "
                                   f"expected {FORMAT!r})")
-            cfg = RewardConfig(**blob["config"])
+            cfg = RewardConfig(**{**ABSENT_MEANS_OFF, **blob["config"]})
             weights = np.asarray(blob["weights"], dtype=np.float64)
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, RewardError):
@@ -303,6 +304,8 @@ class RewardModel:
         if cfg.embedding_t and encoder is None:
             encoder = _load_encoder(path, blob.get("encoder"), blob.get("encoder_id"))
         featurizer = SketchFeaturizer(cfg, classifier, encoder, blob.get("encoder") or "")
+        if weights.ndim != 2 or weights.shape[1] != len(featurizer.names):
+            raise RewardError(f"{path}: weights of shape {weights.shape} for {len(featurizer.names)} inputs")
         return cls(featurizer, weights, blob.get("metrics"))
 
 

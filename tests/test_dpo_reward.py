@@ -309,6 +309,24 @@ def test_shape_features_learn_proportions_ignore_position_and_round_trip(tmp_pat
     np.testing.assert_allclose(back.member_scores(xt, yt), rm.member_scores(xt, yt))
 
 
+def test_a_reward_model_saved_before_the_geometry_inputs_existed_loads_without_them(rm, tmp_path):
+    """Files written before ``local_features`` / ``shape_features`` existed meant "none", whatever today's
+    defaults say; a file whose weights do not fit its inputs is refused with its name."""
+    path = rm.save(tmp_path / "old.json")
+    blob = json.loads(path.read_text())
+    for key in ("local_features", "shape_features"):
+        blob["config"].pop(key)
+    path.write_text(json.dumps(blob))
+    x, y = sketches(12, 15)
+    back = RewardModel.load(path)
+    assert back.cfg.local_features == 0 and back.cfg.shape_features == 0
+    np.testing.assert_allclose(back.score(x, y), rm.score(x, y))
+    blob["weights"] = [w[:-1] for w in blob["weights"]]
+    path.write_text(json.dumps(blob))
+    with pytest.raises(RewardError, match="old.json: weights of shape"):
+        RewardModel.load(path)
+
+
 def test_input_sets_cover_every_combination_with_each_block_at_the_largest_blocks_variance():
     sets = input_sets({"hand": 7, "flow": 100, "local": 50})
     assert list(sets) == ["hand", "flow", "local", "hand+flow", "hand+local", "flow+local", "hand+flow+local"]
