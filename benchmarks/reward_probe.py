@@ -7,8 +7,9 @@ For every annotator of the preference suite (benchmarks/annotators.py): ``max(--
 and 1,000 test pairs of base samples, the training pairs answered like a person (10 % flipped, ties); the
 reward model is fit on the first N non-tie answers and reports its nested cross-validated accuracy (the
 gate's figure) and its agreement with the annotator's *noise-free* choice on the test pairs, for each
-input variant: the hand-made features only (the first version), the flow embedding only, both (the
-default), and `--variants both+local` adds the local-geometry features. Uses the suite's setup (classifiers,
+input variant: the hand-made features only (the first version), the flow embedding only, both, and (named
+with ``--variants``) both with the local-geometry features (today's default, also ``default``), and with the
+shape features as well. Uses the suite's setup (classifiers,
 annotators) from ``--out``.
 """
 from __future__ import annotations

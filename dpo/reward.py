@@ -172,8 +172,8 @@ def shape_features(beziers: np.ndarray, width: int) -> np.ndarray:
 
 
 class SketchFeaturizer:
-    """Every input of the reward for a batch of sketches: hand-made features, the flow embedding, then the
-    local-geometry features."""
+    """Every input of the reward for a batch of sketches, in the order of ``blocks``: hand-made features, the
+    flow embedding, the local-geometry features, the shape features."""
 
     def __init__(self, cfg: RewardConfig, classifier: SketchClassifier | None = None, encoder=None,
                  encoder_path: str = ""):
@@ -263,16 +263,14 @@ class RewardModel:
     def describe(self) -> dict[str, float]:
         """Hand-made feature name -> mean weight, and the size (weight norm) of every other block used."""
         w = self.weights.mean(axis=0)
-        hand = hand_feature_names(self.cfg)
-        out = {n: round(float(v), 4) for n, v in zip(hand, w)}
-        if self.featurizer.embed_dim:
-            out["flow_embedding_norm"] = round(float(np.linalg.norm(w[len(hand):len(hand) + self.featurizer.embed_dim])), 4)
-        start = len(hand) + self.featurizer.embed_dim
-        for block in ("local", "shape"):
+        out = {n: round(float(v), 4) for n, v in zip(hand_feature_names(self.cfg), w)}
+        start = self.featurizer.blocks["hand"]
+        for block, label in (("flow", "flow_embedding_norm"), ("local", "local_features_norm"),
+                             ("shape", "shape_features_norm")):
             width = self.featurizer.blocks[block]
             if width:
-                out[f"{block}_features_norm"] = round(float(np.linalg.norm(w[start:start + width])), 4)
-                start += width
+                out[label] = round(float(np.linalg.norm(w[start:start + width])), 4)
+            start += width
         return out
 
     def save(self, path: str | Path) -> Path:

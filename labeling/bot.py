@@ -125,7 +125,6 @@ def misbehave(choices: list[str], left: list[str], rng: np.random.Generator, car
     ``left[i]``, with probability ``always_left_share``) and a reversed taste (the sketch the judge
     did not pick, with probability ``reversed_share``; a tie stays a tie) replaced the judge's ``choices``."""
     check_misbehaviour_shares(careless_share, always_left_share, reversed_share)
-    shares = (careless_share, always_left_share, reversed_share)
     u, coin = rng.random(len(choices)), rng.random(len(choices)) < 0.5
     out = []
     for c, side, ui, heads in zip(choices, left, u, coin):
@@ -133,7 +132,7 @@ def misbehave(choices: list[str], left: list[str], rng: np.random.Generator, car
             c = "a" if heads else "b"
         elif ui < careless_share + always_left_share:
             c = side
-        elif ui < sum(shares):
+        elif ui < careless_share + always_left_share + reversed_share:
             c = {"a": "b", "b": "a"}.get(c, c)
         out.append(c)
     return out
