@@ -16,8 +16,9 @@ configs/dpo.yaml ``amplify.reward.embedding_t``), ``raster`` (the reward classif
 features), ``flow2`` (second-order pooling: the covariance over the 32 stroke tokens of every block's
 states at t = 1), ``local`` (random ReLU features of every segment with its neighbours, pooled over
 segments: generic local geometry, read from the control points, not from the model), ``shape`` (random
-ReLU features of every segment's midpoint around the sketch's centre, pooled: generic global shape), and ``flow-tokens`` (a small MLP on every token's states, averaged over tokens: a
-non-linear head, trained by gradient descent with a fixed seed). The L2 strength is chosen on the last
+ReLU features of every segment's midpoint around the sketch's centre, pooled: generic global shape), and
+``flow-tokens`` (a small MLP on every token's states, averaged over tokens: a non-linear head, trained by
+gradient descent with a fixed seed). The L2 strength is chosen on the last
 fifth of the N sketches, then refit on all N.
 """
 from __future__ import annotations

@@ -21,6 +21,7 @@ from dpo.reward import (
     fit_reward_model,
     input_sets,
     pair_uncertainty,
+    shape_features,
 )
 from dpo.trainer import DPOError, train_dpo
 from driftsketch.checkpoint import load_model, save_checkpoint
@@ -293,8 +294,6 @@ def stretched(x: np.ndarray, sy: float) -> np.ndarray:
 def test_shape_features_learn_proportions_ignore_position_and_round_trip(tmp_path):
     """The annotator prefers the taller of two copies of a sketch: the shape features (segment midpoints
     around the centre) learn it; they do not move when the sketch moves; the fit survives a save."""
-    from dpo.reward import shape_features
-
     x, y = sketches(150, 13)
     cfg = RewardConfig(hand_features=False, embedding_t=[], local_features=0, shape_features=128, ensemble=3)
     rm = fit_reward_model(None, stretched(x, 1.15), stretched(x, 0.85), y, cfg)
