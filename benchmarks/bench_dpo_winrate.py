@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpo.annotators import wilson_interval
+from driftsketch.stats import wilson_interval
 from dpo.config import DEFAULT_DPO_CONFIG, load_dpo_config
 from dpo.records import PreferenceRecord
 from dpo.reward import RewardModel

@@ -118,6 +118,7 @@ class RoundEnv:
                 "eval.grid_per_class=1", f"generate.queue_target={QUEUE}", f"generate.max_new_pairs={QUEUE}",
                 "generate.num_steps=2", "generate.selection=random", "generate.class_weighting=cycle",
                 "gate.min_heldout_accuracy=0.0", "gate.max_fd_ratio=1000", "gate.max_recognizability_drop=1.0",
+                "gate.max_fd_ratio_to_base=1000", "gate.max_recognizability_drop_from_base=1.0",
                 f"labelstudio.overrides=[{','.join(ls)}]"]
 
     def round_cmd(self, w: RoundWorld) -> list[str]:

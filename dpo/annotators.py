@@ -30,6 +30,7 @@ import numpy as np
 from dpo.config import AnnotatorsConfig
 from dpo.gold import pair_key
 from dpo.records import PreferenceRecord, latest_of_chains
+from driftsketch.stats import wilson_interval
 
 FIRST, SECOND, TIE = 1, -1, 0  # an answer about the pair key (path_1, path_2): path_1 better, path_2, tie
 
@@ -70,16 +71,6 @@ def collect_answers(records: Iterable[PreferenceRecord]) -> list[Answer]:
         left = None if choice == TIE or rec.left is None else rec.preference == rec.left
         out.append(Answer(rec.annotator, key, choice, rec.both_bad, left, rec.lead_time, rec))
     return out
-
-
-def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion; (nan, nan) for n = 0."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
 
 
 def cohen_kappa(x: list[int], y: list[int]) -> float:

@@ -55,7 +55,8 @@ def fit_ensemble(fit: Fit, winners: np.ndarray, losers: np.ndarray, labels: np.n
 
 def preference_probability(models: list[Scorer], a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``(K, N)``: each model's ``P(a better than b)``."""
-    return np.stack([1.0 / (1.0 + np.exp(-(m.score(a, labels) - m.score(b, labels)))) for m in models])
+    # 0.5 (1 + tanh(d / 2)) is the logistic function without exp's overflow at large margins
+    return np.stack([0.5 * (1.0 + np.tanh(0.5 * (m.score(a, labels) - m.score(b, labels)))) for m in models])
 
 
 def class_quota(labels: np.ndarray, n: int) -> dict[int, int]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import socket
 from datetime import datetime, timezone
@@ -35,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from driftsketch.config import Config
 from driftsketch.errors import DriftSketchError
 from driftsketch.fileio import atomic_copy, atomic_write_text, clean_stale_temps, exclusive_lock
+from driftsketch.stats import wilson_interval
 
 REGISTRY_FILE = "registry.json"
 ROUND_LOCK = "round.lock"
@@ -324,7 +326,9 @@ def _check_id(model_id: str) -> None:
 
 class PromotionGate(Config):
     """When a candidate replaces the current model (``gate`` in configs/round.yaml). Metrics are compared
-    candidate vs current.
+    candidate vs current (one round's change) and, where the ``*_base`` limits are set, candidate vs the
+    original base model (the drift of every round so far together: each round may pass the per-round checks
+    while many rounds add up to a model far from the base).
 
     Keys used: ``recognizability`` (higher is better), ``frechet_distance`` (to the data; lower is better),
     ``heldout_accuracy`` (candidate's implicit accuracy on held-out preferences) and, if set,
@@ -332,29 +336,71 @@ class PromotionGate(Config):
     """
 
     defaults_from: ClassVar[str] = "round.yaml:gate"
-    min_heldout_accuracy: float = Field(description="held-out preference accuracy at least this")
+    min_heldout_accuracy: float = Field(
+        description="held-out preference accuracy not shown below this (its 95 % interval reaches it)")
     max_recognizability_drop: float = Field(description="recognizability may fall at most this much")
     max_fd_ratio: float = Field(description="Frechet distance at most this times the current model's")
+    max_recognizability_drop_from_base: float | None = Field(
+        description="recognizability at most this much below the original base's (off if null)")
+    max_fd_ratio_to_base: float | None = Field(
+        description="Frechet distance at most this times the original base's (off if null)")
     min_win_rate: float | None = Field(description="judge win rate over current at least this (off if null)")
 
+    @property
+    def anchored(self) -> bool:
+        """Whether a decision needs the original base model's metrics."""
+        return self.max_recognizability_drop_from_base is not None or self.max_fd_ratio_to_base is not None
 
-def apply_gate(gate: PromotionGate, candidate: dict[str, float], current: dict[str, float]) -> tuple[bool, str]:
-    """Decide promotion; the reason lists every check with its numbers so the registry says why."""
-    def need(metrics: dict[str, float], key: str, who: str) -> float:
-        if key not in metrics:
-            raise RegistryError(f"promotion gate needs metric {key!r} for the {who} model; got {sorted(metrics)}")
-        return float(metrics[key])
 
+def _need(metrics: dict[str, float], key: str, who: str) -> float:
+    if key not in metrics:
+        raise RegistryError(f"promotion gate needs metric {key!r} for the {who} model; got {sorted(metrics)}")
+    return float(metrics[key])
+
+
+def _heldout_check(candidate: dict[str, float], minimum: float) -> tuple[bool, str]:
+    """The candidate's held-out preference accuracy must not be *shown* below ``minimum``: the upper end of its
+    95 % Wilson interval over ``heldout_pairs`` reaches it. A round of 50-100 pairs holds out 5-10: their point
+    accuracy is mostly noise (0.4 on 5 pairs says nothing), while a fine-tune that learned the labels backwards
+    still fails. Without ``heldout_pairs`` the point value is compared; with no held-out pair there is no
+    evidence and the check passes."""
+    acc = _need(candidate, "heldout_accuracy", "candidate")
+    if "heldout_pairs" not in candidate:
+        return acc >= minimum, f"heldout_accuracy {acc:.3f} >= {minimum}"
+    n = int(candidate["heldout_pairs"])
+    if n == 0 or math.isnan(acc):
+        return True, "no held-out pairs"
+    upper = wilson_interval(acc * n, n)[1]
+    return upper >= minimum, f"heldout_accuracy {acc:.3f} on {n} pairs (95 % interval up to {upper:.3f}) >= {minimum}"
+
+
+def _quality_checks(candidate: dict[str, float], other: dict[str, float], who: str, max_drop: float | None,
+                    max_ratio: float | None) -> list[tuple[bool, str]]:
+    """Recognizability and Frechet distance of the candidate against ``other`` (the current model or the base)."""
+    label = "" if who == "current" else f" ({who})"
     checks: list[tuple[bool, str]] = []
-    acc = need(candidate, "heldout_accuracy", "candidate")
-    checks.append((acc >= gate.min_heldout_accuracy, f"heldout_accuracy {acc:.3f} >= {gate.min_heldout_accuracy}"))
-    rec_c, rec_b = need(candidate, "recognizability", "candidate"), need(current, "recognizability", "current")
-    checks.append((rec_c >= rec_b - gate.max_recognizability_drop,
-                   f"recognizability {rec_c:.3f} >= {rec_b:.3f} - {gate.max_recognizability_drop}"))
-    fd_c, fd_b = need(candidate, "frechet_distance", "candidate"), need(current, "frechet_distance", "current")
-    checks.append((fd_c <= fd_b * gate.max_fd_ratio, f"frechet_distance {fd_c:.3f} <= {gate.max_fd_ratio} x {fd_b:.3f}"))
+    if max_drop is not None:
+        rec_c, rec_o = _need(candidate, "recognizability", "candidate"), _need(other, "recognizability", who)
+        checks.append((rec_c >= rec_o - max_drop, f"recognizability {rec_c:.3f} >= {rec_o:.3f} - {max_drop}{label}"))
+    if max_ratio is not None:
+        fd_c, fd_o = _need(candidate, "frechet_distance", "candidate"), _need(other, "frechet_distance", who)
+        checks.append((fd_c <= fd_o * max_ratio, f"frechet_distance {fd_c:.3f} <= {max_ratio} x {fd_o:.3f}{label}"))
+    return checks
+
+
+def apply_gate(gate: PromotionGate, candidate: dict[str, float], current: dict[str, float],
+               base: dict[str, float] | None = None) -> tuple[bool, str]:
+    """Decide promotion; the reason lists every check with its numbers so the registry says why. ``base``
+    (the original base model's metrics, same evaluation) is required when the gate is :attr:`~PromotionGate.anchored`."""
+    checks = [_heldout_check(candidate, gate.min_heldout_accuracy)]
+    checks += _quality_checks(candidate, current, "current", gate.max_recognizability_drop, gate.max_fd_ratio)
+    if gate.anchored:
+        if base is None:
+            raise RegistryError("promotion gate has limits relative to the base model but got no base metrics")
+        checks += _quality_checks(candidate, base, "base", gate.max_recognizability_drop_from_base,
+                                  gate.max_fd_ratio_to_base)
     if gate.min_win_rate is not None:
-        win = need(candidate, "win_rate", "candidate")
+        win = _need(candidate, "win_rate", "candidate")
         checks.append((win >= gate.min_win_rate, f"win_rate {win:.3f} >= {gate.min_win_rate}"))
     failed = [text for ok, text in checks if not ok]
     if failed:

@@ -111,11 +111,22 @@ def train_and_decide(params: RoundParams, record_ids: list[str], classifier: str
             md.model_path(params.registry_dir, candidate), md.model_path(params.registry_dir, rnd["parent"]),
             params.preference_dir, rnd["record_ids"], params.dpo.config, params.dpo.overrides))
         cand_metrics["win_rate"] = ev.paired_win_rate(after["samples"], before["samples"], classifier)["win_rate"]
-    decision = md.decide_promotion(params.registry_dir, rnd["id"], params.gate, cand_metrics, before["metrics"])
+        base_metrics = base_model_metrics(params, rnd["parent"], before, classifier)
+    decision = md.decide_promotion(params.registry_dir, rnd["id"], params.gate, cand_metrics, before["metrics"],
+                                   base_metrics)
     return {"round_id": rnd["id"], "round_index": rnd["index"], "parent": rnd["parent"], "candidate": candidate,
-            "reference": rnd["reference"], "decision": decision,
+            "reference": rnd["reference"], "decision": decision, "metrics_base": base_metrics,
             "metrics_current": before["metrics"], "metrics_candidate": cand_metrics,
             "grids": {"before": before["grid"], "after": after["grid"]}}
+
+
+def base_model_metrics(params: RoundParams, parent: str, parent_eval: dict, classifier: str) -> dict | None:
+    """The original base model's metrics on the round's evaluation (cached per model), for a gate with limits
+    relative to the base; None when the gate has none."""
+    if not params.gate.anchored:
+        return None
+    base = md.base_model(params.registry_dir, parent)
+    return parent_eval["metrics"] if base == parent else evaluate(params, base, classifier)["metrics"]
 
 
 def refill_queue(params: RoundParams, projects: dict[str, int], current: str, current_eval: dict,

@@ -43,6 +43,11 @@ def current_model(registry_dir: str) -> str | None:
     return Registry(registry_dir).current
 
 
+def base_model(registry_dir: str, model_id: str) -> str:
+    """Id of the base model ``model_id`` descends from (itself for a base)."""
+    return original_base(Registry(registry_dir), model_id)
+
+
 def original_base(reg: Registry, model_id: str) -> str:
     """Follow ``parent`` links from ``model_id`` to the base model it descends from."""
     entry = reg.get(model_id)
@@ -53,15 +58,18 @@ def original_base(reg: Registry, model_id: str) -> str:
 
 @task
 def decide_promotion(registry_dir: str, round_id: str, gate: PromotionGate, candidate_metrics: dict[str, float],
-                     current_metrics: dict[str, float]) -> dict:
-    """Apply the gate once; a re-run returns the recorded decision. Returns {promoted, reason, current}."""
+                     current_metrics: dict[str, float], base_metrics: dict[str, float] | None = None) -> dict:
+    """Apply the gate once; a re-run returns the recorded decision. Returns {promoted, reason, current}.
+    ``base_metrics``: the original base model's, from the same evaluation (needed by an anchored gate)."""
     reg = Registry(registry_dir)
     rnd = reg.load().rounds[round_id]
     if rnd.status in ("promoted", "rejected"):
         return {"promoted": rnd.status == "promoted", "reason": rnd.reason, "current": reg.current}
-    promote, reason = apply_gate(gate, candidate_metrics, current_metrics)
+    promote, reason = apply_gate(gate, candidate_metrics, current_metrics, base_metrics)
     reg.set_metrics(rnd.candidate, candidate_metrics)
     _record_new_metrics(reg, rnd.parent, current_metrics)
+    if base_metrics is not None:
+        _record_new_metrics(reg, original_base(reg, rnd.parent), base_metrics)
     reg.decide_round(round_id, promote, reason)
     return {"promoted": promote, "reason": reason, "current": reg.current}
 

@@ -17,7 +17,7 @@ def _fmt(v) -> str:
 
 
 def round_markdown(summary: dict) -> str:
-    """Markdown of one round: decision, metrics table (current vs candidate), grids, step timings."""
+    """Markdown of one round: decision, metrics table (base, current, candidate), grids, step timings."""
     d = summary.get("decision") or {}
     lines = [f"# online-dpo round {summary.get('round_index') or '-'} (`{summary.get('round_id') or 'no training'}`)",
              "", f"**Current model after the round:** `{summary['current']}`  ",
@@ -30,12 +30,7 @@ def round_markdown(summary: dict) -> str:
         lines += [f"Quarantine: {pull.get('quarantined', 0)} annotations held back this round, "
                         f"{pull.get('released', 0)} released, {pull.get('quarantine_open', 0)} still held "
                         "(`driftsketch-labelstudio quarantine` lists them and why).", ""]
-    before, after = summary.get("metrics_current") or {}, summary.get("metrics_candidate") or {}
-    if before or after:
-        lines += ["| metric | current | candidate |", "|---|---|---|"]
-        lines += [f"| {k} | {_fmt(before.get(k))} | {_fmt(after.get(k))} |" for k in METRIC_ROWS
-                  if k in before or k in after]
-        lines.append("")
+    lines += metric_lines(summary)
     grids = summary.get("grids") or {}
     if grids:
         lines += ["Sample grids (same noise for both models):", ""]
@@ -53,6 +48,18 @@ def round_markdown(summary: dict) -> str:
     if summary.get("peak_rss_mib"):
         lines += ["", f"Peak memory (resident) of the round: {summary['peak_rss_mib']:.0f} MiB"]
     return "\n".join(lines)
+
+
+def metric_lines(summary: dict) -> list[str]:
+    """Current vs candidate (and the original base, when the gate has limits relative to it)."""
+    cols = [(name, summary.get(key) or {}) for name, key in
+            (("base", "metrics_base"), ("current", "metrics_current"), ("candidate", "metrics_candidate"))]
+    cols = [(name, m) for name, m in cols if m or name != "base"]
+    if not any(m for _, m in cols):
+        return []
+    rows = [f"| {k} | " + " | ".join(_fmt(m.get(k)) for _, m in cols) + " |" for k in METRIC_ROWS
+            if any(k in m for _, m in cols)]
+    return ["| metric | " + " | ".join(name for name, _ in cols) + " |", "|---" * (len(cols) + 1) + "|", *rows, ""]
 
 
 def annotator_lines(summary: dict) -> list[str]:

@@ -17,12 +17,12 @@ from dpo.annotators import (
     dawid_skene,
     format_table,
     krippendorff_alpha,
-    wilson_interval,
 )
 from dpo.config import AnnotatorsConfig
 from dpo.gold import GoldSet, add_noise, gold_count, make_gold_pairs, pair_key, scramble
 from dpo.loss import flow_dpo_loss
 from driftsketch.model import ModelConfig, SketchFlowTransformer
+from driftsketch.stats import wilson_interval
 from driftsketch.sketch import validate_sketch
 
 CLASSES = ["circle", "square"]

@@ -70,11 +70,11 @@ def test_decide_promotion_task_is_idempotent(tmp_path):
     reg.finish_training(rnd.id, "cand")
     cand = {"heldout_accuracy": 0.7, "recognizability": 0.9, "frechet_distance": 3.0}
     cur = {"recognizability": 0.9, "frechet_distance": 3.0}
-    out = decide_promotion.fn(str(reg.root), rnd.id, PromotionGate(), cand, cur)
-    assert out["promoted"] and out["current"] == "cand"
+    out = decide_promotion.fn(str(reg.root), rnd.id, PromotionGate(), cand, cur, cur)
+    assert out["promoted"] and out["current"] == "cand" and "(base)" in out["reason"]  # round.yaml's anchored gate
     state = reg.load().model_dump()
     worse = {**cand, "heldout_accuracy": 0.1}
-    assert decide_promotion.fn(str(reg.root), rnd.id, PromotionGate(), worse, cur) == out  # recorded decision
+    assert decide_promotion.fn(str(reg.root), rnd.id, PromotionGate(), worse, cur, cur) == out  # recorded decision
     assert reg.load().model_dump() == state
     assert reg.get("cand").metrics == cand and reg.get("base").metrics == cur
 

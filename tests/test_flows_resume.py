@@ -59,8 +59,8 @@ def _finish(reg: Registry, rnd: dict, prefs: str, out_dir) -> dict:
     acc = heldout_accuracy.fn(str(reg.path_of(model_id)), str(reg.path_of(rnd["parent"])), prefs,
                               rnd["record_ids"], "configs/dpo.yaml", DPO_OVERRIDES)
     metrics = {**acc, "recognizability": 0.5, "frechet_distance": 1.0}
-    decide_promotion.fn(str(reg.root), rnd["id"], PromotionGate(min_heldout_accuracy=0.0), metrics,
-                        {"recognizability": 0.5, "frechet_distance": 1.0})
+    before = {"recognizability": 0.5, "frechet_distance": 1.0}
+    decide_promotion.fn(str(reg.root), rnd["id"], PromotionGate(min_heldout_accuracy=0.0), metrics, before, before)
     return metrics
 
 

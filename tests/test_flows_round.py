@@ -32,6 +32,7 @@ def _params(tmp_path, base: str, title: str, files_root: str, *extra: str):
         "generate.selection=uncertain", "generate.min_labeled_pairs=10", "generate.candidates=2",
         # The gate's decisions are unit-tested (test_registry.py); here every candidate must pass.
         "gate.min_heldout_accuracy=0.0", "gate.max_fd_ratio=1000", "gate.max_recognizability_drop=1.0",
+        "gate.max_fd_ratio_to_base=1000", "gate.max_recognizability_drop_from_base=1.0",
         f"labelstudio.overrides=[projects.pairwise_title={title},server.files_root={files_root}]",
         "labelstudio.token_secret_block=ls-token-test",
         "labelstudio.ratings=true", *extra])
@@ -86,6 +87,7 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
 
     r1 = online_dpo(params)
     assert r1["pulled"] == QUEUE and r1["decision"]["promoted"] and r1["parent"] == base
+    assert r1["metrics_base"] == r1["metrics_current"] and "(base)" in r1["decision"]["reason"]  # parent is the base
     first = reg.current
     assert first == r1["candidate"] and reg.get(first).parent == base and reg.get(first).round_index == 1
     assert reg.get(first).num_preferences == QUEUE
@@ -107,6 +109,8 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     r2 = online_dpo(params)
     second = reg.current
     assert r2["pulled"] == 12 and r2["decision"]["promoted"], r2["decision"]
+    assert r2["metrics_base"] == r1["metrics_base"] == reg.get(base).metrics  # the base's cached evaluation
+    assert r2["metrics_current"] != r2["metrics_base"]  # round 2's parent is round 1's model, not the base
     assert reg.get(second).parent == first != second  # round 2 fine-tuned the model round 1 promoted
     assert r2["retired"] == 4 + QUEUE - GOLD and r2["pushed"] == QUEUE  # stale tasks of `first` replaced by `second`'s
     assert set(reg.used_record_ids()) == set(reg.load().rounds[r1["round_id"]].record_ids) | set(

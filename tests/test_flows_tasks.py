@@ -61,6 +61,13 @@ def test_round_markdown_has_decision_metrics_and_grids():
     assert "| recognizability | 0.500 | 0.600 |" in text and "| heldout_accuracy | - | 0.700 |" in text
     assert "/tmp/a.png" in text and "| train | 1.2 |" in text
     assert "Peak memory (resident) of the round: 812 MiB" in text
+    assert "| metric | current | candidate |" in text  # no base column without the base's metrics
+    anchored = round_markdown({"current": "base-x", "decision": {"promoted": False, "reason": "gate failed"},
+                               "metrics_base": {"recognizability": 0.55, "frechet_distance": 2.0},
+                               "metrics_current": {"recognizability": 0.5},
+                               "metrics_candidate": {"recognizability": 0.52, "heldout_accuracy": 0.7}})
+    assert "| metric | base | current | candidate |\n|---|---|---|---|" in anchored
+    assert "| recognizability | 0.550 | 0.500 | 0.520 |" in anchored and "| frechet_distance | 2.000 | - | - |" in anchored
 
 
 def test_step_timer_splits_a_step_into_its_measured_parts():

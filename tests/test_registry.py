@@ -103,7 +103,8 @@ def test_round_lifecycle_decides_once_and_marks_records_used(tmp_path, reg):
 
 
 def test_gate_passes_and_fails_with_reasons():
-    gate = PromotionGate(min_heldout_accuracy=0.55, max_recognizability_drop=0.02, max_fd_ratio=1.2)
+    gate = PromotionGate(min_heldout_accuracy=0.55, max_recognizability_drop=0.02, max_fd_ratio=1.2,
+                         max_recognizability_drop_from_base=None, max_fd_ratio_to_base=None)
     current = {"recognizability": 0.90, "frechet_distance": 10.0}
     ok, why = apply_gate(gate, {"heldout_accuracy": 0.6, "recognizability": 0.89, "frechet_distance": 11.9}, current)
     assert ok and why.startswith("gate passed")
@@ -114,7 +115,49 @@ def test_gate_passes_and_fails_with_reasons():
     assert not ok and "heldout_accuracy 0.500" in why
     with pytest.raises(RegistryError, match="win_rate"):
         apply_gate(PromotionGate(min_win_rate=0.5), {"heldout_accuracy": 1, "recognizability": 1,
-                                                     "frechet_distance": 1}, current)
+                                                     "frechet_distance": 1}, current, current)
+
+
+def test_the_heldout_check_refuses_on_evidence_not_on_a_handful_of_pairs():
+    gate = PromotionGate(min_heldout_accuracy=0.5, max_recognizability_drop=1.0, max_fd_ratio=100.0,
+                         max_recognizability_drop_from_base=None, max_fd_ratio_to_base=None)
+    current = {"recognizability": 0.9, "frechet_distance": 1.0}
+
+    def decide(acc: float, n: int) -> tuple[bool, str]:
+        return apply_gate(gate, {**current, "heldout_accuracy": acc, "heldout_pairs": n}, current)
+
+    ok, why = decide(0.4, 5)  # 2 of 5: the interval reaches 0.77
+    assert ok and "heldout_accuracy 0.400 on 5 pairs (95 % interval up to 0.769) >= 0.5" in why
+    assert not decide(0.0, 5)[0]  # 0 of 5: up to 0.43, a fine-tune that learned the labels backwards
+    assert not decide(20 / 60, 60)[0] and decide(25 / 60, 60)[0]  # up to 0.46 / 0.54
+    assert decide(float("nan"), 0) == (True, "gate passed: no held-out pairs; recognizability 0.900 >= 0.900 - 1.0; "
+                                             "frechet_distance 1.000 <= 100.0 x 1.000")
+    assert not apply_gate(gate, {**current, "heldout_accuracy": 0.4}, current)[0]  # no count: the point value
+
+
+def test_an_anchored_gate_refuses_drift_that_each_round_alone_allows():
+    """Ten rounds of -0.015 recognizability each pass the per-round check; the limit against the base stops
+    the drift at the second round that would take the model more than 0.02 below the base."""
+    gate = PromotionGate(min_heldout_accuracy=0.5, max_recognizability_drop=0.02, max_fd_ratio=1.2,
+                         max_recognizability_drop_from_base=0.02, max_fd_ratio_to_base=1.2)
+    base = {"recognizability": 0.90, "frechet_distance": 10.0}
+    current, promoted = dict(base), 0
+    for _ in range(10):
+        candidate = {"heldout_accuracy": 0.6, "recognizability": current["recognizability"] - 0.015,
+                     "frechet_distance": current["frechet_distance"] * 1.1}
+        ok, why = apply_gate(gate, candidate, current, base)
+        if ok:
+            current, promoted = {k: candidate[k] for k in base}, promoted + 1
+    assert promoted == 1 and current["recognizability"] == pytest.approx(0.885)
+    assert not ok and "recognizability 0.870 >= 0.900 - 0.02 (base)" in why and "- 0.02;" not in why.split("(base)")[0]
+    assert "frechet_distance 12.100 <= 1.2 x 10.000 (base)" in why  # 1.21x the base after two rounds of 1.1x
+    per_round = PromotionGate(min_heldout_accuracy=0.5, max_recognizability_drop=0.02, max_fd_ratio=1.2,
+                              max_recognizability_drop_from_base=None, max_fd_ratio_to_base=None)
+    assert apply_gate(per_round, candidate, current)[0]  # off: the same step passes, no base metrics needed
+    with pytest.raises(RegistryError, match="base metrics"):
+        apply_gate(gate, candidate, current)
+    with pytest.raises(RegistryError, match="'frechet_distance' for the base model"):
+        apply_gate(gate, candidate, current, {"recognizability": 0.9})
 
 
 def test_corrupt_registry_file_names_the_file(tmp_path):
