@@ -54,6 +54,7 @@ from dpo.config import load_dpo_config  # noqa: E402
 from dpo.records import PreferenceRecord  # noqa: E402
 from dpo.store import PreferenceStore  # noqa: E402
 from dpo.trainer import DPOError, train_dpo  # noqa: E402
+from suite_gate import SuiteGate  # noqa: E402
 from driftsketch.checkpoint import load_model  # noqa: E402
 from driftsketch.data import load_dataset  # noqa: E402
 from driftsketch.evaluation import LabelingJudge, SketchClassifier  # noqa: E402
@@ -62,6 +63,7 @@ from driftsketch.evaluation.frechet import frechet_distance  # noqa: E402
 from driftsketch.evaluation.metrics import continuity  # noqa: E402
 from driftsketch.evaluation.settings import load_eval_config  # noqa: E402
 from driftsketch.fileio import atomic_write_bytes, atomic_write_text  # noqa: E402
+from driftsketch.registry import PromotionGate  # noqa: E402
 from driftsketch.sampling import generate_beziers  # noqa: E402
 
 EVAL_AT = (1, 2, 5, 10)  # rounds (of 100 labels) after which the model is evaluated
@@ -98,6 +100,7 @@ class Setup:
     eval_clf: SketchClassifier
     real_feats: np.ndarray
     info: dict
+    holdout: np.ndarray  # real sketches the base never trained on (FD's reference)
 
 
 def classifier_on(part, path: Path, cfg) -> SketchClassifier:
@@ -139,7 +142,7 @@ def prepare(name: str, spec: str, base_path: str, out: Path, args) -> Setup:
             "annotators": {a.name: {"kind": a.kind, "description": a.description, "tie_margin": a.tie_margin}
                            for a in anns}}
     return Setup(name, base_path, list(data.class_names), str(d / "reward_classifier.pt"), anns, evaluation,
-                 evaluation.features(holdout.beziers), info)
+                 evaluation.features(holdout.beziers), info, holdout.beziers)
 
 
 def write_base_metrics(path: Path, per_seed: dict[str, dict]) -> None:
@@ -242,17 +245,39 @@ def base_pairs(setup: Setup, base, labels: np.ndarray, seed: int, args) -> tuple
     return z["a"], z["na"], z["b"], z["nb"]
 
 
+def promotion_gate(setup: Setup, seed: int, args) -> SuiteGate | None:
+    """The round's gate (configs/round.yaml ``gate``) on the reward classifier, or None (``--no-promotion-gate``)."""
+    if not args.promotion_gate:
+        return None
+    clf = SketchClassifier.load(setup.reward_classifier)
+    labels = np.repeat(np.arange(len(setup.class_names)), args.gate_per_class)
+    return SuiteGate(PromotionGate(), clf, clf.features(setup.holdout), labels, 20_000 + seed,
+                     {"num_steps": args.num_steps, "cfg_scale": args.cfg_scale, "solver": args.solver})
+
+
+def check_resume(done: Path, args) -> dict:
+    """A finished round's row; exits with a one-line error when it was made with the other gate setting."""
+    row = json.loads(done.read_text())
+    made_with = bool(row.get("promotion_gate", False))
+    if made_with != args.promotion_gate:
+        raise SystemExit(f"{done}: made {'with' if made_with else 'without'} the promotion gate; rerun "
+                         f"{'without' if made_with else 'with'} --no-promotion-gate, or use another --out")
+    return row
+
+
 def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) -> None:
-    """Online rounds for one (data set, annotator, seed) up to ``rounds``; resumes after the last one done."""
+    """Online rounds for one (data set, annotator, seed) up to ``rounds``; resumes after the last one done.
+    With the promotion gate a refused candidate is dropped and the next round starts from the current model."""
     cell = ann.name if ann is not None else "control"
     root = Path(args.out) / setup.name / cell / f"s{seed}"
     store = PreferenceStore(root / "prefs")
     base_x, labels = base_eval(setup, seed, args), eval_labels(setup, args)
+    gate = promotion_gate(setup, seed, args)
     current = setup.base_path
     for r in range(rounds):
         done = root / f"round_{r:02d}.json"
         if done.is_file():
-            current = json.loads(done.read_text())["checkpoint"]
+            current = check_resume(done, args)["checkpoint"]
             continue
         t0 = time.perf_counter()
         model = load_model(current)
@@ -263,22 +288,28 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
         res = train_dpo(cfg, records=recs, progress=False)
         row = {"round": r, "labels": (r + 1) * args.pairs_per_round, "checkpoint": str(res.checkpoint_path),
                "answers": {c: sum(x.preference == c for x in recs) for c in ("a", "b", "tie")},
-               "best_epoch": res.best_epoch, "amplify": _amp_summary(res.data_summary.get("amplify"))}
+               "best_epoch": res.best_epoch, "amplify": _amp_summary(res.data_summary.get("amplify")),
+               "promotion_gate": gate is not None}
+        if gate is not None:
+            row["gate"] = gate.decide(load_model(res.checkpoint_path), model, load_model(setup.base_path), recs, cfg)
+            row["checkpoint"] = row["checkpoint"] if row["gate"]["promoted"] else current
         if r + 1 in EVAL_AT:
-            tuned = sample(load_model(res.checkpoint_path), labels, 10_000 + seed, args)[0]
+            tuned = sample(load_model(row["checkpoint"]), labels, 10_000 + seed, args)[0]
             row["eval"] = compare(setup, tuned, base_x, labels, setup.annotators if ann is None else [ann])
         row["seconds"] = round(time.perf_counter() - t0, 1)
         shutil.rmtree(rdir / "amplified", ignore_errors=True)  # thousands of small files; the reward model stays
         (rdir / "last.pt").unlink(missing_ok=True)
-        if current != setup.base_path:
-            Path(current).unlink(missing_ok=True)  # only the newest model is needed to go on
+        dropped = current if row["checkpoint"] != current else str(res.checkpoint_path)
+        if dropped != setup.base_path:
+            Path(dropped).unlink(missing_ok=True)  # only the newest promoted model is needed to go on
         write_json(done, row)
         current = row["checkpoint"]
         ev = row.get("eval", {})
         win = next(iter(ev.get("annotators", {}).values()), {}).get("win_rate")
         print(f"[{setup.name}/{cell}/s{seed}] round {r + 1}/{rounds}: {row['seconds']:.0f}s, reward cv "
               f"{row['amplify'].get('cv_accuracy', float('nan')):.3f} used {row['amplify'].get('used')}"
-              + (f", win {win:.3f}" if win is not None else ""), flush=True)
+              + (f", win {win:.3f}" if win is not None else "")
+              + (f", {'promoted' if row['gate']['promoted'] else 'refused'}" if gate is not None else ""), flush=True)
 
 
 def _amp_summary(amp: dict | None) -> dict:
@@ -311,7 +342,15 @@ def collect(out: Path) -> dict:
         data, cell, seed = done.parts[-4], done.parts[-3], done.parts[-2]
         entry = res.setdefault(data, {}).setdefault(cell, {}).setdefault(seed, {})
         entry[str(row["labels"])] = {k: row[k] for k in ("eval", "amplify", "seconds") if k in row}
+        if "gate" in row:
+            entry[str(row["labels"])]["promoted"] = row["gate"]["promoted"]
     return res
+
+
+def promoted_share(rounds: dict, labels: int) -> float | None:
+    """Share of a run's rounds up to ``labels`` whose candidate the promotion gate let through (None: no gate)."""
+    flags = [r["promoted"] for k, r in rounds.items() if int(k) <= labels and "promoted" in r]
+    return float(np.mean(flags)) if flags else None
 
 
 def summarize(out: Path) -> dict:
@@ -340,6 +379,8 @@ def summarize(out: Path) -> dict:
                 row.update(_stats("recognizability_delta",
                                   [t["recognizability"] - b["recognizability"] for t, b in paired]))
                 row.update(_stats("fd_ratio", [t["fd"] / b["fd"] for t, b in paired]))
+                shares = [v for v in (promoted_share(by_seed[seed], labels) for seed in done) if v is not None]
+                row.update(_stats("promoted", shares))
                 if labels == 500:
                     ctl = [s["500"]["eval"]["annotators"][cell] for s in control.values() if "eval" in s.get("500", {})]
                     row.update(_stats("control_win", [c["win_rate"] for c in ctl]))
@@ -415,6 +456,10 @@ def markdown(summary: dict) -> str:
                      f"{f(row, 'control_shift')} | {f(row, 'recognizability', nd=3)} | "
                      f"{f(row, 'recognizability_delta', True, sign='+')} | {f(row, 'fd')} | {f(row, 'fd_ratio')} | "
                      f"{f(row, 'continuity', nd=3)} |")
+    gated = [r for r in summary["table"] if r.get("promoted") is not None]
+    if gated:
+        lines += ["", "Rounds the promotion gate let through (share of the rounds so far, mean over seeds): " + "; ".join(
+            f"{r['data']}/{r['annotator']}@{r['labels']} {r['promoted']:.2f}" for r in gated)]
     if summary.get("failed"):
         lines += ["", "Cells not measured: " + "; ".join(f"{k}: {v}" for k, v in summary["failed"].items())]
     lines += ["", "Labels at which the mean win rate first reaches 65 %: " + ", ".join(
@@ -514,6 +559,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DPO config override")
     p.add_argument("--shard", default="0/1", help="i/n: run every n-th cell starting at i")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--promotion-gate", action=argparse.BooleanOptionalAction, default=True,
+                   help="promote a round's candidate only if the round's gate passes (configs/round.yaml), as the "
+                        "product's round does; --no-promotion-gate: every candidate goes on (the suite before 4 December)")
+    p.add_argument("--gate-per-class", type=int, default=32, help="samples per class behind the gate's metrics")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--plot", default=None, help="also copy the learning-curve PNG here (e.g. docs/img/...)")
     p.add_argument("--json", default=None, help="also write the summary without the raw rounds here (e.g. docs/...)")

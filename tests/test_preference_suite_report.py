@@ -53,3 +53,24 @@ def test_summary_means_spreads_control_and_65_percent_label(tmp_path):
     assert "| 0.700 ± 0.000 | +0.0 ± 2.0 | 5.00 ± 0.00 | 1.25 ± 0.00 |" in md
     assert "- toy (3 seeds): recognizability 0.700, fd 4.000, continuity 0.900" in md
     assert "toy/wide: run +2.00 ± 1.00, control -0.10 ± 0.10, ratio 20.0" in md
+
+
+def test_gate_decisions_are_counted_and_a_run_cannot_switch_gate_setting(tmp_path):
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "setup_info.json").write_text(json.dumps({"annotators": {"slant": {"kind": "style"}}}))
+    for seed, flags in enumerate([(True, False, True, True, False), (True, True, True, True, True)]):
+        d = tmp_path / "toy" / "slant" / f"s{seed}"
+        d.mkdir(parents=True)
+        for r, promoted in enumerate(flags):
+            row = {"labels": 100 * (r + 1), "promotion_gate": True, "gate": {"promoted": promoted}, "checkpoint": "x"}
+            if r + 1 in (1, 5):
+                row["eval"] = {"metrics": {"recognizability": 0.7, "fd": 5.0, "continuity": 0.9},
+                               "annotators": {"slant": {"win_rate": 0.9, "shift_std": 1.0}}}
+            (d / f"round_{r:02d}.json").write_text(json.dumps(row))
+    rows = {r["labels"]: r for r in ps.summarize(tmp_path)["table"]}
+    assert rows[100]["promoted"] == 1.0 and rows[500]["promoted"] == pytest.approx(np.mean([3 / 5, 1.0]))
+    assert "toy/slant@500 0.80" in ps.markdown(ps.summarize(tmp_path))
+    done = tmp_path / "toy" / "slant" / "s0" / "round_00.json"
+    assert ps.check_resume(done, ps.parse_args([]))["checkpoint"] == "x"
+    with pytest.raises(SystemExit, match="made with the promotion gate; rerun without --no-promotion-gate, or use another --out"):
+        ps.check_resume(done, ps.parse_args(["--no-promotion-gate"]))
