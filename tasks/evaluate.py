@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
+from driftsketch.fileio import atomic_write_text
+
 
 @task
 def ensure_classifier(data: str, eval_config: str, overrides: list[str], out_dir: str,
@@ -65,7 +67,7 @@ def evaluate_checkpoint(checkpoint: str, classifier_path: str, data: str, out_di
     grid = plot_bezier_sketches(samples[show], out / "grid.png", titles=[clf.class_names[i] for i in labels[show]],
                                 ncols=grid_per_class)
     result = {"metrics": flat_metrics(report), "samples": str(out / "samples.npz"), "grid": str(grid)}
-    (out / "result.json").write_text(json.dumps(result, indent=2))
+    atomic_write_text(out / "result.json", json.dumps(result, indent=2))  # the cache's "done" mark: never torn
     return result
 
 

@@ -107,7 +107,7 @@ def publish_report(summary: dict, out_dir: str, wandb_enabled: bool = True, wand
     flat = {f"round/{k}": v for k, v in (summary.get("timings") or {}).items()}
     if summary.get("peak_rss_mib"):
         flat["round/peak_rss_mib"] = float(summary["peak_rss_mib"])
-    for who in ("current", "candidate"):
+    for who in ("base", "current", "candidate"):
         flat.update({f"{who}/{k}": v for k, v in (summary.get(f"metrics_{who}") or {}).items()})
     flat["round/promoted"] = float(bool((summary.get("decision") or {}).get("promoted")))
     flat.update(annotator_figures(summary))
