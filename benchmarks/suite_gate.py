@@ -16,7 +16,7 @@ import numpy as np
 
 from dpo.config import DPOConfig
 from dpo.records import PreferenceRecord
-from dpo.trainer import build_datasets, evaluate_pairs
+from dpo.trainer import heldout_accuracy
 from driftsketch.evaluation.classifier import SketchClassifier
 from driftsketch.evaluation.frechet import frechet_distance
 from driftsketch.registry import PromotionGate, apply_gate
@@ -47,9 +47,7 @@ class SuiteGate:
     def decide(self, candidate, current, base, records: list[PreferenceRecord], cfg: DPOConfig) -> dict:
         """The round's decision on ``candidate`` (fine-tuned from ``current`` on ``records`` with ``cfg``):
         ``{promoted, reason, candidate, current, base}`` (the metrics behind it)."""
-        _, held = build_datasets(cfg.model_copy(update={"min_pairs": 0}), candidate.class_names, records)
-        acc = evaluate_pairs(candidate, current.requires_grad_(False), held, cfg).get("implicit_accuracy", np.nan)
-        cand = {**self.metrics(candidate), "heldout_accuracy": float(acc), "heldout_pairs": len(held)}
+        cand = {**self.metrics(candidate), **heldout_accuracy(candidate, current, records, cfg)}
         cur, anchor = self.metrics(current), self.metrics(base)
         promoted, reason = apply_gate(self.gate, cand, cur, anchor)
         return {"promoted": promoted, "reason": reason, "candidate": cand, "current": cur, "base": anchor}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import hashlib
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from driftsketch.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from driftsketch.config import to_dict
+from driftsketch.config import replace_config, to_dict
 from driftsketch.errors import DriftSketchError, check_out_dir
 from driftsketch.evaluation.classifier import SketchClassifier
 from driftsketch.tracking import RunLogger
@@ -226,6 +227,15 @@ def evaluate_pairs(model, ref, data: Dataset, cfg: DPOConfig) -> dict[str, float
             totals[k] = totals.get(k, 0.0) + v * len(y)
     model.train(was)
     return {k: v / len(data) for k, v in totals.items()}
+
+
+def heldout_accuracy(candidate, reference, records: list[PreferenceRecord], cfg: DPOConfig) -> dict[str, float]:
+    """Implicit preference accuracy of ``candidate`` against ``reference`` on the held-out split of
+    ``records`` (the split :func:`train_dpo` held out with ``cfg``): ``{heldout_accuracy, heldout_pairs}``,
+    the accuracy NaN when nothing is held out. What the promotion gate reads."""
+    _, held = build_datasets(replace_config(cfg, min_pairs=0), candidate.class_names, records)
+    m = evaluate_pairs(candidate, reference.requires_grad_(False), held, cfg)
+    return {"heldout_accuracy": float(m.get("implicit_accuracy", math.nan)), "heldout_pairs": float(len(held))}
 
 
 class _Run:

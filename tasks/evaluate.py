@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -89,13 +88,10 @@ def heldout_accuracy(candidate: str, current: str, preference_dir: str, record_i
     pairs (the same split the trainer held out). NaN when there are none."""
     from dpo.config import load_dpo_config
     from dpo.store import PreferenceStore
-    from dpo.trainer import build_datasets, evaluate_pairs
+    from dpo.trainer import heldout_accuracy as heldout
     from driftsketch.checkpoint import load_model
 
-    cfg = load_dpo_config(dpo_config, [*overrides, f"preference_dir={preference_dir}", "min_pairs=0"])
-    cand, cur = load_model(candidate), load_model(current)
+    cfg = load_dpo_config(dpo_config, [*overrides, f"preference_dir={preference_dir}"])
     wanted = set(record_ids)
     records = [r for r in PreferenceStore(preference_dir).records() if r.id in wanted]
-    _, held = build_datasets(cfg, cand.class_names, records)
-    m = evaluate_pairs(cand, cur.requires_grad_(False), held, cfg)
-    return {"heldout_accuracy": float(m.get("implicit_accuracy", math.nan)), "heldout_pairs": float(len(held))}
+    return heldout(load_model(candidate), load_model(current), records, cfg)
