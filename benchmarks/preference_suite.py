@@ -251,17 +251,21 @@ def promotion_gate(setup: Setup, seed: int, args) -> SuiteGate | None:
         return None
     clf = SketchClassifier.load(setup.reward_classifier)
     labels = np.repeat(np.arange(len(setup.class_names)), args.gate_per_class)
-    return SuiteGate(PromotionGate(), clf, clf.features(setup.holdout), labels, 20_000 + seed,
+    return SuiteGate(PromotionGate(), clf, clf.features(setup.holdout), labels, 20_000 + 100 * seed,
                      {"num_steps": args.num_steps, "cfg_scale": args.cfg_scale, "solver": args.solver})
 
 
 def check_resume(done: Path, args) -> dict:
-    """A finished round's row; exits with a one-line error when it was made with the other gate setting."""
+    """A finished round's row; exits with a one-line error when it was made with the other gate setting, or
+    with the gate of before 5 December (one set of gate noise for every round)."""
     row = json.loads(done.read_text())
     made_with = bool(row.get("promotion_gate", False))
     if made_with != args.promotion_gate:
         raise SystemExit(f"{done}: made {'with' if made_with else 'without'} the promotion gate; rerun "
                          f"{'without' if made_with else 'with'} --no-promotion-gate, or use another --out")
+    if made_with and "noise_seed" not in row["gate"]:
+        raise SystemExit(f"{done}: made with one set of gate noise for every round (before 5 December); "
+                         "use another --out")
     return row
 
 
@@ -291,7 +295,7 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
                "best_epoch": res.best_epoch, "amplify": _amp_summary(res.data_summary.get("amplify")),
                "promotion_gate": gate is not None}
         if gate is not None:
-            row["gate"] = gate.decide(load_model(res.checkpoint_path), model, load_model(setup.base_path), recs, cfg)
+            row["gate"] = gate.decide(load_model(res.checkpoint_path), model, load_model(setup.base_path), recs, cfg, r)
             row["checkpoint"] = row["checkpoint"] if row["gate"]["promoted"] else current
         if r + 1 in EVAL_AT:
             tuned = sample(load_model(row["checkpoint"]), labels, 10_000 + seed, args)[0]

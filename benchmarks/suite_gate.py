@@ -7,6 +7,10 @@ function (:func:`driftsketch.registry.apply_gate`) and the same gate settings, o
 the round measures them, with one difference forced by the suite's data hygiene: the gate's classifier is
 the reward model's (data part 1), as the suite has no fifth part; the evaluation classifier (part 3) that
 scores the suite's figures never decides anything.
+
+Each round draws its own gate noise, as the product's round does: a candidate promoted because it happened
+to score high on one set of noise would otherwise stay the bar on that same noise for every later round
+(the winner's curse; the suite's runs of 4 December refused 7 of 10 rounds of one cell that way).
 """
 from __future__ import annotations
 
@@ -31,23 +35,26 @@ class SuiteGate:
     classifier: SketchClassifier
     real_feats: np.ndarray      # the gate classifier's features of real held-out sketches
     labels: np.ndarray          # the classes sampled, ``per_class`` each
-    noise_seed: int
+    noise_seed: int             # round r samples from noise_seed + r
     sampler: dict               # num_steps, cfg_scale, solver
-    cache: dict = field(default_factory=dict)  # checkpoint id -> metrics
+    cache: dict = field(default_factory=dict)  # (checkpoint id, noise seed) -> metrics
 
-    def metrics(self, model) -> dict[str, float]:
-        """``recognizability`` and ``frechet_distance`` of ``model``'s samples (cached per checkpoint id)."""
-        key = str(model.checkpoint_id)
+    def metrics(self, model, round_index: int) -> dict[str, float]:
+        """``recognizability`` and ``frechet_distance`` of ``model``'s samples on round ``round_index``'s noise."""
+        seed = self.noise_seed + round_index
+        key = (str(model.checkpoint_id), seed)
         if key not in self.cache:
-            x, _ = generate_beziers(model, self.labels.tolist(), len(self.labels), seed=self.noise_seed, **self.sampler)
+            x, _ = generate_beziers(model, self.labels.tolist(), len(self.labels), seed=seed, **self.sampler)
             self.cache[key] = {"recognizability": self.classifier.accuracy(x, self.labels),
                                "frechet_distance": frechet_distance(self.classifier.features(x), self.real_feats)}
         return self.cache[key]
 
-    def decide(self, candidate, current, base, records: list[PreferenceRecord], cfg: DPOConfig) -> dict:
-        """The round's decision on ``candidate`` (fine-tuned from ``current`` on ``records`` with ``cfg``):
-        ``{promoted, reason, candidate, current, base}`` (the metrics behind it)."""
-        cand = {**self.metrics(candidate), **heldout_accuracy(candidate, current, records, cfg)}
-        cur, anchor = self.metrics(current), self.metrics(base)
+    def decide(self, candidate, current, base, records: list[PreferenceRecord], cfg: DPOConfig,
+               round_index: int) -> dict:
+        """Round ``round_index``'s decision on ``candidate`` (fine-tuned from ``current`` on ``records`` with
+        ``cfg``): ``{promoted, reason, candidate, current, base, noise_seed}`` (the metrics behind it)."""
+        cand = {**self.metrics(candidate, round_index), **heldout_accuracy(candidate, current, records, cfg)}
+        cur, anchor = self.metrics(current, round_index), self.metrics(base, round_index)
         promoted, reason = apply_gate(self.gate, cand, cur, anchor)
-        return {"promoted": promoted, "reason": reason, "candidate": cand, "current": cur, "base": anchor}
+        return {"promoted": promoted, "reason": reason, "candidate": cand, "current": cur, "base": anchor,
+                "noise_seed": self.noise_seed + round_index}
