@@ -75,18 +75,22 @@ def ensure_current_model(params: RoundParams) -> str:
     return md.register_base(params.registry_dir, checkpoint)
 
 
-def eval_dir(params: RoundParams, model_id: str) -> str:
-    """Evaluation results are cached per model and evaluation settings."""
+def eval_dir(params: RoundParams, model_id: str, round_index: int) -> str:
+    """Evaluation results are cached per model, round and evaluation settings."""
     key = json.dumps([params.data, params.eval.model_dump(), params.generate.model_dump(
-        include={"num_steps", "cfg_scale", "solver"})], sort_keys=True)
+        include={"num_steps", "cfg_scale", "solver"}), round_index], sort_keys=True)
     return f"{params.work_dir}/eval/{model_id}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
-def evaluate(params: RoundParams, model_id: str, classifier: str) -> dict:
+def evaluate(params: RoundParams, model_id: str, classifier: str, round_index: int) -> dict:
+    """``model_id``'s metrics on round ``round_index``'s noise (seed ``eval.seed + round_index``). Each round
+    draws fresh noise: a candidate promoted because it scored high on one noise set would otherwise stay the
+    bar on that same noise for every later round (the winner's curse; docs/online_loop.md)."""
     g = params.generate
     return ev.evaluate_checkpoint(md.model_path(params.registry_dir, model_id), classifier, params.data,
-                                  eval_dir(params, model_id), samples_per_class=params.eval.samples_per_class,
-                                  seed=params.eval.seed, grid_per_class=params.eval.grid_per_class,
+                                  eval_dir(params, model_id, round_index),
+                                  samples_per_class=params.eval.samples_per_class,
+                                  seed=params.eval.seed + round_index, grid_per_class=params.eval.grid_per_class,
                                   num_steps=g.num_steps, cfg_scale=g.cfg_scale, solver=g.solver)
 
 
@@ -105,13 +109,14 @@ def train_and_decide(params: RoundParams, record_ids: list[str], classifier: str
                                    params.dpo.config, overrides, train_dir)
     timer.split("train", finetune_timings(train_dir))  # reward fit, amplification sampling, training
     with timer("evaluate"):
-        before, after = evaluate(params, rnd["parent"], classifier), evaluate(params, candidate, classifier)
+        index = rnd["index"]
+        before, after = (evaluate(params, m, classifier, index) for m in (rnd["parent"], candidate))
         cand_metrics = dict(after["metrics"])
         cand_metrics.update(ev.heldout_accuracy(
             md.model_path(params.registry_dir, candidate), md.model_path(params.registry_dir, rnd["parent"]),
             params.preference_dir, rnd["record_ids"], params.dpo.config, params.dpo.overrides))
         cand_metrics["win_rate"] = ev.paired_win_rate(after["samples"], before["samples"], classifier)["win_rate"]
-        base_metrics = base_model_metrics(params, rnd["parent"], before, classifier)
+        base_metrics = base_model_metrics(params, rnd["parent"], before, classifier, index)
     decision = md.decide_promotion(params.registry_dir, rnd["id"], params.gate, cand_metrics, before["metrics"],
                                    base_metrics)
     return {"round_id": rnd["id"], "round_index": rnd["index"], "parent": rnd["parent"], "candidate": candidate,
@@ -120,13 +125,14 @@ def train_and_decide(params: RoundParams, record_ids: list[str], classifier: str
             "grids": {"before": before["grid"], "after": after["grid"]}}
 
 
-def base_model_metrics(params: RoundParams, parent: str, parent_eval: dict, classifier: str) -> dict | None:
-    """The original base model's metrics on the round's evaluation (cached per model), for a gate with limits
-    relative to the base; None when the gate has none."""
+def base_model_metrics(params: RoundParams, parent: str, parent_eval: dict, classifier: str,
+                       round_index: int) -> dict | None:
+    """The original base model's metrics on the round's noise, for a gate with limits relative to the base;
+    None when the gate has none."""
     if not params.gate.anchored:
         return None
     base = md.base_model(params.registry_dir, parent)
-    return parent_eval["metrics"] if base == parent else evaluate(params, base, classifier)["metrics"]
+    return parent_eval["metrics"] if base == parent else evaluate(params, base, classifier, round_index)["metrics"]
 
 
 def refill_queue(params: RoundParams, projects: dict[str, int], current: str, current_eval: dict,
@@ -249,7 +255,7 @@ def run_round(params: RoundParams, timer: StepTimer, summary: dict) -> dict:
     summary["current"] = current
     log.info("round decision: %s; current model %s", summary["decision"]["reason"], current)
     with timer("evaluate"):
-        current_eval = evaluate(params, current, classifier)
+        current_eval = evaluate(params, current, classifier, md.last_round_index(params.registry_dir))
         md.record_metrics(params.registry_dir, current, current_eval["metrics"])
     summary.update(refill_queue(params, projects, current, current_eval, class_names, summary.get("round_id"),
                                 classifier, timer))

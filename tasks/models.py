@@ -83,6 +83,12 @@ def start_round(registry_dir: str, record_ids: list[str], reference_mode: str) -
     return reg.start_round(parent, reference, record_ids).model_dump()
 
 
+def last_round_index(registry_dir: str) -> int:
+    """Index of the newest decided round (0 before the first): the noise the current model was last judged on."""
+    return max((r.index for r in Registry(registry_dir).load().rounds.values() if r.status in ("promoted", "rejected")),
+               default=0)
+
+
 def model_path(registry_dir: str, model_id: str) -> str:
     """Checkpoint path of a registered model."""
     return str(Registry(registry_dir).path_of(model_id))
