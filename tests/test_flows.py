@@ -58,7 +58,7 @@ def test_prefect_yaml_deployments_schedule_and_pool():
 
 
 def test_decide_promotion_task_is_idempotent(tmp_path):
-    from tasks.models import decide_promotion
+    from tasks.models import decide_promotion, last_round_index
 
     reg = Registry(tmp_path / "reg")
     for name in ("base", "cand"):
@@ -68,10 +68,12 @@ def test_decide_promotion_task_is_idempotent(tmp_path):
     rnd = reg.start_round("base", "base", ["r1", "r2"])
     reg.add_model(tmp_path / "cand", "cand", parent="base", round_id=rnd.id, round_index=rnd.index)
     reg.finish_training(rnd.id, "cand")
+    assert rnd.index == 1 and last_round_index(str(reg.root)) == 0  # undecided: the base's noise still
     cand = {"heldout_accuracy": 0.7, "recognizability": 0.9, "frechet_distance": 3.0}
     cur = {"recognizability": 0.9, "frechet_distance": 3.0}
     out = decide_promotion.fn(str(reg.root), rnd.id, PromotionGate(), cand, cur, cur)
     assert out["promoted"] and out["current"] == "cand" and "(base)" in out["reason"]  # round.yaml's anchored gate
+    assert last_round_index(str(reg.root)) == 1  # the noise the new current model was judged on
     state = reg.load().model_dump()
     worse = {**cand, "heldout_accuracy": 0.1}
     assert decide_promotion.fn(str(reg.root), rnd.id, PromotionGate(), worse, cur, cur) == out  # recorded decision
