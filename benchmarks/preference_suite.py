@@ -56,6 +56,7 @@ from dpo.store import PreferenceStore  # noqa: E402
 from dpo.trainer import DPOError, train_dpo  # noqa: E402
 from suite_gate import SuiteGate  # noqa: E402
 from driftsketch.checkpoint import load_model  # noqa: E402
+from driftsketch.config import yaml_defaults  # noqa: E402
 from driftsketch.data import load_dataset  # noqa: E402
 from driftsketch.evaluation import LabelingJudge, SketchClassifier  # noqa: E402
 from driftsketch.evaluation.classifier import config_replace, fit_classifier  # noqa: E402
@@ -256,8 +257,8 @@ def promotion_gate(setup: Setup, seed: int, args) -> SuiteGate | None:
 
 
 def check_resume(done: Path, args) -> dict:
-    """A finished round's row; exits with a one-line error when it was made with the other gate setting, or
-    with the gate of before 5 December (one set of gate noise for every round)."""
+    """A finished round's row; exits with a one-line error when it was made with the other gate setting, another
+    number of gate samples, or the gate of before 5 December (one set of gate noise for every round)."""
     row = json.loads(done.read_text())
     made_with = bool(row.get("promotion_gate", False))
     if made_with != args.promotion_gate:
@@ -266,6 +267,9 @@ def check_resume(done: Path, args) -> dict:
     if made_with and "noise_seed" not in row["gate"]:
         raise SystemExit(f"{done}: made with one set of gate noise for every round (before 5 December); "
                          "use another --out")
+    if made_with and row["gate"].get("per_class", 32) != args.gate_per_class:
+        raise SystemExit(f"{done}: made with {row['gate'].get('per_class', 32)} gate samples per class, not "
+                         f"{args.gate_per_class}; pass --gate-per-class {row['gate'].get('per_class', 32)} or use another --out")
     return row
 
 
@@ -566,7 +570,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--promotion-gate", action=argparse.BooleanOptionalAction, default=True,
                    help="promote a round's candidate only if the round's gate passes (configs/round.yaml), as the "
                         "product's round does; --no-promotion-gate: every candidate goes on (the suite before 4 December)")
-    p.add_argument("--gate-per-class", type=int, default=32, help="samples per class behind the gate's metrics")
+    p.add_argument("--gate-per-class", type=int, default=yaml_defaults("round.yaml:eval")["samples_per_class"],
+                   help="samples per class behind the gate's metrics (default: the round's, configs/round.yaml eval)")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--plot", default=None, help="also copy the learning-curve PNG here (e.g. docs/img/...)")
     p.add_argument("--json", default=None, help="also write the summary without the raw rounds here (e.g. docs/...)")

@@ -57,4 +57,4 @@ class SuiteGate:
         cur, anchor = self.metrics(current, round_index), self.metrics(base, round_index)
         promoted, reason = apply_gate(self.gate, cand, cur, anchor)
         return {"promoted": promoted, "reason": reason, "candidate": cand, "current": cur, "base": anchor,
-                "noise_seed": self.noise_seed + round_index}
+                "noise_seed": self.noise_seed + round_index, "per_class": int(np.bincount(self.labels).max())}

@@ -63,7 +63,7 @@ def test_gate_decisions_are_counted_and_a_run_cannot_switch_gate_setting(tmp_pat
         d.mkdir(parents=True)
         for r, promoted in enumerate(flags):
             row = {"labels": 100 * (r + 1), "promotion_gate": True, "checkpoint": "x",
-                   "gate": {"promoted": promoted, "noise_seed": 20_000 + 100 * seed + r}}
+                   "gate": {"promoted": promoted, "noise_seed": 20_000 + 100 * seed + r, "per_class": 128}}
             if r + 1 in (1, 5):
                 row["eval"] = {"metrics": {"recognizability": 0.7, "fd": 5.0, "continuity": 0.9},
                                "annotators": {"slant": {"win_rate": 0.9, "shift_std": 1.0}}}
@@ -75,6 +75,8 @@ def test_gate_decisions_are_counted_and_a_run_cannot_switch_gate_setting(tmp_pat
     assert ps.check_resume(done, ps.parse_args([]))["checkpoint"] == "x"
     with pytest.raises(SystemExit, match="made with the promotion gate; rerun without --no-promotion-gate, or use another --out"):
         ps.check_resume(done, ps.parse_args(["--no-promotion-gate"]))
+    with pytest.raises(SystemExit, match="round_00.json: made with 128 gate samples per class, not 32; pass --gate-per-class 128"):
+        ps.check_resume(done, ps.parse_args(["--gate-per-class", "32"]))
     row = json.loads(done.read_text())
     del row["gate"]["noise_seed"]  # a row of the suite before gate noise per round
     done.write_text(json.dumps(row))
