@@ -258,14 +258,14 @@ def promotion_gate(setup: Setup, seed: int, args) -> SuiteGate | None:
 
 def check_resume(done: Path, args) -> dict:
     """A finished round's row; exits with a one-line error when it was made with the other gate setting, another
-    number of gate samples, or the gate of before 5 December (one set of gate noise for every round)."""
+    number of gate samples, or a gate with one set of noise for every round (suite runs before commit a914a2b)."""
     row = json.loads(done.read_text())
     made_with = bool(row.get("promotion_gate", False))
     if made_with != args.promotion_gate:
         raise SystemExit(f"{done}: made {'with' if made_with else 'without'} the promotion gate; rerun "
                          f"{'without' if made_with else 'with'} --no-promotion-gate, or use another --out")
     if made_with and "noise_seed" not in row["gate"]:
-        raise SystemExit(f"{done}: made with one set of gate noise for every round (before 5 December); "
+        raise SystemExit(f"{done}: made with one set of gate noise for every round (suite runs before commit a914a2b); "
                          "use another --out")
     if made_with and row["gate"].get("per_class", 32) != args.gate_per_class:
         raise SystemExit(f"{done}: made with {row['gate'].get('per_class', 32)} gate samples per class, not "
