@@ -140,7 +140,7 @@ cat <<EOF
 
   Model registry      driftsketch-models --registry $DEMO/registry list | show ID | promote ID | rollback
   Round reports       $DEMO/work/reports/*/report.md   (metrics table, decision, grid paths)
-  Before/after grids  $DEMO/work/eval/<model id>-*/grid.png  (the same noise for every model)
+  Before/after grids  $DEMO/work/eval/<model id>-*/grid.png  (each round: candidate, current and base on that round's noise)
   Label Studio        $LS_URL  (login: $DEMO/labelstudio/credentials.json)
   Prefect UI          http://127.0.0.1:$PORT  (flow runs, the round artifact, the deployment form)
   Stop everything     bash scripts/demo.sh stop
