@@ -267,9 +267,10 @@ def check_resume(done: Path, args) -> dict:
     if made_with and "noise_seed" not in row["gate"]:
         raise SystemExit(f"{done}: made with one set of gate noise for every round (suite runs before commit a914a2b); "
                          "use another --out")
-    if made_with and row["gate"].get("per_class", 32) != args.gate_per_class:
-        raise SystemExit(f"{done}: made with {row['gate'].get('per_class', 32)} gate samples per class, not "
-                         f"{args.gate_per_class}; pass --gate-per-class {row['gate'].get('per_class', 32)} or use another --out")
+    per_class = row["gate"].get("per_class", 32) if made_with else args.gate_per_class
+    if per_class != args.gate_per_class:
+        raise SystemExit(f"{done}: made with {per_class} gate samples per class, not {args.gate_per_class}; "
+                         f"pass --gate-per-class {per_class} or use another --out")
     return row
 
 

@@ -148,6 +148,10 @@ class Registry:
         _check_id(model_id)
         return self.root / CHECKPOINT_DIR / f"{model_id}.pt"
 
+    def last_decided_round_index(self) -> int:
+        """Index of the newest decided (promoted or rejected) round, 0 before the first."""
+        return max((r.index for r in self.load().rounds.values() if r.status in ("promoted", "rejected")), default=0)
+
     def used_record_ids(self) -> set[str]:
         """Preference record ids of the decided rounds (promoted or rejected). A round killed before its
         decision (started, or trained) does not count: its re-run selects the same records, finds the same

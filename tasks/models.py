@@ -85,8 +85,7 @@ def start_round(registry_dir: str, record_ids: list[str], reference_mode: str) -
 
 def last_round_index(registry_dir: str) -> int:
     """Index of the newest decided round (0 before the first): the noise the current model was last judged on."""
-    return max((r.index for r in Registry(registry_dir).load().rounds.values() if r.status in ("promoted", "rejected")),
-               default=0)
+    return Registry(registry_dir).last_decided_round_index()
 
 
 def model_path(registry_dir: str, model_id: str) -> str:
