@@ -71,6 +71,8 @@ EVAL_AT = (1, 2, 5, 10)  # rounds (of 100 labels) after which the model is evalu
 CONTROL_ROUNDS = 5
 PARTS = ("quality", "reward", "foreign", "evaluation")
 QUALITY = ("recognizability", "fd", "continuity")
+QUALITY_NOISE = 30_000  # + seed: the quality metrics' noise, apart from the win rates' (10_000 + seed)
+QUALITY_PER_CLASS_BEFORE = 24  # runs before 5 December measured quality on the win-rate evaluation sketches
 
 
 def stable_int(*parts) -> int:
@@ -146,13 +148,18 @@ def prepare(name: str, spec: str, base_path: str, out: Path, args) -> Setup:
                  evaluation.features(holdout.beziers), info, holdout.beziers)
 
 
-def write_base_metrics(path: Path, per_seed: dict[str, dict]) -> None:
-    """The base's metrics per seed's evaluation noise, merged with the seeds already there (processes that run
-    different seeds share the file), and their mean over every seed."""
+def write_base_metrics(path: Path, per_seed: dict[str, dict], per_class: int) -> None:
+    """The base's metrics per seed's quality noise (``per_class`` samples of every class), merged with the seeds
+    already there (processes that run different seeds share the file), and their mean over every seed. Exits
+    with a one-line error when the file holds figures of another sample count."""
     if path.is_file():
-        per_seed = {**json.loads(path.read_text()).get("per_seed", {}), **per_seed}
+        old = json.loads(path.read_text())
+        if old.get("quality_per_class", QUALITY_PER_CLASS_BEFORE) != per_class:
+            raise SystemExit(f"{path}: base metrics on {old.get('quality_per_class', QUALITY_PER_CLASS_BEFORE)} "
+                             f"samples per class, not {per_class}; pass --quality-per-class accordingly or use another --out")
+        per_seed = {**old.get("per_seed", {}), **per_seed}
     write_json(path, {**{k: float(np.mean([m[k] for m in per_seed.values()])) for k in QUALITY},
-                      "per_seed": dict(sorted(per_seed.items()))})
+                      "quality_per_class": per_class, "per_seed": dict(sorted(per_seed.items()))})
 
 
 def sample(model, labels: np.ndarray, seed: int, args) -> tuple[np.ndarray, np.ndarray]:
@@ -178,6 +185,18 @@ def base_eval(setup: Setup, seed: int, args) -> np.ndarray:
                           Path(args.out) / setup.name / f"base_eval_s{seed}_{base.checkpoint_id}.npz", args)
 
 
+def quality_labels(setup: Setup, args) -> np.ndarray:
+    """The classes behind recognizability, FD and continuity: ``--quality-per-class`` of each."""
+    return np.repeat(np.arange(len(setup.class_names)), args.quality_per_class)
+
+
+def base_quality(setup: Setup, seed: int, args) -> np.ndarray:
+    """The base's sketches for the quality metrics on the seed's quality noise (cached)."""
+    base, labels = load_model(setup.base_path), quality_labels(setup, args)
+    return cached_samples(base, labels, QUALITY_NOISE + seed, Path(args.out) / setup.name /
+                          f"base_quality_s{seed}_{len(labels)}_{base.checkpoint_id}.npz", args)
+
+
 def quality_metrics(setup: Setup, x: np.ndarray, labels: np.ndarray) -> dict:
     """Recognizability, FD (evaluation classifier's features vs real held-out) and continuity."""
     return {"recognizability": setup.eval_clf.accuracy(x, labels),
@@ -186,8 +205,8 @@ def quality_metrics(setup: Setup, x: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def compare(setup: Setup, tuned: np.ndarray, base: np.ndarray, labels: np.ndarray, which: list[Annotator]) -> dict:
-    """Per annotator: paired win rate (ties 1/2) and score shift in base std; plus quality metrics."""
-    out = {"metrics": quality_metrics(setup, tuned, labels), "annotators": {}}
+    """Per annotator: paired win rate (ties 1/2) and score shift in base std."""
+    out: dict = {"annotators": {}}
     for ann in which:
         st, sb = ann.score(tuned, labels), ann.score(base, labels)
         d = st - sb
@@ -271,6 +290,10 @@ def check_resume(done: Path, args) -> dict:
     if per_class != args.gate_per_class:
         raise SystemExit(f"{done}: made with {per_class} gate samples per class, not {args.gate_per_class}; "
                          f"pass --gate-per-class {per_class} or use another --out")
+    measured = row.get("eval", {}).get("quality_per_class", QUALITY_PER_CLASS_BEFORE) if "eval" in row else None
+    if measured is not None and measured != args.quality_per_class:
+        raise SystemExit(f"{done}: quality metrics on {measured} samples per class, not {args.quality_per_class}; "
+                         f"pass --quality-per-class {measured} or use another --out")
     return row
 
 
@@ -303,8 +326,13 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
             row["gate"] = gate.decide(load_model(res.checkpoint_path), model, load_model(setup.base_path), recs, cfg, r)
             row["checkpoint"] = row["checkpoint"] if row["gate"]["promoted"] else current
         if r + 1 in EVAL_AT:
-            tuned = sample(load_model(row["checkpoint"]), labels, 10_000 + seed, args)[0]
+            tuned_model = load_model(row["checkpoint"])
+            tuned = sample(tuned_model, labels, 10_000 + seed, args)[0]
             row["eval"] = compare(setup, tuned, base_x, labels, setup.annotators if ann is None else [ann])
+            q_labels = quality_labels(setup, args)  # a 2-point recognizability target needs more than 24 per class
+            row["eval"]["metrics"] = quality_metrics(setup, sample(tuned_model, q_labels, QUALITY_NOISE + seed, args)[0],
+                                                     q_labels)
+            row["eval"]["quality_per_class"] = args.quality_per_class
         row["seconds"] = round(time.perf_counter() - t0, 1)
         shutil.rmtree(rdir / "amplified", ignore_errors=True)  # thousands of small files; the reward model stays
         (rdir / "last.pt").unlink(missing_ok=True)
@@ -573,6 +601,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "product's round does; --no-promotion-gate: every candidate goes on (the suite before 4 December)")
     p.add_argument("--gate-per-class", type=int, default=yaml_defaults("round.yaml:eval")["samples_per_class"],
                    help="samples per class behind the gate's metrics (default: the round's, configs/round.yaml eval)")
+    p.add_argument("--quality-per-class", type=int, default=yaml_defaults("round.yaml:eval")["samples_per_class"],
+                   help="samples per class behind recognizability, FD and continuity, on noise of their own (default: "
+                        "the round's evaluation, configs/round.yaml eval; runs before 5 December used the 24 per class "
+                        "of the win rates)")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--plot", default=None, help="also copy the learning-curve PNG here (e.g. docs/img/...)")
     p.add_argument("--json", default=None, help="also write the summary without the raw rounds here (e.g. docs/...)")
@@ -592,9 +624,9 @@ def main(argv=None) -> None:
         spec, base = rest.rsplit(":", 1)
         s = prepare(name, spec, base, out, args)
         write_json(out / name / "setup_info.json", s.info)
-        labels = eval_labels(s, args)
         write_base_metrics(out / name / "base_metrics.json",
-                           {str(seed): quality_metrics(s, base_eval(s, seed, args), labels) for seed in args.seeds})
+                           {str(seed): quality_metrics(s, base_quality(s, seed, args), quality_labels(s, args))
+                            for seed in args.seeds}, args.quality_per_class)
         setups.append(s)
     shard, nshard = (int(v) for v in args.shard.split("/"))
     todo = cells(setups, args)

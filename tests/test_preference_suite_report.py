@@ -26,8 +26,10 @@ def test_summary_means_spreads_control_and_65_percent_label(tmp_path):
     (tmp_path / "toy" / "setup_info.json").write_text(json.dumps(
         {"annotators": {"smooth": {"kind": "per-sketch"}, "wide": {"kind": "style"}}}))
     base = {str(seed): {"recognizability": 0.68 + 0.02 * seed, "fd": 4.0, "continuity": 0.9} for seed in range(3)}
-    ps.write_base_metrics(tmp_path / "toy" / "base_metrics.json", {"0": base["0"]})  # two processes, two seeds each
-    ps.write_base_metrics(tmp_path / "toy" / "base_metrics.json", {"1": base["1"], "2": base["2"]})
+    ps.write_base_metrics(tmp_path / "toy" / "base_metrics.json", {"0": base["0"]}, 128)  # two processes, two seeds each
+    ps.write_base_metrics(tmp_path / "toy" / "base_metrics.json", {"1": base["1"], "2": base["2"]}, 128)
+    with pytest.raises(SystemExit, match="base_metrics.json: base metrics on 128 samples per class, not 24"):
+        ps.write_base_metrics(tmp_path / "toy" / "base_metrics.json", {"3": base["0"]}, 24)
     for seed, (w100, w500, ctl) in enumerate([(0.55, 0.70, 0.50), (0.60, 0.62, 0.46), (0.50, 0.72, 0.48)]):
         _round(tmp_path, "toy", "smooth", seed, 100, {"smooth": w100}, {"smooth": 0.1})
         _round(tmp_path, "toy", "smooth", seed, 500, {"smooth": w500}, {"smooth": 0.3})
@@ -66,7 +68,7 @@ def test_gate_decisions_are_counted_and_a_run_cannot_switch_gate_setting(tmp_pat
                    "gate": {"promoted": promoted, "noise_seed": 20_000 + 100 * seed + r, "per_class": 128}}
             if r + 1 in (1, 5):
                 row["eval"] = {"metrics": {"recognizability": 0.7, "fd": 5.0, "continuity": 0.9},
-                               "annotators": {"slant": {"win_rate": 0.9, "shift_std": 1.0}}}
+                               "annotators": {"slant": {"win_rate": 0.9, "shift_std": 1.0}}, "quality_per_class": 128}
             (d / f"round_{r:02d}.json").write_text(json.dumps(row))
     rows = {r["labels"]: r for r in ps.summarize(tmp_path)["table"]}
     assert rows[100]["promoted"] == 1.0 and rows[500]["promoted"] == pytest.approx(np.mean([3 / 5, 1.0]))
@@ -82,3 +84,10 @@ def test_gate_decisions_are_counted_and_a_run_cannot_switch_gate_setting(tmp_pat
     done.write_text(json.dumps(row))
     with pytest.raises(SystemExit, match="round_00.json: made with one set of gate noise for every round"):
         ps.check_resume(done, ps.parse_args([]))
+    row = json.loads(done.read_text())
+    del row["eval"]["quality_per_class"]  # a row whose quality metrics came from the win rates' 24 per class
+    row["gate"]["noise_seed"] = 20_000
+    done.write_text(json.dumps(row))
+    with pytest.raises(SystemExit, match="round_00.json: quality metrics on 24 samples per class, not 128"):
+        ps.check_resume(done, ps.parse_args([]))
+    assert ps.check_resume(done, ps.parse_args(["--quality-per-class", "24"]))["checkpoint"] == "x"
