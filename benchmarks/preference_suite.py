@@ -72,7 +72,9 @@ CONTROL_ROUNDS = 5
 PARTS = ("quality", "reward", "foreign", "evaluation")
 QUALITY = ("recognizability", "fd", "continuity")
 QUALITY_NOISE = 30_000  # + seed: the quality metrics' noise, apart from the win rates' (10_000 + seed)
-QUALITY_PER_CLASS_BEFORE = 24  # runs before 5 December measured quality on the win-rate evaluation sketches
+QUALITY_PER_CLASS_BEFORE = 24
+GATE_BEFORE = {"min_heldout_accuracy": 0.5, "max_recognizability_drop": 0.02, "max_fd_ratio": 1.2,  # rows before
+               "max_recognizability_drop_from_base": 0.02, "max_fd_ratio_to_base": 1.2, "min_win_rate": None}  # 5 Dec  # runs before 5 December measured quality on the win-rate evaluation sketches
 
 
 def stable_int(*parts) -> int:
@@ -276,8 +278,9 @@ def promotion_gate(setup: Setup, seed: int, args) -> SuiteGate | None:
 
 
 def check_resume(done: Path, args) -> dict:
-    """A finished round's row; exits with a one-line error when it was made with the other gate setting, another
-    number of gate samples, or a gate with one set of noise for every round (suite runs before commit a914a2b)."""
+    """A finished round's row; exits with a one-line error when it was made with the other gate setting, other gate
+    limits, another number of gate or quality samples, or a gate with one set of noise for every round (suite
+    runs before commit a914a2b)."""
     row = json.loads(done.read_text())
     made_with = bool(row.get("promotion_gate", False))
     if made_with != args.promotion_gate:
@@ -290,6 +293,10 @@ def check_resume(done: Path, args) -> dict:
     if per_class != args.gate_per_class:
         raise SystemExit(f"{done}: made with {per_class} gate samples per class, not {args.gate_per_class}; "
                          f"pass --gate-per-class {per_class} or use another --out")
+    settings = row["gate"].get("settings", GATE_BEFORE) if made_with else None
+    if settings is not None and settings != PromotionGate().model_dump():
+        changed = {k: v for k, v in settings.items() if PromotionGate().model_dump().get(k) != v}
+        raise SystemExit(f"{done}: made with other gate limits ({changed}; configs/round.yaml gate); use another --out")
     measured = row.get("eval", {}).get("quality_per_class", QUALITY_PER_CLASS_BEFORE) if "eval" in row else None
     if measured is not None and measured != args.quality_per_class:
         raise SystemExit(f"{done}: quality metrics on {measured} samples per class, not {args.quality_per_class}; "

@@ -52,9 +52,11 @@ class SuiteGate:
     def decide(self, candidate, current, base, records: list[PreferenceRecord], cfg: DPOConfig,
                round_index: int) -> dict:
         """Round ``round_index``'s decision on ``candidate`` (fine-tuned from ``current`` on ``records`` with
-        ``cfg``): ``{promoted, reason, candidate, current, base, noise_seed}`` (the metrics behind it)."""
+        ``cfg``): ``{promoted, reason, candidate, current, base, noise_seed, per_class, settings}`` (the metrics
+        behind it and the gate's limits)."""
         cand = {**self.metrics(candidate, round_index), **heldout_accuracy(candidate, current, records, cfg)}
         cur, anchor = self.metrics(current, round_index), self.metrics(base, round_index)
         promoted, reason = apply_gate(self.gate, cand, cur, anchor)
         return {"promoted": promoted, "reason": reason, "candidate": cand, "current": cur, "base": anchor,
-                "noise_seed": self.noise_seed + round_index, "per_class": int(np.bincount(self.labels).max())}
+                "noise_seed": self.noise_seed + round_index, "per_class": int(np.bincount(self.labels).max()),
+                "settings": self.gate.model_dump()}

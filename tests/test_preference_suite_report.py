@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import preference_suite as ps  # noqa: E402
 
+from driftsketch.registry import PromotionGate  # noqa: E402
+
 
 def _round(out: Path, data: str, cell: str, seed: int, labels: int, wins: dict, shifts: dict) -> None:
     d = out / data / cell / f"s{seed}"
@@ -65,7 +67,8 @@ def test_gate_decisions_are_counted_and_a_run_cannot_switch_gate_setting(tmp_pat
         d.mkdir(parents=True)
         for r, promoted in enumerate(flags):
             row = {"labels": 100 * (r + 1), "promotion_gate": True, "checkpoint": "x",
-                   "gate": {"promoted": promoted, "noise_seed": 20_000 + 100 * seed + r, "per_class": 128}}
+                   "gate": {"promoted": promoted, "noise_seed": 20_000 + 100 * seed + r, "per_class": 128,
+                            "settings": PromotionGate().model_dump()}}
             if r + 1 in (1, 5):
                 row["eval"] = {"metrics": {"recognizability": 0.7, "fd": 5.0, "continuity": 0.9},
                                "annotators": {"slant": {"win_rate": 0.9, "shift_std": 1.0}}, "quality_per_class": 128}
@@ -91,3 +94,8 @@ def test_gate_decisions_are_counted_and_a_run_cannot_switch_gate_setting(tmp_pat
     with pytest.raises(SystemExit, match="round_00.json: quality metrics on 24 samples per class, not 128"):
         ps.check_resume(done, ps.parse_args([]))
     assert ps.check_resume(done, ps.parse_args(["--quality-per-class", "24"]))["checkpoint"] == "x"
+    row["eval"]["quality_per_class"] = 128
+    row["gate"]["settings"]["max_recognizability_drop_from_base"] = 0.5
+    done.write_text(json.dumps(row))
+    with pytest.raises(SystemExit, match=r"round_00.json: made with other gate limits \({'max_recognizability_drop_from_base': 0.5}"):
+        ps.check_resume(done, ps.parse_args([]))
