@@ -55,7 +55,7 @@ def test_summary_means_spreads_control_and_65_percent_label(tmp_path):
     assert "By kind: per-sketch 68.0 ± 5.3 (3 runs); style 90.0 ± 0.0 (3 runs)." in md
     assert "| toy | smooth | per-sketch | 500 | 3 | 68.0 ± 5.3 |" in md
     assert "| 0.700 ± 0.000 | +0.0 ± 2.0 | 5.00 ± 0.00 | 1.25 ± 0.00 |" in md
-    assert "- toy (3 seeds): recognizability 0.700, fd 4.000, continuity 0.900" in md
+    assert "- toy (3 seeds, N = 128): recognizability 0.700, fd 4.000, continuity 0.900" in md
     assert "toy/wide: run +2.00 ± 1.00, control -0.10 ± 0.10, ratio 20.0" in md
 
 
