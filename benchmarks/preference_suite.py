@@ -73,9 +73,10 @@ CONTROL_ROUNDS = 5
 PARTS = ("quality", "reward", "foreign", "evaluation")
 QUALITY = ("recognizability", "fd", "continuity")
 QUALITY_NOISE = 30_000  # + seed: the quality metrics' noise, apart from the win rates' (10_000 + seed)
-QUALITY_PER_CLASS_BEFORE = 24
-GATE_BEFORE = {"min_heldout_accuracy": 0.5, "max_recognizability_drop": 0.02, "max_fd_ratio": 1.2,  # rows before
-               "max_recognizability_drop_from_base": 0.02, "max_fd_ratio_to_base": 1.2, "min_win_rate": None}  # 5 Dec  # runs before 5 December measured quality on the win-rate evaluation sketches
+QUALITY_PER_CLASS_BEFORE = 24  # rows of runs before commit c4de993 measured quality on the win rates' sketches
+GATE_BEFORE = {"min_heldout_accuracy": 0.5, "max_recognizability_drop": 0.02, "max_fd_ratio": 1.2,  # the limits of
+               "max_recognizability_drop_from_base": 0.02, "max_fd_ratio_to_base": 1.2,  # rows that do not record
+               "min_win_rate": None}  # theirs (runs before commit 51d8286)
 
 
 def stable_int(*parts) -> int:
@@ -613,7 +614,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="samples per class behind the gate's metrics (default: the round's, configs/round.yaml eval)")
     p.add_argument("--quality-per-class", type=int, default=yaml_defaults("round.yaml:eval")["samples_per_class"],
                    help="samples per class behind recognizability, FD and continuity, on noise of their own (default: "
-                        "the round's evaluation, configs/round.yaml eval; runs before 5 December used the 24 per class "
+                        "the round's evaluation, configs/round.yaml eval; runs before commit c4de993 used the 24 per class "
                         "of the win rates)")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--plot", default=None, help="also copy the learning-curve PNG here (e.g. docs/img/...)")
