@@ -12,8 +12,9 @@ cross-validated accuracy); after 100, 200, 500 and 1,000 labels the tuned model 
 the same evaluation noise and the suite records the win rate under the annotator's *noise-free* score,
 the shift of that score in base standard deviations, and recognizability, FD and continuity under an
 evaluation classifier (tuned and base on noise of their own, ``--quality-per-class`` sketches of each class:
-the win rates' 24 per class move a paired recognizability difference by about as much as its 2-point target). One control per data set and seed answers at random (shuffled labels carry no
-taste, so one control serves every annotator) for 5 rounds and is scored under every annotator.
+the win rates' 24 per class move a paired recognizability difference by about as much as its 2-point
+target). One control per data set and seed answers at random (shuffled labels carry no taste, so one
+control serves every annotator) for 5 rounds and is scored under every annotator.
 
 Data hygiene: each data set is cut into four disjoint parts by a hash of the sketch ids: (0) the quality
 annotator's classifier, (1) the reward model's classifier, (2) the foreign annotator's network and the
@@ -296,8 +297,9 @@ def check_resume(done: Path, args) -> dict:
         raise SystemExit(f"{done}: made with {per_class} gate samples per class, not {args.gate_per_class}; "
                          f"pass --gate-per-class {per_class} or use another --out")
     settings = row["gate"].get("settings", GATE_BEFORE) if made_with else None
-    if settings is not None and settings != PromotionGate().model_dump():
-        changed = {k: v for k, v in settings.items() if PromotionGate().model_dump().get(k) != v}
+    shipped = PromotionGate().model_dump()
+    if settings is not None and settings != shipped:
+        changed = {k: v for k, v in settings.items() if shipped.get(k) != v}
         raise SystemExit(f"{done}: made with other gate limits ({changed}; configs/round.yaml gate); use another --out")
     measured = row.get("eval", {}).get("quality_per_class", QUALITY_PER_CLASS_BEFORE) if "eval" in row else None
     if measured is not None and measured != args.quality_per_class:

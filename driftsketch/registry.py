@@ -148,19 +148,19 @@ class Registry:
         _check_id(model_id)
         return self.root / CHECKPOINT_DIR / f"{model_id}.pt"
 
+    def decided_rounds(self) -> list[RoundEntry]:
+        """The rounds with a decision (promoted or rejected); a round killed before its decision is not one."""
+        return [r for r in self.load().rounds.values() if r.status in ("promoted", "rejected")]
+
     def last_decided_round_index(self) -> int:
         """Index of the newest decided (promoted or rejected) round, 0 before the first."""
-        return max((r.index for r in self.load().rounds.values() if r.status in ("promoted", "rejected")), default=0)
+        return max((r.index for r in self.decided_rounds()), default=0)
 
     def used_record_ids(self) -> set[str]:
         """Preference record ids of the decided rounds (promoted or rejected). A round killed before its
         decision (started, or trained) does not count: its re-run selects the same records, finds the same
         round and candidate, and decides it; counting a trained round left its candidate undecided forever."""
-        used: set[str] = set()
-        for rnd in self.load().rounds.values():
-            if rnd.status in ("promoted", "rejected"):
-                used.update(rnd.record_ids)
-        return used
+        return {record_id for rnd in self.decided_rounds() for record_id in rnd.record_ids}
 
     # -- writing -------------------------------------------------------------------------------
     @contextlib.contextmanager
