@@ -19,7 +19,7 @@ from driftsketch.errors import count_arg, non_negative_arg, run_cli
 # flag -> config key; every default lives in configs/dpo.yaml
 FLAGS = {"base_checkpoint": str, "reference_checkpoint": str, "beta": float, "sft_weight": float, "lr": float,
          "epochs": count_arg, "batch_size": count_arg, "num_t": count_arg, "preference_dir": str,
-         "checkpoint_dir": str, "seed": int, "num_threads": non_negative_arg}
+         "checkpoint_dir": str, "seed": int, "num_threads": non_negative_arg, "device": str}
 
 
 def parse_args(argv=None) -> argparse.Namespace:

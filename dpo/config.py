@@ -8,6 +8,7 @@ from pydantic import model_validator
 from driftsketch.augment import AugmentConfig
 from driftsketch.config import (CONFIG_DIR, Config, Count, Fraction, NonNegativeFloat, NonNegativeInt,
                                 PositiveFloat, load_config)
+from driftsketch.device import Device
 
 DEFAULT_DPO_CONFIG = CONFIG_DIR / "dpo.yaml"
 
@@ -116,7 +117,7 @@ class DPOConfig(Config):
     eval_seed_offset: int  # held-out evaluation noise and times: seed + eval_seed_offset
     epoch_seed_stride: int  # epoch e: seed * epoch_seed_stride + e
     num_threads: NonNegativeInt
-    device: str
+    device: Device
     log_every: Count
     wandb: bool
     wandb_project: str

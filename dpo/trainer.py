@@ -38,6 +38,7 @@ from driftsketch.checkpoint import (
     save_checkpoint,
 )
 from driftsketch.config import replace_config, to_dict
+from driftsketch.device import require_device
 from driftsketch.errors import DriftSketchError, check_out_dir
 from driftsketch.evaluation.classifier import SketchClassifier
 from driftsketch.tracking import RunLogger
@@ -305,6 +306,7 @@ def train_dpo(cfg: DPOConfig, *, records: list[PreferenceRecord] | None = None, 
     t_start = time.perf_counter()
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
+    require_device(cfg.device)
     torch.manual_seed(cfg.seed)
     out = check_out_dir(cfg.checkpoint_dir, "checkpoint_dir (--checkpoint-dir)")
     policy, ref, base = load_models(cfg)

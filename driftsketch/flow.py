@@ -35,6 +35,7 @@ def cfm_loss(model, x1: torch.Tensor, class_labels: torch.Tensor, class_dropout:
              generator: torch.Generator | None = None) -> torch.Tensor:
     """Plain CFM training loss; labels are replaced by the null class with prob. ``class_dropout``."""
     if class_dropout > 0:
-        drop = torch.rand(class_labels.shape, generator=generator, device=class_labels.device) < class_dropout
+        drop = torch.rand(class_labels.shape, generator=generator) < class_dropout  # a CPU generator on any device
+        drop = drop.to(class_labels.device)
         class_labels = torch.where(drop, torch.full_like(class_labels, model.null_class), class_labels)
     return velocity_mse(model, x1, class_labels).mean()

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from driftsketch.augment import random_affine
 from driftsketch.checkpoint import CheckpointError, load_checkpoint, model_config_of, save_checkpoint
 from driftsketch.config import add_training_flags, cli_overrides, replace_config, to_dict
+from driftsketch.device import require_device
 from driftsketch.ema import EMA
 from driftsketch.errors import check_out_dir, count_arg, non_negative_arg, non_negative_float_arg, run_cli
 from driftsketch.flow import cfm_loss
@@ -88,8 +89,9 @@ class _State:
                                extra={"train_config": to_dict(cfg), "ema_updates": self.ema.num_updates})
 
 
-def _init_state(cfg: TrainConfig, class_names: list[str], resume_from: Path | None) -> _State:
-    model = SketchFlowTransformer(replace_config(cfg.model, num_classes=len(class_names)))
+def _init_state(cfg: TrainConfig, class_names: list[str], resume_from: Path | None,
+                device: torch.device) -> _State:
+    model = SketchFlowTransformer(replace_config(cfg.model, num_classes=len(class_names))).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     ema = EMA(model, cfg.ema_decay)
     state = _State(model, ema, opt)
@@ -131,6 +133,7 @@ def train_base(cfg: TrainConfig, resume: bool = False, data=None, progress: bool
 
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
+    device = require_device(cfg.device)
     torch.manual_seed(cfg.seed)
     out_dir = check_out_dir(cfg.checkpoint_dir, "checkpoint_dir (--checkpoint-dir)")
     data = data if data is not None else load_dataset(cfg.data)
@@ -142,15 +145,16 @@ def train_base(cfg: TrainConfig, resume: bool = False, data=None, progress: bool
     last = out_dir / "last.pt"
     if resume and not last.is_file():
         raise CheckpointError(f"--resume: no {last} to resume from")
-    state = _init_state(cfg, class_names, last if resume else None)
+    state = _init_state(cfg, class_names, last if resume else None, device)
     logger = RunLogger(cfg.wandb, cfg.wandb_project, out_dir, to_dict(cfg), job_type="base-train")
     gen = torch.Generator().manual_seed(cfg.seed + state.step)
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train", disable=not progress, dynamic_ncols=True)
     t_start, seen, elapsed0 = time.perf_counter(), 0, state.elapsed_s
     cpu_start, cpu0 = time.process_time(), state.cpu_s
     while state.progress < 1.0:
-        idx = torch.randint(0, len(x_all), (cfg.batch_size,), generator=gen)
-        loss = _train_step(state, cfg, random_affine(x_all[idx], cfg.augment, gen), y_all[idx], gen)
+        idx = torch.randint(0, len(x_all), (cfg.batch_size,), generator=gen)  # batches drawn on the CPU: the
+        x1 = random_affine(x_all[idx], cfg.augment, gen).to(device)           # same data stream on every device
+        loss = _train_step(state, cfg, x1, y_all[idx].to(device), gen)
         state.step += 1
         seen += cfg.batch_size
         state.elapsed_s = elapsed0 + time.perf_counter() - t_start
@@ -158,6 +162,7 @@ def train_base(cfg: TrainConfig, resume: bool = False, data=None, progress: bool
         state.progress = training_progress(cfg, state.step, state.elapsed_s, state.cpu_s)
         bar.update(1)
         if state.step % cfg.log_every == 0 or state.progress >= 1.0:
+            loss = float(loss)  # the only wait for the GPU between logs
             rate, lr = seen / (time.perf_counter() - t_start), state.opt.param_groups[0]["lr"]
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", sps=f"{rate:.0f}")
             logger.log({"train/loss": loss, "train/lr": lr, "train/samples_per_s": rate,
@@ -183,7 +188,8 @@ def _ema_model(state: _State, class_names: list[str]):
     return model
 
 
-def _train_step(state: _State, cfg: TrainConfig, x1: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> float:
+def _train_step(state: _State, cfg: TrainConfig, x1: torch.Tensor, y: torch.Tensor,
+                gen: torch.Generator) -> torch.Tensor:
     state.model.train()
     for group in state.opt.param_groups:
         group["lr"] = cfg.lr * lr_factor(cfg, state.step, state.progress)
@@ -193,7 +199,7 @@ def _train_step(state: _State, cfg: TrainConfig, x1: torch.Tensor, y: torch.Tens
     torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
     state.opt.step()
     state.ema.update(state.model)
-    return float(loss.detach())
+    return loss.detach()
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -210,13 +216,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--checkpoint-dir")
     p.add_argument("--seed", type=int)
     p.add_argument("--num-threads", type=non_negative_arg)
+    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (configs/train.yaml: device)")
     add_training_flags(p, "model.depth=4")
     return p.parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     flags = ("data", "max_steps", "max_minutes", "max_cpu_minutes", "batch_size", "lr", "checkpoint_dir", "seed",
-             "num_threads")
+             "num_threads", "device")
     return load_train_config(args.config, cli_overrides(args, flags))
 
 

@@ -6,6 +6,7 @@ from typing import ClassVar
 from driftsketch.augment import AugmentConfig
 from driftsketch.config import (CONFIG_DIR, Config, Count, Fraction, NonNegativeFloat, NonNegativeInt,
                                 PositiveFloat, load_config)
+from driftsketch.device import Device
 from driftsketch.model import ModelConfig
 
 DEFAULT_TRAIN_CONFIG = CONFIG_DIR / "train.yaml"
@@ -42,6 +43,7 @@ class TrainConfig(Config):
     holdout_fraction: Fraction
     seed: int
     num_threads: NonNegativeInt
+    device: Device
     log_every: Count
     sample_every: NonNegativeInt
     checkpoint_every: NonNegativeInt

@@ -25,10 +25,11 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from dpo.gold import gold_count
+from driftsketch.device import require_device
 from driftsketch.errors import run_cli
 from driftsketch.memory import peak_rss_mib, reset_peak_rss
 from driftsketch.registry import Registry
-from flows.params import RoundParams, load_round_params
+from flows.params import RoundParams, dpo_overrides, load_round_params, train_overrides
 from tasks import evaluate as ev
 from tasks import labeling as lb
 from tasks import models as md
@@ -71,14 +72,16 @@ def ensure_current_model(params: RoundParams) -> str:
     if current is not None:
         return current
     checkpoint = params.base.checkpoint or md.train_base_model(
-        params.base.train_config, params.base.train_overrides, f"{params.work_dir}/base")
+        params.base.train_config, train_overrides(params), f"{params.work_dir}/base")
     return md.register_base(params.registry_dir, checkpoint)
 
 
 def eval_dir(params: RoundParams, model_id: str, round_index: int) -> str:
-    """Evaluation results are cached per model, round and evaluation settings."""
+    """Evaluation results are cached per model, round, evaluation settings and device."""
     key = json.dumps([params.data, params.eval.model_dump(), params.generate.model_dump(
         include={"num_steps", "cfg_scale", "solver"}), round_index], sort_keys=True)
+    if params.device != "cpu":  # another device samples other digits (bf16 products on a GPU)
+        key += params.device
     return f"{params.work_dir}/eval/{model_id}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
@@ -91,7 +94,7 @@ def evaluate(params: RoundParams, model_id: str, classifier: str, round_index: i
                                   eval_dir(params, model_id, round_index),
                                   samples_per_class=params.eval.samples_per_class,
                                   seed=params.eval.seed + round_index, grid_per_class=params.eval.grid_per_class,
-                                  num_steps=g.num_steps, cfg_scale=g.cfg_scale, solver=g.solver)
+                                  num_steps=g.num_steps, cfg_scale=g.cfg_scale, solver=g.solver, device=params.device)
 
 
 def train_and_decide(params: RoundParams, record_ids: list[str], classifier: str, reward_classifier: str,
@@ -101,7 +104,7 @@ def train_and_decide(params: RoundParams, record_ids: list[str], classifier: str
     the overrides name another), trained on another part of the data."""
     rnd = md.start_round(params.registry_dir, record_ids, params.dpo.reference)
     model_id = f"r{rnd['index']:03d}-{rnd['id'][:10]}"
-    overrides = [f"amplify.reward.classifier={reward_classifier}", *params.dpo.overrides,
+    overrides = [f"amplify.reward.classifier={reward_classifier}", *dpo_overrides(params),
                  *([] if params.wandb else ["wandb=false"])]
     train_dir = f"{params.work_dir}/rounds/{rnd['id']}/dpo"
     with timer("train"):
@@ -114,7 +117,7 @@ def train_and_decide(params: RoundParams, record_ids: list[str], classifier: str
         cand_metrics = dict(after["metrics"])
         cand_metrics.update(ev.heldout_accuracy(
             md.model_path(params.registry_dir, candidate), md.model_path(params.registry_dir, rnd["parent"]),
-            params.preference_dir, rnd["record_ids"], params.dpo.config, params.dpo.overrides))
+            params.preference_dir, rnd["record_ids"], params.dpo.config, dpo_overrides(params)))
         cand_metrics["win_rate"] = ev.paired_win_rate(after["samples"], before["samples"], classifier)["win_rate"]
         base_metrics = base_model_metrics(params, rnd["parent"], before, classifier, index)
     decision = md.decide_promotion(params.registry_dir, rnd["id"], params.gate, cand_metrics, before["metrics"],
@@ -198,7 +201,7 @@ def next_pairs(params: RoundParams, current: str, num_pairs: int, batch_dir: str
     out["selection"] = {"selection": "random"}
     factor = 1
     if g.selection == "uncertain":
-        labeled = human_pair_count(params.preference_dir, class_names, dpo.config, dpo.overrides)
+        labeled = human_pair_count(params.preference_dir, class_names, dpo.config, dpo_overrides(params))
         if labeled >= g.min_labeled_pairs:
             factor = g.candidates
         else:
@@ -206,10 +209,10 @@ def next_pairs(params: RoundParams, current: str, num_pairs: int, batch_dir: str
     model_path = md.model_path(params.registry_dir, current)
     path = generate_pairs(model_path, current, num_pairs * factor, f"{batch_dir}/candidates.npz" if factor > 1 else
                           f"{batch_dir}/pairs.npz", weights=weights, batch_key=batch_key, seed=params.seed,
-                          num_steps=g.num_steps, cfg_scale=g.cfg_scale, solver=g.solver)
+                          num_steps=g.num_steps, cfg_scale=g.cfg_scale, solver=g.solver, device=params.device)
     if factor > 1:
         path, out["selection"] = select_pairs(path, f"{batch_dir}/pairs.npz", num_pairs, params.preference_dir,
-                                              classifier, class_names, dpo.config, dpo.overrides, g.ensemble,
+                                              classifier, class_names, dpo.config, dpo_overrides(params), g.ensemble,
                                               params.seed)
     return path
 
@@ -224,8 +227,9 @@ def online_dpo(params: RoundParams = load_round_params()) -> dict:
     reset_peak_rss()  # the peak memory of this round, also when one process runs several
     timer = StepTimer()
     summary: dict = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    with timer("bootstrap"):  # a bad folder fails before any write
+    with timer("bootstrap"):  # a bad folder or a device this worker lacks fails before any write
         lb.check_round_storage(params.labelstudio, params.registry_dir, params.preference_dir, params.work_dir)
+        require_device(params.device)
     with Registry(params.registry_dir).round_lock():  # one round at a time per registry, also outside Prefect
         return run_round(params, timer, summary)
 
@@ -243,8 +247,8 @@ def run_round(params: RoundParams, timer: StepTimer, summary: dict) -> dict:
     with timer("pull"):
         projects = lb.ensure_projects(ls, prefs, work)
         summary["pull"] = lb.pull(ls, prefs, work, projects)
-        sel = select_new_preferences(prefs, params.registry_dir, class_names, params.dpo.config, params.dpo.overrides)
-        summary["annotators"] = assess_annotators(prefs, params.dpo.config, params.dpo.overrides)
+        sel = select_new_preferences(prefs, params.registry_dir, class_names, params.dpo.config, dpo_overrides(params))
+        summary["annotators"] = assess_annotators(prefs, params.dpo.config, dpo_overrides(params))
     summary["pulled"], summary["usable_pairs"] = summary["pull"]["new_records"], sel["usable_pairs"]
     skip = no_training_reason(sel, params.dpo.min_new_preferences)
     if skip is None:

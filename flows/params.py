@@ -14,6 +14,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from driftsketch.config import CONFIG_DIR, Config, load_config
+from driftsketch.device import Device
 from driftsketch.registry import PromotionGate
 from tasks.labeling import LabelStudioParams
 
@@ -69,6 +70,7 @@ class RoundParams(Config):
     work_dir: str = Field(description="per-round outputs (candidates' training dirs, grids, reports)")
     data: str = Field(description="data set for FD and the evaluation classifier ('builtin' or .npz)")
     seed: int = Field(description="base seed of generation and training")
+    device: Device = Field(description="where the round trains, fine-tunes and samples: cpu, cuda, cuda:N, mps")
     wandb: bool = Field(description="log the round to wandb (offline unless WANDB_MODE=online)")
     base: BaseModelParams
     labelstudio: LabelStudioParams
@@ -76,6 +78,16 @@ class RoundParams(Config):
     gate: PromotionGate
     eval: EvalParams
     generate: GenerateParams
+
+
+def dpo_overrides(params: RoundParams) -> list[str]:
+    """The DPO config's overrides in this round: the round's device, then ``dpo.overrides`` (which win)."""
+    return [f"device={params.device}", *params.dpo.overrides]
+
+
+def train_overrides(params: RoundParams) -> list[str]:
+    """The base training config's overrides in this round: the round's device, then ``base.train_overrides``."""
+    return [f"device={params.device}", *params.base.train_overrides]
 
 
 def load_round_params(path: str | Path = ROUND_CONFIG, overrides: list[str] = ()) -> RoundParams:

@@ -40,7 +40,7 @@ def flat_metrics(report: dict) -> dict[str, float]:
 @task
 def evaluate_checkpoint(checkpoint: str, classifier_path: str, data: str, out_dir: str, *,
                         samples_per_class: int, seed: int, grid_per_class: int, num_steps: int,
-                        cfg_scale: float, solver: str) -> dict:
+                        cfg_scale: float, solver: str, device: str = "cpu") -> dict:
     """Recognizability, FD and continuity of one model; samples from a fixed seed, so two models are
     compared on the same noise. Writes ``samples.npz`` and ``grid.png`` into ``out_dir``.
 
@@ -48,6 +48,7 @@ def evaluate_checkpoint(checkpoint: str, classifier_path: str, data: str, out_di
     """
     from driftsketch.checkpoint import load_model
     from driftsketch.data import load_dataset
+    from driftsketch.device import require_device
     from driftsketch.evaluation.classifier import SketchClassifier
     from driftsketch.evaluation.evaluate import evaluate_samples, generate_per_class
     from driftsketch.render import plot_bezier_sketches
@@ -56,7 +57,7 @@ def evaluate_checkpoint(checkpoint: str, classifier_path: str, data: str, out_di
     if (out / "result.json").is_file():  # deterministic given the settings: evaluate each model once
         return json.loads((out / "result.json").read_text())
     clf = SketchClassifier.load(classifier_path)
-    model = load_model(checkpoint)
+    model = load_model(checkpoint, require_device(device, "device"))
     samples, labels = generate_per_class(model, clf.class_names, samples_per_class, seed, num_steps=num_steps,
                                          cfg_scale=cfg_scale, solver=solver)
     report = evaluate_samples(samples, labels, load_dataset(data), clf, seed=seed)
@@ -90,8 +91,10 @@ def heldout_accuracy(candidate: str, current: str, preference_dir: str, record_i
     from dpo.store import PreferenceStore
     from dpo.trainer import heldout_accuracy as heldout
     from driftsketch.checkpoint import load_model
+    from driftsketch.device import require_device
 
     cfg = load_dpo_config(dpo_config, [*overrides, f"preference_dir={preference_dir}"])
     wanted = set(record_ids)
     records = [r for r in PreferenceStore(preference_dir).records() if r.id in wanted]
-    return heldout(load_model(candidate), load_model(current), records, cfg)
+    device = require_device(cfg.device)
+    return heldout(load_model(candidate, device), load_model(current, device), records, cfg)

@@ -75,7 +75,8 @@ def batch_seed(model_id: str, batch_key: str, seed: int) -> int:
 
 @task
 def generate_pairs(checkpoint: str, model_id: str, num_pairs: int, out_path: str, *, weights: list[float] | None = None,
-                   batch_key: str, seed: int, num_steps: int, cfg_scale: float, solver: str) -> str | None:
+                   batch_key: str, seed: int, num_steps: int, cfg_scale: float, solver: str,
+                   device: str = "cpu") -> str | None:
     """Sample ``num_pairs`` (a, b) pairs of one class each, fresh noise per sketch; writes an .npz.
 
     The .npz holds ``beziers_a/b`` (P, 32, 4, 2), ``noise_a/b`` (P, 32, 8), ``labels`` (P,),
@@ -84,9 +85,10 @@ def generate_pairs(checkpoint: str, model_id: str, num_pairs: int, out_path: str
     if num_pairs <= 0:
         return None
     from driftsketch.checkpoint import load_model
+    from driftsketch.device import require_device
     from driftsketch.sampling import generate_beziers
 
-    model = load_model(checkpoint)
+    model = load_model(checkpoint, require_device(device))
     s = batch_seed(model_id, batch_key, seed)
     labels = allocate_classes(num_pairs, len(model.class_names), weights, offset=s % len(model.class_names))
     both = labels + labels  # first half a, second half b: same class, independent noise

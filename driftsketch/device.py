@@ -1,0 +1,54 @@
+"""Where models train and sample: one config type for every ``device`` setting, one availability check.
+
+    device: cuda        # configs/train.yaml, configs/dpo.yaml, configs/round.yaml
+
+``Device`` checks the spelling when a config is loaded (a Prefect form or a CPU machine can hold
+``cuda``); :func:`require_device` checks that this machine has it, right before work starts, with a
+one-line error that names the field. Checkpoints always load to the CPU first (``map_location``), so a
+model trained on a GPU worker loads on a laptop and back.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import AfterValidator
+
+from driftsketch.errors import DriftSketchError
+
+if TYPE_CHECKING:
+    import torch
+
+
+class DeviceError(DriftSketchError, ValueError):
+    """A ``device`` setting this machine cannot run."""
+
+
+def _parse(name: str) -> str:
+    import torch  # here, not at the top: loading a config does not pay for importing torch
+
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name!r} is not a device: use cpu, cuda, cuda:N or mps") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{name!r}: device type {dev.type!r} is not supported (cpu, cuda, cuda:N, mps)")
+    return name
+
+
+Device = Annotated[str, AfterValidator(_parse)]  # config field type: "cpu", "cuda", "cuda:1", "mps"
+
+
+def require_device(name: str, field: str = "device") -> "torch.device":
+    """``torch.device(name)`` when this machine has it; else :class:`DeviceError` naming ``field``."""
+    import torch
+
+    dev = torch.device(_parse(name))
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"{field}: {name!r} but this torch ({torch.__version__}) sees no CUDA GPU; set "
+                              f"{field}=cpu, or install a CUDA build of torch (README, 'GPU and cluster installs')")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"{field}: {name!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"{field}: {name!r} but this machine has no Apple GPU (MPS); set {field}=cpu")
+    return dev
