@@ -45,10 +45,10 @@ def require_device(name: str, field: str = "device") -> "torch.device":
     dev = torch.device(_parse(name))
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"{field}: {name!r} but this torch ({torch.__version__}) sees no CUDA GPU; set "
-                              f"{field}=cpu, or install a CUDA build of torch (README, 'GPU and cluster installs')")
+            raise DeviceError(f"{field}: {name!r} but this torch ({torch.__version__}) sees no CUDA GPU; use "
+                              "cpu, or install a CUDA build of torch (README, 'GPU and cluster installs')")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise DeviceError(f"{field}: {name!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise DeviceError(f"{field}: {name!r} but this machine has no Apple GPU (MPS); set {field}=cpu")
+        raise DeviceError(f"{field}: {name!r} but this machine has no Apple GPU (MPS); use cpu")
     return dev

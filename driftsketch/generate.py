@@ -15,8 +15,9 @@ import numpy as np
 
 from driftsketch.checkpoint import load_model
 from driftsketch.config import load_config
+from driftsketch.device import require_device
 from driftsketch.errors import check_out_dir, count_arg, non_negative_float_arg, run_cli
-from driftsketch.train_config import DEFAULT_TRAIN_CONFIG, SamplingConfig
+from driftsketch.train_config import DEFAULT_TRAIN_CONFIG, SamplingConfig, load_train_config
 
 
 def write_samples(sketches: np.ndarray, out: Path, class_name: str, size: int = 512, stroke_width: float | None = None,
@@ -52,6 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--size", type=count_arg, default=512, help="PNG/SVG size in pixels")
     p.add_argument("--stroke-width", type=non_negative_float_arg, help="pixels (default: configs/eval.yaml render.stroke_width, "
                    "scaled with --size)")
+    p.add_argument("--device", help="where the model samples: cpu, cuda, cuda:N, mps (default: the config's device)")
     p.add_argument("--config", default=str(DEFAULT_TRAIN_CONFIG), help="where sampling defaults come from")
     return p.parse_args(argv)
 
@@ -67,7 +69,8 @@ def _main(argv) -> int:
     args = parse_args(argv)
     out = check_out_dir(args.out, "--out")
     sampling = load_config(SamplingConfig, args.config, section="sampling")
-    model = load_model(args.checkpoint)
+    device = args.device or load_train_config(args.config).device
+    model = load_model(args.checkpoint, require_device(device, "--device"))
     sketches, noise = generate_beziers(
         model, args.class_, args.num_samples, num_steps=args.steps or sampling.num_steps,
         cfg_scale=args.cfg_scale if args.cfg_scale is not None else sampling.cfg_scale,

@@ -15,7 +15,6 @@ from driftsketch.config import ConfigError
 from driftsketch.device import DeviceError, require_device
 from driftsketch.model import ModelConfig, SketchFlowTransformer
 from driftsketch.sampling import generate_beziers
-from driftsketch.train import main as train_main
 from driftsketch.train import train_base
 from driftsketch.train_config import load_train_config
 
@@ -53,13 +52,27 @@ def test_require_device():
             require_device("cuda", "dpo.device")
 
 
+BASE = "driftsketch/pretrained/builtin-base.pt"
+CLIS = {  # every command that trains or samples, asked for a GPU the machine lacks
+    "train": ("driftsketch.train", ["--data", "builtin", "--max-steps", "2", "--no-wandb", "--checkpoint-dir"]),
+    "dpo": ("dpo.cli", ["--base-checkpoint", BASE, "--no-wandb", "--checkpoint-dir"]),
+    "generate": ("driftsketch.generate", ["--checkpoint", BASE, "--class", "circle", "--out"]),
+    "eval": ("driftsketch.evaluation.cli", ["evaluate", "--checkpoint", BASE, "--data", "builtin", "--classifier",
+                                            "missing.pt", "--out"]),
+}
+
+
 @pytest.mark.skipif(HAS_CUDA, reason="the machine has a GPU")
-def test_train_cli_on_a_missing_gpu_is_one_line_and_writes_nothing(tmp_path, capsys):
+@pytest.mark.parametrize("name", sorted(CLIS))
+def test_cli_on_a_missing_gpu_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, name):
+    import importlib
+
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parent.parent)
+    module, argv = CLIS[name]
     out = tmp_path / "run"
-    code = train_main(["--data", "builtin", "--max-steps", "2", "--checkpoint-dir", str(out), "--device", "cuda",
-                       "--no-wandb"])
+    code = importlib.import_module(module).main([*argv, str(out), "--device", "cuda"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "device: 'cuda'" in err[0] and "Traceback" not in err[0]
+    assert code == 2 and len(err) == 1 and "'cuda' but this torch" in err[0] and "Traceback" not in err[0], err
     assert not out.exists()
 
 

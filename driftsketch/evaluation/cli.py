@@ -78,13 +78,14 @@ def _summary(report: dict[str, Any]) -> str:
 
 def cmd_evaluate(args: argparse.Namespace, cfg: EvalConfig) -> int:
     from driftsketch.checkpoint import load_model
+    from driftsketch.device import require_device
     from driftsketch.evaluation.classifier import SketchClassifier
     from driftsketch.evaluation.evaluate import evaluate_model_with_samples
     from driftsketch.render import plot_bezier_sketches
 
     ev = cfg.evaluate
     out = check_out_dir(args.out, "--out")
-    model = load_model(args.checkpoint)
+    model = load_model(args.checkpoint, require_device(ev.device, "evaluate.device (--device)"))
     clf = SketchClassifier.load(args.classifier)
     real = _load_data(args.data)
     sampling = {"num_steps": ev.num_steps, "cfg_scale": ev.cfg_scale, "solver": ev.solver, "snap_eps": ev.snap_eps}
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True, help="the real data set (the classifier's)")
     e.add_argument("--classifier", required=True, type=Path)
     e.add_argument("--num-per-class", type=count_arg, help="evaluate.num_per_class")
+    e.add_argument("--device", help="evaluate.device: where the model samples (cpu, cuda, cuda:N, mps)")
     e.add_argument("--steps", type=count_arg, help="evaluate.num_steps")
     e.add_argument("--cfg-scale", type=float, help="evaluate.cfg_scale")
     e.add_argument("--solver", help="evaluate.solver")
@@ -139,7 +141,7 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     overrides = list(args.set)
     for flag, key in (("num_per_class", "num_per_class"), ("steps", "num_steps"), ("cfg_scale", "cfg_scale"),
-                      ("solver", "solver"), ("seed", "seed"), ("snap_eps", "snap_eps")):
+                      ("solver", "solver"), ("seed", "seed"), ("snap_eps", "snap_eps"), ("device", "device")):
         if getattr(args, flag, None) is not None:
             overrides.append(f"evaluate.{key}={getattr(args, flag)}")
     run = cmd_train_classifier if args.command == "train-classifier" else cmd_evaluate

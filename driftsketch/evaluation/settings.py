@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import ClassVar, Iterable
 
 from driftsketch.config import CONFIG_DIR, Config, Count, NonNegativeFloat, NonNegativeInt, load_config
+from driftsketch.device import Device
 from driftsketch.evaluation.classifier import ClassifierConfig
 from driftsketch.evaluation.judges import HiddenJudgeConfig, LabelingJudgeConfig
 from driftsketch.evaluation.metrics import MetricsConfig
@@ -22,6 +23,7 @@ class EvaluateConfig(Config):
     seed: int
     snap_eps: NonNegativeFloat | None  # documented post-processing; continuity is reported as measured
     grid_per_class: NonNegativeInt  # sketches shown in each class's sample grid
+    device: Device  # where the model samples; the classifier and the metrics run on the CPU
 
 
 CLASSIFIER_SECTIONS = ("classifier", "hidden_classifier", "annotator_classifier", "reward_classifier")
