@@ -7,9 +7,10 @@
    hidden states and a few hand-made features, strength chosen by cross-validation).
 2. The model to tune draws ``groups_per_class`` groups of ``group_size`` sketches of every class, from
    noise seeded by its checkpoint id (``seed_per_model``), so every online round ranks new draws.
-3. The reward model picks the best of each group; "best vs each other sketch" gives ``group_size - 1``
-   pairs per group, stored as ordinary pairwise records (annotator ``reward-model:<digest>``) in a store
-   of their own, never mixed into the human store.
+3. The reward model picks the best of each group; "best vs each other sketch" gives up to ``group_size - 1``
+   pairs per group (those its ensemble prefers with probability ``min_pair_probability`` or more), stored as
+   ordinary pairwise records (annotator ``reward-model:<digest>``) in a store of their own, never mixed into
+   the human store.
 
 Why: one round of pairwise labels only shows the learner a "better of two" shift, and Flow-DPO on 500
 such pairs moved the hidden-judge win rate to about 55%. Ranking many fresh samples with a reward model
@@ -81,6 +82,13 @@ def _pair_id(group: int, best: int, other: int, a: np.ndarray, b: np.ndarray) ->
     return f"amp-g{group:05d}-{best}-{other}-{digest}"
 
 
+def best_probability(member_rewards: np.ndarray, best: int, other: int) -> float:
+    """The reward ensemble's P(best preferred to other): the mean over its Platt-scaled heads of
+    ``sigmoid(r_best - r_other)``; ``member_rewards`` is ``(M, group_size)``."""
+    diff = member_rewards[:, best] - member_rewards[:, other]
+    return float(np.mean(1.0 / (1.0 + np.exp(-diff))))
+
+
 def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, session: str,
             progress: bool = True) -> list[PreferenceRecord]:
     """Sample groups from ``model``, rank each with ``rm``, append best-vs-rest pairs to ``store``
@@ -95,14 +103,17 @@ def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, 
     if cfg.seed_per_model:  # each model, i.e. each online round, ranks draws of its own
         cfg = replace_config(cfg, seed=cfg.seed + int(unit_hash(str(model.checkpoint_id)) * cfg.model_seed_range))
     draws = sample_groups(model, labels, k, cfg, progress)
-    rewards = np.stack([rm.score(x, labels) for x, _ in draws], axis=1)  # (groups, k)
+    feats = [rm.features(x, labels) for x, _ in draws]
+    rewards = np.stack([f @ rm.weights.mean(axis=0) for f in feats], axis=1)  # (groups, k): rm.score
+    members = np.stack([rm.weights @ f.T for f in feats], axis=2)  # (M, groups, k): every head's reward
     with store.batch_writes():  # one sync for all samples; the records are appended after it
         paths = [[store.save_sample(f"{session}-g{g:05d}-{j}", draws[j][0][g], draws[j][1][g]) for j in range(k)]
                  for g in range(len(labels))]
     for g, y in enumerate(labels):
         best = int(np.argmax(rewards[g]))
         for j in range(k):
-            if j == best:
+            prob = best_probability(members[:, g], best, j)
+            if j == best or prob < cfg.min_pair_probability:
                 continue
             records.append(PreferenceRecord(
                 id=_pair_id(g, best, j, draws[best][0][g], draws[j][0][g]),
@@ -110,7 +121,8 @@ def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, 
                 beziers_a=paths[g][best][0], beziers_b=paths[g][j][0], noise_a=paths[g][best][1],
                 noise_b=paths[g][j][1],
                 preference="a", checkpoint=model.checkpoint_id, annotator=tag,
-                source={"system": "reward-amplification", "session": session, "group": g, "other": j}))
+                source={"system": "reward-amplification", "session": session, "group": g, "other": j,
+                        "probability": round(prob, 4)}))
     known = {r.id for r in store.records()}  # the same draws under another session name: stored once
     store.append([r for r in records if r.id not in known], session=session)
     return records

@@ -38,6 +38,7 @@ class AmplifyConfig(Config):
     reward: RewardConfig
     groups_per_class: Count
     group_size: Count
+    min_pair_probability: Fraction  # keep a best-vs-other pair only when the ensemble's P(best wins) reaches this
     min_accuracy: NonNegativeFloat  # 5-fold cross-validated pair accuracy below which the reward is not used (> 1: never)
     keep_human_pairs: bool  # train on the human pairs too
     num_steps: Count  # the generator's sampler defaults (driftsketch/sampling.py)
