@@ -138,6 +138,25 @@ def test_amplify_stores_best_of_group_pairs_once(rm, tiny_model, tmp_path):
     assert [r.id for r in again] == [r.id for r in recs] and len(store.records()) == len(recs)
 
 
+def test_amplify_keeps_only_pairs_the_ensemble_is_sure_of(rm, tiny_model, tmp_path):
+    """Every record stores the ensemble's P(best wins); a threshold keeps exactly the pairs that reach it."""
+    cfg = AmplifyConfig(enabled=True, groups_per_class=3, group_size=4, num_steps=2)
+    store = PreferenceStore(tmp_path / "all")
+    every = amplify(tiny_model, rm, store, cfg, session="all", progress=False)
+    for r in every[:6]:
+        pair = np.stack([store.load_beziers(r, "a"), store.load_beziers(r, "b")])
+        members = rm.member_scores(pair, np.full(2, r.class_label))
+        want = np.mean(1.0 / (1.0 + np.exp(-(members[:, 0] - members[:, 1]))))
+        assert r.source["probability"] == pytest.approx(want, abs=1e-4)
+    probs = np.array([r.source["probability"] for r in every])
+    levels = np.unique(probs)  # stored to 4 digits: a threshold between two levels is unambiguous
+    threshold = float(levels[len(levels) // 2 - 1:len(levels) // 2 + 1].mean())
+    sure = amplify(tiny_model, rm, PreferenceStore(tmp_path / "sure"),
+                   replace_config(cfg, min_pair_probability=threshold), session="sure", progress=False)
+    assert 0 < len(sure) < len(every)
+    assert {r.id for r in sure} == {r.id for r, p in zip(every, probs) if p >= threshold}
+
+
 def test_amplify_draws_fresh_noise_for_each_model(rm, tiny_model, tmp_path):
     """Each online round's model ranks new draws (same model: same draws, so reruns reproduce)."""
     cfg = AmplifyConfig(enabled=True, groups_per_class=1, group_size=2, num_steps=2)
