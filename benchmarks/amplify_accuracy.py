@@ -20,17 +20,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from annotators import answer  # noqa: E402
-from preference_suite import prepare, stable_int  # noqa: E402
-from reward_probe import probe_pairs, probe_parser  # noqa: E402
+from reward_probe import noisy_answers, probe_parser, probe_setup  # noqa: E402
 
 from dpo.amplify import best_probability  # noqa: E402
 from dpo.config import load_dpo_config  # noqa: E402
 from dpo.reward import fit_reward_model  # noqa: E402
-from driftsketch.checkpoint import load_model  # noqa: E402
 from driftsketch.config import replace_config  # noqa: E402
 from driftsketch.evaluation import SketchClassifier  # noqa: E402
 from driftsketch.fileio import atomic_write_text  # noqa: E402
@@ -77,12 +73,7 @@ def main(argv=None) -> None:
     p.add_argument("--train-pairs", type=int, default=1000, help="reward_probe's cached training pair count")
     p.add_argument("--group-size", type=int, default=8)
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    name, rest = args.data.split("=", 1)
-    spec, base_path = rest.rsplit(":", 1)
-    setup = prepare(name, spec, base_path, Path(args.out), args)
-    base = load_model(base_path)
-    tr, te = probe_pairs(base, name, args.train_pairs, len(setup.class_names), args)
+    name, setup, base, tr, te = probe_setup(args, args.train_pairs)
     cfg = replace_config(load_dpo_config().amplify.reward, classifier=setup.reward_classifier)
     clf = SketchClassifier.load(setup.reward_classifier)
     x, y = np.concatenate([te[0], te[1]]), np.concatenate([te[2], te[2]])
@@ -91,12 +82,8 @@ def main(argv=None) -> None:
     for ann in setup.annotators:
         if args.annotators and ann.name not in args.annotators:
             continue
-        rng = np.random.default_rng(stable_int("probe-answers", name, ann.name, args.seed))
-        choice = np.array(answer(ann, tr[0], tr[1], tr[2], rng))
-        keep, a_won = choice != "tie", (choice == "a")[:, None, None, None]
-        win = np.where(a_won, tr[0], tr[1])[keep][:args.answers]
-        lose = np.where(a_won, tr[1], tr[0])[keep][:args.answers]
-        rm = fit_reward_model(clf, win, lose, tr[2][keep][:args.answers], cfg, encoder=base)
+        win, lose, y_ans = (a[:args.answers] for a in noisy_answers(ann, name, tr, args.seed))
+        rm = fit_reward_model(clf, win, lose, y_ans, cfg, encoder=base)
         res = summarise(amplified_pairs(rm.member_scores(x, y), ann.score(x, y), groups), args.group_size)
         res.update(cv=round(rm.metrics["cv_accuracy"], 3), inputs=rm.metrics["inputs"])
         results[ann.name] = res

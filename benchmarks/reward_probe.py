@@ -76,19 +76,33 @@ def probe_parser(doc: str) -> argparse.ArgumentParser:
     return p
 
 
+def probe_setup(args, n_train: int):
+    """``--data`` parsed, the suite's setup (the same annotators) and the probe's pairs:
+    ``(name, setup, base model, training pairs, test pairs)``."""
+    torch.set_num_threads(1)
+    name, rest = args.data.split("=", 1)
+    spec, base_path = rest.rsplit(":", 1)
+    setup = prepare(name, spec, base_path, Path(args.out), args)
+    base = load_model(base_path)
+    tr, te = probe_pairs(base, name, n_train, len(setup.class_names), args)
+    return name, setup, base, tr, te
+
+
+def noisy_answers(ann, name: str, tr: tuple, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``ann``'s noisy answers to the training pairs, ties left out: winners, losers, class labels."""
+    rng = np.random.default_rng(stable_int("probe-answers", name, ann.name, seed))
+    choice = np.array(answer(ann, tr[0], tr[1], tr[2], rng))
+    keep, a_won = choice != "tie", (choice == "a")[:, None, None, None]
+    return np.where(a_won, tr[0], tr[1])[keep], np.where(a_won, tr[1], tr[0])[keep], tr[2][keep]
+
+
 def main(argv=None) -> None:
     p = probe_parser(__doc__)
     p.add_argument("--pairs", type=int, nargs="+", default=[100, 300, 1000])
     p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="amplify.reward overrides")
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    name, rest = args.data.split("=", 1)
-    spec, base_path = rest.rsplit(":", 1)
-    setup = prepare(name, spec, base_path, Path(args.out), args)
-    base = load_model(base_path)
-    n_cls = len(setup.class_names)
-    tr, te = probe_pairs(base, name, max(args.pairs), n_cls, args)
+    name, setup, base, tr, te = probe_setup(args, max(args.pairs))
     reward_cfg = load_dpo_config(overrides=[f"amplify.reward.{kv}" for kv in args.set]).amplify.reward
     reward_cfg = replace_config(reward_cfg, classifier=setup.reward_classifier)
     clf = SketchClassifier.load(setup.reward_classifier)
@@ -96,12 +110,7 @@ def main(argv=None) -> None:
     for ann in setup.annotators:
         if args.annotators and ann.name not in args.annotators:
             continue
-        rng = np.random.default_rng(stable_int("probe-answers", name, ann.name, args.seed))
-        ch = np.array(answer(ann, tr[0], tr[1], tr[2], rng))
-        keep = ch != "tie"
-        w = np.where((ch == "a")[:, None, None, None], tr[0], tr[1])[keep]
-        lo = np.where((ch == "a")[:, None, None, None], tr[1], tr[0])[keep]
-        y = tr[2][keep]
+        w, lo, y = noisy_answers(ann, name, tr, args.seed)
         ts, tt = ann.score(te[0], te[2]), ann.score(te[1], te[2])
         clear = ts != tt
         row = {}
