@@ -39,6 +39,7 @@ class AmplifyConfig(Config):
     groups_per_class: Count
     group_size: Count
     min_pair_probability: Fraction  # keep a best-vs-other pair only when the ensemble's P(best wins) reaches this
+    soft_targets: bool  # train each amplified pair toward that P instead of 1 (label-smoothed Flow-DPO)
     min_accuracy: NonNegativeFloat  # 5-fold cross-validated pair accuracy below which the reward is not used (> 1: never)
     keep_human_pairs: bool  # train on the human pairs too
     num_steps: Count  # the generator's sampler defaults (driftsketch/sampling.py)

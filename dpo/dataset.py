@@ -64,7 +64,7 @@ class PreferenceDataset(Dataset):
                  min_margin: int = 1, synthesise: bool = True, same_checkpoint: bool = False,
                  max_synthesised: int | None = None, use_noise: bool = True, seed: int = 0,
                  records: list[PreferenceRecord] | None = None, annotators: AnnotatorsConfig | None = None,
-                 assessment: AnnotatorReport | None = None):
+                 assessment: AnnotatorReport | None = None, soft_amplified: bool = False):
         """Load and select records.
 
         Args:
@@ -78,13 +78,15 @@ class PreferenceDataset(Dataset):
             annotators: how answers are aggregated and weighted (configs/dpo.yaml ``annotators``).
             assessment: annotator weights and exclusions to use; ``None`` assesses every answer in the
                 store (gold pairs included), also when ``records`` is a subset of it.
+            soft_amplified: a reward-amplified pair trains toward the probability its record stores
+                (``source.probability``, clipped to [1/2, 1]) instead of 1.
         """
         self.store = store if isinstance(store, PreferenceStore) else PreferenceStore(store)
         self.class_names = list(class_names) if class_names is not None else None
         self.annotators = annotators or AnnotatorsConfig()
         self.options = dict(min_margin=min_margin, synthesise=synthesise, same_checkpoint=same_checkpoint,
                             max_synthesised=max_synthesised, use_noise=use_noise, seed=seed,
-                            annotators=self.annotators)
+                            annotators=self.annotators, soft_amplified=soft_amplified)
         self.stats: Counter = Counter()
         self.skipped: Counter = Counter()
         self.gold = GoldSet(self.store).entries()
@@ -193,6 +195,8 @@ class PreferenceDataset(Dataset):
         w_side = "a" if rec.beziers_a == won else "b"
         l_side = "b" if w_side == "a" else "a"
         target = max(share, 1.0 - share) if self.annotators.aggregate == "soft" else 1.0
+        if self.options["soft_amplified"] and len(group) == 1 and "probability" in rec.source:
+            target = min(1.0, max(0.5, float(rec.source["probability"])))
         weight = total if self.annotators.aggregate == "each" else 1.0
         return Pair(rec, w_side, rec, l_side, self.label_of(rec), False, target, weight, len(group))
 

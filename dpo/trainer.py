@@ -401,7 +401,8 @@ def amplified_pairs(cfg: DPOConfig, model, train: PreferenceDataset, held: Prefe
     t0 = time.perf_counter()
     recs = amplify(model, rm, store, amp, session=session, progress=progress)
     info["amplify_s"] = time.perf_counter() - t0
-    synthetic = PreferenceDataset(store, model.class_names, records=recs, use_noise=train.with_noise)
+    synthetic = PreferenceDataset(store, model.class_names, records=recs, use_noise=train.with_noise,
+                                  soft_amplified=amp.soft_targets)
     syn_train, syn_held = synthetic.split(cfg.holdout_fraction, seed=cfg.seed)
     parts = [syn_train, train] if amp.keep_human_pairs else [syn_train]
     info.update(used=True, pairs=len(synthetic), heldout_amplified=len(syn_held), store=str(store.root))

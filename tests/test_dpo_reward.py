@@ -9,7 +9,7 @@ import pytest
 import torch
 from sketch_factories import scattered, toy_shape
 
-from dpo import PreferenceRecord, PreferenceStore
+from dpo import PreferenceDataset, PreferenceRecord, PreferenceStore
 from dpo.amplify import amplify, best_of_n
 from dpo.config import AmplifyConfig, RewardConfig, load_dpo_config
 from dpo.reward import (
@@ -138,8 +138,9 @@ def test_amplify_stores_best_of_group_pairs_once(rm, tiny_model, tmp_path):
     assert [r.id for r in again] == [r.id for r in recs] and len(store.records()) == len(recs)
 
 
-def test_amplify_keeps_only_pairs_the_ensemble_is_sure_of(rm, tiny_model, tmp_path):
-    """Every record stores the ensemble's P(best wins); a threshold keeps exactly the pairs that reach it."""
+def test_amplified_pairs_carry_the_ensembles_probability_as_filter_and_soft_target(rm, tiny_model, tmp_path):
+    """Every record stores the ensemble's P(best wins); a threshold keeps exactly the pairs that reach it, and
+    ``soft_amplified`` trains each pair toward it."""
     cfg = AmplifyConfig(enabled=True, groups_per_class=3, group_size=4, num_steps=2)
     store = PreferenceStore(tmp_path / "all")
     every = amplify(tiny_model, rm, store, cfg, session="all", progress=False)
@@ -149,6 +150,11 @@ def test_amplify_keeps_only_pairs_the_ensemble_is_sure_of(rm, tiny_model, tmp_pa
         want = np.mean(1.0 / (1.0 + np.exp(-(members[:, 0] - members[:, 1]))))
         assert r.source["probability"] == pytest.approx(want, abs=1e-4)
     probs = np.array([r.source["probability"] for r in every])
+    soft = PreferenceDataset(store, tiny_model.class_names, records=every, soft_amplified=True)
+    want = {r.id: min(1.0, max(0.5, p)) for r, p in zip(every, probs)}
+    assert sorted(p.target for p in soft.pairs) == pytest.approx(sorted(want.values()))
+    assert all(p.target == pytest.approx(want[p.winner.id]) for p in soft.pairs)
+    assert {p.target for p in PreferenceDataset(store, tiny_model.class_names, records=every).pairs} == {1.0}
     levels = np.unique(probs)  # stored to 4 digits: a threshold between two levels is unambiguous
     threshold = float(levels[len(levels) // 2 - 1:len(levels) // 2 + 1].mean())
     sure = amplify(tiny_model, rm, PreferenceStore(tmp_path / "sure"),
