@@ -29,10 +29,9 @@ def round_settings():
     a bare GPU machine may not have it)."""
     from types import SimpleNamespace
 
-    from driftsketch.config import CONFIG_DIR, read_yaml
+    from driftsketch.config import yaml_defaults
 
-    raw = read_yaml(CONFIG_DIR / "round.yaml")
-    return SimpleNamespace(**{k: SimpleNamespace(**raw[k]) for k in ("generate", "eval", "dpo")})
+    return SimpleNamespace(**{k: SimpleNamespace(**yaml_defaults(f"round.yaml:{k}")) for k in ("generate", "eval", "dpo")})
 
 
 def classifiers(data, out: Path) -> dict[str, str]:
@@ -52,7 +51,7 @@ def classifiers(data, out: Path) -> dict[str, str]:
 def answered_pairs(model, judge, store_dir: Path, num_pairs: int, params, seed: int) -> int:
     """Sample ``num_pairs`` pairs like the round and store the simulated annotator's answers; returns the count."""
     from dpo import PreferenceRecord, PreferenceStore
-    from driftsketch.evaluation.judges import prefer_from_scores
+    from driftsketch.evaluation.judges import prefer
     from driftsketch.sampling import generate_beziers
 
     g, n = params.generate, len(model.class_names)
@@ -61,7 +60,7 @@ def answered_pairs(model, judge, store_dir: Path, num_pairs: int, params, seed: 
                                 solver=g.solver, seed=seed)
     y = np.asarray(labels[:num_pairs])
     a, b = x[:num_pairs], x[num_pairs:]
-    prefs = prefer_from_scores(judge.score(a, y), judge.score(b, y), np.random.default_rng(seed))
+    prefs = prefer(judge, a, b, y, np.random.default_rng(seed))
     store, recs = PreferenceStore(store_dir), []
     for i, pref in enumerate(prefs):
         ra, na = store.save_sample(f"p{i}a", a[i], noise[i])
@@ -105,6 +104,7 @@ def run(args: argparse.Namespace) -> dict:
     from driftsketch.device import require_device
     from driftsketch.evaluation.classifier import SketchClassifier
     from driftsketch.evaluation.judges import LabelingJudge
+    from driftsketch.fileio import atomic_write_text
     from driftsketch.train import train_base
     from driftsketch.train_config import load_train_config
 
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> dict:
     result["base_train_grid"] = str(next(grid_step.parent.glob("samples_step*.png")))
     sec["round_compute"] = sec["pairs"] + sec["finetune"] + sec["evaluate"]
     result["seconds"] = {k: round(v, 2) for k, v in sec.items()}
-    (out / "bench_device.json").write_text(json.dumps(result, indent=2))
+    atomic_write_text(out / "bench_device.json", json.dumps(result, indent=2))
     return result
 
 
