@@ -538,11 +538,16 @@ def fault_server_stop(env: FaultEnv, trials: int, seed: int) -> FaultRow:
     return row
 
 
-def _together(cmds: list[list[str]], env: dict) -> list[int]:
-    """Start ``cmds`` (:func:`command`) at once, let them run to the end; their exit codes."""
-    procs = [subprocess.Popen(c, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _together(cmds: list[list[str]], env: dict, row: FaultRow | None = None, trial: int = 0) -> list[int]:
+    """Start ``cmds`` (:func:`command`) at once, let them run to the end; their exit codes. A command that
+    failed is noted in ``row`` with the end of its error output."""
+    procs = [subprocess.Popen(c, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for c in cmds]
-    return [p.wait(timeout=600) for p in procs]
+    outs = [p.communicate(timeout=600)[1] for p in procs]
+    for k, (p, err) in enumerate(zip(procs, outs)):
+        if p.returncode != 0 and row is not None:
+            row.note(f"trial {trial}: command {k} exit {p.returncode}: {err.strip()[-200:]}")
+    return [p.returncode for p in procs]
 
 
 def fault_two_pulls(env: FaultEnv, trials: int, seed: int) -> FaultRow:
@@ -552,7 +557,7 @@ def fault_two_pulls(env: FaultEnv, trials: int, seed: int) -> FaultRow:
     row, t0 = FaultRow("two pulls at once"), time.monotonic()
     for i in range(trials):
         store = env.fresh_store(f"two-pulls-{i}")
-        codes = _together([command("driftsketch-labelstudio", ["pull", *env.sets(store=store)])] * 2, env.env)
+        codes = _together([command("driftsketch-labelstudio", ["pull", *env.sets(store=store)])] * 2, env.env, row, i)
         records, torn = scan_sessions(store)
         keys = [(r["source"]["project"], r["source"]["annotation"]) for r in records]
         row.add(trials=1, stuck=sum(c != 0 for c in codes), lost=len(ref_ids - {r["id"] for r in records}),
@@ -574,7 +579,7 @@ def fault_two_bots(env: FaultEnv, trials: int, seed: int, pairs: int = 8) -> Fau
             raise RuntimeError(out.stderr[-2000:])
         bot = ["bot", "--classifier", env.classifier, *env.sets(*MISBEHAVING_BOT, title=title, store=store)]
         codes = _together([command("driftsketch-labelstudio", [*bot, "--email", f"bot-{k}@driftsketch.local"])
-                           for k in (1, 2)], env.env)
+                           for k in (1, 2)], env.env, row, i)
         answers = [len([a for a in (t.annotations or []) if not a.get("was_cancelled")])
                    for t in _project_tasks(env, title)]
         row.add(trials=1, stuck=sum(c != 0 for c in codes), lost=sum(n == 0 for n in answers),

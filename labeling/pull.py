@@ -47,7 +47,7 @@ from pydantic import ValidationError
 from dpo.records import PreferenceRecord
 from dpo.store import PreferenceStore
 from driftsketch.errors import DriftSketchError
-from driftsketch.fileio import atomic_write_text, clean_stale_temps
+from driftsketch.fileio import atomic_write_text, clean_stale_temps, exclusive_lock
 from labeling.agreement import agreement_report
 from labeling.client import client_url, with_retries
 from labeling.export import ExportedTask, export_annotated_tasks
@@ -300,7 +300,16 @@ def pull_annotations(ls: LabelStudio, projects: dict[str, int] | list[int], stor
 
     ``on_stage`` is called with "fetched" (everything read, nothing written) and "written" (records
     appended, cursor not yet saved): the two points where a crash must lose and duplicate nothing.
+    Pulls into one store take turns (a lock file in the store, released by the kernel if a pull dies):
+    the second reads the cursor and the records the first saved, instead of failing on its duplicates.
     """
+    with exclusive_lock(store.root / ".pull.lock"):
+        return _pull(ls, projects, store, cursor_path, session, page_size, retries, backoff_s, on_stage)
+
+
+def _pull(ls: LabelStudio, projects: dict[str, int] | list[int], store: PreferenceStore, cursor_path: str | Path,
+          session: str, page_size: int, retries: int, backoff_s: float,
+          on_stage: Callable[[str], None] | None) -> PullReport:
     url, attempts = client_url(ls), retries + 1
     project_ids = list(projects.values()) if isinstance(projects, dict) else list(projects)
     saved = load_cursor(cursor_path)

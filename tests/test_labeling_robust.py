@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +191,39 @@ def test_a_bot_skips_a_task_whose_arrays_are_gone_and_answers_the_rest(labelstud
     answers = {t.id: [a for a in t.annotations if not a.get("was_cancelled")]
                for t in ls.tasks.list(project=pid, fields="all")}
     assert sorted(answers) == sorted(task_ids) and all(len(a) == 1 for a in answers.values())
+
+
+def test_two_pulls_into_one_store_take_turns_and_store_each_answer_once(labelstudio, data, tmp_path):
+    """The first pull waits after fetching for the second to fetch too (up to 3 s): without turns both would
+    write the same answers and the second would fail on its duplicates; with turns the second waits for the
+    lock, then finds nothing new."""
+    import threading
+
+    ls, store, cursor = labelstudio.client(), PreferenceStore(tmp_path / "prefs"), tmp_path / "cursor.json"
+    pid = _pid(ls, "two pulls")
+    for tid in push_tasks(ls, pid, _batch(data, 300, 5), store=store, checkpoint="ck-2p", svg_dir=tmp_path / "svg",
+                          image_size=32, progress=False):
+        _answer(ls, tid)
+    second_fetched, reports, errors = threading.Event(), {}, []
+
+    def pull(name: str) -> None:
+        def stage(s: str) -> None:
+            if s == "fetched" and name == "first":
+                second_fetched.wait(timeout=3)
+            elif s == "fetched":
+                second_fetched.set()
+        try:
+            reports[name] = pull_annotations(labelstudio.client(), [pid], store, cursor_path=cursor, on_stage=stage)
+        except Exception as exc:  # noqa: BLE001 - the assertion below names it
+            errors.append(f"{name}: {exc}")
+
+    first = threading.Thread(target=pull, args=("first",))
+    first.start()
+    time.sleep(0.5)  # the first pull holds the store's pull lock by now
+    second = threading.Thread(target=pull, args=("second",))
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert not errors, errors
+    assert sorted(r.new_records for r in reports.values()) == [0, 5]
+    assert len(store.records()) == 5 and len({r.source_key for r in store.records()}) == 5
