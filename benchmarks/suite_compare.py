@@ -1,0 +1,131 @@
+"""Paired comparison of two preference-suite runs: the same cells and seeds, one setting changed.
+
+    python benchmarks/suite_compare.py runs/research/suite-base26 runs/research/suite-g16 \\
+        --names "4 groups" "16 groups" --labels 500
+
+For every (data set, annotator, seed) finished in both runs (``benchmarks/preference_suite.py --out A`` and
+``--out B``), the win rate after ``--labels`` labels under the annotator's noise-free score, per seed and as
+the mean of each arm, the paired difference B - A per cell, the rounds whose reward passed its gate
+(amplified) and whose candidate was promoted, and the recognizability difference (evaluation classifier).
+Pooled over every paired run: mean difference, its sd and standard error, and how many runs went up, down
+or stayed. Only runs both arms finished count; the script says which ones it left out. Prints markdown.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from preference_suite import collect  # noqa: E402
+
+from driftsketch.fileio import atomic_write_text  # noqa: E402
+
+
+def rounds_up_to(run: dict, labels: int) -> list[dict]:
+    """The run's rounds up to ``labels`` labels, in order."""
+    return [run[k] for k in sorted(run, key=int) if int(k) <= labels]
+
+
+def run_figures(run: dict, cell: str, labels: int) -> dict | None:
+    """Win rate, recognizability and round counts of one run after ``labels`` labels (None: not finished)."""
+    if "eval" not in run.get(str(labels), {}):
+        return None
+    ev, rounds = run[str(labels)]["eval"], rounds_up_to(run, labels)
+    return {"win": ev["annotators"][cell]["win_rate"], "recognizability": ev["metrics"]["recognizability"],
+            "amplified": sum(bool(r.get("amplify", {}).get("used")) for r in rounds),
+            "promoted": sum(bool(r.get("promoted", True)) for r in rounds), "rounds": len(rounds)}
+
+
+def paired_runs(a: dict, b: dict, labels: int) -> tuple[dict, list[str]]:
+    """``{(data, cell): {seed: (figures A, figures B)}}`` for runs finished in both, and the ones left out."""
+    pairs: dict = {}
+    missing = []
+    for data in sorted(set(a) | set(b)):
+        for cell in sorted(set(a.get(data, {})) | set(b.get(data, {}))):
+            seeds = set(a.get(data, {}).get(cell, {})) | set(b.get(data, {}).get(cell, {}))
+            for seed in sorted(seeds, key=lambda s: int(s[1:])):
+                fa = run_figures(a.get(data, {}).get(cell, {}).get(seed, {}), cell, labels)
+                fb = run_figures(b.get(data, {}).get(cell, {}).get(seed, {}), cell, labels)
+                if fa is None or fb is None:
+                    missing.append(f"{data}/{cell}/{seed}")
+                else:
+                    pairs.setdefault((data, cell), {})[seed] = (fa, fb)
+    return pairs, missing
+
+
+def points(x: float) -> float:
+    """``x`` (a share) in points, rounded to one decimal, without a negative zero."""
+    return round(x * 100, 1) + 0.0
+
+
+def per_seed(figures: list[dict]) -> str:
+    """The win rates in points, seed by seed."""
+    return ", ".join(f"{f['win'] * 100:.1f}" for f in figures)
+
+
+def pooled(diffs: list[float]) -> dict:
+    """Mean paired difference in points, its sd and standard error, and the runs up, down and equal."""
+    d = np.asarray(diffs, dtype=np.float64) * 100
+    sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+    return {"runs": len(d), "mean": float(d.mean()), "sd": sd, "se": sd / np.sqrt(len(d)),
+            "up": int((d > 1e-9).sum()), "down": int((d < -1e-9).sum()), "equal": int((np.abs(d) <= 1e-9).sum())}
+
+
+def markdown(pairs: dict, names: tuple[str, str], labels: int) -> tuple[str, dict]:
+    """The per-cell table and the pooled line, and the same as a dict."""
+    na, nb = names
+    lines = [f"| data | annotator | {na} (per seed) | {nb} (per seed) | mean {na} -> {nb} | paired {nb} - {na} "
+             f"(points) | amplified rounds | promoted rounds | recognizability vs {na} (points) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    out, all_diffs = {"labels": labels, "names": list(names), "cells": {}}, []
+    for (data, cell), by_seed in pairs.items():
+        fa = [v[0] for v in by_seed.values()]
+        fb = [v[1] for v in by_seed.values()]
+        diffs = [b["win"] - a["win"] for a, b in zip(fa, fb)]
+        all_diffs += diffs
+        rec = float(np.mean([b["recognizability"] - a["recognizability"] for a, b in zip(fa, fb)]))
+        n_rounds = sum(f["rounds"] for f in fa)
+        wa, wb = per_seed(fa), per_seed(fb)
+        lines.append(
+            f"| {data} | {cell} | {wa} | {wb} "
+            f"| {np.mean([f['win'] for f in fa]) * 100:.1f} -> {np.mean([f['win'] for f in fb]) * 100:.1f} "
+            f"| {points(np.mean(diffs)):+.1f} | {sum(f['amplified'] for f in fa)} -> {sum(f['amplified'] for f in fb)} "
+            f"of {n_rounds} | {sum(f['promoted'] for f in fa)} -> {sum(f['promoted'] for f in fb)} | {points(rec):+.1f} |")
+        out["cells"][f"{data}/{cell}"] = {"seeds": list(by_seed), "a": fa, "b": fb, "diff_points": np.mean(diffs) * 100}
+    if all_diffs:
+        p = pooled(all_diffs)
+        out["pooled"] = p
+        lines.append("")
+        lines.append(f"Pooled over {p['runs']} paired runs ({labels} labels): **{points(p['mean'] / 100):+.1f} points "
+                     f"(sd {p['sd']:.1f}, SE {p['se']:.1f}; {p['up']} up, {p['down']} down, {p['equal']} equal)**")
+    return "\n".join(lines), out
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("a", type=Path, help="the first arm's suite --out (the reference)")
+    p.add_argument("b", type=Path, help="the second arm's suite --out (the change)")
+    p.add_argument("--names", nargs=2, default=["A", "B"], metavar=("A", "B"))
+    p.add_argument("--labels", type=int, default=500)
+    p.add_argument("--json", type=Path, default=None, help="also write the comparison here")
+    args = p.parse_args(argv)
+    for d in (args.a, args.b):
+        if not d.is_dir():
+            raise SystemExit(f"error: {d}: no such suite output (benchmarks/preference_suite.py --out)")
+    pairs, missing = paired_runs(collect(args.a), collect(args.b), args.labels)
+    if not pairs:
+        raise SystemExit(f"error: no run finished {args.labels} labels in both {args.a} and {args.b}")
+    text, out = markdown(pairs, tuple(args.names), args.labels)
+    print(text)
+    if missing:
+        print(f"\nLeft out (not finished {args.labels} labels in both): {', '.join(missing)}")
+    if args.json:
+        atomic_write_text(args.json, json.dumps({**out, "left_out": missing}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
