@@ -282,8 +282,8 @@ def promotion_gate(setup: Setup, seed: int, args) -> SuiteGate | None:
 
 def check_resume(done: Path, args) -> dict:
     """A finished round's row; exits with a one-line error when it was made with the other gate setting, other gate
-    limits, another number of gate or quality samples, or a gate with one set of noise for every round (suite
-    runs before commit a914a2b)."""
+    limits, another number of gate or quality samples or of amplification groups, or a gate with one set of noise for
+    every round (suite runs before commit a914a2b)."""
     row = json.loads(done.read_text())
     made_with = bool(row.get("promotion_gate", False))
     if made_with != args.promotion_gate:
@@ -301,6 +301,10 @@ def check_resume(done: Path, args) -> dict:
     if settings is not None and settings != shipped:
         changed = {k: v for k, v in settings.items() if shipped.get(k) != v}
         raise SystemExit(f"{done}: made with other gate limits ({changed}; configs/round.yaml gate); use another --out")
+    groups = row.get("groups_per_class")  # earlier rows do not say (they used 4)
+    if groups is not None and groups != args.groups_per_class:
+        raise SystemExit(f"{done}: made with {groups} amplification groups per class, not {args.groups_per_class}; "
+                         f"pass --groups-per-class {groups} or use another --out")
     measured = row.get("eval", {}).get("quality_per_class", QUALITY_PER_CLASS_BEFORE) if "eval" in row else None
     if measured is not None and measured != args.quality_per_class:
         raise SystemExit(f"{done}: quality metrics on {measured} samples per class, not {args.quality_per_class}; "
@@ -332,7 +336,7 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
         row = {"round": r, "labels": (r + 1) * args.pairs_per_round, "checkpoint": str(res.checkpoint_path),
                "answers": {c: sum(x.preference == c for x in recs) for c in ("a", "b", "tie")},
                "best_epoch": res.best_epoch, "amplify": _amp_summary(res.data_summary.get("amplify")),
-               "promotion_gate": gate is not None}
+               "promotion_gate": gate is not None, "groups_per_class": args.groups_per_class}
         if gate is not None:
             row["gate"] = gate.decide(load_model(res.checkpoint_path), model, load_model(setup.base_path), recs, cfg, r)
             row["checkpoint"] = row["checkpoint"] if row["gate"]["promoted"] else current
@@ -389,7 +393,7 @@ def collect(out: Path) -> dict:
         row = json.loads(done.read_text())
         data, cell, seed = done.parts[-4], done.parts[-3], done.parts[-2]
         entry = res.setdefault(data, {}).setdefault(cell, {}).setdefault(seed, {})
-        entry[str(row["labels"])] = {k: row[k] for k in ("eval", "amplify", "seconds") if k in row}
+        entry[str(row["labels"])] = {k: row[k] for k in ("eval", "amplify", "seconds", "groups_per_class") if k in row}
         if "gate" in row:
             entry[str(row["labels"])]["promoted"] = row["gate"]["promoted"]
     return res
@@ -399,6 +403,21 @@ def promoted_share(rounds: dict, labels: int) -> float | None:
     """Share of a run's rounds up to ``labels`` whose candidate the promotion gate let through (None: no gate)."""
     flags = [r["promoted"] for k, r in rounds.items() if int(k) <= labels and "promoted" in r]
     return float(np.mean(flags)) if flags else None
+
+
+def amplification_groups(by_cell: dict, n_classes: int) -> list[int]:
+    """The amplification groups per class and round behind a data set's runs: recorded in every round now; for
+    earlier rows read off the pair count of the rounds that amplified (when it divides evenly)."""
+    per_group = n_classes * (yaml_defaults("dpo.yaml:amplify")["group_size"] - 1)
+    found = set()
+    for run in (run for by_seed in by_cell.values() for run in by_seed.values()):
+        for r in run.values():
+            pairs = r.get("amplify", {}).get("pairs") if r.get("amplify", {}).get("used") else None
+            if "groups_per_class" in r:
+                found.add(int(r["groups_per_class"]))
+            elif pairs and n_classes and pairs % per_group == 0:
+                found.add(pairs // per_group)
+    return sorted(found)
 
 
 def summarize(out: Path) -> dict:
@@ -436,6 +455,7 @@ def summarize(out: Path) -> dict:
                     all_500 += [(data, cell, w) for w in [e["annotators"][cell]["win_rate"] for e in evs]]
                 table.append(row)
     base = {data: _base_metrics(out, data) for data in raw}
+    groups = {data: amplification_groups(by_cell, len(setups.get(data, {}).get("classes", []))) for data, by_cell in raw.items()}
     wins = [w for _, _, w in all_500]
     per_cell = {}
     for data, cell, w in all_500:
@@ -452,7 +472,7 @@ def summarize(out: Path) -> dict:
                                "runs": len(v)} for k, v in sorted(headline["by_kind"].items())}
     failed = {"/".join(p.parent.parts[-3:]): json.loads(p.read_text())["error"]
               for p in sorted(out.glob("*/*/s*/failed.json")) if not (p.parent / "round_00.json").is_file()}
-    return {"headline": headline, "table": table, "reaches_65": reaches(table, 0.65), "base": base,
+    return {"headline": headline, "table": table, "reaches_65": reaches(table, 0.65), "base": base, "groups": groups,
             "setups": setups, "failed": failed, "raw": raw}
 
 
@@ -487,6 +507,9 @@ def markdown(summary: dict) -> str:
                   f"over cell means {100 * (h['win_at_500_std_over_cells'] or 0):.1f} points). By kind: " + "; ".join(
                       f"{k} {100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({v['runs']} runs)"
                       for k, v in h.get("by_kind", {}).items()) + ".", ""]
+    if any(summary.get("groups", {}).values()):
+        lines += ["Amplification groups of 8 per class and round: " + "; ".join(
+            f"{data} {', '.join(map(str, g)) or 'none amplified'}" for data, g in summary["groups"].items()), ""]
     lines += ["| data | annotator | kind | labels | seeds | win (noise-free score) | shift (base std) | control win | "
               "control shift | recognizability | vs base (points) | FD | FD / base | continuity |", "|" + "---|" * 14]
 
@@ -604,7 +627,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pairs-per-round", type=int, default=100)
     p.add_argument("--label-noise", type=float, default=0.1)
     p.add_argument("--tie-rate", type=float, default=0.05)
-    p.add_argument("--groups-per-class", type=int, default=4, help="amplification groups (of 8) per class and round")
+    p.add_argument("--groups-per-class", type=int, default=yaml_defaults("dpo.yaml:amplify")["groups_per_class"],
+                   help="amplification groups (of 8) per class and round (default: the product's, configs/dpo.yaml; "
+                        "earlier runs, which do not record it, used 4)")
     p.add_argument("--eval-num-t", type=int, default=2, help="time draws per held-out pair in train_dpo")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DPO config override")
     p.add_argument("--shard", default="0/1", help="i/n: run every n-th cell starting at i")

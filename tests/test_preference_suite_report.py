@@ -131,3 +131,25 @@ def test_suite_compare_pairs_runs_seed_by_seed_and_leaves_out_unfinished_ones(tm
     assert saved["pooled"]["runs"] == 3 and saved["left_out"] == ["toy/mixed/s1"]
     with pytest.raises(SystemExit, match="no run finished 1000 labels in both"):
         suite_compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--labels", "1000"])
+
+
+def test_amplification_groups_are_reported_and_a_run_cannot_switch_them(tmp_path):
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "setup_info.json").write_text(json.dumps(
+        {"classes": ["a", "b"], "annotators": {"smooth": {"kind": "per-sketch"}}}))
+    d = tmp_path / "toy" / "smooth" / "s0"
+    d.mkdir(parents=True)
+    ev = {"metrics": {"recognizability": 0.7, "fd": 5.0, "continuity": 0.9},
+          "annotators": {"smooth": {"win_rate": 0.6, "shift_std": 0.1}}, "quality_per_class": 128}
+    # a round from before the setting was recorded: 2 classes x 4 groups x 7 pairs amplified
+    (d / "round_00.json").write_text(json.dumps({"labels": 100, "amplify": {"used": True, "pairs": 56}}))
+    (d / "round_01.json").write_text(json.dumps({"labels": 200, "amplify": {"used": False}, "eval": ev,
+                                                 "groups_per_class": 16, "checkpoint": "x"}))
+    s = ps.summarize(tmp_path)
+    assert s["groups"] == {"toy": [4, 16]}
+    assert "Amplification groups of 8 per class and round: toy 4, 16" in ps.markdown(s)
+    args = ps.parse_args(["--no-promotion-gate"])
+    assert args.groups_per_class == 16  # the product's amplification, configs/dpo.yaml
+    assert ps.check_resume(d / "round_01.json", args)["checkpoint"] == "x"
+    with pytest.raises(SystemExit, match="made with 16 amplification groups per class, not 4; pass --groups-per-class 16"):
+        ps.check_resume(d / "round_01.json", ps.parse_args(["--no-promotion-gate", "--groups-per-class", "4"]))
