@@ -145,9 +145,14 @@ def panel_table(store: PreferenceStore) -> dict:
 
 def dpo_win(args, store: PreferenceStore, honest: list[str], name: str, only_honest: bool,
             cfg: AnnotatorsConfig, run_dir: Path, ev: dict, hidden: HiddenJudge, base_x: np.ndarray) -> dict:
-    """Flow-DPO (configs/dpo.yaml + --set) on the condition's pairs; hidden win rate vs the base."""
+    """Flow-DPO (configs/dpo.yaml + --set) on the condition's pairs; hidden win rate vs the base. With
+    ``--amplify`` as the online loop trains: a reward model fit on the condition's own training pairs (never
+    on the store's other answers) amplifies them."""
     saved = args.set
     args.set = list(saved) + [(["annotators", k], v) for k, v in cfg.__dict__.items()] + [(["use_stored_noise"], False)]
+    if args.amplify:
+        args.set += [(["amplify", "enabled"], True), (["amplify", "reward", "classifier"], args.reward_classifier),
+                     (["amplify", "reward", "fit_on"], "training")]
     recs = [r for r in store.records() if r.annotator in honest] if only_honest else None
     try:
         res = train(args, store.root, run_dir / name, shuffle=False, records=recs)
@@ -155,7 +160,11 @@ def dpo_win(args, store: PreferenceStore, honest: list[str], name: str, only_hon
         args.set = saved
     x = sample(load_model(res["checkpoint"]), ev["labels"], ev["eval_seed"], args)[0]
     dd = hidden.score(x, ev["labels"]) - hidden.score(base_x, ev["labels"])
-    return {"dpo_hidden_win": float(((dd > 0) + 0.5 * (dd == 0)).mean()), "dpo_best_epoch": res["best_epoch"]}
+    row = {"dpo_hidden_win": float(((dd > 0) + 0.5 * (dd == 0)).mean()), "dpo_best_epoch": res["best_epoch"]}
+    amp = res["data"].get("amplify")
+    if amp:
+        row["amplify"] = {k: amp.get(k) for k in ("used", "cv_accuracy", "inputs", "pairs")}
+    return row
 
 
 def eval_set(base, hidden: HiddenJudge, out: Path, args) -> dict:
@@ -189,6 +198,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pair-seed", type=int, default=0)
     add_sampler_args(p)
     p.add_argument("--dpo", action="store_true", help="also Flow-DPO per condition (slow)")
+    p.add_argument("--amplify", action="store_true",
+                   help="with --dpo: reward amplification on (configs/dpo.yaml amplify, the reward fit on each "
+                        "condition's training pairs with --reward-classifier), as the online loop trains")
     p.add_argument("--dpo-conditions", nargs="+", default=["honest_only", "weighted", "unweighted"])
     p.add_argument("--config", default=None, help="DPO config for --dpo (default configs/dpo.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DPO config override")
