@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -158,12 +159,15 @@ def test_n_answers_trigger_one_round_and_a_second_waits_for_it(prefect_server, l
     bot = BotConfig(email="bot@driftsketch.test", noise=0.0)
     try:
         _wait("the receiver", lambda: "receiving Label Studio webhooks" in (tmp_path / "receiver.log").read_text(), 60)
-        t0 = time.monotonic()
         assert run_bot(ls, pid, store, tiny_judge, bot, limit=N, progress=False)["answered"] == N
         first = _wait("a triggered run to start", lambda: [r for r in runs() if r["state_type"] == "RUNNING"],
                       180)[0]
         assert len(runs()) == 1  # N answers: one round
-        time.sleep(max(0.0, t0 + WITHIN + 1 - time.monotonic()))  # answers inside the fired window are not counted
+        # answers inside the fired window are not counted: wait until it closed. It opened at the first event, which
+        # Prefect stamps when the receiver emits it (seconds after the bot answered on a loaded machine: timing the
+        # window from before the bot flaked)
+        opened = _wait("the first annotation event", lambda: _first_event_time(server, pid), 60)
+        time.sleep(max(0.0, opened + WITHIN + 1 - time.time()))
         assert run_bot(ls, pid, store, tiny_judge, bot, limit=N, progress=False)["answered"] == N  # during round 1
         second = _wait("a second triggered run", lambda: [r for r in runs() if r["id"] != first["id"]], 120)[0]
         assert second["state_type"] in ("SCHEDULED", "PENDING"), second["state_name"]  # queued, not running
@@ -180,6 +184,18 @@ def test_n_answers_trigger_one_round_and_a_second_waits_for_it(prefect_server, l
     assert "AwaitingConcurrencySlot" in _state_names(server, two["id"])  # held back by the limit, then run
     pulled = sum(1 for r in PreferenceStore(tmp_path / "prefs").records())
     assert pulled == 2 * N  # everything the bot answered, exactly once, over the two rounds
+
+
+def _first_event_time(server, project: int) -> float | None:
+    """Epoch seconds Prefect stamped on the first annotation event of Label Studio project ``project``."""
+    import httpx
+
+    from tasks.events import EVENT
+
+    body = {"filter": {"event": {"name": [EVENT]}, "resource": {"id": [f"driftsketch.labelstudio.project.{project}"]}},
+            "limit": 50}
+    events = httpx.post(f"{server.api_url}/events/filter", json=body, timeout=30).raise_for_status().json()["events"]
+    return min(datetime.fromisoformat(e["occurred"]).timestamp() for e in events) if events else None
 
 
 def _state_names(server, run_id: str) -> list[str]:
