@@ -82,6 +82,15 @@ class AnnotatorsConfig(Config):
         return self
 
 
+class AnchorConfig(Config):
+    """``anchor`` in configs/dpo.yaml: a CFM loss on real training sketches beside the preference loss."""
+
+    defaults_from: ClassVar[str] = "dpo.yaml:anchor"
+    data: str  # a data spec (``builtin`` or an imported .npz); "" = off
+    weight: NonNegativeFloat  # x the CFM loss on one batch of real sketches per step
+    batch_size: Count
+
+
 class DPOConfig(Config):
     """Every knob of ``train_dpo``; see configs/dpo.yaml for what each does and why it has its value."""
 
@@ -102,6 +111,7 @@ class DPOConfig(Config):
     class_dropout: Fraction
     loss_cfg_scale: float  # 1 = DPO on the conditional velocity; e.g. 2 = on the CFG-guided velocity
     augment: AugmentConfig  # shared by a pair
+    anchor: AnchorConfig  # CFM loss on real sketches each step (dpo/anchor.py)
     trainable: list[str]  # glob patterns of parameters to tune; [] = all
     t_min: Fraction  # training t in [t_min, 1]: > 0 skips the noise-dominated start of the path
     t_power: PositiveFloat  # training t = u ** t_power, u ~ U(0, 1); < 1 biases toward t = 1 (data end)

@@ -24,6 +24,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from tqdm import tqdm
 
 from dpo.amplify import amplify, fit_on_dataset
+from dpo.anchor import load_anchor
 from dpo.config import DPOConfig
 from dpo.dataset import PreferenceDataset
 from driftsketch.split import unit_hash
@@ -40,6 +41,7 @@ from driftsketch.checkpoint import (
 from driftsketch.config import replace_config, to_dict
 from driftsketch.device import require_device
 from driftsketch.errors import DriftSketchError, check_out_dir
+from driftsketch.flow import cfm_loss
 from driftsketch.evaluation.classifier import SketchClassifier
 from driftsketch.tracking import RunLogger
 
@@ -244,6 +246,7 @@ class _Run:
 
     def __init__(self, cfg: DPOConfig, policy, ref, base: dict):
         self.cfg, self.policy, self.ref, self.base = cfg, policy, ref, base
+        self.anchor = load_anchor(cfg.anchor, policy.class_names)
         self.ref_heldout = ReplayedForward(ref)  # the held-out evaluation's fixed inputs repeat every epoch
         tuned = [p for p in policy.parameters() if p.requires_grad]  # all, unless cfg.trainable narrows it
         self.opt = torch.optim.AdamW(tuned, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -447,6 +450,8 @@ def _train_epoch(run: _Run, data: Dataset, logger: RunLogger, bar: tqdm) -> dict
         loss, m = flow_dpo_loss(policy, run.ref, x_w, x_l, y, beta=cfg.beta, x0=x0, t=t, num_t=cfg.num_t,
                                 sft_weight=cfg.sft_weight, cfg_scale=cfg.loss_cfg_scale, generator=gen,
                                 target=target, weight=weight)
+        if run.anchor is not None:
+            loss = loss + cfg.anchor.weight * _anchor_loss(run, gen, m)
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         m["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
@@ -463,6 +468,14 @@ def _train_epoch(run: _Run, data: Dataset, logger: RunLogger, bar: tqdm) -> dict
     return {k: v / max(n, 1) for k, v in totals.items()}
 
 
+def _anchor_loss(run: _Run, gen: torch.Generator, metrics: dict[str, float]) -> torch.Tensor:
+    """CFM loss on one batch of real sketches (dpo/anchor.py); recorded as ``loss_anchor``."""
+    x1, y = run.anchor.draw(gen)
+    loss = cfm_loss(run.policy, x1.to(run.cfg.device), y.to(run.cfg.device), run.cfg.class_dropout, gen)
+    metrics["loss_anchor"] = loss.item()
+    return loss
+
+
 def _epoch_row(epoch: int, train_m: dict, held_m: dict) -> dict:
     row = {"epoch": epoch}
     row.update({f"train/{k}": v for k, v in train_m.items()})
@@ -476,8 +489,9 @@ def _epoch_row(epoch: int, train_m: dict, held_m: dict) -> dict:
 
 def _epoch_line(row: dict) -> str:
     g = lambda k: row.get(k, float("nan"))  # noqa: E731
+    anchor = f", anchor {row['train/loss_anchor']:.4f}" if "train/loss_anchor" in row else ""
     return (f"epoch {row['epoch']}: loss {g('train/loss'):.4f} (dpo {g('train/loss_dpo'):.4f}, sft "
-            f"{g('train/loss_sft'):.4f}) acc {g('train/implicit_accuracy'):.3f} reward_diff "
+            f"{g('train/loss_sft'):.4f}{anchor}) acc {g('train/implicit_accuracy'):.3f} reward_diff "
             f"{g('train/reward_diff_mean'):+.3f} mse_w-ref {g('train/mse_gap_w'):+.2e} | held-out acc "
             f"{g('heldout/implicit_accuracy'):.3f} loss {g('heldout/loss_dpo'):.4f}")
 
