@@ -221,7 +221,11 @@ def compare(setup: Setup, tuned: np.ndarray, base: np.ndarray, labels: np.ndarra
 
 
 def dpo_overrides(setup: Setup, current: str, store: Path, rdir: Path, seed: int, amp_seed: int, args) -> list:
-    return list(args.set) + [(["base_checkpoint"], current), (["preference_dir"], str(store)), (["checkpoint_dir"], str(rdir)),
+    """The round's DPO settings on top of ``--set``: start from ``current``; the frozen reference is ``current``
+    too, or the data set's base with ``--reference base`` (the round's ``dpo.reference``)."""
+    reference = setup.base_path if args.reference == "base" else current
+    return list(args.set) + [(["base_checkpoint"], current), (["reference_checkpoint"], reference),
+                   (["preference_dir"], str(store)), (["checkpoint_dir"], str(rdir)),
                    (["wandb"], False), (["num_threads"], args.threads), (["seed"], seed),
                    (["amplify", "enabled"], True), (["amplify", "reward", "classifier"], setup.reward_classifier),
                    (["amplify", "groups_per_class"], args.groups_per_class), (["amplify", "seed_per_model"], False),
@@ -305,6 +309,10 @@ def check_resume(done: Path, args) -> dict:
     if groups is not None and groups != args.groups_per_class:
         raise SystemExit(f"{done}: made with {groups} amplification groups per class, not {args.groups_per_class}; "
                          f"pass --groups-per-class {groups} or use another --out")
+    reference = row.get("reference", "current")  # earlier rows do not say (they used the current model)
+    if reference != args.reference:
+        raise SystemExit(f"{done}: made with the {reference} model as DPO reference; pass --reference {reference} "
+                         "or use another --out")
     measured = row.get("eval", {}).get("quality_per_class", QUALITY_PER_CLASS_BEFORE) if "eval" in row else None
     if measured is not None and measured != args.quality_per_class:
         raise SystemExit(f"{done}: quality metrics on {measured} samples per class, not {args.quality_per_class}; "
@@ -336,7 +344,8 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
         row = {"round": r, "labels": (r + 1) * args.pairs_per_round, "checkpoint": str(res.checkpoint_path),
                "answers": {c: sum(x.preference == c for x in recs) for c in ("a", "b", "tie")},
                "best_epoch": res.best_epoch, "amplify": _amp_summary(res.data_summary.get("amplify")),
-               "promotion_gate": gate is not None, "groups_per_class": args.groups_per_class}
+               "promotion_gate": gate is not None, "groups_per_class": args.groups_per_class,
+               "reference": args.reference}
         if gate is not None:
             row["gate"] = gate.decide(load_model(res.checkpoint_path), model, load_model(setup.base_path), recs, cfg, r)
             row["checkpoint"] = row["checkpoint"] if row["gate"]["promoted"] else current
@@ -632,6 +641,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "earlier runs, which do not record it, used 4)")
     p.add_argument("--eval-num-t", type=int, default=2, help="time draws per held-out pair in train_dpo")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DPO config override")
+    p.add_argument("--reference", choices=["current", "base"], default=yaml_defaults("round.yaml:dpo")["reference"],
+                   help="Flow-DPO's frozen reference each round: the model the round starts from, or the data set's "
+                        "base (the round's dpo.reference; default: configs/round.yaml's)")
     p.add_argument("--shard", default="0/1", help="i/n: run every n-th cell starting at i")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--promotion-gate", action=argparse.BooleanOptionalAction, default=True,

@@ -150,10 +150,17 @@ def decide(kind: str, tasks: list, store: PreferenceStore, judge, cfg: BotConfig
                      cfg.always_left_share, cfg.reversed_share)
 
 
-def _answer(kind: str, names: dict, task, store: PreferenceStore, judge, cfg: BotConfig,
-            rng: np.random.Generator) -> tuple[str, list[dict]]:
+def task_rng(seed: int, data: dict) -> np.random.Generator:
+    """The random draws behind one answer: from the bot's seed and the sketches the task shows, so an answer
+    does not depend on the order Label Studio hands tasks out (nor on its task ids): the same bot gives the
+    same answers to the same pairs on every run."""
+    key = "\n".join(str(data.get(k, "")) for k in ("beziers_a", "beziers_b", "class_label"))
+    return np.random.default_rng([seed, int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")])
+
+
+def _answer(kind: str, names: dict, task, store: PreferenceStore, judge, cfg: BotConfig) -> tuple[str, list[dict]]:
     """The bot's answer to one task (its key for the counts, and the annotation result)."""
-    choice = decide(kind, [task], store, judge, cfg, rng)[0]
+    choice = decide(kind, [task], store, judge, cfg, task_rng(cfg.seed, task.data))[0]
     return str(choice), _results(kind, names, [choice], [task.data.get("left", "a")])[0]
 
 
@@ -169,7 +176,6 @@ def run_bot(ls: LabelStudio, project_id: int, store: PreferenceStore, judge, cfg
     config = with_retries(lambda: ls.projects.get(project_id).label_config, url)
     kind, names = project_kind(config), control_names(config)
     me = BotUser.login(ls, cfg.email)
-    rng = np.random.default_rng(cfg.seed)
     counts: dict[str, int] = {}
     skipped: list[str] = []
     seen: set[int] = set()
@@ -184,7 +190,7 @@ def run_bot(ls: LabelStudio, project_id: int, store: PreferenceStore, judge, cfg
             task = SimpleNamespace(id=int(got["id"]), data=got.get("data") or {})
             seen.add(task.id)
             try:
-                key, result = _answer(kind, names, task, store, judge, cfg, rng)
+                key, result = _answer(kind, names, task, store, judge, cfg)
             except (FileNotFoundError, KeyError, TypeError, ValueError, DriftSketchError) as exc:
                 with exclusive_lock(dispatch):
                     me.annotate(task.id, [], cancelled=True)  # releases the lock; others may still take it

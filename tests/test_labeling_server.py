@@ -238,6 +238,24 @@ def test_bot_answers_open_tasks_as_its_own_user_like_its_judge(labelstudio, sket
         assert by_a[rel] == ("a" if sa[i] > sb[i] else "b")
 
 
+def test_the_bot_gives_the_same_answers_whatever_order_label_studio_hands_tasks_out(labelstudio, sketches,
+                                                                                    tmp_path, judge):
+    """With coin-flip noise, the answer to a pair depends on the pair and the bot's seed only: the same pairs
+    pushed in the opposite order (other task ids, other dispatch order) get the same answers."""
+    from labeling.bot import run_bot
+
+    ls, answers = labelstudio.client(), []
+    cfg = BotConfig(email="order-bot@driftsketch.test", noise=0.5, tie_margin=0.0)
+    for name, order in (("order-fwd", list(range(8))), ("order-rev", list(range(7, -1, -1)))):
+        store, ids = PreferenceStore(tmp_path / name), _projects(ls, name)
+        _push(ls, ids["pairwise"], _pairs(sketches, order, [i + 8 for i in order]), store, tmp_path / name)
+        assert run_bot(ls, ids["pairwise"], store, judge, cfg, progress=False)["answered"] == 8
+        _pull(ls, ids, store, tmp_path / name)
+        answers.append({(r.beziers_a, r.beziers_b): r.preference for r in store.records()})
+    assert len(answers[0]) == 8 and answers[0] == answers[1]
+    assert set(answers[0].values()) == {"a", "b"}  # the noise did act
+
+
 def test_cli_start_status_stop_and_a_stopped_server(labelstudio, sketches, tmp_path):
     """A second server started by the CLI; stopped, a pull fails naming the URL and writes nothing;
     restarted (maybe on another port), the same pull succeeds."""

@@ -78,6 +78,8 @@ def test_gate_decisions_are_counted_and_a_run_cannot_switch_gate_setting(tmp_pat
     assert "toy/slant@500 0.80" in ps.markdown(ps.summarize(tmp_path))
     done = tmp_path / "toy" / "slant" / "s0" / "round_00.json"
     assert ps.check_resume(done, ps.parse_args([]))["checkpoint"] == "x"
+    with pytest.raises(SystemExit, match="made with the current model as DPO reference; pass --reference current"):
+        ps.check_resume(done, ps.parse_args(["--reference", "base"]))  # rows before --reference used the current model
     with pytest.raises(SystemExit, match="made with the promotion gate; rerun without --no-promotion-gate, or use another --out"):
         ps.check_resume(done, ps.parse_args(["--no-promotion-gate"]))
     with pytest.raises(SystemExit, match="round_00.json: made with 128 gate samples per class, not 32; pass --gate-per-class 128"):
