@@ -6,7 +6,8 @@
 For every (data set, annotator, seed) finished in both runs (``benchmarks/preference_suite.py --out A`` and
 ``--out B``), the win rate after ``--labels`` labels under the annotator's noise-free score, per seed and as
 the mean of each arm, the paired difference B - A per cell, the rounds whose reward passed its gate
-(amplified) and whose candidate was promoted, and the recognizability difference (evaluation classifier).
+(amplified) and whose candidate was promoted, the recognizability difference, and FD and continuity of each arm
+(evaluation classifier; the drift a change may stop or cause).
 Pooled over every paired run: mean difference, its sd and standard error, and how many runs went up, down
 or stayed. Only runs both arms finished count; the script says which ones it left out. Prints markdown.
 """
@@ -31,11 +32,12 @@ def rounds_up_to(run: dict, labels: int) -> list[dict]:
 
 
 def run_figures(run: dict, cell: str, labels: int) -> dict | None:
-    """Win rate, recognizability and round counts of one run after ``labels`` labels (None: not finished)."""
+    """Win rate, quality metrics and round counts of one run after ``labels`` labels (None: not finished)."""
     if "eval" not in run.get(str(labels), {}):
         return None
     ev, rounds = run[str(labels)]["eval"], rounds_up_to(run, labels)
     return {"win": ev["annotators"][cell]["win_rate"], "recognizability": ev["metrics"]["recognizability"],
+            "fd": ev["metrics"].get("fd"), "continuity": ev["metrics"].get("continuity"),
             "amplified": sum(bool(r.get("amplify", {}).get("used")) for r in rounds),
             "promoted": sum(bool(r.get("promoted", True)) for r in rounds), "rounds": len(rounds)}
 
@@ -45,7 +47,7 @@ def paired_runs(a: dict, b: dict, labels: int) -> tuple[dict, list[str]]:
     pairs: dict = {}
     missing = []
     for data in sorted(set(a) | set(b)):
-        for cell in sorted(set(a.get(data, {})) | set(b.get(data, {}))):
+        for cell in sorted((set(a.get(data, {})) | set(b.get(data, {}))) - {"control"}):  # no taste of its own
             seeds = set(a.get(data, {}).get(cell, {})) | set(b.get(data, {}).get(cell, {}))
             for seed in sorted(seeds, key=lambda s: int(s[1:])):
                 fa = run_figures(a.get(data, {}).get(cell, {}).get(seed, {}), cell, labels)
@@ -75,12 +77,19 @@ def pooled(diffs: list[float]) -> dict:
             "up": int((d > 1e-9).sum()), "down": int((d < -1e-9).sum()), "equal": int((np.abs(d) <= 1e-9).sum())}
 
 
+def arm_means(fa: list[dict], fb: list[dict], key: str, fmt: str) -> str:
+    """``mean A -> mean B`` of a metric over the seeds, or n/a where a run did not record it."""
+    if any(f[key] is None for f in fa + fb):
+        return "n/a"
+    return f"{np.mean([f[key] for f in fa]):{fmt}} -> {np.mean([f[key] for f in fb]):{fmt}}"
+
+
 def markdown(pairs: dict, names: tuple[str, str], labels: int) -> tuple[str, dict]:
     """The per-cell table and the pooled line, and the same as a dict."""
     na, nb = names
     lines = [f"| data | annotator | {na} (per seed) | {nb} (per seed) | mean {na} -> {nb} | paired {nb} - {na} "
-             f"(points) | amplified rounds | promoted rounds | recognizability vs {na} (points) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"(points) | amplified rounds | promoted rounds | recognizability vs {na} (points) | FD | continuity |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     out, all_diffs = {"labels": labels, "names": list(names), "cells": {}}, []
     for (data, cell), by_seed in pairs.items():
         fa = [v[0] for v in by_seed.values()]
@@ -94,7 +103,8 @@ def markdown(pairs: dict, names: tuple[str, str], labels: int) -> tuple[str, dic
             f"| {data} | {cell} | {wa} | {wb} "
             f"| {np.mean([f['win'] for f in fa]) * 100:.1f} -> {np.mean([f['win'] for f in fb]) * 100:.1f} "
             f"| {points(np.mean(diffs)):+.1f} | {sum(f['amplified'] for f in fa)} -> {sum(f['amplified'] for f in fb)} "
-            f"of {n_rounds} | {sum(f['promoted'] for f in fa)} -> {sum(f['promoted'] for f in fb)} | {points(rec):+.1f} |")
+            f"of {n_rounds} | {sum(f['promoted'] for f in fa)} -> {sum(f['promoted'] for f in fb)} | {points(rec):+.1f} "
+            f"| {arm_means(fa, fb, 'fd', '.2f')} | {arm_means(fa, fb, 'continuity', '.3f')} |")
         out["cells"][f"{data}/{cell}"] = {"seeds": list(by_seed), "a": fa, "b": fb, "diff_points": np.mean(diffs) * 100}
     if all_diffs:
         p = pooled(all_diffs)

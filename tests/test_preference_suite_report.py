@@ -110,7 +110,8 @@ def _arm(out: Path, wins: dict[tuple[str, int], float], amplified: bool) -> None
         for r in range(5):
             row = {"labels": 100 * (r + 1), "amplify": {"used": amplified and r > 0}, "gate": {"promoted": r != 2}}
             if r == 4:
-                row["eval"] = {"metrics": {"recognizability": 0.70 + (0.01 if amplified else 0.0)},
+                row["eval"] = {"metrics": {"recognizability": 0.70 + (0.01 if amplified else 0.0),
+                                           "fd": 2.0 + seed + (0.5 if amplified else 0.0), "continuity": 0.9},
                                "annotators": {cell: {"win_rate": win, "shift_std": 0.0}}}
             (d / f"round_{r:02d}.json").write_text(json.dumps(row))
 
@@ -123,7 +124,8 @@ def test_suite_compare_pairs_runs_seed_by_seed_and_leaves_out_unfinished_ones(tm
     suite_compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--names", "off", "on",
                         "--json", str(tmp_path / "cmp.json")])
     text = capsys.readouterr().out
-    assert "| toy | smooth | 55.0, 60.0 | 65.0, 58.0 | 57.5 -> 61.5 | +4.0 | 0 -> 8 of 10 | 8 -> 8 | +1.0 |" in text
+    assert ("| toy | smooth | 55.0, 60.0 | 65.0, 58.0 | 57.5 -> 61.5 | +4.0 | 0 -> 8 of 10 | 8 -> 8 | +1.0 | 2.50 -> 3.00 "
+            "| 0.900 -> 0.900 |") in text
     assert "| toy | mixed | 50.0 | 50.0 | 50.0 -> 50.0 | +0.0 |" in text
     diffs = np.array([10.0, -2.0, 0.0])
     assert (f"Pooled over 3 paired runs (500 labels): **+2.7 points (sd {diffs.std(ddof=1):.1f}, "
