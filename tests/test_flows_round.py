@@ -114,6 +114,7 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     judged_in_round_1 = {k: r1["metrics_candidate"][k] for k in r2["metrics_current"]}
     assert r2["metrics_current"] != judged_in_round_1  # round 1's model judged afresh: no winner's curse
     assert reg.get(second).parent == first != second  # round 2 fine-tuned the model round 1 promoted
+    assert reg.load().rounds[r2["round_id"]].reference == base  # the shipped dpo.reference: the original base
     assert r2["retired"] == 4 + QUEUE - GOLD and r2["pushed"] == QUEUE  # stale tasks of `first` replaced by `second`'s
     assert set(reg.used_record_ids()) == set(reg.load().rounds[r1["round_id"]].record_ids) | set(
         reg.load().rounds[r2["round_id"]].record_ids)
