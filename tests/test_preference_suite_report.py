@@ -66,7 +66,7 @@ def test_gate_decisions_are_counted_and_a_run_cannot_switch_gate_setting(tmp_pat
         d = tmp_path / "toy" / "slant" / f"s{seed}"
         d.mkdir(parents=True)
         for r, promoted in enumerate(flags):
-            row = {"labels": 100 * (r + 1), "promotion_gate": True, "checkpoint": "x",
+            row = {"labels": 100 * (r + 1), "promotion_gate": True, "checkpoint": "x", "reference": "base",
                    "gate": {"promoted": promoted, "noise_seed": 20_000 + 100 * seed + r, "per_class": 128,
                             "settings": PromotionGate().model_dump()}}
             if r + 1 in (1, 5):
@@ -78,8 +78,15 @@ def test_gate_decisions_are_counted_and_a_run_cannot_switch_gate_setting(tmp_pat
     assert "toy/slant@500 0.80" in ps.markdown(ps.summarize(tmp_path))
     done = tmp_path / "toy" / "slant" / "s0" / "round_00.json"
     assert ps.check_resume(done, ps.parse_args([]))["checkpoint"] == "x"
+    with pytest.raises(SystemExit, match="made with the base model as DPO reference; pass --reference base"):
+        ps.check_resume(done, ps.parse_args(["--reference", "current"]))
+    row = json.loads(done.read_text())
+    del row["reference"]  # a row from before --reference: those runs used the current model
+    done.write_text(json.dumps(row))
+    assert ps.check_resume(done, ps.parse_args(["--reference", "current"]))["checkpoint"] == "x"
     with pytest.raises(SystemExit, match="made with the current model as DPO reference; pass --reference current"):
-        ps.check_resume(done, ps.parse_args(["--reference", "base"]))  # rows before --reference used the current model
+        ps.check_resume(done, ps.parse_args([]))  # the default follows configs/round.yaml: base
+    done.write_text(json.dumps({**row, "reference": "base"}))
     with pytest.raises(SystemExit, match="made with the promotion gate; rerun without --no-promotion-gate, or use another --out"):
         ps.check_resume(done, ps.parse_args(["--no-promotion-gate"]))
     with pytest.raises(SystemExit, match="round_00.json: made with 128 gate samples per class, not 32; pass --gate-per-class 128"):
@@ -148,7 +155,7 @@ def test_amplification_groups_are_reported_and_a_run_cannot_switch_them(tmp_path
     # a round from before the setting was recorded: 2 classes x 4 groups x 7 pairs amplified
     (d / "round_00.json").write_text(json.dumps({"labels": 100, "amplify": {"used": True, "pairs": 56}}))
     (d / "round_01.json").write_text(json.dumps({"labels": 200, "amplify": {"used": False}, "eval": ev,
-                                                 "groups_per_class": 16, "checkpoint": "x"}))
+                                                 "groups_per_class": 16, "checkpoint": "x", "reference": "base"}))
     s = ps.summarize(tmp_path)
     assert s["groups"] == {"toy": [4, 16]}
     assert "Amplification groups of 8 per class and round: toy 4, 16" in ps.markdown(s)
