@@ -44,6 +44,7 @@ from driftsketch.errors import DriftSketchError
 from driftsketch.fileio import exclusive_lock
 from driftsketch.evaluation.judges import prefer
 from driftsketch.sketch import validate_sketch
+from driftsketch.split import unit_hash
 from labeling.client import api_key_of, client_url, with_retries
 from labeling.config import BotConfig, check_misbehaviour_shares
 from labeling.projects import control_names, project_kind
@@ -155,7 +156,7 @@ def task_rng(seed: int, data: dict) -> np.random.Generator:
     does not depend on the order Label Studio hands tasks out (nor on its task ids): the same bot gives the
     same answers to the same pairs on every run."""
     key = "\n".join(str(data.get(k, "")) for k in ("beziers_a", "beziers_b", "class_label"))
-    return np.random.default_rng([seed, int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")])
+    return np.random.default_rng([seed, int(unit_hash(key) * 2**53)])
 
 
 def _answer(kind: str, names: dict, task, store: PreferenceStore, judge, cfg: BotConfig) -> tuple[str, list[dict]]:
