@@ -7,9 +7,11 @@ For every (data set, annotator, seed) finished in both runs (``benchmarks/prefer
 ``--out B``), the win rate after ``--labels`` labels under the annotator's noise-free score, per seed and as
 the mean of each arm, the paired difference B - A per cell, the rounds whose reward passed its gate
 (amplified) and whose candidate was promoted, the recognizability difference, and FD and continuity of each arm
-(evaluation classifier; the drift a change may stop or cause).
-Pooled over every paired run: mean difference, its sd and standard error, and how many runs went up, down
-or stayed. Only runs both arms finished count; the script says which ones it left out. Prints markdown.
+(evaluation classifier; the drift a change may stop or cause), and the preferred attribute's shift in base std.
+Pooled over every paired run but the global styles': mean difference, its sd and standard error, and how many
+runs went up, down or stayed. A global style's win sits near 100 % in both arms (any move of the attribute moves
+every sample the same way), so styles are compared on their shift instead, on a line of their own. Only runs
+both arms finished count; the script says which ones it left out. Prints markdown.
 """
 from __future__ import annotations
 
@@ -38,8 +40,19 @@ def run_figures(run: dict, cell: str, labels: int) -> dict | None:
     ev, rounds = run[str(labels)]["eval"], rounds_up_to(run, labels)
     return {"win": ev["annotators"][cell]["win_rate"], "recognizability": ev["metrics"]["recognizability"],
             "fd": ev["metrics"].get("fd"), "continuity": ev["metrics"].get("continuity"),
+            "shift": ev["annotators"][cell].get("shift_std"),
             "amplified": sum(bool(r.get("amplify", {}).get("used")) for r in rounds),
             "promoted": sum(bool(r.get("promoted", True)) for r in rounds), "rounds": len(rounds)}
+
+
+def annotator_kinds(*outs: Path) -> dict[tuple[str, str], str]:
+    """``{(data, annotator): kind}`` from the suites' setup_info.json files (style, per-sketch, ...)."""
+    kinds = {}
+    for out in outs:
+        for info in out.glob("*/setup_info.json"):
+            for name, ann in json.loads(info.read_text()).get("annotators", {}).items():
+                kinds[(info.parent.name, name)] = ann.get("kind", "?")
+    return kinds
 
 
 def paired_runs(a: dict, b: dict, labels: int) -> tuple[dict, list[str]]:
@@ -84,18 +97,22 @@ def arm_means(fa: list[dict], fb: list[dict], key: str, fmt: str) -> str:
     return f"{np.mean([f[key] for f in fa]):{fmt}} -> {np.mean([f[key] for f in fb]):{fmt}}"
 
 
-def markdown(pairs: dict, names: tuple[str, str], labels: int) -> tuple[str, dict]:
-    """The per-cell table and the pooled line, and the same as a dict."""
+def markdown(pairs: dict, names: tuple[str, str], labels: int, kinds: dict | None = None) -> tuple[str, dict]:
+    """The per-cell table, the pooled line (styles left out) and the styles' shifts, and the same as a dict."""
     na, nb = names
+    kinds = kinds or {}
     lines = [f"| data | annotator | {na} (per seed) | {nb} (per seed) | mean {na} -> {nb} | paired {nb} - {na} "
-             f"(points) | amplified rounds | promoted rounds | recognizability vs {na} (points) | FD | continuity |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    out, all_diffs = {"labels": labels, "names": list(names), "cells": {}}, []
+             f"(points) | amplified rounds | promoted rounds | recognizability vs {na} (points) | FD | continuity "
+             "| shift (base std) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out, all_diffs, styles = {"labels": labels, "names": list(names), "cells": {}}, [], []
     for (data, cell), by_seed in pairs.items():
         fa = [v[0] for v in by_seed.values()]
         fb = [v[1] for v in by_seed.values()]
         diffs = [b["win"] - a["win"] for a, b in zip(fa, fb)]
-        all_diffs += diffs
+        if kinds.get((data, cell)) == "style":
+            styles.append(f"{data}/{cell} {arm_means(fa, fb, 'shift', '+.2f')}")
+        else:
+            all_diffs += diffs
         rec = float(np.mean([b["recognizability"] - a["recognizability"] for a, b in zip(fa, fb)]))
         n_rounds = sum(f["rounds"] for f in fa)
         wa, wb = per_seed(fa), per_seed(fb)
@@ -104,14 +121,19 @@ def markdown(pairs: dict, names: tuple[str, str], labels: int) -> tuple[str, dic
             f"| {np.mean([f['win'] for f in fa]) * 100:.1f} -> {np.mean([f['win'] for f in fb]) * 100:.1f} "
             f"| {points(np.mean(diffs)):+.1f} | {sum(f['amplified'] for f in fa)} -> {sum(f['amplified'] for f in fb)} "
             f"of {n_rounds} | {sum(f['promoted'] for f in fa)} -> {sum(f['promoted'] for f in fb)} | {points(rec):+.1f} "
-            f"| {arm_means(fa, fb, 'fd', '.2f')} | {arm_means(fa, fb, 'continuity', '.3f')} |")
+            f"| {arm_means(fa, fb, 'fd', '.2f')} | {arm_means(fa, fb, 'continuity', '.3f')} "
+            f"| {arm_means(fa, fb, 'shift', '+.2f')} |")
         out["cells"][f"{data}/{cell}"] = {"seeds": list(by_seed), "a": fa, "b": fb, "diff_points": np.mean(diffs) * 100}
     if all_diffs:
         p = pooled(all_diffs)
         out["pooled"] = p
         lines.append("")
-        lines.append(f"Pooled over {p['runs']} paired runs ({labels} labels): **{points(p['mean'] / 100):+.1f} points "
-                     f"(sd {p['sd']:.1f}, SE {p['se']:.1f}; {p['up']} up, {p['down']} down, {p['equal']} equal)**")
+        left = " (global styles left out)" if styles else ""
+        lines.append(f"Pooled over {p['runs']} paired runs{left} ({labels} labels): **{points(p['mean'] / 100):+.1f} "
+                     f"points (sd {p['sd']:.1f}, SE {p['se']:.1f}; {p['up']} up, {p['down']} down, {p['equal']} equal)**")
+    if styles:
+        lines += ["", f"Global styles, judged by the preferred attribute's shift (base std, mean over seeds, {na} -> "
+                  f"{nb}): " + "; ".join(styles)]
     return "\n".join(lines), out
 
 
@@ -129,7 +151,7 @@ def main(argv=None) -> None:
     pairs, missing = paired_runs(collect(args.a), collect(args.b), args.labels)
     if not pairs:
         raise SystemExit(f"error: no run finished {args.labels} labels in both {args.a} and {args.b}")
-    text, out = markdown(pairs, tuple(args.names), args.labels)
+    text, out = markdown(pairs, tuple(args.names), args.labels, annotator_kinds(args.a, args.b))
     print(text)
     if missing:
         print(f"\nLeft out (not finished {args.labels} labels in both): {', '.join(missing)}")

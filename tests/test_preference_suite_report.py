@@ -110,7 +110,10 @@ def test_gate_decisions_are_counted_and_a_run_cannot_switch_gate_setting(tmp_pat
         ps.check_resume(done, ps.parse_args([]))
 
 
-def _arm(out: Path, wins: dict[tuple[str, int], float], amplified: bool) -> None:
+def _arm(out: Path, wins: dict[tuple[str, int], float], amplified: bool, shift: float = 0.0) -> None:
+    (out / "toy").mkdir(parents=True, exist_ok=True)
+    (out / "toy" / "setup_info.json").write_text(json.dumps(
+        {"annotators": {"smooth": {"kind": "per-sketch"}, "mixed": {"kind": "per-sketch"}, "wide": {"kind": "style"}}}))
     for (cell, seed), win in wins.items():
         d = out / "toy" / cell / f"s{seed}"
         d.mkdir(parents=True, exist_ok=True)
@@ -119,23 +122,27 @@ def _arm(out: Path, wins: dict[tuple[str, int], float], amplified: bool) -> None
             if r == 4:
                 row["eval"] = {"metrics": {"recognizability": 0.70 + (0.01 if amplified else 0.0),
                                            "fd": 2.0 + seed + (0.5 if amplified else 0.0), "continuity": 0.9},
-                               "annotators": {cell: {"win_rate": win, "shift_std": 0.0}}}
+                               "annotators": {cell: {"win_rate": win, "shift_std": shift + 0.1 * seed}}}
             (d / f"round_{r:02d}.json").write_text(json.dumps(row))
 
 
 def test_suite_compare_pairs_runs_seed_by_seed_and_leaves_out_unfinished_ones(tmp_path, capsys):
     import suite_compare
 
-    _arm(tmp_path / "a", {("smooth", 0): 0.55, ("smooth", 1): 0.60, ("mixed", 0): 0.50, ("mixed", 1): 0.7}, False)
-    _arm(tmp_path / "b", {("smooth", 0): 0.65, ("smooth", 1): 0.58, ("mixed", 0): 0.50}, True)
+    _arm(tmp_path / "a", {("smooth", 0): 0.55, ("smooth", 1): 0.60, ("mixed", 0): 0.50, ("mixed", 1): 0.7,
+                          ("wide", 0): 0.99}, False)
+    _arm(tmp_path / "b", {("smooth", 0): 0.65, ("smooth", 1): 0.58, ("mixed", 0): 0.50, ("wide", 0): 0.90}, True, 0.5)
     suite_compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--names", "off", "on",
                         "--json", str(tmp_path / "cmp.json")])
     text = capsys.readouterr().out
     assert ("| toy | smooth | 55.0, 60.0 | 65.0, 58.0 | 57.5 -> 61.5 | +4.0 | 0 -> 8 of 10 | 8 -> 8 | +1.0 | 2.50 -> 3.00 "
-            "| 0.900 -> 0.900 |") in text
+            "| 0.900 -> 0.900 | +0.05 -> +0.55 |") in text
     assert "| toy | mixed | 50.0 | 50.0 | 50.0 -> 50.0 | +0.0 |" in text
     diffs = np.array([10.0, -2.0, 0.0])
-    assert (f"Pooled over 3 paired runs (500 labels): **+2.7 points (sd {diffs.std(ddof=1):.1f}, "
+    assert "| toy | wide | 99.0 | 90.0 | 99.0 -> 90.0 | -9.0 |" in text  # shown, but not pooled: a style
+    assert "Global styles, judged by the preferred attribute's shift (base std, mean over seeds, off -> on): " \
+        "toy/wide +0.00 -> +0.50" in text
+    assert (f"Pooled over 3 paired runs (global styles left out) (500 labels): **+2.7 points (sd {diffs.std(ddof=1):.1f}, "
             f"SE {diffs.std(ddof=1) / np.sqrt(3):.1f}; 1 up, 1 down, 1 equal)**") in text
     assert "Left out (not finished 500 labels in both): toy/mixed/s1" in text
     saved = json.loads((tmp_path / "cmp.json").read_text())
