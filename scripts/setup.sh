@@ -6,6 +6,14 @@
 # GPU users: create .venv yourself first and install a CUDA torch there (see README), then run this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One setup at a time: the README's two commands may start together in a fresh clone, and two pip runs
+# filling one .venv at once break each other (seen: ModuleNotFoundError inside pip). The second waits,
+# then finds everything installed and skips it. flock -o: only flock itself holds the lock, not a server
+# a package's install script may leave running.
+if [ -z "${DRIFTSKETCH_SETUP_LOCKED:-}" ] && command -v flock >/dev/null; then
+  export DRIFTSKETCH_SETUP_LOCKED=1
+  exec flock -o .setup.lock bash scripts/setup.sh "$@"
+fi
 PY=${PYTHON:-python3}
 TORCH_SPEC=${DRIFTSKETCH_TORCH:-torch==2.13.0}
 
