@@ -429,18 +429,27 @@ def amplification_groups(by_cell: dict, n_classes: int) -> list[int]:
     return sorted(found)
 
 
+def setup_infos(out: Path) -> dict[str, dict]:
+    """``{data set: setup_info.json}`` of a suite run (classes, annotators and their kinds)."""
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(out.glob("*/setup_info.json"))}
+
+
+def annotator_kinds(*outs: Path) -> dict[tuple[str, str], str]:
+    """``{(data, annotator): kind}`` from the suites' setup_info.json files (style, per-sketch, ...)."""
+    return {(data, name): ann.get("kind", "?") for out in outs for data, info in setup_infos(out).items()
+            for name, ann in info.get("annotators", {}).items()}
+
+
 def summarize(out: Path) -> dict:
     """Mean and spread over seeds per (data, annotator, labels), the control at 500 and the headline."""
-    raw, setups = collect(out), {}
-    for p in out.glob("*/setup_info.json"):
-        setups[p.parent.name] = json.loads(p.read_text())
+    raw, setups, kinds = collect(out), setup_infos(out), annotator_kinds(out)
     table, all_500 = [], []
     for data, by_cell in sorted(raw.items()):
         control = by_cell.get("control", {})
         for cell, by_seed in sorted(by_cell.items()):
             if cell == "control":
                 continue
-            kind = setups.get(data, {}).get("annotators", {}).get(cell, {}).get("kind", "?")
+            kind = kinds.get((data, cell), "?")
             base_seeds = _base_metrics(out, data).get("per_seed", {})
             for labels in sorted({int(k) for s in by_seed.values() for k in s if "eval" in s[k]}):
                 done = {seed: s[str(labels)]["eval"] for seed, s in by_seed.items() if "eval" in s.get(str(labels), {})}
@@ -475,8 +484,7 @@ def summarize(out: Path) -> dict:
                 "win_at_500_std_over_cells": float(np.std(cell_means, ddof=1)) if len(cell_means) > 1 else None,
                 "runs": len(wins), "cells": len(cell_means), "by_kind": {}}
     for data, cell, w in all_500:  # styles win ~every pair by any drift their way: read them apart from the rest
-        kind = setups.get(data, {}).get("annotators", {}).get(cell, {}).get("kind", "?")
-        headline["by_kind"].setdefault(kind, []).append(w)
+        headline["by_kind"].setdefault(kinds.get((data, cell), "?"), []).append(w)
     headline["by_kind"] = {k: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
                                "runs": len(v)} for k, v in sorted(headline["by_kind"].items())}
     failed = {"/".join(p.parent.parts[-3:]): json.loads(p.read_text())["error"]

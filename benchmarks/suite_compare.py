@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from preference_suite import collect  # noqa: E402
+from preference_suite import annotator_kinds, collect  # noqa: E402
 
 from driftsketch.fileio import atomic_write_text  # noqa: E402
 
@@ -43,16 +43,6 @@ def run_figures(run: dict, cell: str, labels: int) -> dict | None:
             "shift": ev["annotators"][cell].get("shift_std"),
             "amplified": sum(bool(r.get("amplify", {}).get("used")) for r in rounds),
             "promoted": sum(bool(r.get("promoted", True)) for r in rounds), "rounds": len(rounds)}
-
-
-def annotator_kinds(*outs: Path) -> dict[tuple[str, str], str]:
-    """``{(data, annotator): kind}`` from the suites' setup_info.json files (style, per-sketch, ...)."""
-    kinds = {}
-    for out in outs:
-        for info in out.glob("*/setup_info.json"):
-            for name, ann in json.loads(info.read_text()).get("annotators", {}).items():
-                kinds[(info.parent.name, name)] = ann.get("kind", "?")
-    return kinds
 
 
 def paired_runs(a: dict, b: dict, labels: int) -> tuple[dict, list[str]]:
