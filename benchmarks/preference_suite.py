@@ -384,6 +384,10 @@ def cells(setups: list[Setup], args) -> list[tuple]:
     """(rounds, setup, annotator or None, seed) in the order the suite runs them: every cell to 5 rounds and
     the controls first, then every cell to the full count, so a partial run covers all cells at 500 labels."""
     wanted = set(args.annotators) if args.annotators else None
+    known = {a.name for s in setups for a in s.annotators} | {"control"}
+    if wanted and wanted - known:
+        raise SystemExit(f"--annotators: no annotator named {', '.join(sorted(wanted - known))} "
+                         f"(known: {', '.join(sorted(known))})")
     todo = []
     for target in sorted({min(CONTROL_ROUNDS, args.rounds), args.rounds}):
         for seed in args.seeds:
@@ -639,7 +643,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="a data set (builtin or an imported .npz) and the base model trained on it; repeatable")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--annotators", nargs="*", default=None, help="only these annotators (default: all)")
+    p.add_argument("--annotators", nargs="*", default=None,
+                   help="only these annotators (default: all); the controls run unless --no-control, so "
+                        "'--annotators control' runs only them")
     p.add_argument("--no-control", action="store_true")
     p.add_argument("--pairs-per-round", type=int, default=100)
     p.add_argument("--label-noise", type=float, default=0.1)

@@ -171,3 +171,18 @@ def test_amplification_groups_are_reported_and_a_run_cannot_switch_them(tmp_path
     assert ps.check_resume(d / "round_01.json", args)["checkpoint"] == "x"
     with pytest.raises(SystemExit, match="made with 16 amplification groups per class, not 4; pass --groups-per-class 16"):
         ps.check_resume(d / "round_01.json", ps.parse_args(["--no-promotion-gate", "--groups-per-class", "4"]))
+
+
+def test_annotator_filter_runs_named_cells_control_alone_and_refuses_unknown_names():
+    from types import SimpleNamespace
+    setup = SimpleNamespace(annotators=[SimpleNamespace(name="smooth"), SimpleNamespace(name="wide")])
+
+    def todo(*argv):
+        return [(r, a.name if a else "control", seed) for r, _, a, seed in ps.cells([setup], ps.parse_args(list(argv)))]
+
+    assert todo("--seeds", "2", "--rounds", "5", "--annotators", "wide") == [(5, "wide", 2), (5, "control", 2)]
+    assert todo("--seeds", "0", "1", "--rounds", "5", "--annotators", "control") == [(5, "control", 0), (5, "control", 1)]
+    assert todo("--seeds", "0", "--rounds", "10", "--no-control") == [(5, "smooth", 0), (5, "wide", 0),
+                                                                        (10, "smooth", 0), (10, "wide", 0)]
+    with pytest.raises(SystemExit, match="no annotator named smoth"):
+        todo("--annotators", "smoth")
