@@ -54,6 +54,7 @@ from annotators import (  # noqa: E402
 
 from dpo.config import load_dpo_config  # noqa: E402
 from dpo.records import PreferenceRecord  # noqa: E402
+from dpo.selection import select_from_store  # noqa: E402
 from dpo.store import PreferenceStore  # noqa: E402
 from dpo.trainer import DPOError, train_dpo  # noqa: E402
 from suite_gate import SuiteGate  # noqa: E402
@@ -233,17 +234,33 @@ def dpo_overrides(setup: Setup, current: str, store: Path, rdir: Path, seed: int
                    (["eval_num_t"], args.eval_num_t)]
 
 
-def label_round(setup: Setup, ann: Annotator | None, model, store: PreferenceStore, cell: str, seed: int, r: int,
-                args) -> list[PreferenceRecord]:
-    """100 pairs from ``model`` (round 0: the base, the same pairs for every annotator of a seed), answered
-    by ``ann`` (``None``: at random, the control), appended to ``store``."""
-    n_cls = len(setup.class_names)
-    labels = np.arange(args.pairs_per_round) % n_cls
-    if r == 0:  # from the base: the same pairs for every annotator of a seed, sampled once
-        a, na, b, nb = base_pairs(setup, model, labels, seed, args)
-    else:
-        key = stable_int(setup.name, cell, seed, r)
+def round_pairs(setup: Setup, model, store: PreferenceStore, cell: str, seed: int, r: int, cfg, args) -> tuple:
+    """The round's ``(labels, (a, noise_a, b, noise_b), selection info)``: round 0 the base's pairs, the same for
+    every annotator of a seed; later rounds fresh pairs of ``model``, or with ``--selection uncertain`` the least
+    sure of ``--candidates`` times as many under an ensemble fit on the store's human pairs, as the round does
+    (``dpo.selection.select_from_store``; random while the store has fewer than ``min_labeled_pairs``)."""
+    n, n_cls = args.pairs_per_round, len(setup.class_names)
+    labels = np.arange(n) % n_cls
+    if r == 0:
+        return labels, base_pairs(setup, model, labels, seed, args), {"selection": "random"}
+    key = stable_int(setup.name, cell, seed, r)
+    if args.selection == "random":
         (a, na), (b, nb) = sample(model, labels, key, args), sample(model, labels, key + 1, args)
+        return labels, (a, na, b, nb), {"selection": "random"}
+    cand = np.arange(n * args.candidates) % n_cls
+    (a, na), (b, nb) = sample(model, cand, key, args), sample(model, cand, key + 1, args)
+    keep, info = select_from_store(str(store.root), setup.class_names, SketchClassifier.load(setup.reward_classifier),
+                                   cfg, a, b, cand, n, args.ensemble, seed)
+    if info["human_pairs"] < args.min_labeled_pairs:
+        keep, info = np.arange(n), {"selection": "random", "reason": f"{info['human_pairs']} human pairs"}
+    return cand[keep], (a[keep], na[keep], b[keep], nb[keep]), info
+
+
+def label_round(setup: Setup, ann: Annotator | None, model, store: PreferenceStore, cell: str, seed: int, r: int,
+                cfg, args) -> list[PreferenceRecord]:
+    """100 pairs from ``model`` (:func:`round_pairs`), answered by ``ann`` (``None``: at random, the control),
+    appended to ``store``."""
+    labels, (a, na, b, nb), _ = round_pairs(setup, model, store, cell, seed, r, cfg, args)
     rng = np.random.default_rng(stable_int(cell, seed, r, "answers"))
     if ann is None:
         choices = [["a", "b", "tie"][k] for k in rng.choice(3, len(labels), p=[0.45, 0.45, 0.10])]
@@ -313,6 +330,9 @@ def check_resume(done: Path, args) -> dict:
     if reference != args.reference:
         raise SystemExit(f"{done}: made with the {reference} model as DPO reference; pass --reference {reference} "
                          "or use another --out")
+    selection = row.get("selection", "random")  # earlier rows do not say (they pushed random pairs)
+    if selection != args.selection:
+        raise SystemExit(f"{done}: made with {selection} pair selection; pass --selection {selection} or use another --out")
     measured = row.get("eval", {}).get("quality_per_class", QUALITY_PER_CLASS_BEFORE) if "eval" in row else None
     if measured is not None and measured != args.quality_per_class:
         raise SystemExit(f"{done}: quality metrics on {measured} samples per class, not {args.quality_per_class}; "
@@ -336,16 +356,16 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
             continue
         t0 = time.perf_counter()
         model = load_model(current)
-        recs = label_round(setup, ann, model, store, cell, seed, r, args)
         rdir = root / f"r{r:02d}"
         cfg = load_dpo_config(overrides=dpo_overrides(setup, current, store.root, rdir, seed,
                                                        stable_int(setup.name, cell, seed, r, "amplify"), args))
+        recs = label_round(setup, ann, model, store, cell, seed, r, cfg, args)
         res = train_dpo(cfg, records=recs, progress=False)
         row = {"round": r, "labels": (r + 1) * args.pairs_per_round, "checkpoint": str(res.checkpoint_path),
                "answers": {c: sum(x.preference == c for x in recs) for c in ("a", "b", "tie")},
                "best_epoch": res.best_epoch, "amplify": _amp_summary(res.data_summary.get("amplify")),
                "promotion_gate": gate is not None, "groups_per_class": args.groups_per_class,
-               "reference": args.reference}
+               "reference": args.reference, "selection": args.selection}
         if gate is not None:
             row["gate"] = gate.decide(load_model(res.checkpoint_path), model, load_model(setup.base_path), recs, cfg, r)
             row["checkpoint"] = row["checkpoint"] if row["gate"]["promoted"] else current
@@ -658,6 +678,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--reference", choices=["current", "base"], default=yaml_defaults("round.yaml:dpo")["reference"],
                    help="Flow-DPO's frozen reference each round: the model the round starts from, or the data set's "
                         "base (the round's dpo.reference; default: configs/round.yaml's)")
+    gen = yaml_defaults("round.yaml:generate")
+    p.add_argument("--selection", choices=["random", "uncertain"], default="random",
+                   help="which pairs a round asks about after round 0 (the round's generate.selection is "
+                        f"{gen['selection']})")
+    p.add_argument("--candidates", type=int, default=gen["candidates"], help="uncertain: candidate pairs per pair asked")
+    p.add_argument("--ensemble", type=int, default=gen["ensemble"], help="uncertain: reward models in the ensemble")
+    p.add_argument("--min-labeled-pairs", type=int, default=gen["min_labeled_pairs"],
+                   help="uncertain: random pairs while the store has fewer human pairs")
     p.add_argument("--shard", default="0/1", help="i/n: run every n-th cell starting at i")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--promotion-gate", action=argparse.BooleanOptionalAction, default=True,

@@ -89,3 +89,17 @@ def select_uncertain(models: list[Scorer], a: np.ndarray, b: np.ndarray, labels:
         idx = np.flatnonzero(labels == c)
         keep.extend(idx[np.argsort(closeness[idx], kind="stable")[:q]].tolist())
     return np.sort(np.asarray(keep, dtype=np.int64))
+
+
+def select_from_store(preference_dir: str, class_names: list[str], classifier, cfg, a: np.ndarray, b: np.ndarray,
+                      labels: np.ndarray, n: int, ensemble: int, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """The online round's rule: an ensemble of ``ensemble`` reward models fit on bootstrap resamples of the
+    store's human pairs (``cfg``: a DPO config, for its reward inputs and annotator rules) keeps the ``n``
+    candidate pairs ``(a[i], b[i])`` it is least sure about. Returns (sorted indices, info)."""
+    from dpo.amplify import dataset_arrays
+    from dpo.dataset import PreferenceDataset
+
+    human = PreferenceDataset(preference_dir, class_names, annotators=cfg.annotators, use_noise=False)
+    models = fit_ensemble(reward_fitter(classifier, cfg.amplify.reward), *dataset_arrays(human), k=ensemble, seed=seed)
+    keep = select_uncertain(models, a, b, labels, n)
+    return keep, {"selection": "uncertain", "human_pairs": len(human), "candidates": len(labels)}

@@ -108,19 +108,14 @@ def select_pairs(candidates_npz: str, out_path: str, num_pairs: int, preference_
     """Keep the ``num_pairs`` candidate pairs an ensemble of ``ensemble`` reward models (fit on bootstrap
     resamples of the store's human pairs, with the DPO config's reward features and annotator rules)
     is least sure about; writes them like :func:`generate_pairs`. Returns (path, info)."""
-    from dpo.amplify import dataset_arrays
     from dpo.config import load_dpo_config
-    from dpo.dataset import PreferenceDataset
-    from dpo.selection import fit_ensemble, reward_fitter, select_uncertain
+    from dpo.selection import select_from_store
     from driftsketch.evaluation.classifier import SketchClassifier
 
     z = dict(np.load(candidates_npz))
-    cfg = load_dpo_config(dpo_config, overrides)
-    human = PreferenceDataset(preference_dir, class_names, annotators=cfg.annotators, use_noise=False)
-    fit = reward_fitter(SketchClassifier.load(classifier), cfg.amplify.reward)
-    models = fit_ensemble(fit, *dataset_arrays(human), k=ensemble, seed=seed)
-    keep = select_uncertain(models, z["beziers_a"], z["beziers_b"], z["labels"], num_pairs)
-    info = {"selection": "uncertain", "human_pairs": len(human), "candidates": len(z["labels"])}
+    keep, info = select_from_store(preference_dir, class_names, SketchClassifier.load(classifier),
+                                   load_dpo_config(dpo_config, overrides), z["beziers_a"], z["beziers_b"], z["labels"],
+                                   num_pairs, ensemble, seed)
     buf = io.BytesIO()
     np.savez(buf, **{k: (v[keep] if k in PAIR_ARRAYS else v) for k, v in z.items()})
     return str(atomic_write_bytes(out_path, buf.getvalue())), info

@@ -87,6 +87,13 @@ def test_gate_decisions_are_counted_and_a_run_cannot_switch_gate_setting(tmp_pat
     with pytest.raises(SystemExit, match="made with the current model as DPO reference; pass --reference current"):
         ps.check_resume(done, ps.parse_args([]))  # the default follows configs/round.yaml: base
     done.write_text(json.dumps({**row, "reference": "base"}))
+    with pytest.raises(SystemExit, match="made with random pair selection; pass --selection random"):
+        ps.check_resume(done, ps.parse_args(["--selection", "uncertain"]))  # rows before --selection: random pairs
+    done.write_text(json.dumps({**row, "reference": "base", "selection": "uncertain"}))
+    assert ps.check_resume(done, ps.parse_args(["--selection", "uncertain"]))["checkpoint"] == "x"
+    with pytest.raises(SystemExit, match="made with uncertain pair selection; pass --selection uncertain"):
+        ps.check_resume(done, ps.parse_args(["--selection", "random"]))
+    done.write_text(json.dumps({**row, "reference": "base"}))
     with pytest.raises(SystemExit, match="made with the promotion gate; rerun without --no-promotion-gate, or use another --out"):
         ps.check_resume(done, ps.parse_args(["--no-promotion-gate"]))
     with pytest.raises(SystemExit, match="round_00.json: made with 128 gate samples per class, not 32; pass --gate-per-class 128"):
