@@ -247,6 +247,9 @@ def round_pairs(setup: Setup, model, store: PreferenceStore, cell: str, seed: in
     if args.selection == "random":
         (a, na), (b, nb) = sample(model, labels, key, args), sample(model, labels, key + 1, args)
         return labels, (a, na, b, nb), {"selection": "random"}
+    asked = sorted((rec for rec in store.records() if rec.id.startswith(f"{cell}-s{seed}-r{r:02d}-")), key=lambda x: x.id)
+    if asked:  # a killed round: its pairs, not a new selection by an ensemble that now sees their answers
+        return np.array([rec.class_label for rec in asked]), stored_pairs(store, asked), {"selection": args.selection}
     cand = np.arange(n * args.candidates) % n_cls
     (a, na), (b, nb) = sample(model, cand, key, args), sample(model, cand, key + 1, args)
     keep, info = select_from_store(str(store.root), setup.class_names, SketchClassifier.load(setup.reward_classifier),
@@ -254,6 +257,12 @@ def round_pairs(setup: Setup, model, store: PreferenceStore, cell: str, seed: in
     if info["human_pairs"] < args.min_labeled_pairs:
         keep, info = np.arange(n), {"selection": "random", "reason": f"{info['human_pairs']} human pairs"}
     return cand[keep], (a[keep], na[keep], b[keep], nb[keep]), info
+
+
+def stored_pairs(store: PreferenceStore, records: list[PreferenceRecord]) -> tuple[np.ndarray, ...]:
+    """``(a, noise_a, b, noise_b)`` of ``records`` as the store holds them."""
+    return tuple(np.stack([load(rec, side) for rec in records])
+                 for side in ("a", "b") for load in (store.load_beziers, store.load_noise))
 
 
 def label_round(setup: Setup, ann: Annotator | None, model, store: PreferenceStore, cell: str, seed: int, r: int,

@@ -193,3 +193,29 @@ def test_annotator_filter_runs_named_cells_control_alone_and_refuses_unknown_nam
                                                                         (10, "smooth", 0), (10, "wide", 0)]
     with pytest.raises(SystemExit, match="no annotator named smoth"):
         todo("--annotators", "smoth")
+
+
+def test_a_killed_uncertain_round_asks_the_pairs_it_stored_not_a_new_selection(tmp_path):
+    """Its answers are in the store already: a new selection would fit on them and pick other pairs."""
+    from types import SimpleNamespace
+
+    from dpo.records import PreferenceRecord
+    from dpo.store import PreferenceStore
+    store, rng = PreferenceStore(tmp_path / "prefs"), np.random.default_rng(0)
+    arrays = {k: rng.normal(size=(3, 32, 4, 2)).astype(np.float32) for k in ("a", "b")}
+    noise = {k: rng.normal(size=(3, 32, 8)).astype(np.float32) for k in ("a", "b")}
+    recs = []
+    for i in range(3):
+        pa = store.save_sample(f"r01-{i:03d}a", arrays["a"][i], noise["a"][i])
+        pb = store.save_sample(f"r01-{i:03d}b", arrays["b"][i], noise["b"][i])
+        recs.append(PreferenceRecord(id=f"smooth-s0-r01-{i:03d}", comparison_type="pairwise", class_label=i % 2,
+                                     class_name="xy"[i % 2], beziers_a=pa[0], beziers_b=pb[0], noise_a=pa[1],
+                                     noise_b=pb[1], preference="a", annotator="suite:smooth", source={"round": 1, "pair": i}))
+    store.append(recs, "round01")
+    args = ps.parse_args(["--selection", "uncertain"])
+    labels, (a, na, b, nb), info = ps.round_pairs(SimpleNamespace(name="toy", class_names=["x", "y"]), None, store, "smooth", 0, 1,
+                                                  None, args)
+    assert labels.tolist() == [0, 1, 0] and info == {"selection": "uncertain"}
+    np.testing.assert_array_equal(a, arrays["a"])
+    np.testing.assert_array_equal(nb, noise["b"])
+    assert na.shape == (3, 32, 8) and b.shape == (3, 32, 4, 2)
