@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker-trials", type=int, default=3,
                    help="trials of a round killed through the worker, and of the worker killed (~1-2 min each)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--selection", choices=["random", "uncertain"], default="random",
+                   help="the killed rounds' pair selection (uncertain: the round's default, fit on the store's pairs)")
     p.add_argument("--workdir", default=None, help="keep everything here (default: a temporary folder)")
     p.add_argument("--no-hung", action="store_true", help="skip the hung-server measurement (~25 s)")
     p.add_argument("--json", default=None, help="write the rows here too")
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                       "two-rounds": args.together_trials, "two-rounds-direct": args.together_trials,
                       }.get(name, args.trials)
             if name in ROUND_FAULTS:
-                renv = renv or RoundEnv.start(env)  # a Prefect server and the round's classifiers
+                renv = renv or RoundEnv.start(env, args.selection)  # a Prefect server and the round's classifiers
                 rows.append(ROUND_FAULTS[name](renv, trials, args.seed + 1000 * i))
             else:
                 rows.append(FAULTS[name](env, trials, args.seed + 1000 * i))
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
               f"exit {hung['exit']}, wrote {hung['wrote'] or 'nothing'}: {hung['message']}")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": [r.to_dict() for r in rows], "hung": hung,
-                                               "seed": args.seed, "trials": args.trials}, indent=1))
+                                               "seed": args.seed, "trials": args.trials,
+                                               "selection": args.selection}, indent=1))
     return 0
 
 

@@ -39,6 +39,10 @@ EVAL = ["classifier.steps=20", "classifier.batch_size=32", "reward_classifier.st
         "reward_classifier.batch_size=32"]
 DPO = ["epochs=2", "batch_size=8", "min_pairs=2", "num_t=1", "eval_num_t=2", "holdout_fraction=0.25",
        "early_stopping_patience=0", "num_threads=1", "wandb=false", "amplify.enabled=false"]
+# a tiny round's pair selection: random pairs, or the round's default (the least sure pairs under an ensemble fit on
+# the store's human pairs) with every candidate pair counted twice and a single human pair enough to start it
+SELECTION = {"random": ["generate.selection=random"],
+             "uncertain": ["generate.selection=uncertain", "generate.min_labeled_pairs=1", "generate.candidates=2"]}
 TERMINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
@@ -69,25 +73,28 @@ class RoundEnv:
     _deployment: str | None = None
     _reference: tuple[dict, float] | None = None  # the unkilled world's state, round 1's duration
     _worker_duration: float | None = None  # round 1 through the worker, from its flow-run process's start
+    selection: str = "random"  # the round's pair selection: "random", or "uncertain" (the round's default)
 
     @classmethod
-    def start(cls, faults: FaultEnv) -> "RoundEnv":
+    def start(cls, faults: FaultEnv, selection: str = "random") -> "RoundEnv":
         from fixtures_prefect import start_prefect_server
 
         proc, server = start_prefect_server(faults.root / "prefect")
-        self = cls.prepare(faults, server)
+        self = cls.prepare(faults, server, selection)
         self._proc = proc
         return self
 
     @classmethod
-    def prepare(cls, faults: FaultEnv, prefect) -> "RoundEnv":
+    def prepare(cls, faults: FaultEnv, prefect, selection: str = "random") -> "RoundEnv":
         """The classifiers the round would train first (trained once here, copied into every world)."""
         from tasks.evaluate import ensure_classifier
 
+        if selection not in SELECTION:
+            raise ValueError(f"selection must be one of {sorted(SELECTION)}, got {selection!r}")
         out = faults.root / "round-classifiers"
         for section in ("classifier", "reward_classifier"):
             ensure_classifier.fn("builtin", "configs/eval.yaml", EVAL, str(out), section=section)
-        return cls(faults, prefect, out)
+        return cls(faults, prefect, out, selection=selection)
 
     def stop(self) -> None:
         from fixtures_prefect import stop_prefect_server
@@ -116,7 +123,7 @@ class RoundEnv:
                 f"base.checkpoint={self.faults.checkpoint}", "wandb=false", "dpo.min_new_preferences=4",
                 f"dpo.overrides=[{','.join(DPO)}]", f"eval.overrides=[{','.join(EVAL)}]", "eval.samples_per_class=2",
                 "eval.grid_per_class=1", f"generate.queue_target={QUEUE}", f"generate.max_new_pairs={QUEUE}",
-                "generate.num_steps=2", "generate.selection=random", "generate.class_weighting=cycle",
+                "generate.num_steps=2", *SELECTION[self.selection], "generate.class_weighting=cycle",
                 "gate.min_heldout_accuracy=0.0", "gate.max_fd_ratio=1000", "gate.max_recognizability_drop=1.0",
                 "gate.max_fd_ratio_to_base=1000", "gate.max_recognizability_drop_from_base=1.0",
                 f"labelstudio.overrides=[{','.join(ls)}]"]
