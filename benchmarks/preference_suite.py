@@ -688,9 +688,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="Flow-DPO's frozen reference each round: the model the round starts from, or the data set's "
                         "base (the round's dpo.reference; default: configs/round.yaml's)")
     gen = yaml_defaults("round.yaml:generate")
-    p.add_argument("--selection", choices=["random", "uncertain"], default="random",
-                   help="which pairs a round asks about after round 0 (the round's generate.selection is "
-                        f"{gen['selection']})")
+    p.add_argument("--selection", choices=["random", "uncertain"], default=gen["selection"],
+                   help="which pairs a round asks about after round 0 (default: configs/round.yaml's "
+                        "generate.selection)")
     p.add_argument("--candidates", type=int, default=gen["candidates"], help="uncertain: candidate pairs per pair asked")
     p.add_argument("--ensemble", type=int, default=gen["ensemble"], help="uncertain: reward models in the ensemble")
     p.add_argument("--min-labeled-pairs", type=int, default=gen["min_labeled_pairs"],
