@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fault_injection import COLUMNS, FAULTS, FaultEnv, hung_server_give_up  # noqa: E402
-from fault_rounds import ROUND_FAULTS, RoundEnv  # noqa: E402
+from fault_rounds import ROUND_FAULTS, SELECTION, RoundEnv  # noqa: E402
 
 ALL = {**FAULTS, **ROUND_FAULTS}
 
@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker-trials", type=int, default=3,
                    help="trials of a round killed through the worker, and of the worker killed (~1-2 min each)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--selection", choices=["random", "uncertain"], default="random",
-                   help="the killed rounds' pair selection (uncertain: the round's default, fit on the store's pairs)")
+    p.add_argument("--selection", choices=sorted(SELECTION), default="random",
+                   help="the killed rounds' pair selection (uncertain: an ensemble fit on the store's pairs)")
     p.add_argument("--workdir", default=None, help="keep everything here (default: a temporary folder)")
     p.add_argument("--no-hung", action="store_true", help="skip the hung-server measurement (~25 s)")
     p.add_argument("--json", default=None, help="write the rows here too")

@@ -39,8 +39,8 @@ EVAL = ["classifier.steps=20", "classifier.batch_size=32", "reward_classifier.st
         "reward_classifier.batch_size=32"]
 DPO = ["epochs=2", "batch_size=8", "min_pairs=2", "num_t=1", "eval_num_t=2", "holdout_fraction=0.25",
        "early_stopping_patience=0", "num_threads=1", "wandb=false", "amplify.enabled=false"]
-# a tiny round's pair selection: random pairs, or the round's default (the least sure pairs under an ensemble fit on
-# the store's human pairs) with every candidate pair counted twice and a single human pair enough to start it
+# a tiny round's pair selection: random pairs (the round's default), or the least sure pairs under an ensemble fit on
+# the store's human pairs, with every candidate pair counted twice and a single human pair enough to start it
 SELECTION = {"random": ["generate.selection=random"],
              "uncertain": ["generate.selection=uncertain", "generate.min_labeled_pairs=1", "generate.candidates=2"]}
 TERMINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
@@ -73,7 +73,7 @@ class RoundEnv:
     _deployment: str | None = None
     _reference: tuple[dict, float] | None = None  # the unkilled world's state, round 1's duration
     _worker_duration: float | None = None  # round 1 through the worker, from its flow-run process's start
-    selection: str = "random"  # the round's pair selection: "random", or "uncertain" (the round's default)
+    selection: str = "random"  # the round's pair selection: "random", or "uncertain"
 
     @classmethod
     def start(cls, faults: FaultEnv, selection: str = "random") -> "RoundEnv":
