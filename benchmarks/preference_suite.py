@@ -249,7 +249,8 @@ def round_pairs(setup: Setup, model, store: PreferenceStore, cell: str, seed: in
         return labels, (a, na, b, nb), {"selection": "random"}
     asked = sorted((rec for rec in store.records() if rec.id.startswith(f"{cell}-s{seed}-r{r:02d}-")), key=lambda x: x.id)
     if asked:  # a killed round: its pairs, not a new selection by an ensemble that now sees their answers
-        return np.array([rec.class_label for rec in asked]), stored_pairs(store, asked), {"selection": args.selection}
+        return (np.array([rec.class_label for rec in asked]), stored_pairs(store, asked),
+                {"selection": args.selection, "from_store": True})
     cand = np.arange(n * args.candidates) % n_cls
     (a, na), (b, nb) = sample(model, cand, key, args), sample(model, cand, key + 1, args)
     keep, info = select_from_store(str(store.root), setup.class_names, SketchClassifier.load(setup.reward_classifier),
@@ -266,10 +267,10 @@ def stored_pairs(store: PreferenceStore, records: list[PreferenceRecord]) -> tup
 
 
 def label_round(setup: Setup, ann: Annotator | None, model, store: PreferenceStore, cell: str, seed: int, r: int,
-                cfg, args) -> list[PreferenceRecord]:
+                cfg, args) -> tuple[list[PreferenceRecord], dict]:
     """100 pairs from ``model`` (:func:`round_pairs`), answered by ``ann`` (``None``: at random, the control),
-    appended to ``store``."""
-    labels, (a, na, b, nb), _ = round_pairs(setup, model, store, cell, seed, r, cfg, args)
+    appended to ``store``; with how the pairs were selected."""
+    labels, (a, na, b, nb), asked = round_pairs(setup, model, store, cell, seed, r, cfg, args)
     rng = np.random.default_rng(stable_int(cell, seed, r, "answers"))
     if ann is None:
         choices = [["a", "b", "tie"][k] for k in rng.choice(3, len(labels), p=[0.45, 0.45, 0.10])]
@@ -286,7 +287,7 @@ def label_round(setup: Setup, ann: Annotator | None, model, store: PreferenceSto
             source={"system": "preference_suite", "cell": cell, "seed": seed, "round": r, "pair": i}))
     if not any(rec.id == recs[0].id for rec in store.records()):  # a killed round re-labels the same pairs
         store.append(recs, session=f"round{r:02d}")
-    return recs
+    return recs, asked
 
 
 def base_pairs(setup: Setup, base, labels: np.ndarray, seed: int, args) -> tuple[np.ndarray, ...]:
@@ -368,13 +369,13 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
         rdir = root / f"r{r:02d}"
         cfg = load_dpo_config(overrides=dpo_overrides(setup, current, store.root, rdir, seed,
                                                        stable_int(setup.name, cell, seed, r, "amplify"), args))
-        recs = label_round(setup, ann, model, store, cell, seed, r, cfg, args)
+        recs, asked = label_round(setup, ann, model, store, cell, seed, r, cfg, args)
         res = train_dpo(cfg, records=recs, progress=False)
         row = {"round": r, "labels": (r + 1) * args.pairs_per_round, "checkpoint": str(res.checkpoint_path),
                "answers": {c: sum(x.preference == c for x in recs) for c in ("a", "b", "tie")},
                "best_epoch": res.best_epoch, "amplify": _amp_summary(res.data_summary.get("amplify")),
                "promotion_gate": gate is not None, "groups_per_class": args.groups_per_class,
-               "reference": args.reference, "selection": args.selection}
+               "reference": args.reference, "selection": args.selection, "pairs_asked": asked}
         if gate is not None:
             row["gate"] = gate.decide(load_model(res.checkpoint_path), model, load_model(setup.base_path), recs, cfg, r)
             row["checkpoint"] = row["checkpoint"] if row["gate"]["promoted"] else current

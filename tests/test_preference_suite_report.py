@@ -215,7 +215,7 @@ def test_a_killed_uncertain_round_asks_the_pairs_it_stored_not_a_new_selection(t
     args = ps.parse_args(["--selection", "uncertain"])
     labels, (a, na, b, nb), info = ps.round_pairs(SimpleNamespace(name="toy", class_names=["x", "y"]), None, store, "smooth", 0, 1,
                                                   None, args)
-    assert labels.tolist() == [0, 1, 0] and info == {"selection": "uncertain"}
+    assert labels.tolist() == [0, 1, 0] and info == {"selection": "uncertain", "from_store": True}
     np.testing.assert_array_equal(a, arrays["a"])
     np.testing.assert_array_equal(nb, noise["b"])
     assert na.shape == (3, 32, 8) and b.shape == (3, 32, 4, 2)
