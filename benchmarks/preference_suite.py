@@ -490,6 +490,7 @@ def summarize(out: Path) -> dict:
                 evs = list(done.values())
                 paired = [(e["metrics"], base_seeds[seed[1:]]) for seed, e in done.items() if seed[1:] in base_seeds]
                 row = {"data": data, "annotator": cell, "kind": kind, "labels": labels, "seeds": len(evs),
+                       "win_per_seed": {seed: e["annotators"][cell]["win_rate"] for seed, e in sorted(done.items())},
                        **_stats("win", [e["annotators"][cell]["win_rate"] for e in evs]),
                        **_stats("shift", [e["annotators"][cell]["shift_std"] for e in evs])}
                 for m in QUALITY:
@@ -516,11 +517,11 @@ def summarize(out: Path) -> dict:
     headline = {"win_at_500_mean": float(np.mean(wins)) if wins else None,
                 "win_at_500_std_over_runs": float(np.std(wins, ddof=1)) if len(wins) > 1 else None,
                 "win_at_500_std_over_cells": float(np.std(cell_means, ddof=1)) if len(cell_means) > 1 else None,
-                "runs": len(wins), "cells": len(cell_means), "by_kind": {}}
-    for data, cell, w in all_500:  # styles win ~every pair by any drift their way: read them apart from the rest
-        headline["by_kind"].setdefault(kinds.get((data, cell), "?"), []).append(w)
-    headline["by_kind"] = {k: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
-                               "runs": len(v)} for k, v in sorted(headline["by_kind"].items())}
+                "runs": len(wins), "cells": len(cell_means),
+                # styles win ~every pair by any drift their way: read them apart from the rest
+                "by_kind": _grouped(all_500, lambda d, c: kinds.get((d, c), "?")),
+                "by_data": _grouped(all_500, lambda d, c: d),
+                "by_data_without_styles": _grouped([x for x in all_500 if kinds.get(x[:2]) != "style"], lambda d, c: d)}
     failed = {"/".join(p.parent.parts[-3:]): json.loads(p.read_text())["error"]
               for p in sorted(out.glob("*/*/s*/failed.json")) if not (p.parent / "round_00.json").is_file()}
     return {"headline": headline, "table": table, "reaches_65": reaches(table, 0.65), "base": base, "groups": groups,
@@ -536,6 +537,15 @@ def reaches(table: list[dict], target: float) -> dict[str, int | None]:
         if out[key] is None and row["win"] is not None and row["win"] >= target:
             out[key] = row["labels"]
     return out
+
+
+def _grouped(runs: list[tuple[str, str, float]], key) -> dict[str, dict]:
+    """``{key(data, cell): {mean, std, runs}}`` of the wins in ``runs`` ((data, cell, win) per run)."""
+    groups: dict[str, list[float]] = {}
+    for data, cell, w in runs:
+        groups.setdefault(key(data, cell), []).append(w)
+    return {k: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "runs": len(v)}
+            for k, v in sorted(groups.items())}
 
 
 def _stats(name: str, values: list[float]) -> dict:
@@ -558,6 +568,12 @@ def markdown(summary: dict) -> str:
                   f"over cell means {100 * (h['win_at_500_std_over_cells'] or 0):.1f} points). By kind: " + "; ".join(
                       f"{k} {100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({v['runs']} runs)"
                       for k, v in h.get("by_kind", {}).items()) + ".", ""]
+        if h.get("by_data"):
+            lines += ["By data set: " + "; ".join(
+                f"{d} {100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({v['runs']} runs)" for d, v in h["by_data"].items())
+                + ". Without the styles: " + "; ".join(
+                f"{d} {100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({v['runs']} runs)"
+                for d, v in h.get("by_data_without_styles", {}).items()) + ".", ""]
     if any(summary.get("groups", {}).values()):
         lines += ["Amplification groups of 8 per class and round: " + "; ".join(
             f"{data} {', '.join(map(str, g)) or 'none amplified'}" for data, g in summary["groups"].items()), ""]
@@ -578,6 +594,13 @@ def markdown(summary: dict) -> str:
                      f"{f(row, 'control_shift')} | {f(row, 'recognizability', nd=3)} | "
                      f"{f(row, 'recognizability_delta', True, sign='+')} | {f(row, 'fd')} | {f(row, 'fd_ratio')} | "
                      f"{f(row, 'continuity', nd=3)} |")
+    at_500 = [r for r in summary["table"] if r["labels"] == 500 and r.get("win_per_seed")]
+    if at_500:
+        lines += ["", "Win after 500 labels per seed (the runs behind the headline):", "",
+                  "| data | annotator | kind | win per seed | win | control win |", "|" + "---|" * 6]
+        lines += [f"| {r['data']} | {r['annotator']} | {r['kind']} | "
+                  + ", ".join(f"{seed} {100 * w:.1f}" for seed, w in r["win_per_seed"].items())
+                  + f" | {f(r, 'win', True)} | {f(r, 'control_win', True)} |" for r in at_500]
     gated = [r for r in summary["table"] if r.get("promoted") is not None]
     if gated:
         lines += ["", "Rounds the promotion gate let through (share of the rounds so far, mean over seeds): " + "; ".join(

@@ -51,7 +51,14 @@ def test_summary_means_spreads_control_and_65_percent_label(tmp_path):
     assert s["headline"]["runs"] == 6 and s["headline"]["cells"] == 2
     assert s["headline"]["win_at_500_mean"] == pytest.approx(np.mean([0.70, 0.62, 0.72, 0.9, 0.9, 0.9]))
     assert s["headline"]["by_kind"]["style"] == {"mean": pytest.approx(0.9), "std": pytest.approx(0.0), "runs": 3}
+    assert s["headline"]["by_data"]["toy"]["runs"] == 6
+    assert s["headline"]["by_data_without_styles"]["toy"] == {"mean": pytest.approx(0.68),
+                                                              "std": pytest.approx(np.std([0.70, 0.62, 0.72], ddof=1)),
+                                                              "runs": 3}
+    assert row["win_per_seed"] == {"s0": 0.70, "s1": 0.62, "s2": 0.72}
     md = ps.markdown(s)
+    assert "By data set: toy 79.0 ± 12.5 (6 runs). Without the styles: toy 68.0 ± 5.3 (3 runs)." in md
+    assert "| toy | smooth | per-sketch | s0 70.0, s1 62.0, s2 72.0 | 68.0 ± 5.3 | 48.0 ± 2.0 |" in md
     assert "By kind: per-sketch 68.0 ± 5.3 (3 runs); style 90.0 ± 0.0 (3 runs)." in md
     assert "| toy | smooth | per-sketch | 500 | 3 | 68.0 ± 5.3 |" in md
     assert "| 0.700 ± 0.000 | +0.0 ± 2.0 | 5.00 ± 0.00 | 1.25 ± 0.00 |" in md
