@@ -559,48 +559,62 @@ def _base_metrics(out: Path, data: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _fmt(row: dict, k: str, pct: bool = False, nd: int = 2, sign: str = "") -> str:
+    """``mean ± std`` of ``row[k]`` (percent with ``pct``), ``-`` where it was not measured."""
+    v, s = row.get(k), row.get(f"{k}_std")
+    if v is None:
+        return "-"
+    if pct:
+        return f"{round(100 * v, 1) + 0.0:{sign}.1f} ± {100 * s:.1f}"  # + 0.0: no "-0.0"
+    return f"{v:.{nd}f} ± {s:.{nd}f}"
+
+
+def _headline_lines(h: dict) -> list[str]:
+    """The headline paragraph: the mean over runs at 500 labels, by kind and by data set."""
+    if h["win_at_500_mean"] is None:
+        return []
+    lines = [f"Mean win rate after 500 labels over {h['cells']} (data set, annotator) cells and {h['runs']} runs: "
+             f"**{100 * h['win_at_500_mean']:.1f} %** (std over runs {100 * (h['win_at_500_std_over_runs'] or 0):.1f}, "
+             f"over cell means {100 * (h['win_at_500_std_over_cells'] or 0):.1f} points). By kind: " + "; ".join(
+                 f"{k} {100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({v['runs']} runs)"
+                 for k, v in h.get("by_kind", {}).items()) + ".", ""]
+    if h.get("by_data"):
+        lines += ["By data set: " + "; ".join(
+            f"{d} {100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({v['runs']} runs)" for d, v in h["by_data"].items())
+            + ". Without the styles: " + "; ".join(
+            f"{d} {100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({v['runs']} runs)"
+            for d, v in h.get("by_data_without_styles", {}).items()) + ".", ""]
+    return lines
+
+
+def _per_seed_lines(table: list[dict]) -> list[str]:
+    """Every run's win after 500 labels, seed by seed, with the mean and the control."""
+    at_500 = [r for r in table if r["labels"] == 500 and r.get("win_per_seed")]
+    if not at_500:
+        return []
+    return ["", "Win after 500 labels per seed (the runs behind the headline):", "",
+            "| data | annotator | kind | win per seed | win | control win |", "|" + "---|" * 6] + [
+        f"| {r['data']} | {r['annotator']} | {r['kind']} | "
+        + ", ".join(f"{seed} {100 * w:.1f}" for seed, w in r["win_per_seed"].items())
+        + f" | {_fmt(r, 'win', True)} | {_fmt(r, 'control_win', True)} |" for r in at_500]
+
+
 def markdown(summary: dict) -> str:
-    h = summary["headline"]
-    lines = ["# Preference suite", ""]
-    if h["win_at_500_mean"] is not None:
-        lines += [f"Mean win rate after 500 labels over {h['cells']} (data set, annotator) cells and {h['runs']} runs: "
-                  f"**{100 * h['win_at_500_mean']:.1f} %** (std over runs {100 * (h['win_at_500_std_over_runs'] or 0):.1f}, "
-                  f"over cell means {100 * (h['win_at_500_std_over_cells'] or 0):.1f} points). By kind: " + "; ".join(
-                      f"{k} {100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({v['runs']} runs)"
-                      for k, v in h.get("by_kind", {}).items()) + ".", ""]
-        if h.get("by_data"):
-            lines += ["By data set: " + "; ".join(
-                f"{d} {100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({v['runs']} runs)" for d, v in h["by_data"].items())
-                + ". Without the styles: " + "; ".join(
-                f"{d} {100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({v['runs']} runs)"
-                for d, v in h.get("by_data_without_styles", {}).items()) + ".", ""]
+    """The report as markdown: headline, the table over labels, per-seed wins, gate shares, styles, bases."""
+    lines = ["# Preference suite", ""] + _headline_lines(summary["headline"])
     if any(summary.get("groups", {}).values()):
         lines += ["Amplification groups of 8 per class and round: " + "; ".join(
             f"{data} {', '.join(map(str, g)) or 'none amplified'}" for data, g in summary["groups"].items()), ""]
     lines += ["| data | annotator | kind | labels | seeds | win (noise-free score) | shift (base std) | control win | "
               "control shift | recognizability | vs base (points) | FD | FD / base | continuity |", "|" + "---|" * 14]
-
-    def f(row, k, pct=False, nd=2, sign=""):
-        v, s = row.get(k), row.get(f"{k}_std")
-        if v is None:
-            return "-"
-        if pct:
-            return f"{round(100 * v, 1) + 0.0:{sign}.1f} ± {100 * s:.1f}"  # + 0.0: no "-0.0"
-        return f"{v:.{nd}f} ± {s:.{nd}f}"
-
+    f = _fmt
     for row in summary["table"]:
         lines.append(f"| {row['data']} | {row['annotator']} | {row['kind']} | {row['labels']} | {row['seeds']} | "
                      f"{f(row, 'win', True)} | {f(row, 'shift')} | {f(row, 'control_win', True)} | "
                      f"{f(row, 'control_shift')} | {f(row, 'recognizability', nd=3)} | "
                      f"{f(row, 'recognizability_delta', True, sign='+')} | {f(row, 'fd')} | {f(row, 'fd_ratio')} | "
                      f"{f(row, 'continuity', nd=3)} |")
-    at_500 = [r for r in summary["table"] if r["labels"] == 500 and r.get("win_per_seed")]
-    if at_500:
-        lines += ["", "Win after 500 labels per seed (the runs behind the headline):", "",
-                  "| data | annotator | kind | win per seed | win | control win |", "|" + "---|" * 6]
-        lines += [f"| {r['data']} | {r['annotator']} | {r['kind']} | "
-                  + ", ".join(f"{seed} {100 * w:.1f}" for seed, w in r["win_per_seed"].items())
-                  + f" | {f(r, 'win', True)} | {f(r, 'control_win', True)} |" for r in at_500]
+    lines += _per_seed_lines(summary["table"])
     gated = [r for r in summary["table"] if r.get("promoted") is not None]
     if gated:
         lines += ["", "Rounds the promotion gate let through (share of the rounds so far, mean over seeds): " + "; ".join(
