@@ -62,6 +62,25 @@ def paired_runs(a: dict, b: dict, labels: int) -> tuple[dict, list[str]]:
     return pairs, missing
 
 
+def first_round_repeats(a: dict, b: dict, pairs: dict) -> dict:
+    """Paired runs whose first round gave the same win in both arms, and those that did not. Where the setting
+    compared does not touch round 0 (the pair selection, the DPO reference) every run should: a difference means
+    the arms ran on different CPU kernels, which give other digits for the same seed (docs/preference_suite.md)."""
+    same, differ = 0, []
+    for (data, cell), by_seed in pairs.items():
+        for seed in by_seed:
+            ra, rb = a[data][cell][seed], b[data][cell][seed]
+            first = min(int(k) for k in ra)
+            fa, fb = run_figures(ra, cell, first), run_figures(rb, cell, first)
+            if fa is None or fb is None:
+                continue
+            if fa["win"] == fb["win"]:
+                same += 1
+            else:
+                differ.append(f"{data}/{cell}/{seed}")
+    return {"same": same, "differ": differ}
+
+
 def points(x: float) -> float:
     """``x`` (a share) in points, rounded to one decimal, without a negative zero."""
     return round(x * 100, 1) + 0.0
@@ -138,15 +157,23 @@ def main(argv=None) -> None:
     for d in (args.a, args.b):
         if not d.is_dir():
             raise SystemExit(f"error: {d}: no such suite output (benchmarks/preference_suite.py --out)")
-    pairs, missing = paired_runs(collect(args.a), collect(args.b), args.labels)
+    raw_a, raw_b = collect(args.a), collect(args.b)
+    pairs, missing = paired_runs(raw_a, raw_b, args.labels)
     if not pairs:
         raise SystemExit(f"error: no run finished {args.labels} labels in both {args.a} and {args.b}")
     text, out = markdown(pairs, tuple(args.names), args.labels, annotator_kinds(args.a, args.b))
     print(text)
     if missing:
         print(f"\nLeft out (not finished {args.labels} labels in both): {', '.join(missing)}")
+    first = first_round_repeats(raw_a, raw_b, pairs)
+    if first["same"] or first["differ"]:
+        print(f"\nThe first round gave the same win in both arms in {first['same']} of "
+              f"{first['same'] + len(first['differ'])} paired runs"
+              + (f" (not: {', '.join(first['differ'])})" if first["differ"] else "")
+              + ". Where the setting compared does not touch round 0, a difference means the arms ran on different "
+                "CPU kernels: their runs then compare only on average, not seed by seed.")
     if args.json:
-        atomic_write_text(args.json, json.dumps({**out, "left_out": missing}, indent=2))
+        atomic_write_text(args.json, json.dumps({**out, "left_out": missing, "first_round": first}, indent=2))
 
 
 if __name__ == "__main__":

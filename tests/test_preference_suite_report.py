@@ -165,6 +165,22 @@ def test_suite_compare_pairs_runs_seed_by_seed_and_leaves_out_unfinished_ones(tm
         suite_compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--labels", "1000"])
 
 
+def test_suite_compare_says_which_runs_differ_already_after_round_0(tmp_path, capsys):
+    import suite_compare
+
+    for arm, first_wins in (("a", (0.55, 0.60)), ("b", (0.55, 0.62))):  # seed 1's round 0 ran on other kernels
+        _arm(tmp_path / arm, {("smooth", 0): 0.6, ("smooth", 1): 0.6}, False)
+        for seed, w in enumerate(first_wins):
+            path = tmp_path / arm / "toy" / "smooth" / f"s{seed}" / "round_00.json"
+            row = json.loads(path.read_text())
+            row["eval"] = {"metrics": {"recognizability": 0.7}, "annotators": {"smooth": {"win_rate": w}}}
+            path.write_text(json.dumps(row))
+    suite_compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--json", str(tmp_path / "cmp.json")])
+    assert "The first round gave the same win in both arms in 1 of 2 paired runs (not: toy/smooth/s1)." \
+        in capsys.readouterr().out
+    assert json.loads((tmp_path / "cmp.json").read_text())["first_round"] == {"same": 1, "differ": ["toy/smooth/s1"]}
+
+
 def test_amplification_groups_are_reported_and_a_run_cannot_switch_them(tmp_path):
     (tmp_path / "toy").mkdir()
     (tmp_path / "toy" / "setup_info.json").write_text(json.dumps(
