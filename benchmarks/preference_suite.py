@@ -569,21 +569,22 @@ def _fmt(row: dict, k: str, pct: bool = False, nd: int = 2, sign: str = "") -> s
     return f"{v:.{nd}f} ± {s:.{nd}f}"
 
 
+def _groups_text(groups: dict[str, dict]) -> str:
+    """``name mean ± std (n runs); ...`` of :func:`_grouped`'s groups, in percent."""
+    return "; ".join(f"{k} {100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({v['runs']} runs)" for k, v in groups.items())
+
+
 def _headline_lines(h: dict) -> list[str]:
     """The headline paragraph: the mean over runs at 500 labels, by kind and by data set."""
     if h["win_at_500_mean"] is None:
         return []
     lines = [f"Mean win rate after 500 labels over {h['cells']} (data set, annotator) cells and {h['runs']} runs: "
              f"**{100 * h['win_at_500_mean']:.1f} %** (std over runs {100 * (h['win_at_500_std_over_runs'] or 0):.1f}, "
-             f"over cell means {100 * (h['win_at_500_std_over_cells'] or 0):.1f} points). By kind: " + "; ".join(
-                 f"{k} {100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({v['runs']} runs)"
-                 for k, v in h.get("by_kind", {}).items()) + ".", ""]
+             f"over cell means {100 * (h['win_at_500_std_over_cells'] or 0):.1f} points). By kind: "
+             f"{_groups_text(h.get('by_kind', {}))}.", ""]
     if h.get("by_data"):
-        lines += ["By data set: " + "; ".join(
-            f"{d} {100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({v['runs']} runs)" for d, v in h["by_data"].items())
-            + ". Without the styles: " + "; ".join(
-            f"{d} {100 * v['mean']:.1f} ± {100 * v['std']:.1f} ({v['runs']} runs)"
-            for d, v in h.get("by_data_without_styles", {}).items()) + ".", ""]
+        lines += [f"By data set: {_groups_text(h['by_data'])}. Without the styles: "
+                  f"{_groups_text(h.get('by_data_without_styles', {}))}.", ""]
     return lines
 
 
@@ -607,13 +608,12 @@ def markdown(summary: dict) -> str:
             f"{data} {', '.join(map(str, g)) or 'none amplified'}" for data, g in summary["groups"].items()), ""]
     lines += ["| data | annotator | kind | labels | seeds | win (noise-free score) | shift (base std) | control win | "
               "control shift | recognizability | vs base (points) | FD | FD / base | continuity |", "|" + "---|" * 14]
-    f = _fmt
     for row in summary["table"]:
         lines.append(f"| {row['data']} | {row['annotator']} | {row['kind']} | {row['labels']} | {row['seeds']} | "
-                     f"{f(row, 'win', True)} | {f(row, 'shift')} | {f(row, 'control_win', True)} | "
-                     f"{f(row, 'control_shift')} | {f(row, 'recognizability', nd=3)} | "
-                     f"{f(row, 'recognizability_delta', True, sign='+')} | {f(row, 'fd')} | {f(row, 'fd_ratio')} | "
-                     f"{f(row, 'continuity', nd=3)} |")
+                     f"{_fmt(row, 'win', True)} | {_fmt(row, 'shift')} | {_fmt(row, 'control_win', True)} | "
+                     f"{_fmt(row, 'control_shift')} | {_fmt(row, 'recognizability', nd=3)} | "
+                     f"{_fmt(row, 'recognizability_delta', True, sign='+')} | {_fmt(row, 'fd')} | "
+                     f"{_fmt(row, 'fd_ratio')} | {_fmt(row, 'continuity', nd=3)} |")
     lines += _per_seed_lines(summary["table"])
     gated = [r for r in summary["table"] if r.get("promoted") is not None]
     if gated:
