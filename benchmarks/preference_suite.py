@@ -61,6 +61,7 @@ from suite_gate import SuiteGate  # noqa: E402
 from driftsketch.checkpoint import load_model  # noqa: E402
 from driftsketch.config import yaml_defaults  # noqa: E402
 from driftsketch.data import load_dataset  # noqa: E402
+from driftsketch.device import numerics_fingerprint  # noqa: E402
 from driftsketch.evaluation import LabelingJudge, SketchClassifier  # noqa: E402
 from driftsketch.evaluation.classifier import config_replace, fit_classifier  # noqa: E402
 from driftsketch.evaluation.frechet import frechet_distance  # noqa: E402
@@ -375,7 +376,8 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
                "answers": {c: sum(x.preference == c for x in recs) for c in ("a", "b", "tie")},
                "best_epoch": res.best_epoch, "amplify": _amp_summary(res.data_summary.get("amplify")),
                "promotion_gate": gate is not None, "groups_per_class": args.groups_per_class,
-               "reference": args.reference, "selection": args.selection, "pairs_asked": asked}
+               "reference": args.reference, "selection": args.selection, "pairs_asked": asked,
+               "machine": numerics_fingerprint()}  # the same seed gives other digits on other kernels
         if gate is not None:
             row["gate"] = gate.decide(load_model(res.checkpoint_path), model, load_model(setup.base_path), recs, cfg, r)
             row["checkpoint"] = row["checkpoint"] if row["gate"]["promoted"] else current
@@ -436,10 +438,23 @@ def collect(out: Path) -> dict:
         row = json.loads(done.read_text())
         data, cell, seed = done.parts[-4], done.parts[-3], done.parts[-2]
         entry = res.setdefault(data, {}).setdefault(cell, {}).setdefault(seed, {})
-        entry[str(row["labels"])] = {k: row[k] for k in ("eval", "amplify", "seconds", "groups_per_class") if k in row}
+        keys = ("eval", "amplify", "seconds", "groups_per_class", "machine")
+        entry[str(row["labels"])] = {k: row[k] for k in keys if k in row}
         if "gate" in row:
             entry[str(row["labels"])]["promoted"] = row["gate"]["promoted"]
     return res
+
+
+def machine_label(run: dict, labels: int) -> str:
+    """The machine(s) a run's rounds up to ``labels`` ran on (``torch, kernels, CPU``; ``not recorded`` for rounds
+    made before suites recorded it, 6 December 2026); a run resumed elsewhere names each, joined by `` + ``."""
+    names = []
+    for k in sorted(run, key=int):
+        m = run[k].get("machine")
+        name = f"torch {m['torch']}, {m['cpu_kernels']}, {m['cpu']}" if m else "not recorded"
+        if int(k) <= labels and name not in names:
+            names.append(name)
+    return " + ".join(names)
 
 
 def promoted_share(rounds: dict, labels: int) -> float | None:
@@ -477,7 +492,7 @@ def annotator_kinds(*outs: Path) -> dict[tuple[str, str], str]:
 def summarize(out: Path) -> dict:
     """Mean and spread over seeds per (data, annotator, labels), the control at 500 and the headline."""
     raw, setups, kinds = collect(out), setup_infos(out), annotator_kinds(out)
-    table, all_500 = [], []
+    table, all_500, machines = [], [], []
     for data, by_cell in sorted(raw.items()):
         control = by_cell.get("control", {})
         for cell, by_seed in sorted(by_cell.items()):
@@ -506,6 +521,7 @@ def summarize(out: Path) -> dict:
                     row.update(_stats("control_win", [c["win_rate"] for c in ctl]))
                     row.update(_stats("control_shift", [c["shift_std"] for c in ctl]))
                     all_500 += [(data, cell, w) for w in [e["annotators"][cell]["win_rate"] for e in evs]]
+                    machines += [machine_label(by_seed[seed], 500) for seed in done]
                 table.append(row)
     base = {data: _base_metrics(out, data) for data in raw}
     groups = {data: amplification_groups(by_cell, len(setups.get(data, {}).get("classes", []))) for data, by_cell in raw.items()}
@@ -521,7 +537,8 @@ def summarize(out: Path) -> dict:
                 # styles win ~every pair by any drift their way: read them apart from the rest
                 "by_kind": _grouped(all_500, lambda d, c: kinds.get((d, c), "?")),
                 "by_data": _grouped(all_500, lambda d, c: d),
-                "by_data_without_styles": _grouped([x for x in all_500 if kinds.get(x[:2]) != "style"], lambda d, c: d)}
+                "by_data_without_styles": _grouped([x for x in all_500 if kinds.get(x[:2]) != "style"], lambda d, c: d),
+                "machines": {m: machines.count(m) for m in sorted(set(machines), key=lambda m: (m == "not recorded", m))}}
     failed = {"/".join(p.parent.parts[-3:]): json.loads(p.read_text())["error"]
               for p in sorted(out.glob("*/*/s*/failed.json")) if not (p.parent / "round_00.json").is_file()}
     return {"headline": headline, "table": table, "reaches_65": reaches(table, 0.65), "base": base, "groups": groups,
@@ -585,6 +602,12 @@ def _headline_lines(h: dict) -> list[str]:
     if h.get("by_data"):
         lines += [f"By data set: {_groups_text(h['by_data'])}. Without the styles: "
                   f"{_groups_text(h.get('by_data_without_styles', {}))}.", ""]
+    if h.get("machines"):
+        known = [m for m in h["machines"] if m != "not recorded"]
+        mixed = len(known) > 1 or any(" + " in m for m in known)
+        lines += ["Runs made on: " + "; ".join(f"{m} ({n} runs)" for m, n in h["machines"].items()) + "."
+                  + (" **Mixed machines:** the same seed gives other digits on other CPU kernels, so these runs "
+                     "compare only on average." if mixed else ""), ""]
     return lines
 
 

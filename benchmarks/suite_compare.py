@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from preference_suite import annotator_kinds, collect  # noqa: E402
+from preference_suite import annotator_kinds, collect, machine_label  # noqa: E402
 
 from driftsketch.fileio import atomic_write_text  # noqa: E402
 
@@ -79,6 +79,21 @@ def first_round_repeats(a: dict, b: dict, pairs: dict) -> dict:
             else:
                 differ.append(f"{data}/{cell}/{seed}")
     return {"same": same, "differ": differ}
+
+
+def machines_differ(a: dict, b: dict, pairs: dict, labels: int) -> dict:
+    """Paired runs whose arms recorded the machine they ran on (suite rounds since 6 December 2026): how many,
+    and those made on different ones (``{run: [machine A, machine B]}``), which compare only on average."""
+    recorded, differ = 0, {}
+    for (data, cell), by_seed in pairs.items():
+        for seed in by_seed:
+            ma, mb = (machine_label(x[data][cell][seed], labels) for x in (a, b))
+            if "not recorded" in ma or "not recorded" in mb:
+                continue
+            recorded += 1
+            if ma != mb:
+                differ[f"{data}/{cell}/{seed}"] = [ma, mb]
+    return {"recorded": recorded, "differ": differ}
 
 
 def points(x: float) -> float:
@@ -172,8 +187,15 @@ def main(argv=None) -> None:
               + (f" (not: {', '.join(first['differ'])})" if first["differ"] else "")
               + ". Where the setting compared does not touch round 0, a difference means the arms ran on different "
                 "CPU kernels: their runs then compare only on average, not seed by seed.")
+    machines = machines_differ(raw_a, raw_b, pairs, args.labels)
+    if machines["recorded"]:
+        print(f"\nBoth arms recorded their machine in {machines['recorded']} paired runs; "
+              + (f"{len(machines['differ'])} ran on different ones: "
+                 + "; ".join(f"{k} ({' vs '.join(v)})" for k, v in machines["differ"].items())
+                 if machines["differ"] else "all on the same one") + ".")
     if args.json:
-        atomic_write_text(args.json, json.dumps({**out, "left_out": missing, "first_round": first}, indent=2))
+        atomic_write_text(args.json, json.dumps({**out, "left_out": missing, "first_round": first,
+                                                 "machines": machines}, indent=2))
 
 
 if __name__ == "__main__":

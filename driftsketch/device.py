@@ -9,6 +9,7 @@ model trained on a GPU worker loads on a laptop and back.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AfterValidator
@@ -52,3 +53,22 @@ def require_device(name: str, field: str = "device") -> "torch.device":
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise DeviceError(f"{field}: {name!r} but this machine has no Apple GPU (MPS); use cpu")
     return dev
+
+
+def numerics_fingerprint() -> dict[str, str]:
+    """What decides a run's last bits on this machine: torch's version, the CPU kernel set ATen dispatches
+    to (``AVX512``, ``AVX2``, ``DEFAULT``; ``ATEN_CPU_CAPABILITY`` lowers it) and the CPU. The same seed gives
+    other digits where any of them differs, so benchmarks record it next to their figures."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass  # not Linux: platform's name is all there is
+    return {"torch": torch.__version__, "cpu_kernels": torch.backends.cpu.get_cpu_capability(), "cpu": cpu}

@@ -12,7 +12,7 @@ from dpo import PreferenceRecord, PreferenceStore
 from dpo.config import load_dpo_config
 from driftsketch.checkpoint import load_checkpoint, load_model, save_checkpoint
 from driftsketch.config import ConfigError
-from driftsketch.device import DeviceError, require_device
+from driftsketch.device import DeviceError, numerics_fingerprint, require_device
 from driftsketch.model import ModelConfig, SketchFlowTransformer
 from driftsketch.sampling import generate_beziers
 from driftsketch.train import train_base
@@ -20,6 +20,20 @@ from driftsketch.train_config import load_train_config
 
 HAS_CUDA = torch.cuda.is_available()
 cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU (run on a GPU machine: -m cuda)")
+
+
+def test_numerics_fingerprint_names_torch_and_the_kernels_a_lowered_capability_switches_to():
+    import os
+    import subprocess
+    import sys
+
+    here = numerics_fingerprint()
+    assert here["torch"] == torch.__version__ and here["cpu"]
+    assert here["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
+    code = "from driftsketch.device import numerics_fingerprint as f; print(f()['cpu_kernels'])"
+    lowered = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "ATEN_CPU_CAPABILITY": "default"}).stdout.strip()
+    assert lowered == "DEFAULT"  # the same seed gives other digits on these kernels: suites record which ran
 
 
 @pytest.mark.parametrize("loader", [load_train_config, load_dpo_config])

@@ -181,6 +181,50 @@ def test_suite_compare_says_which_runs_differ_already_after_round_0(tmp_path, ca
     assert json.loads((tmp_path / "cmp.json").read_text())["first_round"] == {"same": 1, "differ": ["toy/smooth/s1"]}
 
 
+MACHINE_A = {"torch": "2.13.0+cpu", "cpu_kernels": "AVX512", "cpu": "Xeon"}
+MACHINE_B = {**MACHINE_A, "cpu_kernels": "AVX2"}
+
+
+def _record_machines(run: Path, machines: list[dict | None]) -> None:
+    """Write the machine each of a run's rounds ran on (None: a round made before rounds recorded it)."""
+    for r, m in enumerate(machines):
+        path = run / f"round_{r:02d}.json"
+        row = json.loads(path.read_text())
+        if m is not None:
+            row["machine"] = m
+        path.write_text(json.dumps(row))
+
+
+def test_report_names_the_machines_behind_its_runs_and_flags_a_mix(tmp_path):
+    _arm(tmp_path, {("smooth", 0): 0.6, ("smooth", 1): 0.7, ("mixed", 0): 0.5}, False)
+    _record_machines(tmp_path / "toy" / "smooth" / "s0", [MACHINE_A] * 5)
+    _record_machines(tmp_path / "toy" / "smooth" / "s1", [MACHINE_A] * 2 + [MACHINE_B] * 3)  # resumed elsewhere
+    s = ps.summarize(tmp_path)
+    a, b = "torch 2.13.0+cpu, AVX512, Xeon", "torch 2.13.0+cpu, AVX2, Xeon"
+    assert s["headline"]["machines"] == {a: 1, f"{a} + {b}": 1, "not recorded": 1}
+    assert "**Mixed machines:**" in ps.markdown(s)
+    _record_machines(tmp_path / "toy" / "smooth" / "s1", [MACHINE_A] * 5)
+    s = ps.summarize(tmp_path)
+    assert s["headline"]["machines"] == {a: 2, "not recorded": 1}
+    assert f"Runs made on: {a} (2 runs); not recorded (1 runs)." in ps.markdown(s)
+    assert "Mixed machines" not in ps.markdown(s)
+
+
+def test_suite_compare_names_paired_runs_made_on_different_machines(tmp_path, capsys):
+    import suite_compare
+
+    for arm in ("a", "b"):
+        _arm(tmp_path / arm, {("smooth", 0): 0.6, ("smooth", 1): 0.6, ("mixed", 0): 0.5}, False)
+        _record_machines(tmp_path / arm / "toy" / "smooth" / "s0", [MACHINE_A] * 5)
+    _record_machines(tmp_path / "a" / "toy" / "smooth" / "s1", [MACHINE_A] * 5)
+    _record_machines(tmp_path / "b" / "toy" / "smooth" / "s1", [MACHINE_B] * 5)
+    suite_compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--json", str(tmp_path / "cmp.json")])
+    out = capsys.readouterr().out
+    assert ("Both arms recorded their machine in 2 paired runs; 1 ran on different ones: toy/smooth/s1 "
+            "(torch 2.13.0+cpu, AVX512, Xeon vs torch 2.13.0+cpu, AVX2, Xeon).") in out
+    assert json.loads((tmp_path / "cmp.json").read_text())["machines"]["recorded"] == 2  # mixed/s0 recorded none
+
+
 def test_amplification_groups_are_reported_and_a_run_cannot_switch_them(tmp_path):
     (tmp_path / "toy").mkdir()
     (tmp_path / "toy" / "setup_info.json").write_text(json.dumps(
