@@ -685,7 +685,9 @@ def plot(summary: dict, path: Path) -> Path:
         ax.axhline(65, color="k", lw=0.8, ls=":")
         ax.axhline(50, color="grey", lw=0.6)
         ax.set_xscale("log")
+        ax.minorticks_off()  # else a panel that stops at 500 labels gets 3x10^2-style minor labels
         ax.set_xticks([100, 200, 500, 1000], ["100", "200", "500", "1000"])
+        ax.set_xlim(85, 1150)  # every panel on the same label axis
         ax.set_xlabel("human labels (online rounds of 100)")
         ax.set_ylabel("win rate vs base, noise-free annotator score (%)")
         ax.set_title(f"{data}: mean ± std over seeds; x = shuffled-label control at 500")
