@@ -449,11 +449,9 @@ def machine_label(run: dict, labels: int) -> str:
     """The machine(s) a run's rounds up to ``labels`` ran on (``torch, kernels, CPU``; ``not recorded`` for rounds
     made before suites recorded it, 6 December 2026); a run resumed elsewhere names each, joined by `` + ``."""
     names = []
-    for k in sorted(run, key=int):
-        m = run[k].get("machine")
+    for m in (run[k].get("machine") for k in sorted(run, key=int) if int(k) <= labels):
         name = f"torch {m['torch']}, {m['cpu_kernels']}, {m['cpu']}" if m else "not recorded"
-        if int(k) <= labels and name not in names:
-            names.append(name)
+        names += [name] if name not in names else []
     return " + ".join(names)
 
 
@@ -603,8 +601,8 @@ def _headline_lines(h: dict) -> list[str]:
         lines += [f"By data set: {_groups_text(h['by_data'])}. Without the styles: "
                   f"{_groups_text(h.get('by_data_without_styles', {}))}.", ""]
     if h.get("machines"):
-        known = [m for m in h["machines"] if m != "not recorded"]
-        mixed = len(known) > 1 or any(" + " in m for m in known)
+        # two recorded machines anywhere, in one run or across runs; rounds that do not say are no evidence
+        mixed = len({n for m in h["machines"] for n in m.split(" + ")} - {"not recorded"}) > 1
         lines += ["Runs made on: " + "; ".join(f"{m} ({n} runs)" for m, n in h["machines"].items()) + "."
                   + (" **Mixed machines:** the same seed gives other digits on other CPU kernels, so these runs "
                      "compare only on average." if mixed else ""), ""]

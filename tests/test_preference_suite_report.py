@@ -190,6 +190,7 @@ def _record_machines(run: Path, machines: list[dict | None]) -> None:
     for r, m in enumerate(machines):
         path = run / f"round_{r:02d}.json"
         row = json.loads(path.read_text())
+        row.pop("machine", None)
         if m is not None:
             row["machine"] = m
         path.write_text(json.dumps(row))
@@ -208,6 +209,8 @@ def test_report_names_the_machines_behind_its_runs_and_flags_a_mix(tmp_path):
     assert s["headline"]["machines"] == {a: 2, "not recorded": 1}
     assert f"Runs made on: {a} (2 runs); not recorded (1 runs)." in ps.markdown(s)
     assert "Mixed machines" not in ps.markdown(s)
+    _record_machines(tmp_path / "toy" / "smooth" / "s1", [None] * 2 + [MACHINE_A] * 3)  # resumed with newer code
+    assert "Mixed machines" not in ps.markdown(ps.summarize(tmp_path))
 
 
 def test_suite_compare_names_paired_runs_made_on_different_machines(tmp_path, capsys):
