@@ -8,7 +8,8 @@
                              #  "winner_noise": (32, 8), "loser_noise": (32, 8)}   (noise when stored)
 
 Which records train: the newest record of each ``supersedes`` chain, and of each annotator's answers
-to one pair of sketches; pairwise answers, except answers to gold pairs (:mod:`dpo.gold`) and answers
+to one pair of sketches; pairwise answers, except answers to gold pairs (:mod:`dpo.gold`), to evaluation
+pairs (the tuned model against the base, :mod:`dpo.human_eval`) and answers
 of annotators excluded for low gold accuracy (:mod:`dpo.annotators`); pairs synthesised from absolute
 ratings of the same class (optionally the same checkpoint) whose ratings differ by ``>= min_margin``.
 
@@ -36,6 +37,7 @@ from torch.utils.data import Dataset
 from dpo.annotators import TIE, AnnotatorReport, Answer, assess_annotators, collect_answers
 from dpo.config import AnnotatorsConfig
 from dpo.gold import GoldSet, pair_key
+from dpo.human_eval import EvalSet
 from dpo.records import PreferenceRecord, latest_of_chains
 from dpo.store import PreferenceStore, StoreError, StoreWarning
 from driftsketch.split import holdout_mask
@@ -90,6 +92,7 @@ class PreferenceDataset(Dataset):
         self.stats: Counter = Counter()
         self.skipped: Counter = Counter()
         self.gold = GoldSet(self.store).entries()
+        self.evaluation = EvalSet(self.store).entries()
         everything = None
         if records is None:
             scan = self.store.scan()
@@ -157,6 +160,8 @@ class PreferenceDataset(Dataset):
         for a in answers:
             if a.key in self.gold:
                 self.stats["gold_answers"] += 1
+            elif a.key in self.evaluation:
+                self.stats["evaluation_answers"] += 1
             elif a.annotator in excluded:
                 self.stats["excluded_answers"] += 1
             else:
@@ -298,7 +303,8 @@ class PreferenceDataset(Dataset):
                 "ratings": self.stats["ratings"], "superseded": self.stats["superseded"],
                 "skipped": dict(self.skipped), "per_class": dict(per_class), "noise": self.with_noise,
                 "answers": self.stats["answers"], "multi_answer_pairs": self.stats["multi_answer_pairs"],
-                "gold_answers": self.stats["gold_answers"], "excluded_answers": self.stats["excluded_answers"],
+                "gold_answers": self.stats["gold_answers"],
+                "evaluation_answers": self.stats["evaluation_answers"], "excluded_answers": self.stats["excluded_answers"],
                 "zero_weight": self.stats["zero_weight"], "aggregate": self.annotators.aggregate,
                 "excluded_annotators": self.assessment.excluded}
 

@@ -105,10 +105,10 @@ def make_gold_pairs(real: np.ndarray, real_labels: np.ndarray, real_names: list[
                      np.stack(bad) if bad else np.zeros(shape, np.float32), np.asarray(labels, np.int64), made)
 
 
-def gold_count(num_tasks: int, share: float) -> int:
-    """How many of ``num_tasks`` pushed pairwise tasks are gold pairs."""
+def gold_count(num_tasks: int, share: float, name: str = "gold") -> int:
+    """How many of ``num_tasks`` pushed pairwise tasks are gold pairs (or the pairs of another ``name``d share)."""
     if not 0.0 <= share < 1.0:
-        raise GoldError(f"gold share must lie in [0, 1), got {share}")
+        raise GoldError(f"{name} share must lie in [0, 1), got {share}")
     return int(round(num_tasks * share))
 
 
@@ -119,16 +119,20 @@ def fake_noise(beziers: np.ndarray) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((32, 8)).astype(np.float32)
 
 
-class GoldSet:
-    """The gold pairs registered in a preference store (``gold/pairs.jsonl``)."""
+class PairRegistry:
+    """Pairs of stored sketches registered in an append-only JSONL file of a preference store, one JSON line per
+    pair naming its two sketch paths under ``fields``; what else a line holds is the registry's own business."""
+
+    FILE: str = ""
+    kind: str = ""  # in warnings: "malformed <kind> entry"
+    fields: tuple[str, str] = ("", "")
 
     def __init__(self, store: PreferenceStore | str | Path):
         self.store = store if isinstance(store, PreferenceStore) else PreferenceStore(store)
-        self.path = self.store.root / GOLD_FILE
+        self.path = self.store.root / self.FILE
 
     def entries(self) -> dict[tuple[str, str], dict]:
-        """``{pair_key: {"good": path, "bad": path, "kind": ..., "class_name": ...}}``; a malformed line
-        is skipped with a warning naming ``file:line``."""
+        """``{pair_key: entry}``; a malformed line is skipped with a warning naming ``file:line``."""
         out: dict[tuple[str, str], dict] = {}
         if not self.path.is_file():
             return out
@@ -137,26 +141,45 @@ class GoldSet:
                 continue
             try:
                 e = json.loads(line)
-                good, bad = check_relpath(e["good"]), check_relpath(e["bad"])
-                out[pair_key(good, bad)] = e
+                first, second = (check_relpath(e[f]) for f in self.fields)
+                out[pair_key(first, second)] = e
             except (ValueError, KeyError, TypeError) as exc:
-                warnings.warn(f"{self.path}:{i}: malformed gold entry skipped: {exc}", StoreWarning, stacklevel=2)
+                warnings.warn(f"{self.path}:{i}: malformed {self.kind} entry skipped: {exc}", StoreWarning, stacklevel=2)
         return out
 
     def register(self, pairs: list[dict]) -> int:
-        """Append entries ``{"good", "bad", "kind", "class_name"}`` not yet registered; returns how many."""
+        """Append the entries not yet registered (by their pair of paths); returns how many."""
         known = self.entries()
-        new = [p for p in pairs if pair_key(p["good"], p["bad"]) not in known]
+        new, seen = [], set(known)
+        for p in pairs:
+            key = pair_key(*(p[f] for f in self.fields))
+            if key not in seen:
+                seen.add(key)
+                new.append(p)
         if new:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _append_bytes(self.path, "".join(json.dumps(p, sort_keys=True) + "\n" for p in new).encode())
         return len(new)
 
-    def expected(self, record: PreferenceRecord, entries: dict | None = None) -> str | None:
-        """The side (``"a"``/``"b"``) holding the real drawing when ``record`` judged a gold pair, else None."""
+    def side_of(self, record: PreferenceRecord, field: str, entries: dict | None = None) -> str | None:
+        """The side (``"a"``/``"b"``) of ``record`` that holds the entry's ``field`` sketch, or None when
+        ``record`` is not a pairwise answer about a registered pair."""
         if record.comparison_type != "pairwise":
             return None
         e = (self.entries() if entries is None else entries).get(pair_key(record.beziers_a, record.beziers_b))
         if e is None:
             return None
-        return "a" if record.beziers_a == e["good"] else "b"
+        return "a" if record.beziers_a == e[field] else "b"
+
+
+class GoldSet(PairRegistry):
+    """The gold pairs registered in a preference store (``gold/pairs.jsonl``): entries
+    ``{"good": path, "bad": path, "kind": ..., "class_name": ...}``."""
+
+    FILE = GOLD_FILE
+    kind = "gold"
+    fields = ("good", "bad")
+
+    def expected(self, record: PreferenceRecord, entries: dict | None = None) -> str | None:
+        """The side (``"a"``/``"b"``) holding the real drawing when ``record`` judged a gold pair, else None."""
+        return self.side_of(record, "good", entries)

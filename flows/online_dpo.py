@@ -3,7 +3,8 @@
     prefect deployment run online-dpo/round                      # through a worker (see prefect.yaml)
     python -m flows.online_dpo --set dpo.min_new_preferences=20  # in-process
 
-pull annotations -> (enough new pairs?) Flow-DPO fine-tune of the current model -> evaluate the
+pull annotations (and how often people preferred each model to the base on its evaluation pairs) -> (enough
+new pairs?) Flow-DPO fine-tune of the current model -> evaluate the
 candidate against the current model -> promote if the gate passes -> generate the next batch from the
 newest promoted model -> render and push pairs until the open queue is full; stale tasks retired.
 
@@ -33,8 +34,10 @@ from flows.params import RoundParams, dpo_overrides, load_round_params, train_ov
 from tasks import evaluate as ev
 from tasks import labeling as lb
 from tasks import models as md
-from tasks.generate import batch_round_id, generate_pairs, mark_pushed, next_batch_key, select_pairs, weak_class_weights
-from tasks.preferences import assess_annotators, human_pair_count, no_training_reason, select_new_preferences
+from tasks.generate import (batch_round_id, generate_eval_pairs, generate_pairs, mark_pushed, next_batch_key,
+                            select_pairs, weak_class_weights)
+from tasks.preferences import (assess_annotators, human_evaluation, human_pair_count, no_training_reason,
+                               select_new_preferences)
 from tasks.report import publish_report
 from tasks.train import finetune_round, finetune_timings
 
@@ -154,7 +157,7 @@ def refill_queue(params: RoundParams, projects: dict[str, int], current: str, cu
         if need <= 0:
             break
         batch = push_batch(params, projects, current, need, weights, class_names, round_id, classifier, timer)
-        for key in ("pushed", "gold_pushed", "pushed_ratings"):
+        for key in ("pushed", "gold_pushed", "eval_pushed", "pushed_ratings"):
             if key in batch:
                 out[key] = out.get(key, 0) + batch[key]
         out["selection"] = batch["selection"]
@@ -167,23 +170,29 @@ def refill_queue(params: RoundParams, projects: dict[str, int], current: str, cu
 def push_batch(params: RoundParams, projects: dict[str, int], current: str, need: int, weights,
                class_names: list[str], round_id: str | None, classifier: str, timer: StepTimer) -> dict:
     """Generate (and select), render and push up to ``need`` pairs from ``current`` as its next batch;
-    ``gold.share`` of them are gold pairs from ``params.data``. ``resumed``: the batch was started by a
+    ``gold.share`` of them are gold pairs from ``params.data``, ``human_eval.share`` evaluation pairs (``current``
+    against its base, one noise; none while ``current`` is the base). ``resumed``: the batch was started by a
     run that was killed before marking it pushed (this run finishes it)."""
     ls, prefs, work, g = params.labelstudio, params.preference_dir, params.work_dir, params.generate
-    n_gold = gold_count(need, lb.gold_share(ls, prefs, work))
-    n_gold = n_gold if n_gold < need else 0
+    base = md.base_model(params.registry_dir, current)
+    n_gold, n_eval = special_pair_counts(need, *lb.special_shares(ls, prefs, work), evaluate=base != current)
     batch_key = next_batch_key(work, current)  # from what was pushed before, not the clock: reruns repeat
     batch_dir = f"{work}/batches/{current}/{batch_key}"
     out = {"resumed": Path(batch_dir, "tasks.json").is_file()}
     round_id = batch_round_id(batch_dir, round_id)  # a re-run after a crash renders the same gold pairs and sides
     with timer("generate"):
-        pairs = next_pairs(params, current, need - n_gold, batch_dir, batch_key, weights, classifier, class_names, out)
+        pairs = next_pairs(params, current, need - n_gold - n_eval, batch_dir, batch_key, weights, classifier,
+                           class_names, out)
+        eval_pairs = generate_eval_pairs(
+            md.model_path(params.registry_dir, current), current, md.model_path(params.registry_dir, base), base,
+            n_eval, f"{batch_dir}/eval_pairs.npz", batch_key=batch_key, seed=params.seed, num_steps=g.num_steps,
+            cfg_scale=g.cfg_scale, solver=g.solver, device=params.device)
     with timer("render"):
         rendered = lb.render_pairs(ls, prefs, work, pairs, f"{batch_dir}/tasks.json", round_id, gold=n_gold,
-                                   gold_data=params.data)
+                                   gold_data=params.data, eval_npz=eval_pairs)
     with timer("push"):
         out["pushed"] = lb.push_rendered(ls, prefs, work, projects["pairwise"], rendered, g.queue_target)
-    out["gold_pushed"] = n_gold
+    out["gold_pushed"], out["eval_pushed"] = n_gold, n_eval
     if ls.ratings:  # one rating task per new pair's first sketch, with the same queue target
         with timer("render"):
             ratings = lb.render_pairs(ls, prefs, work, pairs, f"{batch_dir}/ratings.json", round_id, kind="rating")
@@ -191,6 +200,16 @@ def push_batch(params: RoundParams, projects: dict[str, int], current: str, need
             out["pushed_ratings"] = lb.push_rendered(ls, prefs, work, projects["rating"], ratings, g.queue_target)
     mark_pushed(batch_dir, out)
     return out
+
+
+def special_pair_counts(need: int, gold_share: float, eval_share: float, evaluate: bool) -> tuple[int, int]:
+    """(gold, evaluation) pairs among ``need`` pushed ones, leaving at least one generated pair; none of a kind
+    whose share would take every pair."""
+    n_gold = gold_count(need, gold_share)
+    n_gold = n_gold if n_gold < need else 0
+    n_eval = gold_count(need, eval_share, "human_eval") if evaluate else 0
+    n_eval = n_eval if n_gold + n_eval < need else 0
+    return n_gold, n_eval
 
 
 def next_pairs(params: RoundParams, current: str, num_pairs: int, batch_dir: str, batch_key: str, weights,
@@ -249,6 +268,7 @@ def run_round(params: RoundParams, timer: StepTimer, summary: dict) -> dict:
         summary["pull"] = lb.pull(ls, prefs, work, projects)
         sel = select_new_preferences(prefs, params.registry_dir, class_names, params.dpo.config, dpo_overrides(params))
         summary["annotators"] = assess_annotators(prefs, params.dpo.config, dpo_overrides(params))
+        summary["human_eval"] = human_evaluation(prefs, params.dpo.config, dpo_overrides(params))
     summary["pulled"], summary["usable_pairs"] = summary["pull"]["new_records"], sel["usable_pairs"]
     skip = no_training_reason(sel, params.dpo.min_new_preferences)
     if skip is None:

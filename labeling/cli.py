@@ -168,13 +168,21 @@ def cmd_annotators(cfg: LabelStudioConfig, args) -> int:
     from dpo.annotators import assess_annotators, collect_answers, format_table
     from dpo.config import DEFAULT_DPO_CONFIG, load_dpo_config
     from dpo.gold import GoldSet
+    from dpo.human_eval import EvalSet, format_win_rates, human_win_rates
     from dpo.store import PreferenceStore
 
     store = PreferenceStore(cfg.pull.store_root)
     overrides = [f"annotators.{o}" for o in args.annotators_set]
     annotators = load_dpo_config(args.dpo_config or DEFAULT_DPO_CONFIG, overrides).annotators
-    report = assess_annotators(collect_answers(store.records()), GoldSet(store).entries(), annotators)
-    print(json.dumps(report.to_dict(), indent=1) if args.json else format_table(report, markdown=args.markdown))
+    answers = collect_answers(store.records())
+    report = assess_annotators(answers, GoldSet(store).entries(), annotators)
+    human = human_win_rates(answers, EvalSet(store).entries(), set(report.excluded))
+    if args.json:
+        print(json.dumps({**report.to_dict(), "human_eval": human}, indent=1))
+        return 0
+    print(format_table(report, markdown=args.markdown))
+    for line in format_win_rates(human):  # the evaluation pairs: each model against its base, as people judged
+        print(f"human evaluation: {line}")
     return 0
 
 
@@ -237,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     bot.add_argument("--limit", type=count_arg, default=None, help="answer at most this many tasks per project")
     bot.add_argument("--project", nargs="+", choices=["pairwise", "rating"], default=["pairwise"])
     ann = sub.add_parser("annotators", parents=[common],
-                         help="per-annotator quality (gold accuracy, kappa, ties, left rate, lead time) and weights")
+                         help="per-annotator quality (gold accuracy, kappa, ties, left rate, lead time) and weights, "
+                              "and how often they preferred each model to its base on the evaluation pairs")
     ann.add_argument("--dpo-config", default=None, help="DPO config whose `annotators` section decides the weights")
     ann.add_argument("--annotators-set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a key of that section, e.g. weighting=gold")

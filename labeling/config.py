@@ -120,6 +120,11 @@ class GoldConfig(Config):
     seed: int
 
 
+class HumanEvalConfig(Config):
+    defaults_from: ClassVar[str] = "labelstudio.yaml:human_eval"
+    share: Fraction
+
+
 class LabelStudioConfig(Config):
     defaults_from: ClassVar[str] = "labelstudio.yaml"
     server: ServerConfig
@@ -129,6 +134,7 @@ class LabelStudioConfig(Config):
     pull: PullConfig
     bot: BotConfig
     gold: GoldConfig
+    human_eval: HumanEvalConfig
 
 
 def load_labelstudio_config(path: str | Path | None = DEFAULT_LABELSTUDIO_CONFIG,

@@ -14,7 +14,8 @@ push killed anywhere (while rendering, in the middle of the import, just after i
 each pair exactly once and reuses the files of the first run.
 
 Gold pairs (:mod:`dpo.gold`, ``gold.share`` of the pairwise tasks) are rendered exactly like the
-others, shuffled in among them, and registered in the store's gold set, never in the task data.
+others, shuffled in among them, and registered in the store's gold set, never in the task data. So are
+evaluation pairs (:mod:`dpo.human_eval`, ``human_eval.share``: the current model against its base).
 
 Why two image modes: a URL keeps each task ~0.5 KiB (Label Studio's task lists and database stay small
 at tens of thousands of tasks) but needs a server that reads our files; an inline data URI (~22 KiB per
@@ -39,6 +40,7 @@ from label_studio_sdk import LabelStudio
 from tqdm import tqdm
 
 from dpo.gold import GoldBatch, GoldSet, fake_noise, make_gold_pairs
+from dpo.human_eval import EvalSet
 from dpo.store import PreferenceStore
 from driftsketch.sketch import validate_sketch
 from labeling.client import client_url, with_retries
@@ -169,6 +171,19 @@ def gold_tasks(gold: GoldBatch, class_names: list[str], store: PreferenceStore, 
     return tasks
 
 
+def eval_tasks(batch: PairBatch, base_model: str, store: PreferenceStore, images: TaskImages | str | Path, *,
+               checkpoint: str, round_id: str | None = None, image_size: int = 256, seed: int = 0,
+               progress: bool = True) -> list[dict]:
+    """Pair tasks of the evaluation pairs ``batch`` (``a``: the model ``checkpoint``'s sketch, ``b``: the base
+    model's from the same noise) that look like any other, registered in ``store``'s evaluation set
+    (:mod:`dpo.human_eval`) before anyone can answer them."""
+    tasks = build_tasks(batch, store, images, checkpoint=checkpoint, round_id=round_id, image_size=image_size,
+                        seed=seed + 2, progress=progress)
+    EvalSet(store).register([{"candidate": t["beziers_a"], "base": t["beziers_b"], "candidate_model": checkpoint,
+                              "base_model": base_model, "class_name": t["class_name"]} for t in tasks])
+    return tasks
+
+
 def mix_in(tasks: list[dict], extra: list[dict], rng: np.random.Generator) -> list[dict]:
     """``tasks`` with ``extra`` inserted at random places (the relative order of each kept)."""
     slots = np.zeros(len(tasks) + len(extra), dtype=bool)
@@ -215,14 +230,19 @@ def import_tasks(ls: LabelStudio, project_id: int, tasks: list[dict], batch_size
 
 def build_tasks_with_gold(batch: PairBatch | RatingBatch, store: PreferenceStore, images: TaskImages | str | Path,
                           gold: GoldBatch | None, *, checkpoint: str, round_id: str | None = None,
-                          image_size: int = 256, seed: int = 0, progress: bool = True) -> list[dict]:
-    """:func:`build_tasks` with the ``gold`` pairs (if any) rendered, registered and shuffled in."""
+                          image_size: int = 256, seed: int = 0, progress: bool = True,
+                          evaluation: tuple[PairBatch, str] | None = None) -> list[dict]:
+    """:func:`build_tasks` with the ``gold`` pairs and the ``evaluation`` pairs (a batch and its base model's
+    id), if any, rendered, registered and shuffled in."""
     kw = dict(checkpoint=checkpoint, round_id=round_id, image_size=image_size, seed=seed, progress=progress)
     tasks = build_tasks(batch, store, images, **kw)
-    if gold is None or not len(gold):
-        return tasks
-    return mix_in(tasks, gold_tasks(gold, batch.class_names, store, images, **kw),
-                  batch_rng(seed, checkpoint, round_id, 3))
+    if gold is not None and len(gold):
+        tasks = mix_in(tasks, gold_tasks(gold, batch.class_names, store, images, **kw),
+                       batch_rng(seed, checkpoint, round_id, 3))
+    if evaluation is not None and len(evaluation[0].class_labels):
+        tasks = mix_in(tasks, eval_tasks(evaluation[0], evaluation[1], store, images, **kw),
+                       batch_rng(seed, checkpoint, round_id, 4))
+    return tasks
 
 
 def push_tasks(ls: LabelStudio, project_id: int, batch: PairBatch | RatingBatch, *, store: PreferenceStore,

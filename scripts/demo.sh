@@ -83,7 +83,7 @@ fi
 
 # The demo's round parameters: configs/round.yaml plus these overrides, as the JSON the Prefect form takes. A round
 # trains once PAIRS/4 new usable pairs arrived: the bot ties 30-40 % of the shipped base's pairs (both good), and
-# gold and held-out pairs do not count, so 100 answers give ~50 usable pairs.
+# gold, evaluation and held-out pairs do not count, so 100 answers give ~45-50 usable pairs.
 OVERRIDES=("registry_dir=$DEMO/registry" "preference_dir=$DEMO/preferences" "work_dir=$DEMO/work"
            "base.train_overrides=[max_steps=$BASE_STEPS,$BASE_MODEL]" "dpo.min_new_preferences=$((PAIRS / 4))"
            "generate.queue_target=$PAIRS" "generate.max_new_pairs=$PAIRS"
@@ -128,6 +128,7 @@ for r in $(seq 0 $((ROUNDS - 1))); do
   run_deployment online-dpo/round "$PARAMS"
   report=$(ls -t "$DEMO"/work/reports/*/report.md | head -1)
   sed -n '1,6p' "$report"
+  awk '/^Judged by the annotators/{f=1; next} f && /^- /{print; next} f && NF{exit}' "$report"  # vs the base, as the bot judged
   if [ "$r" -lt $((ROUNDS - 1)) ]; then
     "$LS" bot "${LS_SET[@]}" --judge labeling --classifier "$ANNOTATOR_CLF"
   fi

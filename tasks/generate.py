@@ -102,6 +102,35 @@ def generate_pairs(checkpoint: str, model_id: str, num_pairs: int, out_path: str
 
 
 @task
+def generate_eval_pairs(candidate: str, candidate_id: str, base: str, base_id: str, num_pairs: int, out_path: str, *,
+                        batch_key: str, seed: int, num_steps: int, cfg_scale: float, solver: str,
+                        device: str = "cpu") -> str | None:
+    """``num_pairs`` evaluation pairs (:mod:`dpo.human_eval`): sketch ``a`` from the candidate model, ``b`` from
+    the base, both from one noise (classes cycled); written like :func:`generate_pairs`, plus ``base``
+    (= ``base_id``). Returns the path, or None when no pairs are asked for."""
+    if num_pairs <= 0:
+        return None
+    from driftsketch.checkpoint import load_model
+    from driftsketch.device import require_device
+    from driftsketch.sampling import generate_beziers
+
+    dev = require_device(device)
+    model, base_model = load_model(candidate, dev), load_model(base, dev)
+    if list(model.class_names) != list(base_model.class_names):
+        raise ValueError(f"evaluation pairs: {candidate} draws {model.class_names}, the base {base} "
+                         f"{base_model.class_names}")
+    s = batch_seed(candidate_id, f"{batch_key}/evaluation", seed)
+    labels = allocate_classes(num_pairs, len(model.class_names), offset=s % len(model.class_names))
+    kw = dict(num_steps=num_steps, cfg_scale=cfg_scale, solver=solver)
+    a, noise = generate_beziers(model, labels, num_pairs, seed=s, **kw)
+    b, _ = generate_beziers(base_model, labels, num_pairs, noise=noise, **kw)
+    buf = io.BytesIO()
+    np.savez(buf, beziers_a=a, beziers_b=b, noise_a=noise, noise_b=noise, labels=np.asarray(labels, dtype=np.int64),
+             class_names=np.asarray(model.class_names), checkpoint=np.asarray(candidate_id), base=np.asarray(base_id))
+    return str(atomic_write_bytes(out_path, buf.getvalue()))
+
+
+@task
 def select_pairs(candidates_npz: str, out_path: str, num_pairs: int, preference_dir: str, classifier: str,
                  class_names: list[str], dpo_config: str, overrides: list[str], ensemble: int,
                  seed: int = 0) -> tuple[str, dict]:

@@ -107,19 +107,22 @@ def open_pairs(ls: LabelStudioParams, preference_dir: str, work_dir: str, projec
     return open_task_count(client(ls, ls_config(ls, preference_dir, work_dir)), project_id)
 
 
-def gold_share(ls: LabelStudioParams, preference_dir: str, work_dir: str) -> float:
-    """Share of pushed pairwise tasks that are gold pairs (``gold.share`` of the labeling config)."""
-    return ls_config(ls, preference_dir, work_dir).gold.share
+def special_shares(ls: LabelStudioParams, preference_dir: str, work_dir: str) -> tuple[float, float]:
+    """Shares of pushed pairwise tasks that are gold pairs and evaluation pairs (``gold.share``,
+    ``human_eval.share`` of the labeling config)."""
+    cfg = ls_config(ls, preference_dir, work_dir)
+    return cfg.gold.share, cfg.human_eval.share
 
 
 @task
 def render_pairs(ls: LabelStudioParams, preference_dir: str, work_dir: str, pairs_npz: str, out_json: str,
                  round_id: str | None = None, kind: str = "pairwise", gold: int = 0,
-                 gold_data: str | None = None) -> str:
+                 gold_data: str | None = None, eval_npz: str | None = None) -> str:
     """Save arrays into the store, write SVGs, render PNG task data; returns the JSON path of the tasks.
 
     ``kind="rating"`` makes one rating task per pair's sketch ``a`` instead of a pairwise task.
-    ``gold`` gold pairs from the real drawings of ``gold_data`` (default ``gold.data``) are shuffled in.
+    ``gold`` gold pairs from the real drawings of ``gold_data`` (default ``gold.data``) are shuffled in, and
+    the evaluation pairs of ``eval_npz`` (:func:`tasks.generate.generate_eval_pairs`), if any.
     """
     import numpy as np
 
@@ -136,8 +139,14 @@ def render_pairs(ls: LabelStudioParams, preference_dir: str, work_dir: str, pair
     golden = None
     if gold and kind == "pairwise":
         golden = make_gold(replace_config(cfg.gold, data=gold_data or cfg.gold.data), names, gold, checkpoint, round_id)
+    evaluation = None
+    if eval_npz and kind == "pairwise":
+        e = np.load(eval_npz)
+        evaluation = (PairBatch(e["beziers_a"], e["beziers_b"], e["labels"], names, e["noise_a"], e["noise_b"]),
+                      str(e["base"]))
     tasks = build_tasks_with_gold(batch, PreferenceStore(cfg.push.store_root), TaskImages.from_config(cfg.push, cfg.server),
-                                  golden, checkpoint=checkpoint, round_id=round_id, seed=cfg.push.seed, progress=False)
+                                  golden, checkpoint=checkpoint, round_id=round_id, seed=cfg.push.seed, progress=False,
+                                  evaluation=evaluation)
     return str(atomic_write_text(out_json, json.dumps(tasks)))
 
 

@@ -72,3 +72,23 @@ def assess_annotators(preference_dir: str, dpo_config: str, overrides: list[str]
     rules = annotators_config(dpo_config, overrides)
     report = assess(collect_answers(store.records()), GoldSet(store).entries(), rules)
     return {**report.to_dict(), "markdown": format_table(report, markdown=True)}
+
+
+@task
+def human_evaluation(preference_dir: str, dpo_config: str, overrides: list[str]) -> dict:
+    """How often the annotators preferred each model to its base on the evaluation pairs (:mod:`dpo.human_eval`),
+    leaving out the annotators training excludes: ``{"models": {model_id: {...}}, "lines": [...]}``."""
+    from dpo.annotators import assess_annotators as assess
+    from dpo.annotators import collect_answers
+    from dpo.gold import GoldSet
+    from dpo.human_eval import EvalSet, format_win_rates, human_win_rates
+    from dpo.store import PreferenceStore
+
+    store = PreferenceStore(preference_dir)
+    entries = EvalSet(store).entries()
+    if not entries:
+        return {"models": {}, "lines": []}
+    answers = collect_answers(store.records())
+    excluded = set(assess(answers, GoldSet(store).entries(), annotators_config(dpo_config, overrides)).excluded)
+    rates = human_win_rates(answers, entries, excluded)
+    return {"models": rates, "lines": format_win_rates(rates)}

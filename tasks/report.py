@@ -31,6 +31,7 @@ def round_markdown(summary: dict) -> str:
                         f"{pull.get('released', 0)} released, {pull.get('quarantine_open', 0)} still held "
                         "(`driftsketch-labelstudio quarantine` lists them and why).", ""]
     lines += metric_lines(summary)
+    lines += human_eval_lines(summary)
     grids = summary.get("grids") or {}
     if grids:
         lines += ["Sample grids (same noise for both models):", ""]
@@ -62,6 +63,15 @@ def metric_lines(summary: dict) -> list[str]:
     return ["| metric | " + " | ".join(name for name, _ in cols) + " |", "|---" * (len(cols) + 1) + "|", *rows, ""]
 
 
+def human_eval_lines(summary: dict) -> list[str]:
+    """How often people preferred each model to its base on its evaluation pairs (same noise, sides at random)."""
+    lines = (summary.get("human_eval") or {}).get("lines") or []
+    if not lines:
+        return []
+    return ["Judged by the annotators, against the base from the same noise (evaluation pairs; a tie counts half):",
+            "", *[f"- {line}" for line in lines], ""]
+
+
 def annotator_lines(summary: dict) -> list[str]:
     """The annotator table (quality, agreement, weights, who is excluded from training and why)."""
     ann = summary.get("annotators") or {}
@@ -72,7 +82,8 @@ def annotator_lines(summary: dict) -> list[str]:
     if sel:
         out += [f"Pairs pushed this round: {sel.get('selection')}"
                 + (f" ({sel['reason']})" if sel.get("reason") else "")
-                + f"; gold pairs among them: {summary.get('gold_pushed', 0)}.", ""]
+                + f"; gold pairs among them: {summary.get('gold_pushed', 0)}, evaluation pairs: "
+                  f"{summary.get('eval_pushed', 0)}.", ""]
     return out
 
 
@@ -111,6 +122,9 @@ def publish_report(summary: dict, out_dir: str, wandb_enabled: bool = True, wand
         flat.update({f"{who}/{k}": v for k, v in (summary.get(f"metrics_{who}") or {}).items()})
     flat["round/promoted"] = float(bool((summary.get("decision") or {}).get("promoted")))
     flat.update(annotator_figures(summary))
+    human = ((summary.get("human_eval") or {}).get("models") or {}).get(summary.get("current"))
+    if human:  # the current model's win over its base, as the annotators judged it
+        flat["current/human_win_rate"] = float(human["win_rate"])
     logger.log(flat, step=int(summary.get("round_index") or 0))
     for name, path in (summary.get("grids") or {}).items():
         logger.log_image(f"samples/{name}", path, step=int(summary.get("round_index") or 0))

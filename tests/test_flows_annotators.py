@@ -52,6 +52,24 @@ def test_assessment_report_and_figures(tmp_path):
     assert sel["usable_pairs"] == 6 and sel["stats"]["gold_answers"] == 12  # lefty excluded, gold not trained
 
 
+def test_the_round_reports_how_people_judged_the_model_against_the_base(tmp_path):
+    from dpo.human_eval import EvalSet
+    from tasks.preferences import human_evaluation
+
+    store = panel_store(tmp_path / "prefs")
+    recs = {r.source["i"]: r for r in store.records() if r.annotator == "good@x"}
+    EvalSet(store).register([{"candidate": recs[i].beziers_a, "base": recs[i].beziers_b, "candidate_model": "m1",
+                              "base_model": "base-0", "class_name": recs[i].class_name} for i in range(6, 12)])
+    human = human_evaluation.fn(str(store.root), DPO_CONFIG, ["annotators.min_gold_answers=5"])
+    m1 = human["models"]["m1"]  # good@x picked the candidate (a) six times; lefty@x, excluded, never counts
+    assert (m1["answers"], m1["wins"], m1["win_rate"], m1["base_model"]) == (6, 6, 1.0, "base-0")
+    text = round_markdown({"current": "m1", "decision": {"promoted": False, "reason": "x"}, "human_eval": human})
+    assert "against the base from the same noise" in text and "m1 over base-0: 100.0 %" in text
+    sel = select_new_preferences.fn(str(store.root), str(tmp_path / "reg"), CLASSES, DPO_CONFIG, [])
+    assert sel["usable_pairs"] == 0 and sel["stats"]["evaluation_answers"] == 12  # nothing left to train on
+    assert human_evaluation.fn(str(tmp_path / "empty"), DPO_CONFIG, []) == {"models": {}, "lines": []}
+
+
 def test_a_round_does_not_start_a_fine_tune_that_min_pairs_would_stop(tmp_path):
     """Enough new pairs for ``min_new_preferences`` but too few left after the held-out split: the round must
     skip training (and go on to refill the queue), not start a fine-tune that stops on ``min_pairs``."""

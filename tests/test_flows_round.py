@@ -12,12 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from dpo.gold import GoldSet, pair_key
+from dpo.human_eval import EvalSet
+from dpo.store import PreferenceStore
 from driftsketch.config import replace_config
 from driftsketch.registry import Registry
 from flows.params import load_round_params
 
 QUEUE = 16
 GOLD = 2  # gold.share 0.1 of the 16 pushed pairs: gold pairs take the place of model pairs, and get no rating task
+EVAL = 2  # human_eval.share 0.1: the promoted model against the base (none while the base is current); no rating task
 DPO = ("[epochs=2,batch_size=8,min_pairs=5,num_t=1,eval_num_t=2,holdout_fraction=0.4,num_threads=1,wandb=false,"
        "amplify.enabled=true,amplify.groups_per_class=1,amplify.group_size=2,amplify.num_steps=2]")
 
@@ -82,6 +86,7 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     base = reg.current
     assert base.startswith("base-") and r0["decision"]["promoted"] is False and "no training" in r0["decision"]["reason"]
     assert r0["pushed"] == QUEUE and r0["gold_pushed"] == GOLD and r0["pushed_ratings"] == QUEUE - GOLD
+    assert r0["eval_pushed"] == 0 and r0["human_eval"] == {"models": {}, "lines": []}  # nothing to compare yet
     assert r0["pulled"] == 0 and r0["selection"]["selection"] == "random"  # no human pairs yet
     assert _bot(labelstudio, params) == QUEUE
 
@@ -91,9 +96,12 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     first = reg.current
     assert first == r1["candidate"] and reg.get(first).parent == base and reg.get(first).round_index == 1
     assert reg.get(first).num_preferences == QUEUE
-    assert r1["pushed"] == QUEUE  # the queue refilled from the new model
+    assert r1["pushed"] == QUEUE and r1["eval_pushed"] == EVAL  # the queue refilled from the new model
     assert r1["selection"] == {"selection": "uncertain", "human_pairs": r1["selection"]["human_pairs"],
-                               "candidates": 2 * (QUEUE - GOLD)} and r1["selection"]["human_pairs"] >= 10
+                               "candidates": 2 * (QUEUE - GOLD - EVAL)} and r1["selection"]["human_pairs"] >= 10
+    evaluation = EvalSet(params.preference_dir).entries()
+    assert len(evaluation) == EVAL and all(e["candidate_model"] == first and e["base_model"] == base
+                                           for e in evaluation.values())
     assert r1["retired"] == QUEUE - GOLD  # the base's unanswered rating tasks (the bot answers pairwise only)
     assert {r["annotator"] for r in r1["annotators"]["annotators"]} == {"bot@driftsketch.local"}
     assert r1["annotators"]["annotators"][0]["gold_answers"] == GOLD
@@ -109,13 +117,20 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     r2 = online_dpo(params)
     second = reg.current
     assert r2["pulled"] == 12 and r2["decision"]["promoted"], r2["decision"]
+    store = PreferenceStore(params.preference_dir)
+    trained_in_1 = set(reg.load().rounds[r1["round_id"]].record_ids)
+    answered = {pair_key(r.beziers_a, r.beziers_b) for r in store.records() if r.id not in trained_in_1}
+    n_gold, n_eval = (len(answered & set(s.entries())) for s in (GoldSet(store), EvalSet(store)))
+    assert r2["usable_pairs"] == 12 - n_gold - n_eval  # neither gold nor evaluation answers train
+    judged = r2["human_eval"]["models"].get(first, {"answers": 0})
+    assert judged["answers"] == n_eval and len(r2["human_eval"]["lines"]) == int(n_eval > 0)
     assert r2["metrics_base"] != r1["metrics_base"]  # the base again, on round 2's own noise
     assert r2["metrics_current"] != r2["metrics_base"]  # round 2's parent is round 1's model, not the base
     judged_in_round_1 = {k: r1["metrics_candidate"][k] for k in r2["metrics_current"]}
     assert r2["metrics_current"] != judged_in_round_1  # round 1's model judged afresh: no winner's curse
     assert reg.get(second).parent == first != second  # round 2 fine-tuned the model round 1 promoted
     assert reg.load().rounds[r2["round_id"]].reference == base  # the shipped dpo.reference: the original base
-    assert r2["retired"] == 4 + QUEUE - GOLD and r2["pushed"] == QUEUE  # stale tasks of `first` replaced by `second`'s
+    assert r2["retired"] == 4 + QUEUE - GOLD - EVAL and r2["pushed"] == QUEUE  # stale tasks of `first` replaced by `second`'s
     assert set(reg.used_record_ids()) == set(reg.load().rounds[r1["round_id"]].record_ids) | set(
         reg.load().rounds[r2["round_id"]].record_ids)
     for key in ("before", "after"):

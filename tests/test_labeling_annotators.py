@@ -94,6 +94,15 @@ def test_annotators_command_prints_the_table(tmp_path, capsys):
     table = json.loads(capsys.readouterr().out)
     assert [r["answers"] for r in table["annotators"]] == [4, 4] and table["weighting"] == "none"
     assert table["kappa"][0]["shared"] == 4 and table["annotators"][0]["left_rate"] == 1.0
+    assert table["human_eval"] == {} and "human evaluation" not in out  # no evaluation pairs yet
+    from dpo.human_eval import EvalSet
+
+    EvalSet(store).register([{"candidate": paths[2 * i + 1], "base": paths[2 * i], "candidate_model": "m1",
+                              "base_model": "base-0", "class_name": "circle"} for i in range(4)])
+    assert main(["annotators", "--set", f"pull.store_root={store.root}"]) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("human evaluation: ")]
+    assert lines == ["human evaluation: m1 over base-0: 50.0 % (95 % interval 15.0-85.0; 4 pairs, "
+                     "8 answers: 4 for it, 4 for the base, 0 ties)"]  # bob picked the candidate (b), ann the base
 
 
 def test_a_deleted_account_keeps_its_stored_name_or_gets_one_of_its_own():

@@ -1,0 +1,112 @@
+"""Evaluation pairs (the tuned model against the base, judged by people): the registry, the win rate with its
+interval, exclusion from training and from careless annotators, and the push that registers them."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dpo import PreferenceStore
+from dpo.annotators import collect_answers
+from dpo.human_eval import EvalSet, format_win_rates, human_win_rates, mean_interval
+from driftsketch.stats import wilson_interval
+from tests.test_dpo_annotators import answer, dataset, sketches
+
+
+@pytest.fixture
+def store(tmp_path):
+    return PreferenceStore(tmp_path / "prefs")
+
+
+def _register(store, paths, pairs, candidate_first=True, model="r001-x"):
+    """Pair i is (paths[2i], paths[2i+1]); the candidate's sketch is the first unless ``candidate_first`` is False."""
+    ev = EvalSet(store)
+    entries = [{"candidate": paths[2 * i] if candidate_first else paths[2 * i + 1],
+                "base": paths[2 * i + 1] if candidate_first else paths[2 * i],
+                "candidate_model": model, "base_model": "base-0", "class_name": "circle"} for i in pairs]
+    return ev.register(entries), ev
+
+
+def test_win_rate_counts_who_picked_the_candidate_on_either_side_and_ties_as_half(store):
+    paths = sketches(store, 8)
+    assert _register(store, paths, [0, 1])[0] == 2
+    _register(store, paths, [2, 3], candidate_first=False)  # here the candidate is stored as sketch b
+    store.append([answer(paths, 0, "x", "a"), answer(paths, 1, "x", "a"),  # a = the candidate: 2 wins
+                  answer(paths, 2, "x", "a"),  # a = the base: a loss
+                  answer(paths, 3, "x", "tie")], "s")
+    rates = human_win_rates(collect_answers(store.records()), EvalSet(store).entries())
+    r = rates["r001-x"]
+    assert (r["wins"], r["losses"], r["ties"], r["pairs"], r["answers"]) == (2, 1, 1, 4, 4)
+    assert r["win_rate"] == pytest.approx((1 + 1 + 0 + 0.5) / 4) and r["base_model"] == "base-0"
+    assert r["ci95"] == pytest.approx(list(wilson_interval(2.5, 4)))  # one observation per pair
+    assert "r001-x over base-0: 62.5 %" in format_win_rates(rates)[0]
+
+
+def test_a_pair_weighs_once_however_many_people_judged_it(store):
+    paths = sketches(store, 4)
+    _register(store, paths, [0, 1])
+    store.append([answer(paths, 0, who, "a") for who in ("x", "y", "z")] + [answer(paths, 1, "x", "b")], "s")
+    r = human_win_rates(collect_answers(store.records()), EvalSet(store).entries())["r001-x"]
+    assert r["answers"] == 4 and r["pairs"] == 2 and r["win_rate"] == pytest.approx(0.5)  # not 3 / 4
+
+
+def test_excluded_annotators_and_other_pairs_do_not_count(store):
+    paths = sketches(store, 6)
+    _register(store, paths, [0])
+    store.append([answer(paths, 0, "x", "a"), answer(paths, 0, "careless", "b"), answer(paths, 1, "x", "b")], "s")
+    rates = human_win_rates(collect_answers(store.records()), EvalSet(store).entries(), excluded={"careless"})
+    assert rates["r001-x"]["answers"] == 1 and rates["r001-x"]["win_rate"] == 1.0
+    assert rates["r001-x"]["ci95"] == pytest.approx([0.2065, 1.0], abs=1e-4)  # one pair won: far from sure
+    assert human_win_rates(collect_answers(store.records()), {}) == {}
+
+
+def test_evaluation_answers_never_train_and_the_registry_is_append_only(store):
+    paths = sketches(store, 12)
+    assert _register(store, paths, [0, 1])[0] == 2 and _register(store, paths, [0, 1])[0] == 0  # idempotent
+    store.append([answer(paths, i, "x", "a") for i in range(6)], "s")
+    ds = dataset(store, weighting="none")
+    assert len(ds) == 4 and ds.summary()["evaluation_answers"] == 2
+    assert all(paths[0] not in (p.winner.beziers_a, p.loser.beziers_a) for p in ds.pairs)
+    with open(EvalSet(store).path, "a") as f:
+        f.write('{"candidate": "../../etc/passwd", "base": "x"}\nnot json\n')
+    with pytest.warns(UserWarning, match="malformed evaluation entry"):
+        assert len(EvalSet(store).entries()) == 2
+
+
+def test_the_interval_is_honest_for_split_pairs_and_clean_sweeps():
+    split = mean_interval([0.5, 0.5, 0.5, 0.5])  # every pair judged 1:1: the mean is sure, the model is not
+    assert split["win_rate"] == 0.5 and split["ci95"][0] < 0.2 and split["ci95"][1] > 0.8
+    sweep = mean_interval([1.0, 1.0, 1.0])
+    assert sweep["ci95"][1] == pytest.approx(1.0) and 0.4 < sweep["ci95"][0] < 0.5
+    assert mean_interval([0.6] * 100)["ci95"][0] > 0.5 > mean_interval([0.6] * 80)["ci95"][0]  # docs/labeling.md
+
+
+def test_pushed_evaluation_pairs_are_registered_shuffled_in_and_look_like_any_other(store, tmp_path):
+    from labeling.push import PairBatch, build_tasks_with_gold
+
+    rng = np.random.default_rng(0)
+    x = lambda n: rng.uniform(-0.5, 0.5, (n, 32, 4, 2)).astype(np.float32)  # noqa: E731
+    noise = lambda n: rng.standard_normal((n, 32, 8)).astype(np.float32)  # noqa: E731
+    batch = PairBatch(x(6), x(6), np.zeros(6, np.int64), ["circle"], noise(6), noise(6))
+    shared = noise(3)
+    ev = PairBatch(x(3), x(3), np.zeros(3, np.int64), ["circle"], shared, shared)
+    kw = dict(checkpoint="r001-x", round_id="round-1", seed=5, progress=False)
+    tasks = build_tasks_with_gold(batch, store, tmp_path / "svg", None, evaluation=(ev, "base-0"), **kw)
+    assert len(tasks) == 9 and set(tasks[0]) == set(tasks[-1])  # same fields for every task
+    entries = EvalSet(store).entries()
+    evaluated = [t for t in tasks if (min(t["beziers_a"], t["beziers_b"]), max(t["beziers_a"], t["beziers_b"]))
+                 in entries]
+    assert len(evaluated) == 3 and all(t["checkpoint"] == "r001-x" for t in evaluated)
+    assert {e["base_model"] for e in entries.values()} == {"base-0"}
+    again = build_tasks_with_gold(batch, store, tmp_path / "svg", None, evaluation=(ev, "base-0"), **kw)
+    assert again == tasks and len(EvalSet(store).entries()) == 3  # a re-run renders and registers the same
+    plain = build_tasks_with_gold(batch, store, tmp_path / "svg", None, **kw)
+    assert [t for t in tasks if t not in evaluated] == plain  # the generated pairs keep their order and sides
+
+
+def test_gold_and_evaluation_pairs_leave_room_for_generated_ones():
+    from flows.online_dpo import special_pair_counts
+
+    assert special_pair_counts(16, 0.1, 0.1, evaluate=True) == (2, 2)
+    assert special_pair_counts(16, 0.1, 0.1, evaluate=False) == (2, 0)  # the base has nothing to be compared with
+    assert special_pair_counts(2, 0.5, 0.5, evaluate=True) == (1, 0)  # at least one generated pair
+    assert special_pair_counts(1, 0.5, 0.0, evaluate=True) == (0, 0)
