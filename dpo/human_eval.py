@@ -11,6 +11,7 @@ Their answers are pulled like any other and never trained on (:mod:`dpo.dataset`
                               "base_model": "base-...", "class_name": "circle"}])
     human_win_rates(collect_answers(store.records()), EvalSet(store).entries(), excluded={"careless"})
     # {"r002-...": {"base_model": ..., "pairs": 18, "answers": 36, "win_rate": 0.61, "ci95": [0.39, 0.80], ...}}
+    recent_win_rate(answers, entries, models=5)   # the newest 5 models' pairs pooled (a model's own are few)
 
 The win rate counts a tie (and "both bad") as half a win, like the suite's; it is the mean over pairs of
 each pair's mean answer, so a pair that three people judged weighs as much as one judged once, and its
@@ -45,27 +46,57 @@ def answer_outcome(answer: Answer, entry: dict) -> float:
     return 1.0 if picked == entry["candidate"] else 0.0
 
 
-def human_win_rates(answers: list[Answer], entries: dict[tuple[str, str], dict],
-                    excluded: set[str] | frozenset[str] = frozenset()) -> dict[str, dict]:
-    """Per candidate model: how often the annotators (but the ``excluded``) preferred it to the base on its
-    evaluation pairs. ``win_rate`` is the mean over pairs of each pair's mean outcome (:func:`answer_outcome`)."""
-    per_pair: dict[tuple[str, str], list[float]] = defaultdict(list)
-    counts: dict[str, dict] = defaultdict(lambda: {"wins": 0, "losses": 0, "ties": 0, "both_bad": 0})
+def pair_outcomes(answers: list[Answer], entries: dict[tuple[str, str], dict],
+                  excluded: set[str] | frozenset[str] = frozenset()) -> dict[tuple[str, str], list[tuple[float, bool]]]:
+    """``{pair key: [(outcome, both_bad), ...]}`` of the answers (but the ``excluded`` annotators') to
+    evaluation pairs."""
+    out: dict[tuple[str, str], list[tuple[float, bool]]] = defaultdict(list)
     for a in answers:
         entry = entries.get(a.key)
-        if entry is None or a.annotator in excluded:
-            continue
-        outcome = answer_outcome(a, entry)
-        per_pair[a.key].append(outcome)
-        c = counts[entry["candidate_model"]]
-        c["wins" if outcome == 1.0 else "losses" if outcome == 0.0 else "ties"] += 1
-        c["both_bad"] += int(a.both_bad)
-    by_model: dict[str, list[float]] = defaultdict(list)
-    for key, outcomes in per_pair.items():
-        by_model[entries[key]["candidate_model"]].append(float(np.mean(outcomes)))
-    return {model: {"base_model": _base_of(entries, model), "pairs": len(v), "answers": sum(counts[model][k] for k in
-                    ("wins", "losses", "ties")), **counts[model], **mean_interval(v)}
-            for model, v in sorted(by_model.items())}
+        if entry is not None and a.annotator not in excluded:
+            out[a.key].append((answer_outcome(a, entry), a.both_bad))
+    return out
+
+
+def pooled(outcomes: list[list[tuple[float, bool]]]) -> dict:
+    """Counts and the win rate (mean over pairs of each pair's mean outcome, :func:`mean_interval`) of pairs'
+    answers."""
+    flat = [o for pair in outcomes for o, _ in pair]
+    return {"pairs": len(outcomes), "answers": len(flat), "wins": flat.count(1.0), "losses": flat.count(0.0),
+            "ties": flat.count(0.5), "both_bad": sum(bad for pair in outcomes for _, bad in pair),
+            **mean_interval([float(np.mean([o for o, _ in pair])) for pair in outcomes])}
+
+
+def models_in_order(entries: dict[tuple[str, str], dict]) -> list[str]:
+    """The candidate models of the registered pairs, oldest first (the order they were first registered)."""
+    return list(dict.fromkeys(e["candidate_model"] for e in entries.values()))
+
+
+def human_win_rates(answers: list[Answer], entries: dict[tuple[str, str], dict],
+                    excluded: set[str] | frozenset[str] = frozenset()) -> dict[str, dict]:
+    """Per candidate model, oldest first: how often the annotators (but the ``excluded``) preferred it to the
+    base on its evaluation pairs (:func:`pooled`)."""
+    by_pair = pair_outcomes(answers, entries, excluded)
+    out = {}
+    for model in models_in_order(entries):
+        keys = [k for k in by_pair if entries[k]["candidate_model"] == model]
+        if keys:
+            out[model] = {"base_model": _base_of(entries, model), **pooled([by_pair[k] for k in keys])}
+    return out
+
+
+def recent_win_rate(answers: list[Answer], entries: dict[tuple[str, str], dict], models: int,
+                    excluded: set[str] | frozenset[str] = frozenset()) -> dict | None:
+    """The newest ``models`` models' evaluation pairs pooled: how the loop's recent models fare against the
+    base (each promoted model passed the gate against its parent). None when they have fewer than two models
+    with answers, or ``models`` < 2."""
+    newest = models_in_order(entries)[-models:] if models >= 2 else []
+    by_pair = pair_outcomes(answers, entries, excluded)
+    keys = [k for k in by_pair if entries[k]["candidate_model"] in newest]
+    answered = [m for m in newest if any(entries[k]["candidate_model"] == m for k in keys)]
+    if len(answered) < 2:
+        return None
+    return {"models": answered, **pooled([by_pair[k] for k in keys])}
 
 
 def mean_interval(values: list[float]) -> dict:
@@ -80,9 +111,15 @@ def _base_of(entries: dict, model: str) -> str:
     return next(e["base_model"] for e in entries.values() if e["candidate_model"] == model)
 
 
-def format_win_rates(rates: dict[str, dict]) -> list[str]:
-    """One line per candidate model, for the round report and the CLI."""
-    return [f"{model} over {r['base_model']}: {100 * r['win_rate']:.1f} % "
-            f"(95 % interval {100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f}; {r['pairs']} pairs, "
-            f"{r['answers']} answers: {r['wins']} for it, {r['losses']} for the base, {r['ties']} ties)"
-            for model, r in rates.items()]
+def format_win_rates(rates: dict[str, dict], recent: dict | None = None) -> list[str]:
+    """One line per candidate model, and one for the ``recent`` models pooled, for the round report and the CLI."""
+    lines = [f"{model} over {r['base_model']}: {_figures(r)}" for model, r in rates.items()]
+    if recent:
+        lines.append(f"the newest {len(recent['models'])} models together over the base: {_figures(recent)}")
+    return lines
+
+
+def _figures(r: dict) -> str:
+    return (f"{100 * r['win_rate']:.1f} % (95 % interval {100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f}; "
+            f"{r['pairs']} pairs, {r['answers']} answers: {r['wins']} for it, {r['losses']} for the base, "
+            f"{r['ties']} ties)")

@@ -268,7 +268,8 @@ def run_round(params: RoundParams, timer: StepTimer, summary: dict) -> dict:
         summary["pull"] = lb.pull(ls, prefs, work, projects)
         sel = select_new_preferences(prefs, params.registry_dir, class_names, params.dpo.config, dpo_overrides(params))
         summary["annotators"] = assess_annotators(prefs, params.dpo.config, dpo_overrides(params))
-        summary["human_eval"] = human_evaluation(prefs, params.dpo.config, dpo_overrides(params))
+        summary["human_eval"] = human_evaluation(prefs, params.dpo.config, dpo_overrides(params),
+                                                 lb.human_eval_pool(ls, prefs, work))
     summary["pulled"], summary["usable_pairs"] = summary["pull"]["new_records"], sel["usable_pairs"]
     skip = no_training_reason(sel, params.dpo.min_new_preferences)
     if skip is None:

@@ -123,6 +123,7 @@ class GoldConfig(Config):
 class HumanEvalConfig(Config):
     defaults_from: ClassVar[str] = "labelstudio.yaml:human_eval"
     share: Fraction
+    pool: NonNegativeInt
 
 
 class LabelStudioConfig(Config):

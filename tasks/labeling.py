@@ -114,6 +114,11 @@ def special_shares(ls: LabelStudioParams, preference_dir: str, work_dir: str) ->
     return cfg.gold.share, cfg.human_eval.share
 
 
+def human_eval_pool(ls: LabelStudioParams, preference_dir: str, work_dir: str) -> int:
+    """How many of the newest models the round also reports pooled (``human_eval.pool``)."""
+    return ls_config(ls, preference_dir, work_dir).human_eval.pool
+
+
 @task
 def render_pairs(ls: LabelStudioParams, preference_dir: str, work_dir: str, pairs_npz: str, out_json: str,
                  round_id: str | None = None, kind: str = "pairwise", gold: int = 0,

@@ -75,20 +75,21 @@ def assess_annotators(preference_dir: str, dpo_config: str, overrides: list[str]
 
 
 @task
-def human_evaluation(preference_dir: str, dpo_config: str, overrides: list[str]) -> dict:
+def human_evaluation(preference_dir: str, dpo_config: str, overrides: list[str], pool: int = 0) -> dict:
     """How often the annotators preferred each model to its base on the evaluation pairs (:mod:`dpo.human_eval`),
-    leaving out the annotators training excludes: ``{"models": {model_id: {...}}, "lines": [...]}``."""
+    and the newest ``pool`` models' pairs pooled, leaving out the annotators training excludes:
+    ``{"models": {model_id: {...}}, "recent": {...} | None, "lines": [...]}``."""
     from dpo.annotators import assess_annotators as assess
     from dpo.annotators import collect_answers
     from dpo.gold import GoldSet
-    from dpo.human_eval import EvalSet, format_win_rates, human_win_rates
+    from dpo.human_eval import EvalSet, format_win_rates, human_win_rates, recent_win_rate
     from dpo.store import PreferenceStore
 
     store = PreferenceStore(preference_dir)
     entries = EvalSet(store).entries()
     if not entries:
-        return {"models": {}, "lines": []}
+        return {"models": {}, "recent": None, "lines": []}
     answers = collect_answers(store.records())
     excluded = set(assess(answers, GoldSet(store).entries(), annotators_config(dpo_config, overrides)).excluded)
-    rates = human_win_rates(answers, entries, excluded)
-    return {"models": rates, "lines": format_win_rates(rates)}
+    rates, recent = human_win_rates(answers, entries, excluded), recent_win_rate(answers, entries, pool, excluded)
+    return {"models": rates, "recent": recent, "lines": format_win_rates(rates, recent)}

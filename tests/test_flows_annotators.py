@@ -67,7 +67,8 @@ def test_the_round_reports_how_people_judged_the_model_against_the_base(tmp_path
     assert "against the base from the same noise" in text and "m1 over base-0: 100.0 %" in text
     sel = select_new_preferences.fn(str(store.root), str(tmp_path / "reg"), CLASSES, DPO_CONFIG, [])
     assert sel["usable_pairs"] == 0 and sel["stats"]["evaluation_answers"] == 12  # nothing left to train on
-    assert human_evaluation.fn(str(tmp_path / "empty"), DPO_CONFIG, []) == {"models": {}, "lines": []}
+    assert human["recent"] is None  # one model: nothing to pool
+    assert human_evaluation.fn(str(tmp_path / "empty"), DPO_CONFIG, []) == {"models": {}, "recent": None, "lines": []}
 
 
 def test_a_round_does_not_start_a_fine_tune_that_min_pairs_would_stop(tmp_path):

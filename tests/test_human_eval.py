@@ -7,7 +7,7 @@ import pytest
 
 from dpo import PreferenceStore
 from dpo.annotators import collect_answers
-from dpo.human_eval import EvalSet, format_win_rates, human_win_rates, mean_interval
+from dpo.human_eval import EvalSet, format_win_rates, human_win_rates, mean_interval, recent_win_rate
 from driftsketch.stats import wilson_interval
 from tests.test_dpo_annotators import answer, dataset, sketches
 
@@ -47,6 +47,22 @@ def test_a_pair_weighs_once_however_many_people_judged_it(store):
     store.append([answer(paths, 0, who, "a") for who in ("x", "y", "z")] + [answer(paths, 1, "x", "b")], "s")
     r = human_win_rates(collect_answers(store.records()), EvalSet(store).entries())["r001-x"]
     assert r["answers"] == 4 and r["pairs"] == 2 and r["win_rate"] == pytest.approx(0.5)  # not 3 / 4
+
+
+def test_the_newest_models_pool_their_pairs_and_models_keep_their_order(store):
+    paths = sketches(store, 12)
+    for i, model in enumerate(["r001-a", "r002-b", "r003-c"]):  # two pairs per model, registered in this order
+        _register(store, paths, [2 * i, 2 * i + 1], model=model)
+    store.append([answer(paths, i, "x", "a") for i in range(6) if i != 1] + [answer(paths, 1, "x", "b")], "s")
+    answers, entries = collect_answers(store.records()), EvalSet(store).entries()
+    assert list(human_win_rates(answers, entries)) == ["r001-a", "r002-b", "r003-c"]  # oldest first
+    recent = recent_win_rate(answers, entries, models=2)
+    assert recent["models"] == ["r002-b", "r003-c"] and recent["pairs"] == 4 and recent["win_rate"] == 1.0
+    everything = recent_win_rate(answers, entries, models=5)
+    assert everything["pairs"] == 6 and everything["win_rate"] == pytest.approx(5 / 6)
+    assert recent_win_rate(answers, entries, models=1) is None and recent_win_rate(answers, entries, models=0) is None
+    lines = format_win_rates(human_win_rates(answers, entries), recent)
+    assert len(lines) == 4 and lines[-1].startswith("the newest 2 models together over the base: 100.0 %")
 
 
 def test_excluded_annotators_and_other_pairs_do_not_count(store):
