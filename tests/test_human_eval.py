@@ -126,3 +126,27 @@ def test_gold_and_evaluation_pairs_leave_room_for_generated_ones():
     assert special_pair_counts(16, 0.1, 0.1, evaluate=False) == (2, 0)  # the base has nothing to be compared with
     assert special_pair_counts(2, 0.5, 0.5, evaluate=True) == (1, 0)  # at least one generated pair
     assert special_pair_counts(1, 0.5, 0.0, evaluate=True) == (0, 0)
+
+
+def test_evaluation_pairs_come_from_one_noise_through_both_models(tmp_path):
+    from driftsketch.checkpoint import load_model, save_checkpoint
+    from driftsketch.sampling import generate_beziers
+    from tasks.generate import generate_eval_pairs
+    from tests.test_dpo_loss import tiny_model
+
+    names = ["a", "b", "c"]
+    save_checkpoint(tmp_path / "cand.pt", tiny_model(1), names)
+    save_checkpoint(tmp_path / "base.pt", tiny_model(2), names)
+    kw = dict(batch_key="batch0000", seed=0, num_steps=2, cfg_scale=1.0, solver="euler")
+    path = generate_eval_pairs.fn(str(tmp_path / "cand.pt"), "r001-x", str(tmp_path / "base.pt"), "base-0", 5,
+                                  str(tmp_path / "eval.npz"), **kw)
+    z = np.load(path)
+    assert z["beziers_a"].shape == (5, 32, 4, 2) and str(z["base"]) == "base-0" and str(z["checkpoint"]) == "r001-x"
+    assert sorted(np.bincount(z["labels"], minlength=3).tolist()) == [1, 2, 2]  # classes cycled
+    np.testing.assert_array_equal(z["noise_a"], z["noise_b"])
+    again, _ = generate_beziers(load_model(tmp_path / "base.pt"), z["labels"].tolist(), 5, num_steps=2,
+                                cfg_scale=1.0, solver="euler", noise=z["noise_b"])
+    np.testing.assert_array_equal(again, z["beziers_b"])  # b is the base's drawing of that very noise
+    assert not np.array_equal(z["beziers_a"], z["beziers_b"])
+    assert generate_eval_pairs.fn(str(tmp_path / "cand.pt"), "r001-x", str(tmp_path / "base.pt"), "base-0", 0,
+                                  str(tmp_path / "none.npz"), **kw) is None
