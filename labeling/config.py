@@ -5,9 +5,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Iterable
+from typing import Annotated, ClassVar, Iterable
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from driftsketch.config import (CONFIG_DIR, Config, Count, Fraction, NonNegativeFloat, NonNegativeInt, Port,
                                 PositiveFloat, load_config)
@@ -111,9 +111,12 @@ class BotConfig(Config):
         return self
 
 
+PushedShare = Annotated[float, Field(ge=0, lt=1)]  # of a batch's pairwise tasks: at least one generated pair stays
+
+
 class GoldConfig(Config):
     defaults_from: ClassVar[str] = "labelstudio.yaml:gold"
-    share: Fraction
+    share: PushedShare
     data: str
     kinds: list[str]
     noise_std: NonNegativeFloat
@@ -122,7 +125,7 @@ class GoldConfig(Config):
 
 class HumanEvalConfig(Config):
     defaults_from: ClassVar[str] = "labelstudio.yaml:human_eval"
-    share: Fraction
+    share: PushedShare
     pool: NonNegativeInt
 
 

@@ -150,3 +150,13 @@ def test_evaluation_pairs_come_from_one_noise_through_both_models(tmp_path):
     assert not np.array_equal(z["beziers_a"], z["beziers_b"])
     assert generate_eval_pairs.fn(str(tmp_path / "cand.pt"), "r001-x", str(tmp_path / "base.pt"), "base-0", 0,
                                   str(tmp_path / "none.npz"), **kw) is None
+
+
+@pytest.mark.parametrize("key", ["human_eval.share", "gold.share"])
+def test_a_share_that_would_take_every_pushed_pair_is_refused_when_the_config_loads(key):
+    from driftsketch.errors import DriftSketchError
+    from labeling.config import load_labelstudio_config
+
+    assert load_labelstudio_config(overrides=[f"{key}=0.5"]).human_eval.share in (0.1, 0.5)
+    with pytest.raises(DriftSketchError, match=f"{key}: Input should be less than 1"):
+        load_labelstudio_config(overrides=[f"{key}=1"])
