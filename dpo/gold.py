@@ -126,6 +126,7 @@ class PairRegistry:
     FILE: str = ""
     kind: str = ""  # in warnings: "malformed <kind> entry"
     fields: tuple[str, str] = ("", "")
+    required: tuple[str, ...] = ()  # other keys an entry must have
 
     def __init__(self, store: PreferenceStore | str | Path):
         self.store = store if isinstance(store, PreferenceStore) else PreferenceStore(store)
@@ -142,6 +143,9 @@ class PairRegistry:
             try:
                 e = json.loads(line)
                 first, second = (check_relpath(e[f]) for f in self.fields)
+                missing = [k for k in self.required if not isinstance(e.get(k), str)]
+                if missing:
+                    raise KeyError(f"no {', '.join(missing)}")
                 out[pair_key(first, second)] = e
             except (ValueError, KeyError, TypeError) as exc:
                 warnings.warn(f"{self.path}:{i}: malformed {self.kind} entry skipped: {exc}", StoreWarning, stacklevel=2)

@@ -36,6 +36,7 @@ class EvalSet(PairRegistry):
     FILE = EVAL_FILE
     kind = "evaluation"
     fields = ("candidate", "base")
+    required = ("candidate_model", "base_model")
 
 
 def answer_outcome(answer: Answer, entry: dict) -> float:

@@ -83,7 +83,8 @@ def test_evaluation_answers_never_train_and_the_registry_is_append_only(store):
     assert len(ds) == 4 and ds.summary()["evaluation_answers"] == 2
     assert all(paths[0] not in (p.winner.beziers_a, p.loser.beziers_a) for p in ds.pairs)
     with open(EvalSet(store).path, "a") as f:
-        f.write('{"candidate": "../../etc/passwd", "base": "x"}\nnot json\n')
+        f.write('{"candidate": "../../etc/passwd", "base": "x"}\nnot json\n'
+                '{"candidate": "beziers/x.npy", "base": "beziers/y.npy"}\n')  # no models: skipped, not a crash
     with pytest.warns(UserWarning, match="malformed evaluation entry"):
         assert len(EvalSet(store).entries()) == 2
 
