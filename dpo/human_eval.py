@@ -100,6 +100,14 @@ def recent_win_rate(answers: list[Answer], entries: dict[tuple[str, str], dict],
     return {"models": answered, **pooled([by_pair[k] for k in keys])}
 
 
+def judgement(answers: list[Answer], entries: dict[tuple[str, str], dict], pool: int,
+              excluded: set[str] | frozenset[str] = frozenset()) -> dict:
+    """What the round report and the CLI show: ``{"models": per model (:func:`human_win_rates`), "recent": the
+    newest ``pool`` pooled (:func:`recent_win_rate`), "lines": both as text}``."""
+    rates, recent = human_win_rates(answers, entries, excluded), recent_win_rate(answers, entries, pool, excluded)
+    return {"models": rates, "recent": recent, "lines": format_win_rates(rates, recent)}
+
+
 def mean_interval(values: list[float]) -> dict:
     """``win_rate`` (the mean of per-pair outcomes in [0, 1]) and its 95 % Wilson interval ``ci95`` with one
     observation per pair. Outcomes in [0, 1] with mean p vary at most p(1 - p), so the interval is conservative

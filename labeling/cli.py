@@ -168,7 +168,7 @@ def cmd_annotators(cfg: LabelStudioConfig, args) -> int:
     from dpo.annotators import assess_annotators, collect_answers, format_table
     from dpo.config import DEFAULT_DPO_CONFIG, load_dpo_config
     from dpo.gold import GoldSet
-    from dpo.human_eval import EvalSet, format_win_rates, human_win_rates, recent_win_rate
+    from dpo.human_eval import EvalSet, judgement
     from dpo.store import PreferenceStore
 
     store = PreferenceStore(cfg.pull.store_root)
@@ -176,14 +176,13 @@ def cmd_annotators(cfg: LabelStudioConfig, args) -> int:
     annotators = load_dpo_config(args.dpo_config or DEFAULT_DPO_CONFIG, overrides).annotators
     answers = collect_answers(store.records())
     report = assess_annotators(answers, GoldSet(store).entries(), annotators)
-    entries, excluded = EvalSet(store).entries(), set(report.excluded)
-    human = human_win_rates(answers, entries, excluded)
-    recent = recent_win_rate(answers, entries, cfg.human_eval.pool, excluded)
+    human = judgement(answers, EvalSet(store).entries(), cfg.human_eval.pool, set(report.excluded))
     if args.json:
-        print(json.dumps({**report.to_dict(), "human_eval": human, "human_eval_recent": recent}, indent=1))
+        print(json.dumps({**report.to_dict(), "human_eval": human["models"], "human_eval_recent": human["recent"]},
+                         indent=1))
         return 0
     print(format_table(report, markdown=args.markdown))
-    for line in format_win_rates(human, recent):  # the evaluation pairs: each model against its base, as people judged
+    for line in human["lines"]:  # the evaluation pairs: each model against its base, as people judged
         print(f"human evaluation: {line}")
     return 0
 

@@ -82,7 +82,7 @@ def human_evaluation(preference_dir: str, dpo_config: str, overrides: list[str],
     from dpo.annotators import assess_annotators as assess
     from dpo.annotators import collect_answers
     from dpo.gold import GoldSet
-    from dpo.human_eval import EvalSet, format_win_rates, human_win_rates, recent_win_rate
+    from dpo.human_eval import EvalSet, judgement
     from dpo.store import PreferenceStore
 
     store = PreferenceStore(preference_dir)
@@ -91,5 +91,4 @@ def human_evaluation(preference_dir: str, dpo_config: str, overrides: list[str],
         return {"models": {}, "recent": None, "lines": []}
     answers = collect_answers(store.records())
     excluded = set(assess(answers, GoldSet(store).entries(), annotators_config(dpo_config, overrides)).excluded)
-    rates, recent = human_win_rates(answers, entries, excluded), recent_win_rate(answers, entries, pool, excluded)
-    return {"models": rates, "recent": recent, "lines": format_win_rates(rates, recent)}
+    return judgement(answers, entries, pool, excluded)
