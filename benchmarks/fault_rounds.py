@@ -181,9 +181,23 @@ def world_state(renv: RoundEnv, w: RoundWorld) -> dict:
         "models": sorted((m["kind"], m["status"], m.get("round_index", 0)) for m in models.values()),
         "rounds": sorted((r["index"], r["status"], len(r["record_ids"])) for r in reg.get("rounds", {}).values()),
         "history": [e["action"] for e in reg.get("history", [])], "current": (cur.get("kind"), cur.get("round_index")),
+        "registered": (registered := registered_pairs(w.prefs)),
+        "unpushed_registered": sum(1 for kind in registered.values() for k in kind if tuple(k[:2]) not in {
+            tuple(sorted((t.data.get("beziers_a"), t.data.get("beziers_b")))) for t in tasks}),
         "temp_files": len(temp_files(w.root)),
         "corrupt_json": len(bad_json(reg_file, w.prefs / "labelstudio_cursor.json", *(w.root / "work").rglob("*.json"))),
     }
+
+
+def registered_pairs(prefs: Path) -> dict[str, list]:
+    """The gold and evaluation pairs registered in a store (pair keys, and for evaluation the models compared)."""
+    from dpo.gold import GoldSet
+    from dpo.human_eval import EvalSet
+
+    lines = lambda reg: [json.loads(x) for x in reg.path.read_text().splitlines()] if reg.path.is_file() else []  # noqa: E731
+    return {"gold": [sorted((e["good"], e["bad"])) for e in lines(GoldSet(prefs))],
+            "evaluation": [sorted((e["candidate"], e["base"])) + [e["candidate_model"][:4], e["base_model"][:4]]
+                           for e in lines(EvalSet(prefs))]}
 
 
 def compare(got: dict, ref: dict, row: FaultRow, label: str) -> None:
@@ -192,10 +206,14 @@ def compare(got: dict, ref: dict, row: FaultRow, label: str) -> None:
     lost = len(got["answers"] - set(keys)) + max(0, ref["tasks"] - got["tasks"]) + max(0, ref["open"] - got["open"])
     dup = count_dupes(keys) + count_dupes(got["task_keys"]) + max(0, got["open"] - ref["open"])
     reg_diff = [k for k in ("models", "rounds", "history", "current") if got[k] != ref[k]]
+    for kind in ("gold", "evaluation"):  # a pair registered twice, or one the unkilled round registered missing
+        keys = [tuple(k) for k in got["registered"][kind]]
+        dup += count_dupes(keys)
+        lost += max(0, len(ref["registered"][kind]) - len(set(keys)))
     lost += max(0, len(ref["history"]) - len(got["history"])) + max(0, len(ref["models"]) - len(got["models"]))
     dup += max(0, len(got["history"]) - len(ref["history"])) + max(0, len(got["models"]) - len(ref["models"]))
     stuck = sum(1 for r in got["rounds"] if r[1] in ("started", "trained"))  # a round left half done
-    orphans = got["missing_arrays"] + max(0, got["unused_arrays"] - ref["unused_arrays"])
+    orphans = got["missing_arrays"] + max(0, got["unused_arrays"] - ref["unused_arrays"]) + max(0, got["unpushed_registered"] - ref["unpushed_registered"])
     row.add(lost=lost, duplicated=dup, torn_lines=got["torn"], orphans=orphans, temp_files=got["temp_files"],
             corrupt_json=got["corrupt_json"], stuck=stuck)
     if lost or dup or orphans or stuck or reg_diff or got["torn"] or got["corrupt_json"]:
