@@ -22,7 +22,9 @@ from flows.params import load_round_params
 QUEUE = 16
 GOLD = 2  # gold.share 0.1 of the 16 pushed pairs: gold pairs take the place of model pairs, and get no rating task
 EVAL = 2  # human_eval.share 0.1: the promoted model against the base (none while the base is current); no rating task
-DPO = ("[epochs=2,batch_size=8,min_pairs=5,num_t=1,eval_num_t=2,holdout_fraction=0.4,num_threads=1,wandb=false,"
+# min_pairs 3: round 2 pulls 12 answers; up to 2 gold and 2 evaluation pairs among them leave 8 usable, and the
+# exact held-out split (0.4 of the 12 records: 5) leaves at least 3 to train on, whichever tasks the bot answered
+DPO = ("[epochs=2,batch_size=8,min_pairs=3,num_t=1,eval_num_t=2,holdout_fraction=0.4,num_threads=1,wandb=false,"
        "amplify.enabled=true,amplify.groups_per_class=1,amplify.group_size=2,amplify.num_steps=2]")
 
 
