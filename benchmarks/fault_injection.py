@@ -166,6 +166,14 @@ def count_dupes(keys: list) -> int:
     return len(keys) - len(set(keys))
 
 
+def registry_damage(path: Path, fields: tuple[str, str], expected: int, pushed: set[frozenset]) -> tuple[int, int, int]:
+    """Of a pair registry (gold or evaluation pairs, one JSON line each): pairs registered twice, pairs missing of
+    ``expected``, and pairs registered but in no pushed task (``pushed``: each task's two sketch paths)."""
+    lines = path.read_text().splitlines() if path.is_file() else []
+    keys = [frozenset(json.loads(x)[f] for f in fields) for x in lines if x.strip()]
+    return count_dupes(keys), max(0, expected - len(set(keys))), len(set(keys) - pushed)
+
+
 @dataclass
 class FaultEnv:
     """The servers and inputs every fault uses."""
@@ -225,10 +233,28 @@ class FaultEnv:
             out += [f"push.store_root={store}", f"pull.store_root={store}", f"pull.cursor_path={store}/cursor.json"]
         return [a for s in out for a in ("--set", s)]
 
-    def push(self, title: str, pairs: int, store: Path, *extra: str) -> list[str]:
-        """The push command for ``pairs`` pairs of the tiny model into project ``title``."""
-        return command("driftsketch-labelstudio", ["push", "--model", self.checkpoint, "--pairs", str(pairs),
+    def push(self, title: str, pairs: int, store: Path, *extra: str, against: str | None = None) -> list[str]:
+        """The push command for ``pairs`` pairs of the tiny model into project ``title`` (with evaluation pairs
+        against the checkpoint ``against``, if given)."""
+        vs = ["--against", against] if against else []
+        return command("driftsketch-labelstudio", ["push", "--model", self.checkpoint, "--pairs", str(pairs), *vs,
                                                    "--round-id", "r1", *self.sets(*extra, title=title, store=store)])
+
+    @property
+    def other_model(self) -> str:
+        """A second checkpoint of the same classes (the tiny model, perturbed), for evaluation pairs."""
+        path = self.root / "other.pt"
+        if not path.is_file():
+            import torch
+
+            from driftsketch.checkpoint import load_model, save_checkpoint
+
+            model, gen = load_model(self.checkpoint), torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                for prm in model.parameters():
+                    prm.add_(0.02 * torch.randn(prm.shape, generator=gen))
+            save_checkpoint(path, model, list(model.class_names))
+        return str(path)
 
     def _annotated_project(self, pairs: int) -> None:
         from dpo.store import PreferenceStore
@@ -330,16 +356,17 @@ def _project_tasks(env: FaultEnv, title: str) -> list:
 
 
 def fault_push(env: FaultEnv, trials: int, seed: int, pairs: int = 8) -> FaultRow:
-    """`driftsketch-labelstudio push` (2 tasks per import request) killed, re-run: the project must hold
-    each pair once, every task's arrays must be in the store, no array without a task."""
-    extra = ("push.batch_size=2",)
+    """`driftsketch-labelstudio push --against` (2 tasks per import request, a quarter evaluation pairs) killed,
+    re-run: the project must hold each pair once, every task's arrays must be in the store, no array without a
+    task, and each evaluation pair registered once and pushed."""
+    extra, n_eval = ("push.batch_size=2", "human_eval.share=0.25"), round(pairs * 0.25)
     runs = {}
 
     def cmd(i: int) -> list[str]:
         if i not in runs:
             runs[i] = (f"faults push {seed}-{i}-{uuid.uuid4().hex[:6]}", env.root / "trials" / f"push-{i}")
             shutil.rmtree(runs[i][1], ignore_errors=True)
-        return env.push(runs[i][0], pairs, runs[i][1], *extra)
+        return env.push(runs[i][0], pairs, runs[i][1], *extra, against=env.other_model)
 
     def check(i: int, row: FaultRow) -> None:
         title, store = runs[i]
@@ -349,10 +376,14 @@ def fault_push(env: FaultEnv, trials: int, seed: int, pairs: int = 8) -> FaultRo
         used = {v for t in tasks for k, v in t.data.items() if k.startswith(("beziers_", "noise_")) and v}
         lost, dup = max(0, pairs - len(set(pair_keys))), count_dupes(pair_keys)
         orphans = len(used - arrays) + len(arrays - used)
-        row.add(lost=lost, duplicated=dup, orphans=orphans, temp_files=len(temp_files(store)))
-        if dup or lost or orphans:
-            row.note(f"trial {i}: {len(tasks)} tasks for {pairs} pairs ({dup} duplicates, {lost} lost, "
-                     f"{orphans} orphans)")
+        reg_dup, reg_missing, unpushed = registry_damage(store / "evaluation" / "pairs.jsonl", ("candidate", "base"),
+                                                         n_eval, {frozenset(k) for k in pair_keys})
+        row.add(lost=lost + reg_missing, duplicated=dup + reg_dup, orphans=orphans + unpushed,
+                temp_files=len(temp_files(store)))
+        if dup or lost or orphans or reg_dup or reg_missing or unpushed:
+            row.note(f"trial {i}: {len(tasks)} tasks for {pairs} pairs ({dup} duplicates, {lost} lost, {orphans} "
+                     f"orphans); evaluation pairs: {reg_dup} registered twice, {reg_missing} missing, {unpushed} "
+                     f"registered but not pushed")
 
     duration = timed(cmd(-1), env.env)
     return _trials("push", trials, seed, cmd, env.env, duration, check)

@@ -112,6 +112,16 @@ def gold_count(num_tasks: int, share: float, name: str = "gold") -> int:
     return int(round(num_tasks * share))
 
 
+def special_pair_counts(need: int, gold_share: float, eval_share: float, evaluate: bool) -> tuple[int, int]:
+    """(gold, evaluation) pairs among ``need`` pushed ones, leaving at least one generated pair; none of a kind
+    whose share would take every pair."""
+    n_gold = gold_count(need, gold_share)
+    n_gold = n_gold if n_gold < need else 0
+    n_eval = gold_count(need, eval_share, "human_eval") if evaluate else 0
+    n_eval = n_eval if n_gold + n_eval < need else 0
+    return n_gold, n_eval
+
+
 def fake_noise(beziers: np.ndarray) -> np.ndarray:
     """Generation-noise stand-in ``(32, 8)`` for a gold sketch, so its task carries the same fields as
     a generated one (seeded by the sketch itself: the same sketch always gets the same noise)."""

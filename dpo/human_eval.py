@@ -100,10 +100,23 @@ def recent_win_rate(answers: list[Answer], entries: dict[tuple[str, str], dict],
     return {"models": answered, **pooled([by_pair[k] for k in keys])}
 
 
+def bases_in_order(entries: dict[tuple[str, str], dict]) -> list[str]:
+    """The base models the registered pairs compare with, oldest first (the round's is its original base; a push
+    by hand may name another, ``driftsketch-labelstudio push --against``)."""
+    return list(dict.fromkeys(e["base_model"] for e in entries.values()))
+
+
+def against(entries: dict[tuple[str, str], dict], base: str) -> dict[tuple[str, str], dict]:
+    """The registered pairs whose base model is ``base``."""
+    return {k: e for k, e in entries.items() if e["base_model"] == base}
+
+
 def judgement(answers: list[Answer], entries: dict[tuple[str, str], dict], pool: int,
-              excluded: set[str] | frozenset[str] = frozenset()) -> dict:
-    """What the round report and the CLI show: ``{"models": per model (:func:`human_win_rates`), "recent": the
-    newest ``pool`` pooled (:func:`recent_win_rate`), "lines": both as text}``."""
+              excluded: set[str] | frozenset[str] = frozenset(), base: str | None = None) -> dict:
+    """What the round report and the CLI show about the pairs against ``base`` (None: every registered pair,
+    when they all share one base): ``{"models": per model (:func:`human_win_rates`), "recent": the newest ``pool``
+    pooled (:func:`recent_win_rate`), "lines": both as text}``."""
+    entries = entries if base is None else against(entries, base)
     rates, recent = human_win_rates(answers, entries, excluded), recent_win_rate(answers, entries, pool, excluded)
     return {"models": rates, "recent": recent, "lines": format_win_rates(rates, recent)}
 

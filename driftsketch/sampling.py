@@ -138,3 +138,16 @@ def generate_beziers(model, class_label: int | str | Sequence[int | str], num_sa
         peak = np.abs(beziers).reshape(num_samples, -1).max(axis=1).clip(min=1.0)
         beziers = beziers / peak[:, None, None, None]
     return beziers, x0.numpy().astype(np.float32)
+
+
+def same_noise_beziers(model, other, class_labels: Sequence[int], seed: int,
+                       **kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One sketch of ``model`` and one of ``other`` per entry of ``class_labels``, each pair from the same noise
+    (a paired comparison of two models): ``(beziers of model, beziers of other, noise)``. ``kwargs`` go to
+    :func:`generate_beziers`; the two models must draw the same classes."""
+    if list(model.class_names) != list(other.class_names):
+        raise ValueError(f"the two models draw different classes: {list(model.class_names)} and "
+                         f"{list(other.class_names)}")
+    a, noise = generate_beziers(model, list(class_labels), len(class_labels), seed=seed, **kwargs)
+    b, _ = generate_beziers(other, list(class_labels), len(class_labels), noise=noise, **kwargs)
+    return a, b, noise

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from dpo.gold import gold_count
+from dpo.gold import special_pair_counts
 from driftsketch.device import require_device
 from driftsketch.errors import run_cli
 from driftsketch.memory import peak_rss_mib, reset_peak_rss
@@ -202,16 +202,6 @@ def push_batch(params: RoundParams, projects: dict[str, int], current: str, need
     return out
 
 
-def special_pair_counts(need: int, gold_share: float, eval_share: float, evaluate: bool) -> tuple[int, int]:
-    """(gold, evaluation) pairs among ``need`` pushed ones, leaving at least one generated pair; none of a kind
-    whose share would take every pair."""
-    n_gold = gold_count(need, gold_share)
-    n_gold = n_gold if n_gold < need else 0
-    n_eval = gold_count(need, eval_share, "human_eval") if evaluate else 0
-    n_eval = n_eval if n_gold + n_eval < need else 0
-    return n_gold, n_eval
-
-
 def next_pairs(params: RoundParams, current: str, num_pairs: int, batch_dir: str, batch_key: str, weights,
                classifier: str, class_names: list[str], out: dict) -> str:
     """``num_pairs`` pairs from ``current``: sampled directly (``selection: random``), or the least sure of
@@ -269,7 +259,8 @@ def run_round(params: RoundParams, timer: StepTimer, summary: dict) -> dict:
         sel = select_new_preferences(prefs, params.registry_dir, class_names, params.dpo.config, dpo_overrides(params))
         summary["annotators"] = assess_annotators(prefs, params.dpo.config, dpo_overrides(params))
         summary["human_eval"] = human_evaluation(prefs, params.dpo.config, dpo_overrides(params),
-                                                 lb.human_eval_pool(ls, prefs, work))
+                                                 lb.human_eval_pool(ls, prefs, work),
+                                                 md.base_model(params.registry_dir, current))
     summary["pulled"], summary["usable_pairs"] = summary["pull"]["new_records"], sel["usable_pairs"]
     skip = no_training_reason(sel, params.dpo.min_new_preferences)
     if skip is None:

@@ -3,6 +3,7 @@
     driftsketch-labelstudio start            # local server on 127.0.0.1 (prints its URL and login file)
     driftsketch-labelstudio setup            # pairwise + rating projects (idempotent)
     driftsketch-labelstudio push --model runs/base/model.pt --pairs 50 --ratings 10 --round-id r1
+    driftsketch-labelstudio push --model runs/dpo/model.pt --pairs 100 --against runs/base/model.pt
     driftsketch-labelstudio bot --judge labeling --classifier runs/classifier.pt
     driftsketch-labelstudio bot --bots 2 --careless-share 1 --email careless@driftsketch.local ...
     driftsketch-labelstudio pull             # new annotations -> data/preferences (exactly once)
@@ -24,7 +25,7 @@ import sys
 import numpy as np
 
 from driftsketch.config import replace_config
-from driftsketch.errors import count_arg, non_negative_arg, run_cli
+from driftsketch.errors import UsageError, count_arg, non_negative_arg, run_cli
 from labeling.config import DEFAULT_LABELSTUDIO_CONFIG, LabelStudioConfig, load_labelstudio_config
 
 
@@ -79,33 +80,72 @@ def _generate(model, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndar
 
 
 def cmd_push(cfg: LabelStudioConfig, args) -> int:
-    from dpo.gold import gold_count
     from dpo.store import PreferenceStore
     from driftsketch.checkpoint import load_model
     from labeling.images import TaskImages
-    from labeling.push import PairBatch, RatingBatch, make_gold, push_tasks
+    from labeling.push import RatingBatch, push_tasks
 
+    if args.against and not args.pairs:
+        raise UsageError("--against compares pairs of sketches: give --pairs too")
+    model = load_model(args.model)
+    base = _against(model, args.against) if args.against else None  # checked before anything connects
     images = TaskImages.from_config(cfg.push, cfg.server)
-    ls, model = _client(cfg), load_model(args.model)
+    ls = _client(cfg)
     ids, store, p = _projects(cfg, ls), PreferenceStore(cfg.push.store_root), cfg.push
     names = list(model.class_names)
     kw = dict(store=store, checkpoint=model.checkpoint_id, round_id=args.round_id, images=images,
               batch_size=p.batch_size, seed=p.seed)
     if args.pairs:
-        n_gold = gold_count(args.pairs, cfg.gold.share)
-        labels = np.repeat(np.arange(args.pairs - n_gold) % len(names), 2)  # samples 2i and 2i+1 share a class
-        x, nx = _generate(model, labels, args.seed)
-        batch = PairBatch(x[0::2], x[1::2], labels[0::2], names, nx[0::2], nx[1::2])
-        gold = make_gold(cfg.gold, names, n_gold, model.checkpoint_id, args.round_id) if n_gold else None
-        pushed = push_tasks(ls, ids["pairwise"], batch, gold=gold, **kw)
-        print(f"pushed {len(pushed)} pairwise tasks ({n_gold} gold pairs) to project {ids['pairwise']}"
-              f"{_already(args.pairs - len(pushed))}")
+        _push_pairs(cfg, args, ls, ids["pairwise"], model, base, kw)
     if args.ratings:
         labels = np.arange(args.ratings) % len(names)
         x, nx = _generate(model, labels, args.seed + 1)
         pushed = push_tasks(ls, ids["rating"], RatingBatch(x, labels, names, nx), **kw)
         print(f"pushed {len(pushed)} rating tasks to project {ids['rating']}{_already(args.ratings - len(pushed))}")
     return 0
+
+
+def _push_pairs(cfg: LabelStudioConfig, args, ls, project: int, model, base, kw: dict) -> None:
+    """``--pairs`` pairwise tasks: the model's pairs, ``gold.share`` gold pairs and, with a ``base`` (``--against``),
+    ``human_eval.share`` evaluation pairs, shuffled in."""
+    from dpo.gold import special_pair_counts
+    from labeling.push import PairBatch, make_gold, push_tasks
+
+    names = list(model.class_names)
+    n_gold, n_eval = special_pair_counts(args.pairs, cfg.gold.share, cfg.human_eval.share, base is not None)
+    labels = np.repeat(np.arange(args.pairs - n_gold - n_eval) % len(names), 2)  # samples 2i and 2i+1 share a class
+    x, nx = _generate(model, labels, args.seed)
+    batch = PairBatch(x[0::2], x[1::2], labels[0::2], names, nx[0::2], nx[1::2])
+    gold = make_gold(cfg.gold, names, n_gold, model.checkpoint_id, args.round_id) if n_gold else None
+    evaluation = _eval_batch(model, base, n_eval, args) if n_eval else None
+    pushed = push_tasks(ls, project, batch, gold=gold, evaluation=evaluation, **kw)
+    against = f", {n_eval} evaluation pairs against {base.checkpoint_id}" if base is not None else ""
+    print(f"pushed {len(pushed)} pairwise tasks ({n_gold} gold pairs{against}) to project {project}"
+          f"{_already(args.pairs - len(pushed))}")
+
+
+def _against(model, path: str):
+    """The model ``--against`` names, checked before anything is pushed: another checkpoint of the same classes."""
+    from driftsketch.checkpoint import load_model
+
+    base = load_model(path)
+    if base.checkpoint_id == model.checkpoint_id:
+        raise UsageError(f"--against {path}: that is the pushed model itself ({model.checkpoint_id})")
+    if list(base.class_names) != list(model.class_names):
+        raise UsageError(f"--against {path}: it draws {list(base.class_names)}, the pushed model "
+                         f"{list(model.class_names)}")
+    return base
+
+
+def _eval_batch(model, base, n: int, args):
+    """``n`` evaluation pairs (:mod:`dpo.human_eval`): the pushed model's sketch and ``base``'s from one noise."""
+    from driftsketch.sampling import same_noise_beziers
+    from labeling.push import PairBatch, batch_rng
+
+    seed = int(batch_rng(args.seed, model.checkpoint_id, args.round_id, 5).integers(2**31))
+    labels = np.arange(n) % len(model.class_names)
+    a, b, noise = same_noise_beziers(model, base, labels, seed)
+    return PairBatch(a, b, labels, list(model.class_names), noise, noise), base.checkpoint_id
 
 
 def _already(n: int) -> str:
@@ -168,7 +208,7 @@ def cmd_annotators(cfg: LabelStudioConfig, args) -> int:
     from dpo.annotators import assess_annotators, collect_answers, format_table
     from dpo.config import DEFAULT_DPO_CONFIG, load_dpo_config
     from dpo.gold import GoldSet
-    from dpo.human_eval import EvalSet, judgement
+    from dpo.human_eval import EvalSet, bases_in_order, judgement
     from dpo.store import PreferenceStore
 
     store = PreferenceStore(cfg.pull.store_root)
@@ -176,13 +216,15 @@ def cmd_annotators(cfg: LabelStudioConfig, args) -> int:
     annotators = load_dpo_config(args.dpo_config or DEFAULT_DPO_CONFIG, overrides).annotators
     answers = collect_answers(store.records())
     report = assess_annotators(answers, GoldSet(store).entries(), annotators)
-    human = judgement(answers, EvalSet(store).entries(), cfg.human_eval.pool, set(report.excluded))
+    entries = EvalSet(store).entries()
+    human = {base: judgement(answers, entries, cfg.human_eval.pool, set(report.excluded), base)
+             for base in bases_in_order(entries)}  # each base its own comparison (push --against names others)
     if args.json:
-        print(json.dumps({**report.to_dict(), "human_eval": human["models"], "human_eval_recent": human["recent"]},
-                         indent=1))
+        print(json.dumps({**report.to_dict(), "human_eval": {b: h["models"] for b, h in human.items()},
+                          "human_eval_recent": {b: h["recent"] for b, h in human.items()}}, indent=1))
         return 0
     print(format_table(report, markdown=args.markdown))
-    for line in human["lines"]:  # the evaluation pairs: each model against its base, as people judged
+    for line in (line for h in human.values() for line in h["lines"]):  # each model against its base, as judged
         print(f"human evaluation: {line}")
     return 0
 
@@ -230,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--ratings", type=non_negative_arg, default=0, help="rating tasks to push")
     push.add_argument("--round-id", default=None)
     push.add_argument("--seed", type=int, default=0)
+    push.add_argument("--against", default=None, metavar="BASE.pt",
+                      help="also push evaluation pairs (human_eval.share of the pairs): the model's sketch against this "
+                           "checkpoint's from the same noise, for `annotators` to report the model's win over it")
     bot = sub.add_parser("bot", parents=[common], help="answer open tasks with a simulated annotator")
     bot.add_argument("--judge", choices=["labeling", "hidden"], default=None)
     bot.add_argument("--classifier", default=None, help="trained SketchClassifier for the judge")

@@ -249,8 +249,10 @@ def push_tasks(ls: LabelStudio, project_id: int, batch: PairBatch | RatingBatch,
                checkpoint: str, round_id: str | None = None, svg_dir: str | Path = "data/labelstudio-files/svg",
                image_size: int = 256, batch_size: int = 100, seed: int = 0, progress: bool = True,
                gold: GoldBatch | None = None, images: TaskImages | None = None,
-               on_stage: Callable[[str], None] | None = None) -> list[int]:
-    """Render, store and import ``batch`` (plus the ``gold`` pairs shuffled in) into project
+               on_stage: Callable[[str], None] | None = None,
+               evaluation: tuple[PairBatch, str] | None = None) -> list[int]:
+    """Render, store and import ``batch`` (plus the ``gold`` pairs and the ``evaluation`` pairs, a batch and its
+    base model's id, shuffled in) into project
     ``project_id``; returns the ids of the tasks this call imported (tasks already in the project, e.g. from
     a killed earlier run of the same push, are not imported again). ``images`` (url or data_uri mode) wins
     over ``svg_dir`` + ``image_size`` (data URIs). ``on_stage`` is called with "rendered" (files written, nothing imported)
@@ -258,7 +260,7 @@ def push_tasks(ls: LabelStudio, project_id: int, batch: PairBatch | RatingBatch,
     images = images or _images(svg_dir, image_size)
     ensure_local_storage(ls, project_id, images)
     tasks = build_tasks_with_gold(batch, store, images, gold, checkpoint=checkpoint, round_id=round_id,
-                                  image_size=image_size, seed=seed, progress=progress)
+                                  image_size=image_size, seed=seed, progress=progress, evaluation=evaluation)
     if on_stage:
         on_stage("rendered")
     ids = import_tasks(ls, project_id, tasks, batch_size, progress)

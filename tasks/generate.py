@@ -112,18 +112,17 @@ def generate_eval_pairs(candidate: str, candidate_id: str, base: str, base_id: s
         return None
     from driftsketch.checkpoint import load_model
     from driftsketch.device import require_device
-    from driftsketch.sampling import generate_beziers
+    from driftsketch.sampling import same_noise_beziers
 
     dev = require_device(device)
     model, base_model = load_model(candidate, dev), load_model(base, dev)
-    if list(model.class_names) != list(base_model.class_names):
-        raise ValueError(f"evaluation pairs: {candidate} draws {model.class_names}, the base {base} "
-                         f"{base_model.class_names}")
     s = batch_seed(candidate_id, f"{batch_key}/evaluation", seed)
     labels = allocate_classes(num_pairs, len(model.class_names), offset=s % len(model.class_names))
-    kw = dict(num_steps=num_steps, cfg_scale=cfg_scale, solver=solver)
-    a, noise = generate_beziers(model, labels, num_pairs, seed=s, **kw)
-    b, _ = generate_beziers(base_model, labels, num_pairs, noise=noise, **kw)
+    try:
+        a, b, noise = same_noise_beziers(model, base_model, labels, s, num_steps=num_steps, cfg_scale=cfg_scale,
+                                         solver=solver)
+    except ValueError as exc:
+        raise ValueError(f"evaluation pairs of {candidate} against the base {base}: {exc}") from None
     buf = io.BytesIO()
     np.savez(buf, beziers_a=a, beziers_b=b, noise_a=noise, noise_b=noise, labels=np.asarray(labels, dtype=np.int64),
              class_names=np.asarray(model.class_names), checkpoint=np.asarray(candidate_id), base=np.asarray(base_id))

@@ -75,9 +75,11 @@ def assess_annotators(preference_dir: str, dpo_config: str, overrides: list[str]
 
 
 @task
-def human_evaluation(preference_dir: str, dpo_config: str, overrides: list[str], pool: int = 0) -> dict:
-    """How often the annotators preferred each model to its base on the evaluation pairs (:mod:`dpo.human_eval`),
-    and the newest ``pool`` models' pairs pooled, leaving out the annotators training excludes:
+def human_evaluation(preference_dir: str, dpo_config: str, overrides: list[str], pool: int = 0,
+                     base: str | None = None) -> dict:
+    """How often the annotators preferred each model to ``base`` (the round's original base; None: every pair's) on
+    the evaluation pairs (:mod:`dpo.human_eval`), and the newest ``pool`` models' pairs pooled, leaving out the
+    annotators training excludes:
     ``{"models": {model_id: {...}}, "recent": {...} | None, "lines": [...]}``."""
     from dpo.annotators import assess_annotators as assess
     from dpo.annotators import collect_answers
@@ -91,4 +93,4 @@ def human_evaluation(preference_dir: str, dpo_config: str, overrides: list[str],
         return {"models": {}, "recent": None, "lines": []}
     answers = collect_answers(store.records())
     excluded = set(assess(answers, GoldSet(store).entries(), annotators_config(dpo_config, overrides)).excluded)
-    return judgement(answers, entries, pool, excluded)
+    return judgement(answers, entries, pool, excluded, base)

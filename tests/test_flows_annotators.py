@@ -68,6 +68,9 @@ def test_the_round_reports_how_people_judged_the_model_against_the_base(tmp_path
     sel = select_new_preferences.fn(str(store.root), str(tmp_path / "reg"), CLASSES, DPO_CONFIG, [])
     assert sel["usable_pairs"] == 0 and sel["stats"]["evaluation_answers"] == 12  # nothing left to train on
     assert human["recent"] is None  # one model: nothing to pool
+    args = (str(store.root), DPO_CONFIG, ["annotators.min_gold_answers=5"])
+    assert human_evaluation.fn(*args, base="base-0")["models"] == human["models"]  # the round names its base
+    assert human_evaluation.fn(*args, base="m0")["models"] == {}  # pairs against another model (push --against)
     assert human_evaluation.fn(str(tmp_path / "empty"), DPO_CONFIG, []) == {"models": {}, "recent": None, "lines": []}
 
 

@@ -2,6 +2,8 @@
 interval, exclusion from training and from careless annotators, and the push that registers them."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -121,7 +123,7 @@ def test_pushed_evaluation_pairs_are_registered_shuffled_in_and_look_like_any_ot
 
 
 def test_gold_and_evaluation_pairs_leave_room_for_generated_ones():
-    from flows.online_dpo import special_pair_counts
+    from dpo.gold import special_pair_counts
 
     assert special_pair_counts(16, 0.1, 0.1, evaluate=True) == (2, 2)
     assert special_pair_counts(16, 0.1, 0.1, evaluate=False) == (2, 0)  # the base has nothing to be compared with
@@ -161,3 +163,73 @@ def test_a_share_that_would_take_every_pushed_pair_is_refused_when_the_config_lo
     assert load_labelstudio_config(overrides=[f"{key}=0.5"]).human_eval.share in (0.1, 0.5)
     with pytest.raises(DriftSketchError, match=f"{key}: Input should be less than 1"):
         load_labelstudio_config(overrides=[f"{key}=1"])
+
+
+def _two_models(tmp_path, names=("a", "b", "c")):
+    from driftsketch.checkpoint import save_checkpoint
+    from tests.test_dpo_loss import tiny_model
+
+    save_checkpoint(tmp_path / "cand.pt", tiny_model(1), list(names))
+    save_checkpoint(tmp_path / "base.pt", tiny_model(2), list(names))
+    return str(tmp_path / "cand.pt"), str(tmp_path / "base.pt")
+
+
+def test_a_push_against_itself_or_without_pairs_is_refused_before_it_connects(tmp_path, capsys, monkeypatch):
+    from labeling.cli import main
+
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:9")  # nothing listens: must not get that far
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "t")
+    cand, base = _two_models(tmp_path)
+    assert main(["push", "--model", cand, "--ratings", "3", "--against", base]) == 2
+    assert "--against compares pairs of sketches: give --pairs too" in capsys.readouterr().err
+    assert main(["push", "--model", cand, "--pairs", "3", "--against", cand]) == 2
+    assert "that is the pushed model itself" in capsys.readouterr().err
+    from driftsketch.checkpoint import save_checkpoint
+    from tests.test_dpo_loss import tiny_model
+
+    save_checkpoint(tmp_path / "other.pt", tiny_model(3), ["a", "b", "x"])
+    assert main(["push", "--model", cand, "--pairs", "3", "--against", str(tmp_path / "other.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "it draws ['a', 'b', 'x'], the pushed model ['a', 'b', 'c']" in err and "Traceback" not in err
+    assert not (tmp_path / "prefs").exists()
+
+
+@pytest.mark.slow
+def test_a_push_by_hand_against_a_base_is_judged_like_the_rounds_pairs(labelstudio, tmp_path, capsys, monkeypatch):
+    """``push --against``: evaluation pairs of the model against that checkpoint, registered once even when the
+    push runs twice, answered and pulled like any task, and reported by ``annotators``."""
+    from labeling.cli import main
+    from tests.test_labeling_server import _choose
+
+    monkeypatch.setenv("LABEL_STUDIO_URL", labelstudio.conn.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", labelstudio.conn.api_key)
+    cand, base = _two_models(tmp_path)
+    prefs = tmp_path / "prefs"
+    sets = [f"push.store_root={prefs}", f"pull.store_root={prefs}", f"pull.cursor_path={tmp_path / 'cursor.json'}",
+            "projects.pairwise_title=against pairwise", "projects.rating_title=against rating", "gold.share=0",
+            "human_eval.share=0.25", "push.image_mode=data_uri", f"push.svg_dir={tmp_path / 'svg'}"]
+    args = [x for s in sets for x in ("--set", s)]
+    push = ["push", "--model", cand, "--pairs", "12", "--against", base, "--round-id", "by-hand", *args]
+    assert main(push) == 0
+    assert "pushed 12 pairwise tasks (0 gold pairs, 3 evaluation pairs against" in capsys.readouterr().out
+    assert main(push) == 0  # a re-run (e.g. after a crash) pushes and registers nothing twice
+    assert "pushed 0 pairwise tasks" in capsys.readouterr().out
+    entries = EvalSet(PreferenceStore(prefs)).entries()
+    assert len(entries) == 3 and len({e["base_model"] for e in entries.values()}) == 1
+    ls = labelstudio.client()
+    project = next(p.id for p in ls.projects.list() if p.title == "against pairwise")
+    tasks = list(ls.tasks.list(project=project, fields="all"))
+    assert len(tasks) == 12
+    for t in tasks:  # every annotator answer picks the sketch shown as A (the left one)
+        _choose(ls, t.id, "A")
+    assert main(["pull", *args]) == 0
+    capsys.readouterr()
+    assert main(["annotators", "--json", *args]) == 0
+    human = json.loads(capsys.readouterr().out)["human_eval"]
+    (base_id, rates), = human.items()
+    (model_id, r), = rates.items()
+    on_left = sum(t.data["left"] == ("a" if t.data["beziers_a"] in {e["candidate"] for e in entries.values()} else "b")
+                  for t in tasks if (t.data["beziers_a"], t.data["beziers_b"]) in entries
+                  or (t.data["beziers_b"], t.data["beziers_a"]) in entries)
+    assert base_id == entries[next(iter(entries))]["base_model"] and r["pairs"] == 3 and r["answers"] == 3
+    assert r["wins"] == on_left  # the candidate won exactly where it was shown on the left

@@ -98,11 +98,18 @@ def test_annotators_command_prints_the_table(tmp_path, capsys):
     from dpo.human_eval import EvalSet
 
     EvalSet(store).register([{"candidate": paths[2 * i + 1], "base": paths[2 * i], "candidate_model": "m1",
-                              "base_model": "base-0", "class_name": "circle"} for i in range(4)])
+                              "base_model": "base-0", "class_name": "circle"} for i in range(3)])
     assert main(["annotators", "--set", f"pull.store_root={store.root}"]) == 0
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("human evaluation: ")]
-    assert lines == ["human evaluation: m1 over base-0: 50.0 % (95 % interval 15.0-85.0; 4 pairs, "
-                     "8 answers: 4 for it, 4 for the base, 0 ties)"]  # bob picked the candidate (b), ann the base
+    assert lines == ["human evaluation: m1 over base-0: 50.0 % (95 % interval 12.5-87.5; 3 pairs, "
+                     "6 answers: 3 for it, 3 for the base, 0 ties)"]  # bob picked the candidate (b), ann the base
+    # a push by hand against another model (push --against m0): its own comparison, never pooled with the base's
+    EvalSet(store).register([{"candidate": paths[6], "base": paths[7], "candidate_model": "m1", "base_model": "m0",
+                              "class_name": "circle"}])
+    assert main(["annotators", "--set", f"pull.store_root={store.root}", "--json"]) == 0
+    human = json.loads(capsys.readouterr().out)["human_eval"]
+    assert list(human) == ["base-0", "m0"] and human["base-0"]["m1"]["pairs"] == 3
+    assert human["m0"]["m1"]["pairs"] == 1 and human["m0"]["m1"]["wins"] == 1  # ann picked a: paths[6], m1's
 
 
 def test_a_deleted_account_keeps_its_stored_name_or_gets_one_of_its_own():
