@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from annotators import answer  # noqa: E402
-from preference_suite import base_eval, eval_labels, prepare, sample, setup_arguments, stable_int  # noqa: E402
+from preference_suite import base_eval, data_arg, eval_labels, prepare, sample, setup_arguments, stable_int  # noqa: E402
 
 from dpo.human_eval import mean_interval  # noqa: E402
 from driftsketch.checkpoint import load_model  # noqa: E402
@@ -140,9 +140,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     out, cases = Path(args.out), []
     for item in args.data:
-        name, rest = item.split("=", 1)
-        spec, base = rest.rsplit(":", 1)
-        cases += measure(prepare(name, spec, base, out, args), out, args)
+        cases += measure(prepare(*data_arg(item), out, args), out, args)
     rows = summarize(cases)
     print(markdown(rows, cases))
     if args.json:

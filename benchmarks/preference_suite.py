@@ -122,6 +122,13 @@ def classifier_on(part, path: Path, cfg) -> SketchClassifier:
     return clf
 
 
+def data_arg(item: str) -> tuple[str, str, str]:
+    """``--data NAME=SPEC:BASE_CHECKPOINT`` as ``(name, spec, base checkpoint)``."""
+    name, rest = item.split("=", 1)
+    spec, base_path = rest.rsplit(":", 1)
+    return name, spec, base_path
+
+
 def prepare(name: str, spec: str, base_path: str, out: Path, args) -> Setup:
     """Disjoint data parts, the four classifiers, the annotators (tie margins from base samples)."""
     d = out / name / "setup"
@@ -782,8 +789,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     setups = []
     for item in args.data:
-        name, rest = item.split("=", 1)
-        spec, base = rest.rsplit(":", 1)
+        name, spec, base = data_arg(item)
         s = prepare(name, spec, base, out, args)
         write_json(out / name / "setup_info.json", s.info)
         write_base_metrics(out / name / "base_metrics.json",

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from preference_suite import prepare  # noqa: E402
+from preference_suite import data_arg, prepare  # noqa: E402
 from reward_probe import probe_pairs, probe_parser  # noqa: E402
 
 from dpo.config import load_dpo_config  # noqa: E402
@@ -145,8 +145,7 @@ def main(argv=None) -> None:
                    choices=LINEAR_INPUTS + ["flow-tokens"])
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    name, rest = args.data.split("=", 1)
-    spec, base_path = rest.rsplit(":", 1)
+    name, spec, base_path = data_arg(args.data)
     setup = prepare(name, spec, base_path, Path(args.out), args)
     model, clf = load_model(base_path), SketchClassifier.load(setup.reward_classifier)
     cfg = load_dpo_config().amplify.reward

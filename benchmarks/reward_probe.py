@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from annotators import answer  # noqa: E402
-from preference_suite import prepare, sample, save_arrays, setup_arguments, stable_int  # noqa: E402
+from preference_suite import data_arg, prepare, sample, save_arrays, setup_arguments, stable_int  # noqa: E402
 
 from dpo.config import load_dpo_config  # noqa: E402
 from dpo.reward import (  # noqa: E402
@@ -80,8 +80,7 @@ def probe_setup(args, n_train: int):
     """``--data`` parsed, the suite's setup (the same annotators) and the probe's pairs:
     ``(name, setup, base model, training pairs, test pairs)``."""
     torch.set_num_threads(1)
-    name, rest = args.data.split("=", 1)
-    spec, base_path = rest.rsplit(":", 1)
+    name, spec, base_path = data_arg(args.data)
     setup = prepare(name, spec, base_path, Path(args.out), args)
     base = load_model(base_path)
     tr, te = probe_pairs(base, name, n_train, len(setup.class_names), args)

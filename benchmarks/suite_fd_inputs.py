@@ -47,8 +47,7 @@ def main(argv=None) -> None:
     own, rest = p.parse_known_args(argv)
     args = ps.parse_args(rest)  # the suite's own settings: the same noise and sample counts
     torch.set_num_threads(args.threads)
-    name, spec_base = args.data[0].split("=", 1)
-    spec, base_path = spec_base.rsplit(":", 1)
+    name, spec, base_path = ps.data_arg(args.data[0])
     setup = ps.prepare(name, spec, base_path, Path(args.out), args)
     sets = feature_sets(setup)
     real = {k: f(setup.holdout) for k, f in sets.items()}

@@ -41,8 +41,7 @@ def main(argv=None) -> None:
     own, rest = p.parse_known_args(argv)
     args = ps.parse_args(rest)  # the suite's own settings (sampler, evaluation size): the same noise
     torch.set_num_threads(args.threads)
-    name, spec_base = args.data[0].split("=", 1)
-    spec, base_path = spec_base.rsplit(":", 1)
+    name, spec, base_path = ps.data_arg(args.data[0])
     setup = ps.prepare(name, spec, base_path, Path(args.out), args)
     ann = next(a for a in setup.annotators if a.name == own.cell)
     row = newest_round(Path(args.out) / name / own.cell / f"s{own.seed}")
