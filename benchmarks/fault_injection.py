@@ -166,11 +166,10 @@ def count_dupes(keys: list) -> int:
     return len(keys) - len(set(keys))
 
 
-def registry_damage(path: Path, fields: tuple[str, str], expected: int, pushed: set[frozenset]) -> tuple[int, int, int]:
-    """Of a pair registry (gold or evaluation pairs, one JSON line each): pairs registered twice, pairs missing of
-    ``expected``, and pairs registered but in no pushed task (``pushed``: each task's two sketch paths)."""
-    lines = path.read_text().splitlines() if path.is_file() else []
-    keys = [frozenset(json.loads(x)[f] for f in fields) for x in lines if x.strip()]
+def registry_damage(registry, expected: int, pushed: set[tuple[str, str]]) -> tuple[int, int, int]:
+    """Of a pair registry (dpo.gold.PairRegistry: gold or evaluation pairs): pairs registered twice, pairs missing
+    of ``expected``, and pairs registered but in no pushed task (``pushed``: the tasks' ``pair_key``s)."""
+    keys = [k for k, _ in registry.lines()]
     return count_dupes(keys), max(0, expected - len(set(keys))), len(set(keys) - pushed)
 
 
@@ -369,6 +368,9 @@ def fault_push(env: FaultEnv, trials: int, seed: int, pairs: int = 8) -> FaultRo
         return env.push(runs[i][0], pairs, runs[i][1], *extra, against=env.other_model)
 
     def check(i: int, row: FaultRow) -> None:
+        from dpo.gold import pair_key
+        from dpo.human_eval import EvalSet
+
         title, store = runs[i]
         tasks = _project_tasks(env, title)
         pair_keys = [(t.data["beziers_a"], t.data["beziers_b"]) for t in tasks]
@@ -376,8 +378,7 @@ def fault_push(env: FaultEnv, trials: int, seed: int, pairs: int = 8) -> FaultRo
         used = {v for t in tasks for k, v in t.data.items() if k.startswith(("beziers_", "noise_")) and v}
         lost, dup = max(0, pairs - len(set(pair_keys))), count_dupes(pair_keys)
         orphans = len(used - arrays) + len(arrays - used)
-        reg_dup, reg_missing, unpushed = registry_damage(store / "evaluation" / "pairs.jsonl", ("candidate", "base"),
-                                                         n_eval, {frozenset(k) for k in pair_keys})
+        reg_dup, reg_missing, unpushed = registry_damage(EvalSet(store), n_eval, {pair_key(*k) for k in pair_keys})
         row.add(lost=lost + reg_missing, duplicated=dup + reg_dup, orphans=orphans + unpushed,
                 temp_files=len(temp_files(store)))
         if dup or lost or orphans or reg_dup or reg_missing or unpushed:

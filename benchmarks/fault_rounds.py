@@ -194,10 +194,8 @@ def registered_pairs(prefs: Path) -> dict[str, list]:
     from dpo.gold import GoldSet
     from dpo.human_eval import EvalSet
 
-    lines = lambda reg: [json.loads(x) for x in reg.path.read_text().splitlines()] if reg.path.is_file() else []  # noqa: E731
-    return {"gold": [sorted((e["good"], e["bad"])) for e in lines(GoldSet(prefs))],
-            "evaluation": [sorted((e["candidate"], e["base"])) + [e["candidate_model"][:4], e["base_model"][:4]]
-                           for e in lines(EvalSet(prefs))]}
+    return {"gold": [list(k) for k, _ in GoldSet(prefs).lines()],
+            "evaluation": [list(k) + [e["candidate_model"][:4], e["base_model"][:4]] for k, e in EvalSet(prefs).lines()]}
 
 
 def compare(got: dict, ref: dict, row: FaultRow, label: str) -> None:

@@ -144,7 +144,12 @@ class PairRegistry:
 
     def entries(self) -> dict[tuple[str, str], dict]:
         """``{pair_key: entry}``; a malformed line is skipped with a warning naming ``file:line``."""
-        out: dict[tuple[str, str], dict] = {}
+        return dict(self.lines())
+
+    def lines(self) -> list[tuple[tuple[str, str], dict]]:
+        """``(pair_key, entry)`` of every well-formed line in file order, a pair registered twice included (what a
+        crash test counts); a malformed line is skipped with a warning naming ``file:line``."""
+        out: list[tuple[tuple[str, str], dict]] = []
         if not self.path.is_file():
             return out
         for i, line in enumerate(self.path.read_text().splitlines(), start=1):
@@ -156,9 +161,9 @@ class PairRegistry:
                 missing = [k for k in self.required if not isinstance(e.get(k), str)]
                 if missing:
                     raise KeyError(f"no {', '.join(missing)}")
-                out[pair_key(first, second)] = e
+                out.append((pair_key(first, second), e))
             except (ValueError, KeyError, TypeError) as exc:
-                warnings.warn(f"{self.path}:{i}: malformed {self.kind} entry skipped: {exc}", StoreWarning, stacklevel=2)
+                warnings.warn(f"{self.path}:{i}: malformed {self.kind} entry skipped: {exc}", StoreWarning, stacklevel=3)
         return out
 
     def register(self, pairs: list[dict]) -> int:
