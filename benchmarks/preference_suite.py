@@ -29,6 +29,7 @@ Writes ``OUT/suite.json``, ``OUT/suite.md`` and ``OUT/learning_curves.png`` (``-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
@@ -57,6 +58,7 @@ from dpo.records import PreferenceRecord  # noqa: E402
 from dpo.selection import select_from_store  # noqa: E402
 from dpo.store import PreferenceStore  # noqa: E402
 from dpo.trainer import DPOError, train_dpo  # noqa: E402
+from oracle_reward import oracle_reward  # noqa: E402
 from suite_gate import SuiteGate  # noqa: E402
 from driftsketch.checkpoint import load_model  # noqa: E402
 from driftsketch.config import yaml_defaults  # noqa: E402
@@ -351,6 +353,10 @@ def check_resume(done: Path, args) -> dict:
     selection = row.get("selection", "random")  # earlier rows do not say (they pushed random pairs)
     if selection != args.selection:
         raise SystemExit(f"{done}: made with {selection} pair selection; pass --selection {selection} or use another --out")
+    reward = row.get("reward", "fitted")  # earlier rows do not say (a reward model fit on the human pairs)
+    if reward != ("oracle" if args.oracle_reward else "fitted"):
+        raise SystemExit(f"{done}: made with the {reward} reward; {'drop' if reward == 'fitted' else 'pass'} "
+                         "--oracle-reward or use another --out")
     measured = row.get("eval", {}).get("quality_per_class", QUALITY_PER_CLASS_BEFORE) if "eval" in row else None
     if measured is not None and measured != args.quality_per_class:
         raise SystemExit(f"{done}: quality metrics on {measured} samples per class, not {args.quality_per_class}; "
@@ -378,12 +384,14 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
         cfg = load_dpo_config(overrides=dpo_overrides(setup, current, store.root, rdir, seed,
                                                        stable_int(setup.name, cell, seed, r, "amplify"), args))
         recs, asked = label_round(setup, ann, model, store, cell, seed, r, cfg, args)
-        res = train_dpo(cfg, records=recs, progress=False)
+        with oracle_reward(ann) if args.oracle_reward else contextlib.nullcontext():
+            res = train_dpo(cfg, records=recs, progress=False)
         row = {"round": r, "labels": (r + 1) * args.pairs_per_round, "checkpoint": str(res.checkpoint_path),
                "answers": {c: sum(x.preference == c for x in recs) for c in ("a", "b", "tie")},
                "best_epoch": res.best_epoch, "amplify": _amp_summary(res.data_summary.get("amplify")),
                "promotion_gate": gate is not None, "groups_per_class": args.groups_per_class,
                "reference": args.reference, "selection": args.selection, "pairs_asked": asked,
+               "reward": "oracle" if args.oracle_reward else "fitted",
                "machine": numerics_fingerprint()}  # the same seed gives other digits on other kernels
         if gate is not None:
             row["gate"] = gate.decide(load_model(res.checkpoint_path), model, load_model(setup.base_path), recs, cfg, r)
@@ -763,6 +771,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ensemble", type=int, default=gen["ensemble"], help="uncertain: reward models in the ensemble")
     p.add_argument("--min-labeled-pairs", type=int, default=gen["min_labeled_pairs"],
                    help="uncertain: random pairs while the store has fewer human pairs")
+    p.add_argument("--oracle-reward", action="store_true",
+                   help="rank amplification groups by the annotator's own noise-free score instead of a reward model "
+                        "fit on the answers (a perfect reward; always passes the gate; needs --no-control): what the "
+                        "loop could reach if the reward saw the taste exactly (benchmarks/oracle_reward.py)")
     p.add_argument("--shard", default="0/1", help="i/n: run every n-th cell starting at i")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--promotion-gate", action=argparse.BooleanOptionalAction, default=True,
@@ -783,6 +795,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     out = Path(args.out)
+    if args.oracle_reward and not args.no_control:
+        raise SystemExit("--oracle-reward: a shuffled-label control has no taste to score with; add --no-control")
     if args.report_only:
         report(out, args.plot, args.json)
         return
