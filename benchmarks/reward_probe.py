@@ -9,7 +9,7 @@ reward model is fit on the first N non-tie answers and reports its nested cross-
 gate's figure) and its agreement with the annotator's *noise-free* choice on the test pairs, for each
 input variant: the hand-made features only (the first version), the flow embedding only, both, and (named
 with ``--variants``) both with the local-geometry features (today's default, also ``default``), and with the
-shape features as well. Uses the suite's setup (classifiers,
+shape or the point-pair features as well. Uses the suite's setup (classifiers,
 annotators) from ``--out``.
 """
 from __future__ import annotations
@@ -41,10 +41,11 @@ from driftsketch.config import replace_config  # noqa: E402
 from driftsketch.evaluation import SketchClassifier  # noqa: E402
 from driftsketch.fileio import atomic_write_text  # noqa: E402
 
-NO_GEOMETRY = dict(local_features=0, shape_features=0)
+NO_GEOMETRY = dict(local_features=0, shape_features=0, pair_features=0)
 VARIANTS = {"hand": dict(embedding_t=[], **NO_GEOMETRY), "embedding": dict(hand_features=False, **NO_GEOMETRY),
-            "both": NO_GEOMETRY, "both+local": dict(local_features=4096, shape_features=0),  # docs/dpo.md
-            "both+local+shape": dict(local_features=4096, shape_features=1024), "default": {}}
+            "both": NO_GEOMETRY, "both+local": dict(NO_GEOMETRY, local_features=4096),  # docs/dpo.md
+            "both+local+shape": dict(NO_GEOMETRY, local_features=4096, shape_features=1024),
+            "both+local+pairs": dict(NO_GEOMETRY, local_features=4096, pair_features=2048), "default": {}}
 DEFAULT_VARIANTS = ["hand", "embedding", "both"]
 
 

@@ -24,6 +24,7 @@ class RewardConfig(Config):
     encoder: str  # checkpoint whose hidden states embed sketches; "" = the model being tuned
     local_features: NonNegativeInt  # random ReLU features of local segment geometry (0 = none)
     shape_features: NonNegativeInt  # random ReLU features of the segments' places around the centre (0 = none)
+    pair_features: NonNegativeInt  # random ReLU features of every two segments' places around the centre (0 = none)
     l2: list[float]  # ridge strengths (x mean row norm); chosen by leave-one-out
     ensemble: Count  # Bradley-Terry heads on bootstrap resamples (uncertainty)
     cv_folds: Count  # folds of the gate's nested cross-validation

@@ -22,6 +22,10 @@ What the reward reads (``RewardConfig``):
 - ``shape_features``: that many random ReLU features of every segment's midpoint relative to the sketch's
   centre (the mean midpoint), mean- and max-pooled: generic global shape (extent, proportions, where the
   ink lies around the centre), which neither the local features nor the embedding read well.
+- ``pair_features``: that many random ReLU features of every ordered pair of segment midpoints, both relative
+  to the centre of their bounding box, mean- and max-pooled over the 992 pairs (the "shape distribution"
+  of shape retrieval): how parts of the drawing lie relative to each other, e.g. mirror images of each
+  other (symmetry) or at a given distance (proportions), which a pooled function of single points cannot say.
 
 ``P(a preferred to b) = sigmoid(r(a) - r(b))`` with ``r`` linear in those inputs, fit by L2-regularised
 logistic regression on the (winner - loser) differences, every input standardised. The L2 strength is
@@ -55,7 +59,8 @@ FORMAT = "driftsketch-reward-v2"
 EMBED_NOISE_SEED = 0  # the one fixed x0 every sketch is noised with: the embedding is a function of the sketch
 LOCAL_SEED, LOCAL_SCALE = 0, 0.25  # the fixed random projection of the local features; its input scale
 SHAPE_SEED, SHAPE_SCALE = 1, 0.25  # ... of the shape features
-ABSENT_MEANS_OFF = {"local_features": 0, "shape_features": 0}  # inputs a reward model saved before they existed
+PAIR_SEED, PAIR_SCALE = 2, 0.25  # ... of the point-pair features
+ABSENT_MEANS_OFF = {"local_features": 0, "shape_features": 0, "pair_features": 0}  # inputs a reward model saved before they existed
 
 
 class RewardError(DriftSketchError, ValueError):
@@ -77,11 +82,12 @@ def embedding_width(encoder, cfg: RewardConfig) -> int:
 
 def feature_names(cfg: RewardConfig, depth: int = 0, dim: int = 0) -> list[str]:
     """Names of every reward input, in column order: hand-made features, ``flow@t/b<block>/<stat>/i``, then
-    ``local/<pool>/i``, ``shape/<pool>/i``."""
+    ``local/<pool>/i``, ``shape/<pool>/i``, ``pairs/<pool>/i``."""
     return (hand_feature_names(cfg) + [f"flow@{t:g}/b{b}/{stat}/{i}" for t in cfg.embedding_t for b in range(depth)
                                        for stat in ("mean", "std") for i in range(dim)]
             + [f"local/{pool}/{i}" for pool in ("mean", "max") for i in range(cfg.local_features)]
-            + [f"shape/{pool}/{i}" for pool in ("mean", "max") for i in range(cfg.shape_features)])
+            + [f"shape/{pool}/{i}" for pool in ("mean", "max") for i in range(cfg.shape_features)]
+            + [f"pairs/{pool}/{i}" for pool in ("mean", "max") for i in range(cfg.pair_features)])
 
 
 def _check_labels(x: np.ndarray, labels: np.ndarray, n_cls: int, names: list[str]) -> np.ndarray:
@@ -163,17 +169,35 @@ def local_geometry_features(beziers: np.ndarray, width: int) -> np.ndarray:
     return random_relu_pooled(local.reshape(-1, 32, 24), width, LOCAL_SEED, LOCAL_SCALE)
 
 
+def _midpoints(beziers: np.ndarray) -> np.ndarray:
+    """``(N, 32, 2)`` float64: every segment's curve point at t = 1/2."""
+    b = np.asarray(beziers, dtype=np.float64).reshape(-1, 32, 4, 2)
+    return (b[:, :, 0] + 3 * b[:, :, 1] + 3 * b[:, :, 2] + b[:, :, 3]) / 8
+
+
 def shape_features(beziers: np.ndarray, width: int) -> np.ndarray:
     """``(N, 2 * width)``: random ReLU features of every segment's midpoint relative to the mean midpoint,
     pooled over the 32 segments: generic global shape, translation-invariant, not scale-invariant."""
-    b = np.asarray(beziers, dtype=np.float64).reshape(-1, 32, 4, 2)
-    mid = (b[:, :, 0] + 3 * b[:, :, 1] + 3 * b[:, :, 2] + b[:, :, 3]) / 8  # the curve at t = 1/2
+    mid = _midpoints(beziers)
     return random_relu_pooled(mid - mid.mean(axis=1, keepdims=True), width, SHAPE_SEED, SHAPE_SCALE)
+
+
+_I, _J = np.nonzero(~np.eye(32, dtype=bool))  # the 992 ordered pairs of two different segments
+
+
+def point_pair_features(beziers: np.ndarray, width: int) -> np.ndarray:
+    """``(N, 2 * width)``: random ReLU features of every ordered pair of segment midpoints, both relative to
+    the centre of their bounding box, pooled over the 992 pairs: translation-invariant, unchanged when the
+    segments are reordered."""
+    mid = _midpoints(beziers)
+    mid -= (mid.min(axis=1, keepdims=True) + mid.max(axis=1, keepdims=True)) / 2
+    pairs = np.concatenate([mid[:, _I], mid[:, _J]], axis=2)  # (N, 992, 4)
+    return random_relu_pooled(pairs, width, PAIR_SEED, PAIR_SCALE, batch_size=1)
 
 
 class SketchFeaturizer:
     """Every input of the reward for a batch of sketches, in the order of ``blocks``: hand-made features, the
-    flow embedding, the local-geometry features, the shape features."""
+    flow embedding, the local-geometry features, the shape features, the point-pair features."""
 
     def __init__(self, cfg: RewardConfig, classifier: SketchClassifier | None = None, encoder=None,
                  encoder_path: str = ""):
@@ -181,15 +205,17 @@ class SketchFeaturizer:
             raise RewardError("reward model: hand_features needs a classifier")
         if cfg.embedding_t and encoder is None:
             raise RewardError("reward model: embedding_t needs an encoder (a DriftSketch flow model)")
-        if not (cfg.hand_features or cfg.embedding_t or cfg.local_features or cfg.shape_features):
-            raise RewardError("reward model: no inputs (hand_features false, embedding_t empty, local_features and "
-                              "shape_features 0)")
+        if not (cfg.hand_features or cfg.embedding_t or cfg.local_features or cfg.shape_features
+                or cfg.pair_features):
+            raise RewardError("reward model: no inputs (hand_features false, embedding_t empty, local_features, "
+                              "shape_features and pair_features 0)")
         self.cfg, self.classifier, self.encoder, self.encoder_path = cfg, classifier, encoder, encoder_path
         self.embed_dim = embedding_width(encoder, cfg) if encoder is not None else 0
         shape = (encoder.config.depth, encoder.config.dim) if self.embed_dim else (0, 0)
         self.names = feature_names(cfg, *shape)
         self.blocks = {"hand": len(hand_feature_names(cfg)), "flow": self.embed_dim,
-                       "local": 2 * cfg.local_features, "shape": 2 * cfg.shape_features}  # column counts, in order
+                       "local": 2 * cfg.local_features, "shape": 2 * cfg.shape_features,
+                       "pairs": 2 * cfg.pair_features}  # column counts, in order
 
     def __call__(self, beziers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """``(N, F)`` float64."""
@@ -202,6 +228,8 @@ class SketchFeaturizer:
             cols.append(local_geometry_features(beziers, self.cfg.local_features))
         if self.cfg.shape_features:
             cols.append(shape_features(beziers, self.cfg.shape_features))
+        if self.cfg.pair_features:
+            cols.append(point_pair_features(beziers, self.cfg.pair_features))
         return np.concatenate(cols, axis=1)
 
     def identity(self) -> dict:
@@ -266,7 +294,7 @@ class RewardModel:
         out = {n: round(float(v), 4) for n, v in zip(hand_feature_names(self.cfg), w)}
         start = self.featurizer.blocks["hand"]
         for block, label in (("flow", "flow_embedding_norm"), ("local", "local_features_norm"),
-                             ("shape", "shape_features_norm")):
+                             ("shape", "shape_features_norm"), ("pairs", "pair_features_norm")):
             width = self.featurizer.blocks[block]
             if width:
                 out[label] = round(float(np.linalg.norm(w[start:start + width])), 4)

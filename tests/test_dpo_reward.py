@@ -21,6 +21,7 @@ from dpo.reward import (
     fit_reward_model,
     input_sets,
     pair_uncertainty,
+    point_pair_features,
     shape_features,
 )
 from dpo.trainer import DPOError, train_dpo
@@ -333,17 +334,47 @@ def test_shape_features_learn_proportions_ignore_position_and_round_trip(tmp_pat
     np.testing.assert_allclose(back.member_scores(xt, yt), rm.member_scores(xt, yt))
 
 
+def mirrored(x: np.ndarray, drop: float) -> np.ndarray:
+    """The first 16 segments of each sketch and their mirror image about x = 0, moved down by ``drop``."""
+    half = x[:, :16]
+    mirror = half[:, ::-1, ::-1].copy()
+    mirror[..., 0] *= -1
+    mirror[..., 1] += drop
+    return np.concatenate([half, mirror], axis=1)
+
+
+def test_pair_features_learn_mirror_symmetry_ignore_position_and_order(tmp_path):
+    """The annotator prefers a mirror-symmetric drawing to the same one with its mirrored half moved down:
+    the point-pair features learn it, do not move with the sketch or with the segments' order, and the fit
+    survives a save."""
+    x, y = sketches(150, 16)
+    cfg = RewardConfig(hand_features=False, embedding_t=[], local_features=0, pair_features=64, ensemble=3)
+    rm = fit_reward_model(None, mirrored(x, 0.0), mirrored(x, 0.15), y, cfg)
+    xt, yt = sketches(60, 17)
+    assert rm.metrics["cv_accuracy"] > 0.9 and rm.metrics["inputs"] == "pairs"
+    assert rm.pair_accuracy(mirrored(xt, 0.0), mirrored(xt, 0.1), yt) > 0.9
+    assert rm.weights.shape == (3, 128) and rm.featurizer.names[-1] == "pairs/max/63"
+    assert rm.describe()["pair_features_norm"] > 0
+    f = point_pair_features(xt, 32)
+    np.testing.assert_allclose(point_pair_features(shifted(xt, 0.1), 32), f, atol=1e-5)
+    np.testing.assert_allclose(point_pair_features(xt[:, np.random.default_rng(0).permutation(32)], 32), f, atol=1e-9)
+    assert not np.allclose(point_pair_features(mirrored(xt, 0.1), 32), point_pair_features(mirrored(xt, 0.0), 32),
+                           atol=1e-3)
+    back = RewardModel.load(rm.save(tmp_path / "rm.json"))
+    np.testing.assert_allclose(back.member_scores(xt, yt), rm.member_scores(xt, yt))
+
+
 def test_a_reward_model_saved_before_the_geometry_inputs_existed_loads_without_them(rm, tmp_path):
-    """Files written before ``local_features`` / ``shape_features`` existed meant "none", whatever today's
+    """Files written before ``local_features`` / ``shape_features`` / ``pair_features`` existed meant "none", whatever today's
     defaults say; a file whose weights do not fit its inputs is refused with its name."""
     path = rm.save(tmp_path / "old.json")
     blob = json.loads(path.read_text())
-    for key in ("local_features", "shape_features"):
+    for key in ("local_features", "shape_features", "pair_features"):
         blob["config"].pop(key)
     path.write_text(json.dumps(blob))
     x, y = sketches(12, 15)
     back = RewardModel.load(path)
-    assert back.cfg.local_features == 0 and back.cfg.shape_features == 0
+    assert back.cfg.local_features == 0 and back.cfg.shape_features == 0 and back.cfg.pair_features == 0
     np.testing.assert_allclose(back.score(x, y), rm.score(x, y))
     blob["weights"] = [w[:-1] for w in blob["weights"]]
     path.write_text(json.dumps(blob))
