@@ -317,21 +317,28 @@ def stretched(x: np.ndarray, sy: float) -> np.ndarray:
     return out
 
 
+def fit_one_block(block: str, key: str, make, strong: float, weak: float, tmp_path):
+    """Fit a reward on the ``block`` input alone (``key``: its width, 64) to pairs ``make(x, strong)`` over
+    ``make(x, weak)`` of toy sketches; checks it learns the taste, names its columns and survives a save."""
+    x, y = sketches(150, 13)
+    cfg = RewardConfig(hand_features=False, embedding_t=[], local_features=0, ensemble=3, **{key: 64})
+    rm = fit_reward_model(None, make(x, strong), make(x, weak), y, cfg)
+    xt, yt = sketches(60, 14)
+    assert rm.metrics["cv_accuracy"] > 0.9 and rm.metrics["inputs"] == block
+    assert rm.pair_accuracy(make(xt, strong), make(xt, (strong + weak) / 2), yt) > 0.9
+    assert rm.weights.shape == (3, 128) and rm.featurizer.names[-1] == f"{block}/max/63"
+    assert rm.describe()[f"{key}_norm"] > 0
+    back = RewardModel.load(rm.save(tmp_path / "rm.json"))
+    np.testing.assert_allclose(back.member_scores(xt, yt), rm.member_scores(xt, yt))
+    return xt
+
+
 def test_shape_features_learn_proportions_ignore_position_and_round_trip(tmp_path):
     """The annotator prefers the taller of two copies of a sketch: the shape features (segment midpoints
     around the centre) learn it; they do not move when the sketch moves; the fit survives a save."""
-    x, y = sketches(150, 13)
-    cfg = RewardConfig(hand_features=False, embedding_t=[], local_features=0, shape_features=128, ensemble=3)
-    rm = fit_reward_model(None, stretched(x, 1.15), stretched(x, 0.85), y, cfg)
-    xt, yt = sketches(60, 14)
-    assert rm.metrics["cv_accuracy"] > 0.9 and rm.metrics["inputs"] == "shape"
-    assert rm.pair_accuracy(stretched(xt, 1.1), stretched(xt, 0.9), yt) > 0.9
-    assert rm.weights.shape == (3, 256) and rm.featurizer.names[-1] == "shape/max/127"
-    assert rm.describe()["shape_features_norm"] > 0
+    xt = fit_one_block("shape", "shape_features", stretched, 1.15, 0.85, tmp_path)
     np.testing.assert_allclose(shape_features(shifted(xt, 0.1), 64), shape_features(xt, 64), atol=1e-5)  # float32 input
     assert not np.allclose(shape_features(stretched(xt, 1.1), 64), shape_features(xt, 64), atol=1e-3)
-    back = RewardModel.load(rm.save(tmp_path / "rm.json"))
-    np.testing.assert_allclose(back.member_scores(xt, yt), rm.member_scores(xt, yt))
 
 
 def mirrored(x: np.ndarray, drop: float) -> np.ndarray:
@@ -347,21 +354,12 @@ def test_pair_features_learn_mirror_symmetry_ignore_position_and_order(tmp_path)
     """The annotator prefers a mirror-symmetric drawing to the same one with its mirrored half moved down:
     the point-pair features learn it, do not move with the sketch or with the segments' order, and the fit
     survives a save."""
-    x, y = sketches(150, 16)
-    cfg = RewardConfig(hand_features=False, embedding_t=[], local_features=0, pair_features=64, ensemble=3)
-    rm = fit_reward_model(None, mirrored(x, 0.0), mirrored(x, 0.15), y, cfg)
-    xt, yt = sketches(60, 17)
-    assert rm.metrics["cv_accuracy"] > 0.9 and rm.metrics["inputs"] == "pairs"
-    assert rm.pair_accuracy(mirrored(xt, 0.0), mirrored(xt, 0.1), yt) > 0.9
-    assert rm.weights.shape == (3, 128) and rm.featurizer.names[-1] == "pairs/max/63"
-    assert rm.describe()["pair_features_norm"] > 0
+    xt = fit_one_block("pairs", "pair_features", mirrored, 0.0, 0.15, tmp_path)
     f = point_pair_features(xt, 32)
     np.testing.assert_allclose(point_pair_features(shifted(xt, 0.1), 32), f, atol=1e-5)
     np.testing.assert_allclose(point_pair_features(xt[:, np.random.default_rng(0).permutation(32)], 32), f, atol=1e-9)
     assert not np.allclose(point_pair_features(mirrored(xt, 0.1), 32), point_pair_features(mirrored(xt, 0.0), 32),
                            atol=1e-3)
-    back = RewardModel.load(rm.save(tmp_path / "rm.json"))
-    np.testing.assert_allclose(back.member_scores(xt, yt), rm.member_scores(xt, yt))
 
 
 def test_a_reward_model_saved_before_the_geometry_inputs_existed_loads_without_them(rm, tmp_path):
