@@ -23,26 +23,20 @@ import numpy as np
 import dpo.trainer
 from annotators import Annotator
 from dpo.amplify import dataset_arrays
+from dpo.reward import RewardModel
 from driftsketch.fileio import atomic_write_text
 
 
-class OracleReward:
-    """The subset of :class:`dpo.reward.RewardModel` that amplification and the trainer use, scoring with
-    ``annotator.score``: one input column (the score) and one ensemble member of weight 1."""
+class OracleReward(RewardModel):
+    """A :class:`dpo.reward.RewardModel` whose one input column is ``annotator.score`` and whose one ensemble
+    member has weight 1: ``score``, ``member_scores`` and ``pair_accuracy`` are the reward model's own."""
 
-    def __init__(self, annotator: Annotator, metrics: dict):
+    def __init__(self, annotator: Annotator, metrics: dict):  # no featurizer: the annotator is the input
         self.annotator, self.metrics = annotator, metrics
         self.weights = np.ones((1, 1))
 
     def features(self, beziers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return self.annotator.score(beziers, labels)[:, None]
-
-    def score(self, beziers: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        return self.annotator.score(beziers, labels)
-
-    def pair_accuracy(self, winners: np.ndarray, losers: np.ndarray, labels: np.ndarray) -> float:
-        d = self.score(winners, labels) - self.score(losers, labels)
-        return float(((d > 0) + 0.5 * (d == 0)).mean()) if len(d) else float("nan")
 
     def digest(self) -> str:
         return hashlib.sha256(f"oracle:{self.annotator.name}".encode()).hexdigest()[:12]
