@@ -317,16 +317,19 @@ def stretched(x: np.ndarray, sy: float) -> np.ndarray:
     return out
 
 
-def fit_one_block(block: str, key: str, make, strong: float, weak: float, tmp_path):
-    """Fit a reward on the ``block`` input alone (``key``: its width, 64) to pairs ``make(x, strong)`` over
-    ``make(x, weak)`` of toy sketches; checks it learns the taste, names its columns and survives a save."""
-    x, y = sketches(150, 13)
-    cfg = RewardConfig(hand_features=False, embedding_t=[], local_features=0, ensemble=3, **{key: 64})
-    rm = fit_reward_model(None, make(x, strong), make(x, weak), y, cfg)
-    xt, yt = sketches(60, 14)
+def fit_one_block(block: str, width: int, make, train: tuple[float, float], test: tuple[float, float],
+                  seeds: tuple[int, int], tmp_path):
+    """Fit a reward on the ``block`` input alone (``width`` random features) to pairs ``make(x, train[0])`` over
+    ``make(x, train[1])`` of toy sketches; checks it learns the taste on new sketches (``test`` levels), names its
+    columns and survives a save. Returns the test sketches."""
+    x, y = sketches(150, seeds[0])
+    key = {"shape": "shape_features", "pairs": "pair_features"}[block]
+    cfg = RewardConfig(hand_features=False, embedding_t=[], local_features=0, ensemble=3, **{key: width})
+    rm = fit_reward_model(None, make(x, train[0]), make(x, train[1]), y, cfg)
+    xt, yt = sketches(60, seeds[1])
     assert rm.metrics["cv_accuracy"] > 0.9 and rm.metrics["inputs"] == block
-    assert rm.pair_accuracy(make(xt, strong), make(xt, (strong + weak) / 2), yt) > 0.9
-    assert rm.weights.shape == (3, 128) and rm.featurizer.names[-1] == f"{block}/max/63"
+    assert rm.pair_accuracy(make(xt, test[0]), make(xt, test[1]), yt) > 0.9
+    assert rm.weights.shape == (3, 2 * width) and rm.featurizer.names[-1] == f"{block}/max/{width - 1}"
     assert rm.describe()[f"{key}_norm"] > 0
     back = RewardModel.load(rm.save(tmp_path / "rm.json"))
     np.testing.assert_allclose(back.member_scores(xt, yt), rm.member_scores(xt, yt))
@@ -336,7 +339,7 @@ def fit_one_block(block: str, key: str, make, strong: float, weak: float, tmp_pa
 def test_shape_features_learn_proportions_ignore_position_and_round_trip(tmp_path):
     """The annotator prefers the taller of two copies of a sketch: the shape features (segment midpoints
     around the centre) learn it; they do not move when the sketch moves; the fit survives a save."""
-    xt = fit_one_block("shape", "shape_features", stretched, 1.15, 0.85, tmp_path)
+    xt = fit_one_block("shape", 128, stretched, (1.15, 0.85), (1.1, 0.9), (13, 14), tmp_path)
     np.testing.assert_allclose(shape_features(shifted(xt, 0.1), 64), shape_features(xt, 64), atol=1e-5)  # float32 input
     assert not np.allclose(shape_features(stretched(xt, 1.1), 64), shape_features(xt, 64), atol=1e-3)
 
@@ -354,7 +357,7 @@ def test_pair_features_learn_mirror_symmetry_ignore_position_and_order(tmp_path)
     """The annotator prefers a mirror-symmetric drawing to the same one with its mirrored half moved down:
     the point-pair features learn it, do not move with the sketch or with the segments' order, and the fit
     survives a save."""
-    xt = fit_one_block("pairs", "pair_features", mirrored, 0.0, 0.15, tmp_path)
+    xt = fit_one_block("pairs", 64, mirrored, (0.0, 0.15), (0.0, 0.1), (16, 17), tmp_path)
     f = point_pair_features(xt, 32)
     np.testing.assert_allclose(point_pair_features(shifted(xt, 0.1), 32), f, atol=1e-5)
     np.testing.assert_allclose(point_pair_features(xt[:, np.random.default_rng(0).permutation(32)], 32), f, atol=1e-9)
