@@ -33,7 +33,7 @@ class OracleReward(RewardModel):
 
     def __init__(self, annotator: Annotator, metrics: dict):  # no featurizer: the annotator is the input
         self.annotator, self.metrics = annotator, metrics
-        self.weights = np.ones((1, 1))
+        self.weights, self.class_weights = np.ones((1, 1)), None
 
     def features(self, beziers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return self.annotator.score(beziers, labels)[:, None]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ from dpo.reward import (  # noqa: E402
     cross_validated_accuracy,
     fit_ensemble,
     input_sets,
+    row_scores,
     select,
     standardise,
 )
@@ -119,18 +121,24 @@ def main(argv=None) -> None:
             diff = feats(w, y) - feats(lo, y)
             test = feats(te[0][clear], te[2][clear]) - feats(te[1][clear], te[2][clear])
             sets = input_sets(feats.blocks)
+            grid = [0.0, *reward_cfg.class_heads]
             for n in args.pairs:
                 t0 = time.perf_counter()
-                inputs, l2, _ = select(standardise(diff[:n])[0], sets, reward_cfg.l2)
-                weights = fit_ensemble(diff[:n], l2, reward_cfg.ensemble, sets[inputs]).mean(axis=0)
-                agree = float(((test @ weights > 0) == (ts[clear] > tt[clear])).mean())
-                row[f"{var}@{n}"] = {"cv": round(cross_validated_accuracy(diff[:n], reward_cfg.l2, reward_cfg.cv_folds, sets), 3),
-                                     "agree": round(agree, 3), "inputs": inputs, "l2": l2,
+                pick = select(standardise(diff[:n])[0], sets, reward_cfg.l2, y[:n], grid)
+                heads, devs = fit_ensemble(diff[:n], pick.l2, reward_cfg.ensemble, sets[pick.inputs], classes=y[:n],
+                                           class_weight=pick.class_weight)
+                scores = row_scores(test, heads.mean(axis=0), None if devs is None else devs.mean(axis=0), te[2][clear])
+                agree = float(((scores > 0) == (ts[clear] > tt[clear])).mean())
+                cv = cross_validated_accuracy(diff[:n], reward_cfg.l2, reward_cfg.cv_folds, sets, classes=y[:n],
+                                              class_grid=grid)
+                row[f"{var}@{n}"] = {"cv": round(cv, 3), "agree": round(agree, 3), "inputs": pick.inputs,
+                                     "l2": pick.l2, "class_weight": pick.class_weight,
                                      "seconds": round(time.perf_counter() - t0, 1)}
         results[ann.name] = row
         print(f"{ann.name:13s} " + "  ".join(f"{k}: cv {v['cv']:.2f} agree {v['agree']:.2f}" for k, v in row.items()),
               flush=True)
-    tag = "" if args.variants == DEFAULT_VARIANTS and not args.annotators else "_" + "_".join(args.variants + (args.annotators or []))
+    named = args.variants != DEFAULT_VARIANTS or args.annotators or args.set
+    tag = "_" + "_".join(args.variants + (args.annotators or []) + [re.sub(r"\W+", "-", kv) for kv in args.set]) if named else ""
     atomic_write_text(Path(args.out) / name / f"reward_probe_s{args.seed}{tag}.json", json.dumps(results, indent=2))
 
 

@@ -104,8 +104,8 @@ def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, 
         cfg = replace_config(cfg, seed=cfg.seed + int(unit_hash(str(model.checkpoint_id)) * cfg.model_seed_range))
     draws = sample_groups(model, labels, k, cfg, progress)
     feats = [rm.features(x, labels) for x, _ in draws]
-    rewards = np.stack([f @ rm.weights.mean(axis=0) for f in feats], axis=1)  # (groups, k): rm.score
-    members = np.stack([rm.weights @ f.T for f in feats], axis=2)  # (M, groups, k): every head's reward
+    members = np.stack([rm.scores_of(f, labels) for f in feats], axis=2)  # (M, groups, k): every head's reward
+    rewards = members.mean(axis=0)  # (groups, k): rm.score
     with store.batch_writes():  # one sync for all samples; the records are appended after it
         paths = [[store.save_sample(f"{session}-g{g:05d}-{j}", draws[j][0][g], draws[j][1][g]) for j in range(k)]
                  for g in range(len(labels))]

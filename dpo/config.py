@@ -25,6 +25,7 @@ class RewardConfig(Config):
     local_features: NonNegativeInt  # random ReLU features of local segment geometry (0 = none)
     shape_features: NonNegativeInt  # random ReLU features of the segments' places around the centre (0 = none)
     pair_features: NonNegativeInt  # random ReLU features of every two segments' places around the centre (0 = none)
+    class_heads: list[NonNegativeFloat]  # per-class heads' weights to try besides 0 (one shared head); [] = off
     l2: list[float]  # ridge strengths (x mean row norm); chosen by leave-one-out
     ensemble: Count  # Bradley-Terry heads on bootstrap resamples (uncertainty)
     cv_folds: Count  # folds of the gate's nested cross-validation

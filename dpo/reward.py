@@ -40,7 +40,7 @@ import hashlib
 import itertools
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -60,7 +60,8 @@ EMBED_NOISE_SEED = 0  # the one fixed x0 every sketch is noised with: the embedd
 LOCAL_SEED, LOCAL_SCALE = 0, 0.25  # the fixed random projection of the local features; its input scale
 SHAPE_SEED, SHAPE_SCALE = 1, 0.25  # ... of the shape features
 PAIR_SEED, PAIR_SCALE = 2, 0.25  # ... of the point-pair features
-ABSENT_MEANS_OFF = {"local_features": 0, "shape_features": 0, "pair_features": 0}  # inputs a reward model saved before they existed
+ABSENT_MEANS_OFF = {"local_features": 0, "shape_features": 0, "pair_features": 0,  # inputs and heads a reward model
+                    "class_heads": []}                                         # saved before they existed
 
 
 class RewardError(DriftSketchError, ValueError):
@@ -246,16 +247,25 @@ def file_digest(path: str | Path) -> str:
 
 
 class RewardModel:
-    """``r(x, y) = features(x, y) @ mean(weights)``: an ensemble of linear Bradley-Terry heads.
+    """``r(x, y) = features(x, y) @ mean(weights + class_weights[y])``: an ensemble of linear Bradley-Terry
+    heads.
 
-    ``weights`` is ``(M, F)``, one row per ensemble member; ``metrics`` holds the fit's accuracies."""
+    ``weights`` is ``(M, F)``, one row per ensemble member; ``class_weights`` ``(M, C, F)`` every member's
+    deviation for each class (per-class heads, ``amplify.reward.class_heads``) or None; ``metrics`` holds the
+    fit's accuracies."""
 
-    def __init__(self, featurizer: SketchFeaturizer, weights: np.ndarray, metrics: dict | None = None):
+    def __init__(self, featurizer: SketchFeaturizer, weights: np.ndarray, metrics: dict | None = None,
+                 class_weights: np.ndarray | None = None):
         weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
         if weights.shape[1] != len(featurizer.names):
             raise RewardError(f"reward model: {weights.shape[1]} weights per member for {len(featurizer.names)} "
                               "features")
-        self.featurizer, self.weights = featurizer, weights
+        if class_weights is not None:
+            class_weights = np.asarray(class_weights, dtype=np.float64)
+            if class_weights.ndim != 3 or class_weights.shape[::2] != weights.shape:
+                raise RewardError(f"reward model: class weights of shape {class_weights.shape} for heads of shape "
+                                  f"{weights.shape}")
+        self.featurizer, self.weights, self.class_weights = featurizer, weights, class_weights
         self.metrics = dict(metrics or {})
 
     @property
@@ -270,13 +280,24 @@ class RewardModel:
         """``(N, F)`` inputs of the reward."""
         return self.featurizer(beziers, labels)
 
+    def scores_of(self, features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """``(M, N)``: every ensemble member's reward of sketches with inputs ``features`` ``(N, F)`` of
+        classes ``labels``."""
+        out = self.weights @ features.T
+        if self.class_weights is not None:
+            labels = np.asarray(labels, dtype=np.int64)
+            for c in np.unique(labels[labels < self.class_weights.shape[1]]):
+                rows = labels == c
+                out[:, rows] += self.class_weights[:, c] @ features[rows].T
+        return out
+
     def member_scores(self, beziers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """``(M, N)``: every ensemble member's reward of every sketch."""
-        return self.weights @ self.features(beziers, labels).T
+        return self.scores_of(self.features(beziers, labels), labels)
 
     def score(self, beziers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Reward ``(N,)`` of sketches ``(N, 32, 4, 2)`` of classes ``labels``; higher is preferred."""
-        return self.features(beziers, labels) @ self.weights.mean(axis=0)
+        return self.member_scores(beziers, labels).mean(axis=0)
 
     def pair_accuracy(self, winners: np.ndarray, losers: np.ndarray, labels: np.ndarray) -> float:
         """Share of pairs whose winner gets the higher reward (equal rewards count 0.5)."""
@@ -286,6 +307,8 @@ class RewardModel:
     def digest(self) -> str:
         """Short id of the fitted model (inputs, weights, classifier file and encoder)."""
         parts = [self.featurizer.names, self.weights.round(10).tolist(), self.featurizer.identity()]
+        if self.class_weights is not None:
+            parts.append(self.class_weights.round(10).tolist())
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
     def describe(self) -> dict[str, float]:
@@ -299,12 +322,16 @@ class RewardModel:
             if width:
                 out[label] = round(float(np.linalg.norm(w[start:start + width])), 4)
             start += width
+        if self.class_weights is not None:  # how far the classes' heads stray from the shared one
+            out["class_deviation_norm"] = round(float(np.linalg.norm(self.class_weights.mean(axis=0), axis=1).mean()), 4)
         return out
 
     def save(self, path: str | Path) -> Path:
         """Write the model as JSON (atomic: tmp file + rename)."""
         blob = {"format": FORMAT, "config": to_dict(self.cfg), **self.featurizer.identity(),
                 "features": self.featurizer.names, "weights": self.weights.tolist(), "metrics": self.metrics}
+        if self.class_weights is not None:
+            blob["class_weights"] = self.class_weights.tolist()
         return atomic_write_text(path, json.dumps(blob, indent=2))
 
     @classmethod
@@ -318,6 +345,8 @@ class RewardModel:
                                   f"expected {FORMAT!r})")
             cfg = RewardConfig(**{**ABSENT_MEANS_OFF, **blob["config"]})
             weights = np.asarray(blob["weights"], dtype=np.float64)
+            class_weights = blob.get("class_weights")
+            class_weights = None if class_weights is None else np.asarray(class_weights, dtype=np.float64)
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, RewardError):
                 raise
@@ -332,7 +361,10 @@ class RewardModel:
         featurizer = SketchFeaturizer(cfg, classifier, encoder, blob.get("encoder") or "")
         if weights.ndim != 2 or weights.shape[1] != len(featurizer.names):
             raise RewardError(f"{path}: weights of shape {weights.shape} for {len(featurizer.names)} inputs")
-        return cls(featurizer, weights, blob.get("metrics"))
+        try:
+            return cls(featurizer, weights, blob.get("metrics"), class_weights)
+        except RewardError as exc:
+            raise RewardError(f"{path}: {exc}") from None
 
 
 def _load_encoder(where, encoder_path: str | None, encoder_id: str | None):
@@ -359,23 +391,49 @@ class RidgePairs:
     ``w(l2) = argmin |Z w - 1|^2 + l2 * m * |w|^2`` with ``m`` the mean squared row norm of ``Z``, so a
     strength means the same for any number of inputs and pairs. For the weak preferences of noisy annotators the
     Bradley-Terry likelihood is nearly linear around 0, where this least-squares fit is its one Newton
-    step; the score's scale is then fit by maximum likelihood (:func:`platt_scale`)."""
+    step; the score's scale is then fit by maximum likelihood (:func:`platt_scale`).
 
-    def __init__(self, z: np.ndarray):
+    Per-class heads (``class_weight`` s > 0, ``classes`` the class of every row): the weights of class c are
+    a shared head plus a deviation of its own, ``w + d_c``, both under the same ridge penalty with the
+    deviation's inputs scaled by sqrt(s), i.e. the kernel ``Z Z^T * (1 + s [same class])``. s = 0 is one
+    shared head; a large s fits every class on its own pairs."""
+
+    def __init__(self, z: np.ndarray, classes: np.ndarray | None = None, class_weight: float = 0.0):
         self.z, n, f = z, z.shape[0], z.shape[1]
-        self.lam_unit = max(float((z ** 2).sum()) / max(n, 1), 1e-12)
-        self.primal = f < n  # eigendecompose the smaller of Z^T Z (F x F) and Z Z^T (n x n)
-        s, vecs = np.linalg.eigh(z.T @ z if self.primal else z @ z.T)
+        self.class_weight = float(class_weight) if classes is not None else 0.0
+        self.classes = None if classes is None else np.asarray(classes, dtype=np.int64)
+        self.primal = f < n and not self.class_weight  # eigendecompose the smaller of Z^T Z and Z Z^T
+        if self.primal:
+            gram = z.T @ z
+        else:
+            gram = z @ z.T
+            if self.class_weight:
+                gram = gram * (1.0 + self.class_weight * (self.classes[:, None] == self.classes[None, :]))
+        self.lam_unit = max(float(np.trace(gram)) / max(n, 1), 1e-12)
+        s, vecs = np.linalg.eigh(gram)
         self.s = np.clip(s, 0.0, None)
         self.a = z @ vecs if self.primal else vecs * np.sqrt(self.s)  # rows' coordinates: fit = A (A^T 1)/(s + lam)
         self.vecs = vecs
         self.c = self.a.T @ np.ones(n)
 
+    def _dual(self, l2: float) -> np.ndarray:
+        return self.vecs @ (self.vecs.T @ np.ones(len(self.z)) / (self.s + l2 * self.lam_unit))
+
     def weights(self, l2: float) -> np.ndarray:
-        lam = l2 * self.lam_unit
+        """The shared head ``(F,)``."""
         if self.primal:
-            return self.vecs @ (self.c / (self.s + lam))
-        return self.z.T @ (self.vecs @ (self.vecs.T @ np.ones(len(self.z)) / (self.s + lam)))
+            return self.vecs @ (self.c / (self.s + l2 * self.lam_unit))
+        return self.z.T @ self._dual(l2)
+
+    def class_deviations(self, l2: float, n_cls: int) -> np.ndarray:
+        """``(n_cls, F)``: every class's deviation from the shared head (zeros without per-class heads)."""
+        dev = np.zeros((n_cls, self.z.shape[1]))
+        if self.class_weight:
+            alpha = self._dual(l2)
+            for c in np.unique(self.classes):
+                rows = self.classes == c
+                dev[c] = self.class_weight * (self.z[rows].T @ alpha[rows])
+        return dev
 
     def loo_scores(self, l2: float) -> np.ndarray:
         """``z_i . w`` of each row under the fit without that row (exact leave-one-out)."""
@@ -412,16 +470,30 @@ def input_sets(blocks: dict[str, int]) -> dict[str, np.ndarray]:
     return sets
 
 
-def select(z: np.ndarray, sets: dict[str, np.ndarray], grid: Sequence[float]) -> tuple[str, float, float]:
-    """(input set, L2 strength, leave-one-out accuracy) with the best leave-one-out accuracy (ties: the
-    strongest L2, then the first set)."""
-    best = ("", 0.0, -1.0)
+class Choice(NamedTuple):
+    """What leave-one-out chose: the input set, the L2 strength, the per-class heads' weight (0 = one shared
+    head) and the leave-one-out accuracy it reached."""
+
+    inputs: str
+    l2: float
+    class_weight: float
+    loo: float
+
+
+def select(z: np.ndarray, sets: dict[str, np.ndarray], grid: Sequence[float], classes: np.ndarray | None = None,
+           class_grid: Sequence[float] = (0.0,)) -> Choice:
+    """The input set, L2 strength and per-class weight (from ``class_grid``, with the rows' ``classes``) with
+    the best leave-one-out accuracy (ties: the first set, within it the strongest L2, then the smallest class
+    weight)."""
+    best = Choice("", 0.0, 0.0, -1.0)
+    weights = sorted(class_grid) if classes is not None else [0.0]
     for name, mask in sets.items():
-        ridge = RidgePairs(z * mask)
+        ridges = [RidgePairs(z * mask, classes, weight) for weight in weights]
         for l2 in sorted(grid, reverse=True):
-            acc = ridge.loo_accuracy(l2)
-            if acc > best[2]:
-                best = (name, float(l2), acc)
+            for weight, ridge in zip(weights, ridges):
+                acc = ridge.loo_accuracy(l2)
+                if acc > best.loo:
+                    best = Choice(name, float(l2), float(weight), acc)
     return best
 
 
@@ -447,7 +519,7 @@ def fit_bradley_terry(diff: np.ndarray, l2: float | Sequence[float]) -> np.ndarr
         raise RewardError("reward model: no pairs to fit")
     z, scale = standardise(diff)
     if not np.isscalar(l2):
-        l2 = select(z, {"all": np.ones(z.shape[1])}, [float(v) for v in l2])[1]
+        l2 = select(z, {"all": np.ones(z.shape[1])}, [float(v) for v in l2]).l2
     ridge = RidgePairs(z)
     return ridge.weights(float(l2)) * platt_scale(ridge.loo_scores(float(l2))) / scale
 
@@ -460,62 +532,96 @@ def _hits(z: np.ndarray) -> float:
     return float((z > 0).sum() + 0.5 * (z == 0).sum())
 
 
+def row_scores(diff: np.ndarray, weights: np.ndarray, deviations: np.ndarray | None = None,
+               classes: np.ndarray | None = None) -> np.ndarray:
+    """``(P,)`` scores of rows ``diff`` under a shared head ``weights`` ``(F,)`` plus, where given, the
+    deviation ``deviations[c]`` ``(C, F)`` of each row's class ``c`` (classes beyond ``C``: the shared head)."""
+    out = diff @ weights
+    if deviations is not None:
+        for c in np.unique(classes[classes < len(deviations)]):
+            rows = classes == c
+            out[rows] += diff[rows] @ deviations[c]
+    return out
+
+
 def cross_validated_accuracy(diff: np.ndarray, l2: float | Sequence[float], folds: int,
-                             sets: dict[str, np.ndarray] | None = None, seed: int = 0) -> float:
+                             sets: dict[str, np.ndarray] | None = None, seed: int = 0,
+                             classes: np.ndarray | None = None, class_grid: Sequence[float] = (0.0,)) -> float:
     """K-fold pair accuracy on winner-minus-loser features (NaN under 2 folds' worth of pairs): what the
-    reward model's accuracy on new pairs from the same annotators will be. The L2 strength (from ``l2``) and
-    the input set (from ``sets``, column masks) are chosen by leave-one-out inside every training fold
-    (nested), so the figure is not the best of a sweep."""
+    reward model's accuracy on new pairs from the same annotators will be. The L2 strength (from ``l2``), the
+    input set (from ``sets``, column masks) and the per-class heads' weight (from ``class_grid``, with the
+    pairs' ``classes``) are chosen by leave-one-out inside every training fold (nested), so the figure is not
+    the best of a sweep."""
     grid = [float(l2)] if np.isscalar(l2) else [float(v) for v in l2]
     sets = sets or {"all": np.ones(diff.shape[1])}
     if len(diff) < 2 * folds:
         return float("nan")
     fold = _folds(len(diff), folds, seed)
+    n_cls = 0 if classes is None else int(classes.max()) + 1
     hits = 0.0
     for k in range(folds):
-        z, scale = standardise(diff[fold != k])
-        name, lam, _ = select(z, sets, grid)
-        w = RidgePairs(z * sets[name]).weights(lam) * sets[name] / scale
-        hits += _hits(diff[fold == k] @ w)
+        train, test = fold != k, fold == k
+        z, scale = standardise(diff[train])
+        cls = None if classes is None else classes[train]
+        pick = select(z, sets, grid, cls, class_grid)
+        ridge, mask = RidgePairs(z * sets[pick.inputs], cls, pick.class_weight), sets[pick.inputs]
+        dev = ridge.class_deviations(pick.l2, n_cls) * mask / scale if ridge.class_weight else None
+        hits += _hits(row_scores(diff[test], ridge.weights(pick.l2) * mask / scale, dev,
+                                 None if classes is None else classes[test]))
     return hits / len(diff)
 
 
-def fit_ensemble(diff: np.ndarray, l2: float, members: int, mask: np.ndarray | None = None,
-                 seed: int = 0) -> np.ndarray:
-    """``(members, F)`` weights: member 0 on every pair, the others on bootstrap resamples. Each member's
-    scale is fit (:func:`platt_scale`) on pairs it did not train on: leave-one-out scores for member 0,
-    out-of-bag pairs for the others, so an overfit member does not claim confidence it has not earned."""
+def fit_ensemble(diff: np.ndarray, l2: float, members: int, mask: np.ndarray | None = None, seed: int = 0,
+                 classes: np.ndarray | None = None, class_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(members, F)`` shared heads and, with per-class heads (``class_weight`` > 0 and the pairs'
+    ``classes``), ``(members, C, F)`` class deviations (else None): member 0 on every pair, the others on
+    bootstrap resamples. Each member's scale is fit (:func:`platt_scale`) on pairs it did not train on:
+    leave-one-out scores for member 0, out-of-bag pairs for the others, so an overfit member does not claim
+    confidence it has not earned."""
     rng = np.random.default_rng(seed)
     mask = np.ones(diff.shape[1]) if mask is None else mask
-    rows = []
+    per_class = classes is not None and class_weight > 0
+    n_cls = int(classes.max()) + 1 if per_class else 0
+    heads, devs = [], []
     for m in range(members):
         idx = np.arange(len(diff)) if m == 0 else rng.integers(0, len(diff), len(diff))
         z, scale = standardise(diff[idx])
-        ridge = RidgePairs(z * mask)
+        ridge = RidgePairs(z * mask, classes[idx] if per_class else None, class_weight)
         w = ridge.weights(l2) * mask / scale
+        dev = ridge.class_deviations(l2, n_cls) * mask / scale if per_class else None
         oob = np.setdiff1d(np.arange(len(diff)), idx)
-        held = ridge.loo_scores(l2) if m == 0 else diff[oob] @ w
-        rows.append(w * (platt_scale(held) if len(held) else 1.0))
-    return np.stack(rows)
+        held = ridge.loo_scores(l2) if m == 0 else row_scores(diff[oob], w, dev, classes[oob] if per_class else None)
+        a = platt_scale(held) if len(held) else 1.0
+        heads.append(w * a)
+        devs.append(dev * a if per_class else None)
+    return np.stack(heads), (np.stack(devs) if per_class else None)
 
 
 def fit_reward_model(classifier: SketchClassifier | None, winners: np.ndarray, losers: np.ndarray,
                      labels: np.ndarray, cfg: RewardConfig, encoder=None, encoder_path: str = "") -> RewardModel:
     """Fit on (winner, loser) sketch pairs ``(P, 32, 4, 2)`` of classes ``labels`` ``(P,)``; ``encoder``
     (a flow model, saved at ``encoder_path``) is needed when ``cfg.embedding_t`` is set. The input set
-    (hand-made, flow embedding, both) and the L2 strength are chosen by leave-one-out accuracy."""
+    (every combination of the input blocks), the L2 strength and the per-class heads' weight
+    (``cfg.class_heads``) are chosen by leave-one-out accuracy."""
     featurizer = SketchFeaturizer(cfg, classifier, encoder, encoder_path)
     diff = featurizer(winners, labels) - featurizer(losers, labels)
     if not np.isfinite(diff).all():
         raise RewardError("reward model: non-finite features (NaN sketches?)")
     if len(diff) == 0:
         raise RewardError("reward model: no pairs to fit")
+    classes = np.asarray(labels, dtype=np.int64)
+    class_grid = [0.0, *cfg.class_heads]
     sets = input_sets(featurizer.blocks)
-    name, l2, loo = select(standardise(diff)[0], sets, cfg.l2)
-    rm = RewardModel(featurizer, fit_ensemble(diff, l2, cfg.ensemble, sets[name]))
-    rm.metrics.update(train_pairs=len(labels), inputs=name, l2=l2, loo_accuracy=loo, ensemble=cfg.ensemble,
-                      features=len(featurizer.names), train_accuracy=_hits(diff @ rm.weights.mean(axis=0)) / len(diff),
-                      cv_accuracy=cross_validated_accuracy(diff, cfg.l2, cfg.cv_folds, sets))
+    pick = select(standardise(diff)[0], sets, cfg.l2, classes, class_grid)
+    heads, devs = fit_ensemble(diff, pick.l2, cfg.ensemble, sets[pick.inputs], classes=classes,
+                               class_weight=pick.class_weight)
+    rm = RewardModel(featurizer, heads, class_weights=devs)
+    train = row_scores(diff, heads.mean(axis=0), None if devs is None else devs.mean(axis=0), classes)
+    rm.metrics.update(train_pairs=len(labels), inputs=pick.inputs, l2=pick.l2, class_weight=pick.class_weight,
+                      loo_accuracy=pick.loo, ensemble=cfg.ensemble, features=len(featurizer.names),
+                      train_accuracy=_hits(train) / len(diff),
+                      cv_accuracy=cross_validated_accuracy(diff, cfg.l2, cfg.cv_folds, sets, classes=classes,
+                                                           class_grid=class_grid))
     return rm
 
 
