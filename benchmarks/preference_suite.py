@@ -423,7 +423,8 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
 def _amp_summary(amp: dict | None) -> dict:
     if not amp:
         return {}
-    keys = ("used", "cv_accuracy", "heldout_accuracy", "train_accuracy", "train_pairs", "inputs", "l2", "pairs")
+    keys = ("used", "cv_accuracy", "heldout_accuracy", "train_accuracy", "train_pairs", "inputs", "l2", "class_weight",
+            "pairs")
     return {k: amp[k] for k in keys if k in amp}
 
 
