@@ -477,3 +477,8 @@ def test_reward_model_with_class_heads_scores_each_class_with_its_own_head_and_r
     back = RewardModel.load(rm.save(tmp_path / "rm.json"))
     np.testing.assert_allclose(back.member_scores(xt, yt), rm.member_scores(xt, yt))
     assert back.digest() == rm.digest() != RewardModel(rm.featurizer, rm.weights).digest()
+    blob = json.loads((tmp_path / "rm.json").read_text())
+    blob["class_weights"] = blob["class_weights"][0]  # one member's deviations only: not the shape of the heads
+    (tmp_path / "rm.json").write_text(json.dumps(blob))
+    with pytest.raises(RewardError, match=r"rm\.json: reward model: class weights of shape"):
+        RewardModel.load(tmp_path / "rm.json")
