@@ -283,13 +283,10 @@ class RewardModel:
     def scores_of(self, features: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """``(M, N)``: every ensemble member's reward of sketches with inputs ``features`` ``(N, F)`` of
         classes ``labels``."""
-        out = self.weights @ features.T
-        if self.class_weights is not None:
-            labels = np.asarray(labels, dtype=np.int64)
-            for c in np.unique(labels[labels < self.class_weights.shape[1]]):
-                rows = labels == c
-                out[:, rows] += self.class_weights[:, c] @ features[rows].T
-        return out
+        if self.class_weights is None:
+            return self.weights @ features.T
+        labels = np.asarray(labels, dtype=np.int64)
+        return np.stack([row_scores(features, w, dev, labels) for w, dev in zip(self.weights, self.class_weights)])
 
     def member_scores(self, beziers: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """``(M, N)``: every ensemble member's reward of every sketch."""
