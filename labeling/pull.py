@@ -31,7 +31,6 @@ same keys); an annotation that was deleted or skipped meanwhile is marked droppe
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import warnings
@@ -160,8 +159,9 @@ def annotation_key(project: int, annotation: int, updated_at) -> str:
 
 
 def _stored_versions(stored: list[PreferenceRecord]
-                     ) -> tuple[set[str], dict[tuple[int, int], tuple[str, PreferenceRecord]]]:
-    """Keys of stored Label Studio annotations, and the latest stored record per (project, annotation)."""
+                     ) -> tuple[set[str], dict[tuple[int, int], tuple[str, PreferenceRecord, int]]]:
+    """Keys of stored Label Studio annotations, and per (project, annotation) the latest stored record
+    as (updated_at, record, number of versions stored)."""
     keys, latest = set(), {}
     for rec in stored:
         s = rec.source
@@ -169,9 +169,8 @@ def _stored_versions(stored: list[PreferenceRecord]
             continue
         keys.add(annotation_key(s["project"], s["annotation"], s["updated_at"]))
         k = (int(s["project"]), int(s["annotation"]))
-        when = _iso(s["updated_at"])
-        if k not in latest or when > latest[k][0]:
-            latest[k] = (when, rec)
+        when, (last_when, last, count) = _iso(s["updated_at"]), latest.get(k, ("", None, 0))
+        latest[k] = (when, rec, count + 1) if last is None or when > last_when else (last_when, last, count + 1)
     return keys, latest
 
 
@@ -238,16 +237,20 @@ def annotator_name(ann: dict, project_id: int, users: dict[int, str], previous: 
 
 
 def make_record(kind: str, project_id: int, task, ann: dict, names: dict, users: dict[int, str],
-                url: str, supersedes: str | None, annotator: str | None = None) -> PreferenceRecord | None:
-    """The preference record of one annotation, or None when the annotation is not a judgement.
-    Anything of the wrong shape in the annotation or its task raises :class:`AnnotationError` naming the
-    project, task, annotation and field (never a KeyError or a pydantic error)."""
+                url: str, supersedes: str | None, annotator: str | None = None,
+                version: int = 1) -> PreferenceRecord | None:
+    """The preference record of the ``version``-th stored version of one annotation, or None when the
+    annotation is not a judgement. Its id is ``ls-p<project>-a<annotation>-v<version>``: no clock time in
+    it, so the same answers pulled again (a demo or a study re-run against a fresh server) get the same
+    ids, and with them the same held-out split and round ids. Anything of the wrong shape in the
+    annotation or its task raises :class:`AnnotationError` naming the project, task, annotation and field
+    (never a KeyError or a pydantic error)."""
     where = f"project {project_id} task {str(getattr(task, 'id', '?'))[:20]}"
     if not isinstance(ann, dict):
         raise AnnotationError(f"{where}: annotation is not a JSON object")
     where += f" annotation {str(ann.get('id'))[:20]}"
     try:
-        return _make_record(kind, project_id, task, ann, names, users, url, supersedes, annotator)
+        return _make_record(kind, project_id, task, ann, names, users, url, supersedes, annotator, version)
     except AnnotationError as exc:
         raise AnnotationError(f"{where}: {exc}") from None
     except ValidationError as exc:
@@ -256,7 +259,7 @@ def make_record(kind: str, project_id: int, task, ann: dict, names: dict, users:
 
 
 def _make_record(kind: str, project_id: int, task, ann: dict, names: dict, users: dict[int, str],
-                 url: str, supersedes: str | None, annotator: str | None) -> PreferenceRecord | None:
+                 url: str, supersedes: str | None, annotator: str | None, version: int) -> PreferenceRecord | None:
     data, result = task.data, ann.get("result") or []
     if not isinstance(data, dict):
         raise AnnotationError("task data is not a JSON object")
@@ -271,8 +274,7 @@ def _make_record(kind: str, project_id: int, task, ann: dict, names: dict, users
     ann_id, updated = _as_int(ann.get("id"), "annotation id"), ann.get("updated_at")
     source = {"system": "label-studio", "url": url, "project": _as_int(project_id, "project"),
               "task": _as_int(task.id, "task id"), "annotation": ann_id, "updated_at": _iso(updated)}
-    key = annotation_key(project_id, ann_id, updated)
-    rid = f"ls-p{project_id}-a{ann_id}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+    rid = f"ls-p{_as_int(project_id, 'project')}-a{ann_id}-v{_as_int(version, 'version')}"
     lead_time = ann.get("lead_time")
     if lead_time is not None and (isinstance(lead_time, bool) or not isinstance(lead_time, (int, float))
                                   or not math.isfinite(lead_time) or lead_time < 0):
@@ -416,7 +418,7 @@ def _newest_entries(entries: list[dict]) -> dict[tuple[int, int], dict]:
     return newest
 
 
-def open_quarantine(entries: list[dict], latest: dict[tuple[int, int], tuple[str, PreferenceRecord]]
+def open_quarantine(entries: list[dict], latest: dict[tuple[int, int], tuple[str, PreferenceRecord, int]]
                     ) -> dict[tuple[int, int], dict]:
     """The quarantined annotations still held back, by (project, annotation): the newest entry of each,
     unless it was dropped or a version at least as new is stored."""
@@ -467,10 +469,9 @@ def _new_record(kind, pid, task, ann, names, users, url, keys, latest, report) -
     missing = [f for f in TASK_FIELDS if f not in task.data]
     if missing:
         raise ForeignTask(f"task data lacks {missing} (not pushed by driftsketch)")
-    prev = latest.get((int(pid), int(ann["id"])))
-    previous = prev[1] if prev else None
+    _, previous, versions = latest.get((int(pid), int(ann["id"])), ("", None, 0))
     rec = make_record(kind, pid, task, ann, names, users, url, previous.id if previous else None,
-                      annotator_name(ann, pid, users, previous))
+                      annotator_name(ann, pid, users, previous), version=versions + 1)
     if rec is None:
         report.skipped += 1
         return None

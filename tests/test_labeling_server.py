@@ -106,6 +106,7 @@ def test_push_annotate_pull_exactly_once(labelstudio, sketches, tmp_path, monkey
         assert r.annotator == labelstudio.email and r.lead_time == 1.5 and r.checkpoint == "ck-test"
         assert r.source["project"] == ids["pairwise"] and r.source["url"] == labelstudio.info.url
         assert r.beziers_a == tasks[tid].data["beziers_a"] and r.round_id == "round-1"
+        assert r.id == f"ls-p{ids['pairwise']}-a{r.source['annotation']}-v1"
     # pull again: nothing new
     again = _pull(ls, ids, store, tmp_path)
     assert again.new_records == 0 and again.already_stored == 3 and len(store.records()) == 3
@@ -120,6 +121,7 @@ def test_push_annotate_pull_exactly_once(labelstudio, sketches, tmp_path, monkey
     assert upd.new_records == 1 and upd.superseding == 1
     newest = [r for r in store.records() if r.id == upd.record_ids[0]][0]
     assert newest.supersedes == recs[task_ids[0]].id and newest.preference != recs[task_ids[0]].preference
+    assert newest.id == recs[task_ids[0]].id[: -len("v1")] + "v2"
 
 
 def test_several_annotators_give_several_records_and_agreement(labelstudio, sketches, tmp_path):

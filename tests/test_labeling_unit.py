@@ -13,7 +13,8 @@ from labeling.agreement import agreement_report, fleiss_kappa, observed_agreemen
 from labeling.client import Connection, LabelStudioUnavailable, connect, with_retries
 from labeling.config import ProjectsConfig, ServerConfig, load_labelstudio_config
 from labeling.projects import control_names, label_config, project_kind
-from labeling.pull import _judgement, annotation_key, load_cursor, save_cursor
+from labeling.export import ExportedTask
+from labeling.pull import _judgement, annotation_key, load_cursor, make_record, save_cursor
 from labeling.push import sample_id
 from labeling.server import load_or_create_credentials, pick_port
 from dpo.records import PreferenceRecord
@@ -48,6 +49,26 @@ def test_screen_choice_maps_through_the_recorded_left_side(left, choice, expecte
     got = _judgement("pairwise", result, names, {"left": left})
     assert got == {"preference": expected, "left": left, "both_bad": True}
     assert _judgement("pairwise", [], names, {"left": left}) is None
+
+
+def test_record_ids_carry_no_clock_time():
+    """The same answer pulled at another time (a re-run against a fresh server) gets the same id, so the
+    held-out split and the round id do not depend on when the annotator clicked; an edit is a new version."""
+    names = {"preference": "preference", "flags": "flags"}
+    data = {"beziers_a": "arrays/a.npy", "beziers_b": "arrays/b.npy", "class_label": 1, "class_name": "square",
+            "checkpoint": "ck", "left": "a"}
+
+    def record(updated_at: str, version: int = 1):
+        ann = {"id": 17, "updated_at": updated_at, "completed_by": 1,
+               "result": [{"from_name": "preference", "value": {"choices": ["A"]}}]}
+        task = ExportedTask(5, data, updated_at, [ann])
+        return make_record("pairwise", 3, task, ann, names, {1: "a@b"}, "http://127.0.0.1:8080", None,
+                           version=version)
+
+    first, later = record("2026-12-06T22:00:01.123456Z"), record("2026-12-07T09:30:00.5Z")
+    assert first.id == later.id == "ls-p3-a17-v1"
+    assert first.source["updated_at"] != later.source["updated_at"]
+    assert record("2026-12-07T09:30:00.5Z", version=2).id == "ls-p3-a17-v2"
 
 
 def test_fleiss_kappa_known_answers():
