@@ -39,7 +39,7 @@ from driftsketch.checkpoint import (
     save_checkpoint,
 )
 from driftsketch.config import replace_config, to_dict
-from driftsketch.device import require_device
+from driftsketch.device import numerics_fingerprint, require_device
 from driftsketch.errors import DriftSketchError, check_out_dir
 from driftsketch.flow import cfm_loss
 from driftsketch.evaluation.classifier import SketchClassifier
@@ -501,7 +501,8 @@ def _finish(run: _Run, out: Path, ds_id: str, summary: dict, records: list[Prefe
     if run.best["state"] is not None:
         run.policy.load_state_dict(run.best["state"])
     meta = {"config": to_dict(run.cfg), "best_epoch": run.best["epoch"], "history": run.history,
-            "data_summary": summary, "num_records": len(records)}
+            "data_summary": summary, "num_records": len(records),
+            "machine": numerics_fingerprint(run.cfg.device)}  # the same seeds give other digits elsewhere
     path = out / "model.pt"
     ckpt_id = save_checkpoint(path, run.policy, run.policy.class_names, step=run.step, parent=run.base["id"],
                               dataset_id=ds_id, extra={"dpo": meta})

@@ -55,10 +55,11 @@ def require_device(name: str, field: str = "device") -> "torch.device":
     return dev
 
 
-def numerics_fingerprint() -> dict[str, str]:
+def numerics_fingerprint(device: str = "cpu") -> dict[str, str]:
     """What decides a run's last bits on this machine: torch's version, the CPU kernel set ATen dispatches
-    to (``AVX512``, ``AVX2``, ``DEFAULT``; ``ATEN_CPU_CAPABILITY`` lowers it) and the CPU. The same seed gives
-    other digits where any of them differs, so benchmarks record it next to their figures."""
+    to (``AVX512``, ``AVX2``, ``DEFAULT``; ``ATEN_CPU_CAPABILITY`` lowers it), the CPU and, for a CUDA
+    ``device``, the GPU and CUDA version. The same seed gives other digits where any of them differs, so
+    benchmarks and fine-tuned checkpoints record it next to their figures."""
     import platform
 
     import torch
@@ -71,4 +72,18 @@ def numerics_fingerprint() -> dict[str, str]:
                 break
     except OSError:
         pass  # not Linux: platform's name is all there is
-    return {"torch": torch.__version__, "cpu_kernels": torch.backends.cpu.get_cpu_capability(), "cpu": cpu}
+    found = {"torch": str(torch.__version__), "cpu_kernels": str(torch.backends.cpu.get_cpu_capability()), "cpu": cpu}
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        found.update(gpu=torch.cuda.get_device_name(torch.device(device)), cuda=str(torch.version.cuda))
+    return found
+
+
+def describe_machine(fingerprint: dict[str, str] | None) -> str:
+    """One line for reports: ``torch 2.13.0+cpu, AVX512 kernels, AMD EPYC`` (+ the GPU); "not recorded"."""
+    if not fingerprint:
+        return "not recorded"
+    parts = [f"torch {fingerprint.get('torch', '?')}", f"{fingerprint.get('cpu_kernels', '?')} kernels",
+             fingerprint.get("cpu", "?")]
+    if fingerprint.get("gpu"):
+        parts.append(f"{fingerprint['gpu']} (CUDA {fingerprint.get('cuda', '?')})")
+    return ", ".join(parts)

@@ -126,7 +126,8 @@ def train_and_decide(params: RoundParams, record_ids: list[str], classifier: str
     decision = md.decide_promotion(params.registry_dir, rnd["id"], params.gate, cand_metrics, before["metrics"],
                                    base_metrics)
     return {"round_id": rnd["id"], "round_index": rnd["index"], "parent": rnd["parent"], "candidate": candidate,
-            "reference": rnd["reference"], "decision": decision, "metrics_base": base_metrics,
+            "trained_on": md.trained_on(params.registry_dir, candidate), "reference": rnd["reference"],
+            "decision": decision, "metrics_base": base_metrics,
             "metrics_current": before["metrics"], "metrics_candidate": cand_metrics,
             "grids": {"before": before["grid"], "after": after["grid"]}}
 

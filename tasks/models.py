@@ -1,7 +1,7 @@
 """Registry tasks: bootstrap the first model, register and decide candidates; plain lookups beside them.
 
 Tasks (units of retry and observation) are the steps that change something; the lookups
-(:func:`current_model`, :func:`model_path`, :func:`class_names`) are plain functions.
+(:func:`current_model`, :func:`model_path`, :func:`class_names`, :func:`trained_on`) are plain functions.
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from prefect import task
 
+from driftsketch.device import describe_machine
 from driftsketch.registry import PromotionGate, Registry, apply_gate
 
 
@@ -86,6 +87,11 @@ def start_round(registry_dir: str, record_ids: list[str], reference_mode: str) -
 def last_round_index(registry_dir: str) -> int:
     """Index of the newest decided round (0 before the first): the noise the current model was last judged on."""
     return Registry(registry_dir).last_decided_round_index()
+
+
+def trained_on(registry_dir: str, model_id: str) -> str:
+    """The machine that fine-tuned ``model_id``, in one line ("not recorded" for older entries)."""
+    return describe_machine(Registry(registry_dir).get(model_id).extra.get("machine"))
 
 
 def model_path(registry_dir: str, model_id: str) -> str:

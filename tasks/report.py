@@ -21,7 +21,8 @@ def round_markdown(summary: dict) -> str:
     d = summary.get("decision") or {}
     lines = [f"# online-dpo round {summary.get('round_index') or '-'} (`{summary.get('round_id') or 'no training'}`)",
              "", f"**Current model after the round:** `{summary['current']}`  ",
-             f"**Candidate:** `{summary.get('candidate') or '-'}` (fine-tuned from `{summary.get('parent') or '-'}`)  ",
+             f"**Candidate:** `{summary.get('candidate') or '-'}` (fine-tuned from `{summary.get('parent') or '-'}`"
+             + (f" on {summary['trained_on']})  " if summary.get("trained_on") else ")  "),
              f"**Decision:** {'promoted' if d.get('promoted') else 'not promoted'}: {d.get('reason', '-')}", "",
              f"Pulled {summary.get('pulled', 0)} annotations; {summary.get('usable_pairs', 0)} new usable pairs; "
              f"pushed {summary.get('pushed', 0)} pairs; retired {summary.get('retired', 0)} stale tasks.", ""]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prefect import task
 
+from driftsketch.checkpoint import load_checkpoint
 from driftsketch.fileio import atomic_write_text
 from driftsketch.registry import Registry
 
@@ -23,7 +24,8 @@ def finetune_round(registry_dir: str, preference_dir: str, round_id: str, model_
                    overrides: list[str], out_dir: str) -> str:
     """Train the round's candidate (resuming an interrupted run) and register it; returns ``model_id``.
 
-    The fine-tune's parts are timed into ``out_dir/timings.json`` (:func:`finetune_timings`).
+    The fine-tune's parts are timed into ``out_dir/timings.json`` (:func:`finetune_timings`); the registry
+    entry's ``extra.machine`` names the machine that trained it (:func:`driftsketch.device.numerics_fingerprint`).
     Done already (candidate registered): nothing happens. ``out_dir/model.pt`` present (crash after
     training): registered without training. ``out_dir/last.pt`` present: training resumes from it,
     which continues with the same data order and noise as an uninterrupted run.
@@ -45,7 +47,9 @@ def finetune_round(registry_dir: str, preference_dir: str, round_id: str, model_
                                            f"preference_dir={preference_dir}", f"checkpoint_dir={out}"])
         result = train_dpo(cfg, records=records, resume=(out / "last.pt").is_file(), progress=False)
         atomic_write_text(out / TIMINGS, json.dumps(result.timings))
+    machine = (load_checkpoint(out / "model.pt").get("extra") or {}).get("dpo", {}).get("machine")
     reg.add_model(out / "model.pt", model_id, kind="dpo", parent=rnd.parent, round_id=round_id,
-                  round_index=rnd.index, num_preferences=len(rnd.record_ids), extra={"reference": rnd.reference})
+                  round_index=rnd.index, num_preferences=len(rnd.record_ids),
+                  extra={"reference": rnd.reference, "machine": machine})
     reg.finish_training(round_id, model_id)
     return model_id

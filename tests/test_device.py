@@ -12,7 +12,7 @@ from dpo import PreferenceRecord, PreferenceStore
 from dpo.config import load_dpo_config
 from driftsketch.checkpoint import load_checkpoint, load_model, save_checkpoint
 from driftsketch.config import ConfigError
-from driftsketch.device import DeviceError, numerics_fingerprint, require_device
+from driftsketch.device import DeviceError, describe_machine, numerics_fingerprint, require_device
 from driftsketch.model import ModelConfig, SketchFlowTransformer
 from driftsketch.sampling import generate_beziers
 from driftsketch.train import train_base
@@ -34,6 +34,10 @@ def test_numerics_fingerprint_names_torch_and_the_kernels_a_lowered_capability_s
     lowered = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              env={**os.environ, "ATEN_CPU_CAPABILITY": "default"}).stdout.strip()
     assert lowered == "DEFAULT"  # the same seed gives other digits on these kernels: suites record which ran
+    line = describe_machine(here)
+    assert line.startswith(f"torch {torch.__version__}, {here['cpu_kernels']} kernels, ") and here["cpu"] in line
+    gpu = describe_machine({**here, "gpu": "NVIDIA H100 80GB HBM3", "cuda": "12.8"})
+    assert gpu.endswith(", NVIDIA H100 80GB HBM3 (CUDA 12.8)") and describe_machine(None) == "not recorded"
 
 
 @pytest.mark.parametrize("loader", [load_train_config, load_dpo_config])
@@ -153,3 +157,5 @@ def test_flow_dpo_on_gpu(tmp_path):
     result = train_dpo(load_dpo_config(overrides=[([k], v) for k, v in over.items()]), progress=False)
     assert result.history[-1]["heldout/implicit_accuracy"] > 0.8
     assert next(load_model(result.checkpoint_path).parameters()).device.type == "cpu"
+    machine = load_checkpoint(result.checkpoint_path)["extra"]["dpo"]["machine"]
+    assert machine["gpu"] == torch.cuda.get_device_name(0) and machine["cuda"] == torch.version.cuda

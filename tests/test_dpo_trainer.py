@@ -13,6 +13,7 @@ from dpo.cli import main as cli_main
 from dpo.config import load_dpo_config
 from dpo.trainer import DPOError, train_dpo, train_times
 from driftsketch.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from driftsketch.device import numerics_fingerprint
 from driftsketch.model import ModelConfig, SketchFlowTransformer
 
 CLASSES = ["circle", "blob"]
@@ -75,6 +76,7 @@ def test_fifty_pairs_ten_epochs(tmp_path, base_ckpt):
     ckpt = load_checkpoint(result.checkpoint_path)
     assert ckpt["lineage"]["parent"] == load_checkpoint(base_ckpt)["id"] == result.parent_id
     assert "reference_state" in load_checkpoint(tmp_path / "run" / "last.pt")["extra"]["dpo"]
+    assert ckpt["extra"]["dpo"]["machine"] == numerics_fingerprint("cpu")  # which kernels made these digits
     assert len(result.record_ids) == result.data_summary["pairs"]
 
 

@@ -11,11 +11,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from dpo.gold import GoldSet, pair_key
 from dpo.human_eval import EvalSet
 from dpo.store import PreferenceStore
 from driftsketch.config import replace_config
+from driftsketch.device import numerics_fingerprint
 from driftsketch.registry import Registry
 from flows.params import load_round_params
 
@@ -108,6 +110,8 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     assert {r["annotator"] for r in r1["annotators"]["annotators"]} == {"bot@driftsketch.local"}
     assert r1["annotators"]["annotators"][0]["gold_answers"] == GOLD
     assert "## Annotators" in Path(r1["report"]).read_text()
+    assert reg.get(first).extra["machine"] == numerics_fingerprint()  # the same seeds give other digits elsewhere
+    assert f"fine-tuned from `{base}` on torch {torch.__version__}, " in Path(r1["report"]).read_text()
     reward = json.loads((Path(params.work_dir) / "rounds" / r1["round_id"] / "dpo" / "reward_model.json").read_text())
     reward_clf = Path(reward["classifier"])
     assert reward_clf.parent == Path(params.work_dir) / "classifiers"  # the flow's own reward classifier ...
