@@ -63,7 +63,7 @@ from suite_gate import SuiteGate  # noqa: E402
 from driftsketch.checkpoint import load_model  # noqa: E402
 from driftsketch.config import yaml_defaults  # noqa: E402
 from driftsketch.data import load_dataset  # noqa: E402
-from driftsketch.device import numerics_fingerprint  # noqa: E402
+from driftsketch.device import describe_machine, numerics_fingerprint  # noqa: E402
 from driftsketch.evaluation import LabelingJudge, SketchClassifier  # noqa: E402
 from driftsketch.evaluation.classifier import config_replace, fit_classifier  # noqa: E402
 from driftsketch.evaluation.frechet import frechet_distance  # noqa: E402
@@ -466,7 +466,7 @@ def machine_label(run: dict, labels: int) -> str:
     made before suites recorded it, 6 December 2026); a run resumed elsewhere names each, joined by `` + ``."""
     names = []
     for m in (run[k].get("machine") for k in sorted(run, key=int) if int(k) <= labels):
-        name = f"torch {m['torch']}, {m['cpu_kernels']}, {m['cpu']}" if m else "not recorded"
+        name = describe_machine(m)
         names += [name] if name not in names else []
     return " + ".join(names)
 

@@ -79,10 +79,11 @@ def numerics_fingerprint(device: str = "cpu") -> dict[str, str]:
 
 
 def describe_machine(fingerprint: dict[str, str] | None) -> str:
-    """One line for reports: ``torch 2.13.0+cpu, AVX512 kernels, AMD EPYC`` (+ the GPU); "not recorded"."""
+    """One line for reports: ``torch 2.13.0+cpu, AVX512, AMD EPYC`` (torch, CPU kernels, CPU; + the GPU);
+    "not recorded" for runs made before they recorded it."""
     if not fingerprint:
         return "not recorded"
-    parts = [f"torch {fingerprint.get('torch', '?')}", f"{fingerprint.get('cpu_kernels', '?')} kernels",
+    parts = [f"torch {fingerprint.get('torch', '?')}", fingerprint.get("cpu_kernels", "?"),
              fingerprint.get("cpu", "?")]
     if fingerprint.get("gpu"):
         parts.append(f"{fingerprint['gpu']} (CUDA {fingerprint.get('cuda', '?')})")
