@@ -67,6 +67,18 @@ def summarise(rows: np.ndarray, group_size: int) -> dict:
     return res
 
 
+def fitted_rewards(args, setup, name: str, tr: tuple, base):
+    """``(annotator, reward)`` for every annotator of ``setup`` named by ``--annotators`` (all if none): the
+    product's reward (configs/dpo.yaml ``amplify.reward``) fit on its first ``--answers`` noisy answers to ``tr``."""
+    cfg = replace_config(load_dpo_config().amplify.reward, classifier=setup.reward_classifier)
+    clf = SketchClassifier.load(setup.reward_classifier)
+    for ann in setup.annotators:
+        if args.annotators and ann.name not in args.annotators:
+            continue
+        win, lose, y_ans = (a[:args.answers] for a in noisy_answers(ann, name, tr, args.seed))
+        yield ann, fit_reward_model(clf, win, lose, y_ans, cfg, encoder=base)
+
+
 def main(argv=None) -> None:
     p = probe_parser(__doc__)
     p.add_argument("--answers", type=int, default=500, help="noisy answers the reward is fit on")
@@ -74,16 +86,10 @@ def main(argv=None) -> None:
     p.add_argument("--group-size", type=int, default=8)
     args = p.parse_args(argv)
     name, setup, base, tr, te = probe_setup(args, args.train_pairs)
-    cfg = replace_config(load_dpo_config().amplify.reward, classifier=setup.reward_classifier)
-    clf = SketchClassifier.load(setup.reward_classifier)
     x, y = np.concatenate([te[0], te[1]]), np.concatenate([te[2], te[2]])
     groups = groups_of(y, args.group_size)
     results = {}
-    for ann in setup.annotators:
-        if args.annotators and ann.name not in args.annotators:
-            continue
-        win, lose, y_ans = (a[:args.answers] for a in noisy_answers(ann, name, tr, args.seed))
-        rm = fit_reward_model(clf, win, lose, y_ans, cfg, encoder=base)
+    for ann, rm in fitted_rewards(args, setup, name, tr, base):
         res = summarise(amplified_pairs(rm.member_scores(x, y), ann.score(x, y), groups), args.group_size)
         res.update(cv=round(rm.metrics["cv_accuracy"], 3), inputs=rm.metrics["inputs"])
         results[ann.name] = res

@@ -25,14 +25,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from amplify_accuracy import amplified_pairs  # noqa: E402
+from amplify_accuracy import amplified_pairs, fitted_rewards  # noqa: E402
 from preference_suite import stable_int  # noqa: E402
-from reward_probe import noisy_answers, probe_parser, probe_setup  # noqa: E402
+from reward_probe import probe_parser, probe_setup  # noqa: E402
 
-from dpo.config import load_dpo_config  # noqa: E402
-from dpo.reward import fit_reward_model  # noqa: E402
-from driftsketch.config import replace_config  # noqa: E402
-from driftsketch.evaluation import SketchClassifier  # noqa: E402
 from driftsketch.fileio import atomic_write_text  # noqa: E402
 from driftsketch.sampling import generate_beziers  # noqa: E402
 
@@ -73,17 +69,11 @@ def main(argv=None) -> None:
     p.add_argument("--groups", type=int, default=16, help="groups of 8 per class at every rho")
     args = p.parse_args(argv)
     name, setup, base, tr, te = probe_setup(args, 1000)
-    cfg = replace_config(load_dpo_config().amplify.reward, classifier=setup.reward_classifier)
-    clf = SketchClassifier.load(setup.reward_classifier)
     labels = np.repeat(np.arange(len(setup.class_names)), args.groups)
     draws = correlated_groups(base, labels, args.rhos, stable_int("group-noise", name, args.seed), args)
     flat_labels = np.repeat(labels, GROUP)
     results = {}
-    for ann in setup.annotators:
-        if args.annotators and ann.name not in args.annotators:
-            continue
-        win, lose, y = (a[:args.answers] for a in noisy_answers(ann, name, tr, args.seed))
-        rm = fit_reward_model(clf, win, lose, y, cfg, encoder=base)
+    for ann, rm in fitted_rewards(args, setup, name, tr, base):
         sd = float(np.std(ann.score(np.concatenate([te[0], te[1]]), np.concatenate([te[2], te[2]]))))
         row = {"cv": round(rm.metrics["cv_accuracy"], 3)}
         for rho, x in draws.items():
