@@ -29,14 +29,15 @@ from amplify_accuracy import amplified_pairs, fitted_rewards  # noqa: E402
 from preference_suite import stable_int  # noqa: E402
 from reward_probe import probe_parser, probe_setup  # noqa: E402
 
+from dpo.config import load_dpo_config  # noqa: E402
 from driftsketch.fileio import atomic_write_text  # noqa: E402
 from driftsketch.sampling import generate_beziers  # noqa: E402
 
-GROUP = 8
+GROUP = load_dpo_config().amplify.group_size  # the product's group size (configs/dpo.yaml), not a copy
 
 
 def correlated_groups(base, labels: np.ndarray, rhos: list[float], seed: int, args) -> dict[float, np.ndarray]:
-    """``{rho: (G, 8, 32, 4, 2)}``: 8 draws per label whose noises share ``rho`` of one group noise."""
+    """``{rho: (G, GROUP, 32, 4, 2)}``: ``GROUP`` draws per label whose noises share ``rho`` of one group noise."""
     rng = np.random.default_rng(seed)
     z0 = rng.standard_normal((len(labels), 32, 8)).astype(np.float32)
     eps = rng.standard_normal((GROUP, len(labels), 32, 8)).astype(np.float32)
@@ -50,7 +51,7 @@ def correlated_groups(base, labels: np.ndarray, rhos: list[float], seed: int, ar
 
 
 def group_figures(truth: np.ndarray, reward_members: np.ndarray, sd: float) -> dict:
-    """The four figures of one annotator at one ``rho``; ``truth`` ``(G, 8)``, ``reward_members`` ``(M, G, 8)``."""
+    """The four figures of one annotator at one ``rho``; ``truth`` ``(G, GROUP)``, ``reward_members`` ``(M, G, GROUP)``."""
     n_groups = truth.shape[0]
     groups = [np.arange(g * GROUP, (g + 1) * GROUP) for g in range(n_groups)]
     rows = amplified_pairs(reward_members.reshape(len(reward_members), -1), truth.reshape(-1), groups)
@@ -66,7 +67,7 @@ def main(argv=None) -> None:
     p = probe_parser(__doc__)
     p.add_argument("--answers", type=int, default=500, help="noisy answers the reward is fit on")
     p.add_argument("--rhos", type=float, nargs="+", default=[0.0, 0.7, 0.9, 0.97])
-    p.add_argument("--groups", type=int, default=16, help="groups of 8 per class at every rho")
+    p.add_argument("--groups", type=int, default=16, help="groups per class at every rho")
     args = p.parse_args(argv)
     name, setup, base, tr, te = probe_setup(args, 1000)
     labels = np.repeat(np.arange(len(setup.class_names)), args.groups)
