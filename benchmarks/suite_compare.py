@@ -9,7 +9,8 @@ the mean of each arm, the paired difference B - A per cell, the rounds whose rew
 (amplified) and whose candidate was promoted, the recognizability difference, and FD and continuity of each arm
 (evaluation classifier; the drift a change may stop or cause), and the preferred attribute's shift in base std.
 Pooled over every paired run but the global styles': mean difference, its sd and standard error, and how many
-runs went up, down or stayed. A global style's win sits near 100 % in both arms (any move of the attribute moves
+runs went up, down or stayed. Shuffled-label controls, seed by seed: their mean and highest win over the
+annotators that are not styles, and the styles' drift. A global style's win sits near 100 % in both arms (any move of the attribute moves
 every sample the same way), so styles are compared on their shift instead, on a line of their own. Only runs
 both arms finished count; the script says which ones it left out. Prints markdown.
 """
@@ -96,6 +97,40 @@ def machines_differ(a: dict, b: dict, pairs: dict, labels: int) -> dict:
     return {"recorded": recorded, "differ": differ}
 
 
+def control_figures(run: dict, data: str, labels: int, kinds: dict) -> dict | None:
+    """A shuffled-label control run after ``labels`` labels: its mean win over the annotators that are not global
+    styles, its highest single one, the styles' shifts (base std) and its amplified rounds (None: not finished)."""
+    if "eval" not in run.get(str(labels), {}):
+        return None
+    anns = run[str(labels)]["eval"]["annotators"]
+    wins = {k: v["win_rate"] for k, v in anns.items() if kinds.get((data, k)) != "style"}
+    shifts = {k: v.get("shift_std") for k, v in anns.items() if kinds.get((data, k)) == "style"}
+    return {"win": float(np.mean(list(wins.values()))) if wins else float("nan"),
+            "max": max(wins.values(), default=float("nan")), "shifts": shifts,
+            "amplified": sum(bool(r.get("amplify", {}).get("used")) for r in rounds_up_to(run, labels))}
+
+
+def control_lines(a: dict, b: dict, names: tuple[str, str], labels: int, kinds: dict) -> tuple[list[str], dict]:
+    """Seed by seed, the shuffled-label controls finished in both arms: a setting that amplifies more must not
+    turn random answers into a "win" (the issue's limit: 52 % for a per-sketch taste) or into a style's drift."""
+    lines, out = [], {}
+    for data in sorted(set(a) & set(b)):
+        for seed in sorted(set(a[data].get("control", {})) & set(b[data].get("control", {})), key=lambda s: int(s[1:])):
+            fa, fb = (control_figures(x[data]["control"][seed], data, labels, kinds) for x in (a, b))
+            if fa is None or fb is None:
+                continue
+            out[f"{data}/{seed}"] = {"a": fa, "b": fb}
+            drift = "; ".join(f"{k} {fa['shifts'][k]:+.2f} -> {fb['shifts'].get(k, float('nan')):+.2f}"
+                              for k in sorted(fa["shifts"]) if fa["shifts"][k] is not None)
+            lines.append(f"- {data} {seed}: mean win {fa['win'] * 100:.1f} -> {fb['win'] * 100:.1f} %, highest "
+                         f"{fa['max'] * 100:.1f} -> {fb['max'] * 100:.1f} %, amplified rounds {fa['amplified']} -> "
+                         f"{fb['amplified']}" + (f"; style shift (base std) {drift}" if drift else ""))
+    if lines:
+        lines.insert(0, f"Shuffled-label controls ({labels} labels; {names[0]} -> {names[1]}; win over the annotators "
+                        "that are not global styles):")
+    return lines, out
+
+
 def points(x: float) -> float:
     """``x`` (a share) in points, rounded to one decimal, without a negative zero."""
     return round(x * 100, 1) + 0.0
@@ -176,10 +211,14 @@ def main(argv=None) -> None:
     pairs, missing = paired_runs(raw_a, raw_b, args.labels)
     if not pairs:
         raise SystemExit(f"error: no run finished {args.labels} labels in both {args.a} and {args.b}")
-    text, out = markdown(pairs, tuple(args.names), args.labels, annotator_kinds(args.a, args.b))
+    kinds = annotator_kinds(args.a, args.b)
+    text, out = markdown(pairs, tuple(args.names), args.labels, kinds)
     print(text)
     if missing:
         print(f"\nLeft out (not finished {args.labels} labels in both): {', '.join(missing)}")
+    controls, out["controls"] = control_lines(raw_a, raw_b, tuple(args.names), args.labels, kinds)
+    if controls:
+        print("\n" + "\n".join(controls))
     first = first_round_repeats(raw_a, raw_b, pairs)
     if first["same"] or first["differ"]:
         print(f"\nThe first round gave the same win in both arms in {first['same']} of "

@@ -181,6 +181,38 @@ def test_suite_compare_says_which_runs_differ_already_after_round_0(tmp_path, ca
     assert json.loads((tmp_path / "cmp.json").read_text())["first_round"] == {"same": 1, "differ": ["toy/smooth/s1"]}
 
 
+def _control(out: Path, seed: int, wins: dict[str, float], wide_shift: float, amplified: int) -> None:
+    d = out / "toy" / "control" / f"s{seed}"
+    d.mkdir(parents=True, exist_ok=True)
+    for r in range(5):
+        row = {"labels": 100 * (r + 1), "amplify": {"used": r < amplified}}
+        if r == 4:
+            row["eval"] = {"metrics": {"recognizability": 0.7},
+                           "annotators": {**{k: {"win_rate": w, "shift_std": 0.0} for k, w in wins.items()},
+                                          "wide": {"win_rate": 0.9, "shift_std": wide_shift}}}
+        (d / f"round_{r:02d}.json").write_text(json.dumps(row))
+
+
+def test_suite_compare_pairs_the_shuffled_label_controls_without_the_styles_win(tmp_path, capsys):
+    import suite_compare
+
+    for arm, wins, shift, amp in (("a", {"smooth": 0.48, "mixed": 0.52}, -0.04, 1),
+                                  ("b", {"smooth": 0.50, "mixed": 0.58}, 0.12, 3)):
+        _arm(tmp_path / arm, {("smooth", 0): 0.6}, False)
+        _control(tmp_path / arm, 0, wins, shift, amp)
+    _control(tmp_path / "a", 1, {"smooth": 0.5, "mixed": 0.5}, 0.0, 0)  # not finished in b: left out
+    suite_compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--names", "16", "32",
+                        "--json", str(tmp_path / "cmp.json")])
+    text = capsys.readouterr().out
+    assert "Shuffled-label controls (500 labels; 16 -> 32; win over the annotators that are not global styles):" in text
+    # the style's 90 % is no win of a control: only its shift counts
+    assert ("- toy s0: mean win 50.0 -> 54.0 %, highest 52.0 -> 58.0 %, amplified rounds 1 -> 3; "
+            "style shift (base std) wide -0.04 -> +0.12") in text
+    assert "toy s1" not in text
+    saved = json.loads((tmp_path / "cmp.json").read_text())["controls"]
+    assert list(saved) == ["toy/s0"] and saved["toy/s0"]["b"]["max"] == pytest.approx(0.58)
+
+
 MACHINE_A = {"torch": "2.13.0+cpu", "cpu_kernels": "AVX512", "cpu": "Xeon"}
 MACHINE_B = {**MACHINE_A, "cpu_kernels": "AVX2"}
 
