@@ -276,8 +276,11 @@ def test_amplification_groups_are_reported_and_a_run_cannot_switch_them(tmp_path
     assert s["groups"] == {"toy": [4, 16]}
     assert "Amplification groups of 8 per class and round: toy 4, 16" in ps.markdown(s)
     args = ps.parse_args(["--no-promotion-gate"])
-    assert args.groups_per_class == 16  # the product's amplification, configs/dpo.yaml
-    assert ps.check_resume(d / "round_01.json", args)["checkpoint"] == "x"
+    assert args.groups_per_class == 32  # the product's amplification, configs/dpo.yaml
+    with pytest.raises(SystemExit, match="made with 16 amplification groups per class, not 32; pass --groups-per-class 16"):
+        ps.check_resume(d / "round_01.json", args)  # a run of the 16-group headline resumes only at its own size
+    at_16 = ps.parse_args(["--no-promotion-gate", "--groups-per-class", "16"])
+    assert ps.check_resume(d / "round_01.json", at_16)["checkpoint"] == "x"
     with pytest.raises(SystemExit, match="made with 16 amplification groups per class, not 4; pass --groups-per-class 16"):
         ps.check_resume(d / "round_01.json", ps.parse_args(["--no-promotion-gate", "--groups-per-class", "4"]))
 
