@@ -9,10 +9,10 @@ the mean of each arm, the paired difference B - A per cell, the rounds whose rew
 (amplified) and whose candidate was promoted, the recognizability difference, and FD and continuity of each arm
 (evaluation classifier; the drift a change may stop or cause), and the preferred attribute's shift in base std.
 Pooled over every paired run but the global styles': mean difference, its sd and standard error, and how many
-runs went up, down or stayed. Shuffled-label controls, seed by seed: their mean and highest win over the
-annotators that are not styles, and the styles' drift. A global style's win sits near 100 % in both arms (any move of the attribute moves
-every sample the same way), so styles are compared on their shift instead, on a line of their own. Only runs
-both arms finished count; the script says which ones it left out. Prints markdown.
+runs went up, down or stayed. A global style's win sits near 100 % in both arms (any move of the attribute moves
+every sample the same way), so styles are compared on their shift instead, on a line of their own. The
+shuffled-label controls, seed by seed: their mean and highest win over the annotators that are not styles, and
+the styles' drift. Only runs both arms finished count; the script says which ones it left out. Prints markdown.
 """
 from __future__ import annotations
 
