@@ -34,6 +34,11 @@ def rounds_up_to(run: dict, labels: int) -> list[dict]:
     return [run[k] for k in sorted(run, key=int) if int(k) <= labels]
 
 
+def amplified_rounds(run: dict, labels: int) -> int:
+    """The run's rounds up to ``labels`` labels whose reward passed its gate and amplified."""
+    return sum(bool(r.get("amplify", {}).get("used")) for r in rounds_up_to(run, labels))
+
+
 def run_figures(run: dict, cell: str, labels: int) -> dict | None:
     """Win rate, quality metrics and round counts of one run after ``labels`` labels (None: not finished)."""
     if "eval" not in run.get(str(labels), {}):
@@ -42,7 +47,7 @@ def run_figures(run: dict, cell: str, labels: int) -> dict | None:
     return {"win": ev["annotators"][cell]["win_rate"], "recognizability": ev["metrics"]["recognizability"],
             "fd": ev["metrics"].get("fd"), "continuity": ev["metrics"].get("continuity"),
             "shift": ev["annotators"][cell].get("shift_std"),
-            "amplified": sum(bool(r.get("amplify", {}).get("used")) for r in rounds),
+            "amplified": amplified_rounds(run, labels),
             "promoted": sum(bool(r.get("promoted", True)) for r in rounds), "rounds": len(rounds)}
 
 
@@ -107,7 +112,7 @@ def control_figures(run: dict, data: str, labels: int, kinds: dict) -> dict | No
     shifts = {k: v.get("shift_std") for k, v in anns.items() if kinds.get((data, k)) == "style"}
     return {"win": float(np.mean(list(wins.values()))) if wins else float("nan"),
             "max": max(wins.values(), default=float("nan")), "shifts": shifts,
-            "amplified": sum(bool(r.get("amplify", {}).get("used")) for r in rounds_up_to(run, labels))}
+            "amplified": amplified_rounds(run, labels)}
 
 
 def control_lines(a: dict, b: dict, names: tuple[str, str], labels: int, kinds: dict) -> tuple[list[str], dict]:
