@@ -17,10 +17,11 @@ and benchmarks/reward_probe.py of it, on their pairs and annotators:
   fifth).
 - **noisy answers** (the loop's regime): the encoder fine-tuned as a Bradley-Terry model on the first N
   noisy answers of reward_probe.py (10 % flips, ties left out), agreement with the noise-free choice on the
-  same 1,000 test pairs. Compare with reward_probe.py's figure for the product's reward at the same N.
+  same 1,000 test pairs. Compare with reward_probe.py's figure for the product's reward at the same N
+(``--variants default --pairs 500 1000``).
 
 Deterministic for a given machine: fixed seeds and one thread. Writes
-``OUT/<data>/reward_encoder_probe_s<seed>.json``.
+``OUT/<data>/reward_encoder_probe_s<seed>[_<annotators>].json``. About 25 minutes per data set on one core.
 """
 from __future__ import annotations
 
@@ -245,7 +246,9 @@ def main(argv=None) -> None:
         results[ann.name] = {k: round(v, 3) for k, v in row.items()}
         print(f"{ann.name:13s} " + "  ".join(f"{k} {v:.2f}" for k, v in row.items())
               + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
-    atomic_write_text(Path(args.out) / name / f"reward_encoder_probe_s{args.seed}.json", json.dumps(results, indent=2))
+    tag = "_" + "_".join(args.annotators) if args.annotators else ""
+    atomic_write_text(Path(args.out) / name / f"reward_encoder_probe_s{args.seed}{tag}.json",
+                      json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
