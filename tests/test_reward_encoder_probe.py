@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +32,7 @@ def wide_sketches(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndar
     return x, width
 
 
+@pytest.mark.slow  # fine-tunes a transformer for 150 steps (about 10 s)
 def test_pair_ranker_learns_a_preference_for_width_from_answered_pairs():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
