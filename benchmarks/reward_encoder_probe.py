@@ -18,7 +18,7 @@ and benchmarks/reward_probe.py of it, on their pairs and annotators:
 - **noisy answers** (the loop's regime): the encoder fine-tuned as a Bradley-Terry model on the first N
   noisy answers of reward_probe.py (10 % flips, ties left out), agreement with the noise-free choice on the
   same 1,000 test pairs. Compare with reward_probe.py's figure for the product's reward at the same N
-(``--variants default --pairs 500 1000``).
+  (``--variants default --pairs 500 1000``).
 
 Deterministic for a given machine: fixed seeds and one thread. Writes
 ``OUT/<data>/reward_encoder_probe_s<seed>[_<annotators>].json``. About 25 minutes per data set on one core.
@@ -26,6 +26,7 @@ Deterministic for a given machine: fixed seeds and one thread. Writes
 from __future__ import annotations
 
 import copy
+import io
 import json
 import sys
 import time
@@ -41,7 +42,7 @@ from preference_suite import sample, stable_int  # noqa: E402
 from reward_ceiling import agreement, ridge_ranker, within_class  # noqa: E402
 from reward_probe import noisy_answers, probe_parser, probe_setup  # noqa: E402
 
-from driftsketch.fileio import atomic_write_text  # noqa: E402
+from driftsketch.fileio import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 
 def stroke_tokens(x: torch.Tensor) -> torch.Tensor:
@@ -109,8 +110,9 @@ def cached_autoencoder(base, name: str, n_classes: int, args) -> SketchAutoencod
     if not path.is_file():
         labels = np.arange(args.train_samples) % n_classes
         x = sample(base, labels, stable_int("encoder-train", name), args)[0]
-        net = train_autoencoder(x, args.encoder_steps, args.seed)
-        torch.save(net.state_dict(), path)
+        buf = io.BytesIO()
+        torch.save(train_autoencoder(x, args.encoder_steps, args.seed).state_dict(), buf)
+        atomic_write_bytes(path, buf.getvalue())  # a killed run leaves no half-written cache
     net = SketchAutoencoder()
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return net.eval()
