@@ -46,7 +46,9 @@ from driftsketch.fileio import atomic_write_bytes, atomic_write_text  # noqa: E4
 
 
 def stroke_tokens(x: torch.Tensor) -> torch.Tensor:
-    """``(B, 32, 10)``: every segment's 8 control coordinates and the pen move from the previous segment's end."""
+    """``(B, 32, 10)``: every segment's 8 control coordinates and the pen move from the previous segment's end.
+    (benchmarks/annotators.py's foreign network reads the same tokens; written again on purpose, so that no
+    reward candidate shares code with an annotator.)"""
     tok = x.reshape(len(x), 32, 8)
     move = torch.cat([torch.zeros_like(tok[:, :1, :2]), tok[:, 1:, :2] - tok[:, :-1, 6:]], dim=1)
     return torch.cat([tok, move], dim=2)
@@ -200,10 +202,11 @@ def pair_ranker(ae: SketchAutoencoder, winners: np.ndarray, losers: np.ndarray, 
     return fine_tune(ae, batch_loss, validate, steps, seed)
 
 
-def ceiling_row(ae: SketchAutoencoder, ann, train: tuple, test: tuple, n: int, args) -> dict:
-    """Agreement on the test pairs of rankers fit to the exact scores of the first ``n`` training sketches."""
-    (x, y), (ta, tb, ty) = train, test
-    s, sa, sb = ann.score(x[:n], y[:n]), ann.score(ta, ty), ann.score(tb, ty)
+def ceiling_row(ae: SketchAutoencoder, ann, train: tuple, test: tuple, truth: tuple, n: int, args) -> dict:
+    """Agreement on the test pairs (noise-free scores ``truth``) of rankers fit to the exact scores of the first
+    ``n`` training sketches."""
+    (x, y), (ta, tb, _), (sa, sb) = train, test, truth
+    s = ann.score(x[:n], y[:n])
     z, za, zb = codes(ae, x[:n]), codes(ae, ta), codes(ae, tb)
     mu, sd = z.mean(axis=0), z.std(axis=0) + 1e-9
     row = {}
@@ -215,10 +218,10 @@ def ceiling_row(ae: SketchAutoencoder, ann, train: tuple, test: tuple, n: int, a
     return row
 
 
-def noisy_row(ae: SketchAutoencoder, ann, name: str, tr: tuple, te: tuple, args) -> dict:
+def noisy_row(ae: SketchAutoencoder, ann, name: str, tr: tuple, te: tuple, truth: tuple, args) -> dict:
     """Agreement of the Bradley-Terry fine-tune on the first N noisy answers, for every ``--pairs`` N."""
     winners, losers, _ = noisy_answers(ann, name, tr, args.seed)
-    sa, sb = ann.score(te[0], te[2]), ann.score(te[1], te[2])
+    sa, sb = truth
     row = {}
     for n in args.pairs:
         rank = pair_ranker(ae, winners[:n], losers[:n], args.tune_steps, args.seed)
@@ -242,9 +245,10 @@ def main(argv=None) -> None:
         if args.annotators and ann.name not in args.annotators:
             continue
         t0, row = time.perf_counter(), {}
+        truth = ann.score(te[0], te[2]), ann.score(te[1], te[2])
         for n in args.sketches:
-            row.update(ceiling_row(ae, ann, train, te, n, args))
-        row.update(noisy_row(ae, ann, name, tr, te, args))
+            row.update(ceiling_row(ae, ann, train, te, truth, n, args))
+        row.update(noisy_row(ae, ann, name, tr, te, truth, args))
         results[ann.name] = {k: round(v, 3) for k, v in row.items()}
         print(f"{ann.name:13s} " + "  ".join(f"{k} {v:.2f}" for k, v in row.items())
               + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
