@@ -15,6 +15,12 @@ model and the base sample the suite's evaluation pairs again (same noise, 24 per
   "better than the base" (all of it above 50 %) or "worse" (all below).
 A control run (random answers, no taste) is a model that should be called neither: it is scored under every
 annotator of its data set. Deterministic: every draw is seeded by (data, run, seed, annotator, k).
+
+It also measures the round's veto (``gate.human_veto_min_pairs``, :func:`dpo.human_eval.lineage_verdict`) as
+the loop would meet it: the pairs arrive ``--veto-per-round`` at a time (10: ``human_eval.share`` of 100 pairs),
+the verdict is asked again after every round, and the share of 400 random orders in which it has fired by
+rounds 5, 10 and 24 is reported, with the median round it fired. The model stays the same across the rounds;
+in the loop each promoted model starts its own count, and the veto pools the newest ones.
 """
 from __future__ import annotations
 
@@ -29,11 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from annotators import answer  # noqa: E402
 from preference_suite import base_eval, data_arg, eval_labels, prepare, sample, setup_arguments, stable_int  # noqa: E402
 
-from dpo.human_eval import mean_interval  # noqa: E402
+from dpo.human_eval import lineage_verdict, mean_interval  # noqa: E402
 from driftsketch.checkpoint import load_model  # noqa: E402
 from driftsketch.fileio import atomic_write_text  # noqa: E402
+from driftsketch.registry import PromotionGate  # noqa: E402
 
 SUBSETS = (10, 30, 100, 240)  # 240: all of a run's evaluation pairs
+VETO_ROUNDS = (5, 10, 24)  # rounds of --veto-per-round answered pairs (24 x 10: all 240)
 DRAWS = 400
 OUTCOME = {"a": 1.0, "b": 0.0, "tie": 0.5}
 
@@ -55,6 +63,24 @@ def verdicts(outcomes: np.ndarray, k: int, rng: np.random.Generator) -> dict:
     return {"better": better / DRAWS, "worse": worse / DRAWS}
 
 
+def veto_rounds(outcomes: np.ndarray, per_round: int, min_pairs: int, rng: np.random.Generator) -> dict:
+    """The veto asked after every round of ``per_round`` answered pairs, over ``DRAWS`` random orders: the share
+    of orders in which it fired by each of ``VETO_ROUNDS``, and the median round it fired (None: never)."""
+    first = []
+    for _ in range(DRAWS):
+        order, fired = rng.permutation(outcomes), None
+        for r in range(1, min(VETO_ROUNDS[-1], len(outcomes) // per_round) + 1):
+            seen = order[:r * per_round]
+            verdict = lineage_verdict({"m": {"pairs": len(seen), "win_rate": float(seen.mean())}}, ["m"], min_pairs)
+            if verdict and verdict["worse"]:
+                fired = r
+                break
+        first.append(fired)
+    done = [r for r in first if r is not None]
+    return {**{f"by{n}": sum(r <= n for r in done) / DRAWS for n in VETO_ROUNDS},
+            "median_round": float(np.median(done)) if done else None}
+
+
 def measure_case(ann, tuned: np.ndarray, base: np.ndarray, labels: np.ndarray, key: tuple, args) -> dict:
     """Exact and annotators' win of ``tuned`` over ``base`` under ``ann``, and the verdicts per subset size."""
     d = ann.score(tuned, labels) - ann.score(base, labels)
@@ -65,6 +91,8 @@ def measure_case(ann, tuned: np.ndarray, base: np.ndarray, labels: np.ndarray, k
            "ci95_all": mean_interval(list(outcomes))["ci95"], "pairs": len(outcomes)}
     for k in SUBSETS:
         row[f"k{k}"] = verdicts(outcomes, k, np.random.default_rng(stable_int(*key, k)))
+    row["veto"] = veto_rounds(outcomes, args.veto_per_round, args.veto_min_pairs,
+                              np.random.default_rng(stable_int(*key, "veto")))
     return row
 
 
@@ -96,6 +124,8 @@ def group_of(case: dict) -> str:
         return "controls (no taste)"
     if case["kind"] == "style":
         return "styles"
+    if case["exact"] < 0.45:
+        return "tastes, exact win < 45 % (worse than the base)"
     return "tastes, exact win >= 60 %" if case["exact"] >= 0.6 else "tastes, exact win < 60 %"
 
 
@@ -109,6 +139,9 @@ def summarize(cases: list[dict]) -> list[dict]:
                "gap_sd": float(np.std([c["annotators"] - c["exact"] for c in g], ddof=1)) if len(g) > 1 else 0.0}
         for k in SUBSETS:
             row[f"k{k}"] = {v: float(np.mean([c[f"k{k}"][v] for c in g])) for v in ("better", "worse")}
+        row["veto"] = {f"by{n}": float(np.mean([c["veto"][f"by{n}"] for c in g])) for n in VETO_ROUNDS}
+        medians = [c["veto"]["median_round"] for c in g if c["veto"]["median_round"] is not None]
+        row["veto"]["median_round"] = float(np.median(medians)) if medians else None
         rows.append(row)
     return rows
 
@@ -121,6 +154,13 @@ def markdown(rows: list[dict], cases: list[dict]) -> str:
         lines.append(f"| {r['group']} | {r['cases']} | {100 * r['exact']:.1f} | {100 * r['annotators']:.1f} | "
                      + " | ".join(f"{100 * r[f'k{k}']['better']:.0f} % / {100 * r[f'k{k}']['worse']:.0f} %"
                                   for k in SUBSETS) + " |")
+    lines += ["", "The veto, asked after every round of answered evaluation pairs (share of orders in which it fired):",
+              "", "| group | cases | " + " | ".join(f"by round {n}" for n in VETO_ROUNDS) + " | median round |",
+              "|---" * (3 + len(VETO_ROUNDS)) + "|"]
+    for r in rows:
+        med = r["veto"]["median_round"]
+        lines.append(f"| {r['group']} | {r['cases']} | " + " | ".join(
+            f"{100 * r['veto'][f'by{n}']:.1f} %" for n in VETO_ROUNDS) + f" | {'-' if med is None else med:} |")
     taste = [c for c in cases if c["run"] != "control"]
     if len(taste) > 2:
         x, y = np.array([c["exact"] for c in taste]) - 0.5, np.array([c["annotators"] for c in taste]) - 0.5
@@ -136,8 +176,15 @@ def main(argv=None) -> None:
     p.add_argument("--data", action="append", default=[], metavar="NAME=SPEC:BASE_CHECKPOINT")
     p.add_argument("--label-noise", type=float, default=0.1)
     p.add_argument("--tie-rate", type=float, default=0.05)
+    p.add_argument("--veto-per-round", type=int, default=10, help="evaluation pairs answered per round")
+    p.add_argument("--veto-min-pairs", type=int, default=None,
+                   help="the veto's pair count (default: configs/round.yaml's gate.human_veto_min_pairs)")
     p.add_argument("--json", default=None, help="write the cases and the summary here")
     args = p.parse_args(argv)
+    if args.veto_min_pairs is None:
+        args.veto_min_pairs = PromotionGate().human_veto_min_pairs
+        if args.veto_min_pairs is None:
+            p.error("configs/round.yaml has the veto off (gate.human_veto_min_pairs: null): give --veto-min-pairs")
     out, cases = Path(args.out), []
     for item in args.data:
         cases += measure(prepare(*data_arg(item), out, args), out, args)

@@ -121,6 +121,25 @@ def judgement(answers: list[Answer], entries: dict[tuple[str, str], dict], pool:
     return {"models": rates, "recent": recent, "lines": format_win_rates(rates, recent)}
 
 
+def lineage_verdict(rates: dict[str, dict], lineage: list[str], min_pairs: int) -> dict | None:
+    """Do the annotators call the newest models of one line of descent worse than the base? ``lineage``: the
+    current model first, then its parent, and so on (without the base); ``rates``: :func:`human_win_rates`.
+    The window is the fewest newest models whose evaluation pairs reach ``min_pairs`` together (one model is
+    current for a round or two, ~10 pairs each); their win rates are pooled pair-weighted, as one model's pairs are.
+    Returns ``{"models": window, "pairs", "win_rate", "ci95", "worse"}`` (``worse``: the whole 95 % interval
+    lies below 50 %), or None while the line's pairs are fewer than ``min_pairs``."""
+    window, pairs, wins = [], 0, 0.0
+    for model in lineage:
+        window.append(model)
+        r = rates.get(model)
+        if r:
+            pairs, wins = pairs + r["pairs"], wins + r["win_rate"] * r["pairs"]
+        if pairs >= min_pairs:
+            lo, hi = wilson_interval(wins, pairs)
+            return {"models": window, "pairs": pairs, "win_rate": wins / pairs, "ci95": [lo, hi], "worse": hi < 0.5}
+    return None
+
+
 def mean_interval(values: list[float]) -> dict:
     """``win_rate`` (the mean of per-pair outcomes in [0, 1]) and its 95 % Wilson interval ``ci95`` with one
     observation per pair. Outcomes in [0, 1] with mean p vary at most p(1 - p), so the interval is conservative

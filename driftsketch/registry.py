@@ -243,11 +243,20 @@ class Registry:
             previous = promos[-1].previous if promos else None
             if previous is None:
                 raise RegistryError(f"{cur} was the first promoted model: nothing to roll back to")
-            state.history.append(Event(action="rollback", model=previous, previous=cur, reason=reason))
-            state.current = previous
-            rolled = state.models[cur]
-            rolled.status, rolled.reason, rolled.decided_at = "rolled_back", reason, now_iso()
+            _revert(state, previous, [cur], reason)
             return previous
+
+    def revert_to(self, model_id: str, rolled_back: list[str], reason: str) -> bool:
+        """Make the older model ``model_id`` current again and mark ``rolled_back`` (the models that descend
+        from it and were current since) as rolled back, in one event. False (nothing changes) if it is current."""
+        with self.transaction() as state:
+            self._entry(state, model_id)
+            if state.current == model_id:
+                return False
+            for m in rolled_back:
+                self._entry(state, m)
+            _revert(state, model_id, rolled_back, reason)
+            return True
 
     # -- rounds --------------------------------------------------------------------------------
     def start_round(self, parent: str, reference: str, record_ids: list[str]) -> RoundEntry:
@@ -315,6 +324,14 @@ def _promote(state: RegistryState, entry: ModelEntry, reason: str) -> bool:
     return True
 
 
+def _revert(state: RegistryState, model_id: str, rolled_back: list[str], reason: str) -> None:
+    state.history.append(Event(action="rollback", model=model_id, previous=state.current, reason=reason))
+    state.current = model_id
+    for m in rolled_back:
+        entry = state.models[m]
+        entry.status, entry.reason, entry.decided_at = "rolled_back", reason, now_iso()
+
+
 def _reject(state: RegistryState, entry: ModelEntry, reason: str) -> bool:
     if entry.status != "candidate":
         return False
@@ -349,6 +366,10 @@ class PromotionGate(Config):
     max_fd_ratio_to_base: float | None = Field(
         description="Frechet distance at most this times the original base's (off if null)")
     min_win_rate: float | None = Field(description="judge win rate over current at least this (off if null)")
+    human_veto_min_pairs: int | None = Field(
+        ge=1,
+        description="roll back the newest models once the annotators' evaluation pairs against the base, at least "
+                    "this many, call them worse (the 95 % interval below 50 %); off if null")
 
     @property
     def anchored(self) -> bool:

@@ -75,6 +75,43 @@ def decide_promotion(registry_dir: str, round_id: str, gate: PromotionGate, cand
     return {"promoted": promote, "reason": reason, "current": reg.current}
 
 
+def lineage(reg: Registry, model_id: str) -> list[str]:
+    """``model_id`` and its ancestors, newest first, without the base model they descend from."""
+    out, entry = [], reg.get(model_id)
+    while entry.parent is not None:
+        out.append(entry.id)
+        entry = reg.get(entry.parent)
+    return out
+
+
+@task
+def human_veto(registry_dir: str, gate: PromotionGate, win_rates: dict[str, dict]) -> dict | None:
+    """The annotators' veto (``gate.human_veto_min_pairs``): when the evaluation pairs of the current model and its
+    newest ancestors call them worse than the base (:func:`dpo.human_eval.lineage_verdict`), make the model before
+    them current again, so the round trains from there. ``win_rates``: per model, against the round's base
+    (:func:`dpo.human_eval.human_win_rates`). Returns the verdict with ``rolled_back_to`` set when it acted, or
+    None (off, the base is current, or too few pairs). A re-run after the roll-back judges the new current model."""
+    from dpo.human_eval import lineage_verdict
+
+    reg = Registry(registry_dir)
+    current = reg.current
+    if gate.human_veto_min_pairs is None or current is None:
+        return None
+    line = lineage(reg, current)
+    verdict = lineage_verdict(win_rates, line, gate.human_veto_min_pairs)
+    if verdict is None:
+        return None
+    verdict["rolled_back_to"] = None
+    if verdict["worse"]:
+        target = reg.get(verdict["models"][-1]).parent
+        reason = (f"annotators' veto: {len(verdict['models'])} newest model(s) won {100 * verdict['win_rate']:.1f} % "
+                  f"of {verdict['pairs']} evaluation pairs against the base (95 % interval up to "
+                  f"{100 * verdict['ci95'][1]:.1f} %)")
+        reg.revert_to(target, verdict["models"], reason)
+        verdict.update(rolled_back_to=target, reason=reason)
+    return verdict
+
+
 @task
 def start_round(registry_dir: str, record_ids: list[str], reference_mode: str) -> dict:
     """Find or create the round for the current model and these records; returns the round entry."""

@@ -69,8 +69,16 @@ def human_eval_lines(summary: dict) -> list[str]:
     lines = (summary.get("human_eval") or {}).get("lines") or []
     if not lines:
         return []
-    return ["Judged by the annotators, against the base from the same noise (evaluation pairs; a tie counts half):",
-            "", *[f"- {line}" for line in lines], ""]
+    out = ["Judged by the annotators, against the base from the same noise (evaluation pairs; a tie counts half):",
+           "", *[f"- {line}" for line in lines], ""]
+    veto = summary.get("human_veto")
+    if veto and veto.get("rolled_back_to"):
+        out += [f"**Annotators' veto:** {veto['reason']}; the round went back to `{veto['rolled_back_to']}` "
+                f"(rolled back: {', '.join(f'`{m}`' for m in veto['models'])}).", ""]
+    elif veto:
+        out += [f"Annotators' veto: not called ({len(veto['models'])} newest model(s), {veto['pairs']} pairs, "
+                f"{100 * veto['win_rate']:.1f} %, 95 % interval up to {100 * veto['ci95'][1]:.1f} %).", ""]
+    return out
 
 
 def annotator_lines(summary: dict) -> list[str]:

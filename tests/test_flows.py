@@ -57,6 +57,30 @@ def test_prefect_yaml_deployments_schedule_and_pool():
     assert pool["job_variables"]["env"]["WANDB_MODE"] == "offline"
 
 
+def test_the_annotators_veto_returns_to_the_model_before_the_ones_they_call_worse(tmp_path):
+    from tasks.models import human_veto
+
+    reg = Registry(tmp_path / "reg")
+    for i, (name, parent) in enumerate((("base", None), ("r1", "base"), ("r2", "r1"), ("r3", "r2"))):
+        (tmp_path / name).write_bytes(name.encode())
+        reg.add_model(tmp_path / name, name, kind="dpo" if parent else "base", parent=parent, round_index=i)
+        reg.promote(name)
+    gate = PromotionGate()  # round.yaml: on, 30 pairs
+    fine = {"r3": {"pairs": 12, "win_rate": 0.45}, "r2": {"pairs": 20, "win_rate": 0.5}}
+    assert human_veto.fn(str(reg.root), gate, fine)["rolled_back_to"] is None and reg.current == "r3"
+    assert human_veto.fn(str(reg.root), gate, {"r3": {"pairs": 12, "win_rate": 0.0}}) is None  # too few pairs
+    assert human_veto.fn(str(reg.root), PromotionGate(human_veto_min_pairs=None), {}) is None  # off
+    worse = {"r3": {"pairs": 12, "win_rate": 0.2}, "r2": {"pairs": 20, "win_rate": 0.25},
+             "r1": {"pairs": 30, "win_rate": 0.3}}
+    out = human_veto.fn(str(reg.root), gate, worse)
+    assert out["rolled_back_to"] == "r1" and out["models"] == ["r3", "r2"] and "veto" in out["reason"]
+    state = reg.load()
+    assert state.current == "r1" and state.models["r3"].status == state.models["r2"].status == "rolled_back"
+    # a re-run judges the model now current: r1's own 30 pairs call it worse too, so the base
+    assert human_veto.fn(str(reg.root), gate, worse)["rolled_back_to"] == "base" and reg.current == "base"
+    assert human_veto.fn(str(reg.root), gate, worse) is None  # the base is never judged against itself
+
+
 def test_decide_promotion_task_is_idempotent(tmp_path):
     from tasks.models import decide_promotion, last_round_index
 

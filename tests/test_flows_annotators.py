@@ -65,6 +65,15 @@ def test_the_round_reports_how_people_judged_the_model_against_the_base(tmp_path
     assert (m1["answers"], m1["wins"], m1["win_rate"], m1["base_model"]) == (6, 6, 1.0, "base-0")
     text = round_markdown({"current": "m1", "decision": {"promoted": False, "reason": "x"}, "human_eval": human})
     assert "against the base from the same noise" in text and "m1 over base-0: 100.0 %" in text
+    assert "veto" not in text  # no verdict yet (too few pairs)
+    veto = {"models": ["m1"], "pairs": 31, "win_rate": 0.2, "ci95": [0.1, 0.37], "rolled_back_to": "base-0",
+            "reason": "annotators' veto: ..."}
+    vetoed = round_markdown({"current": "base-0", "decision": {"promoted": False, "reason": "x"}, "human_eval": human,
+                             "human_veto": veto})
+    assert "**Annotators' veto:**" in vetoed and "went back to `base-0` (rolled back: `m1`)" in vetoed
+    kept = round_markdown({"current": "m1", "decision": {"promoted": False, "reason": "x"}, "human_eval": human,
+                           "human_veto": {**veto, "rolled_back_to": None, "win_rate": 0.55, "ci95": [0.4, 0.7]}})
+    assert "not called (1 newest model(s), 31 pairs, 55.0 %, 95 % interval up to 70.0 %)" in kept
     sel = select_new_preferences.fn(str(store.root), str(tmp_path / "reg"), CLASSES, DPO_CONFIG, [])
     assert sel["usable_pairs"] == 0 and sel["stats"]["evaluation_answers"] == 12  # nothing left to train on
     assert human["recent"] is None  # one model: nothing to pool

@@ -9,7 +9,8 @@ import pytest
 
 from dpo import PreferenceStore
 from dpo.annotators import collect_answers
-from dpo.human_eval import EvalSet, format_win_rates, human_win_rates, mean_interval, recent_win_rate
+from dpo.human_eval import (EvalSet, format_win_rates, human_win_rates, lineage_verdict, mean_interval,
+                            recent_win_rate)
 from driftsketch.stats import wilson_interval
 from tests.test_dpo_annotators import answer, dataset, sketches
 
@@ -97,6 +98,21 @@ def test_the_interval_is_honest_for_split_pairs_and_clean_sweeps():
     sweep = mean_interval([1.0, 1.0, 1.0])
     assert sweep["ci95"][1] == pytest.approx(1.0) and 0.4 < sweep["ci95"][0] < 0.5
     assert mean_interval([0.6] * 100)["ci95"][0] > 0.5 > mean_interval([0.6] * 80)["ci95"][0]  # docs/labeling.md
+
+
+def test_the_veto_pools_the_fewest_newest_models_that_reach_the_pair_count():
+    rates = {"r3": {"pairs": 10, "win_rate": 0.2}, "r2": {"pairs": 25, "win_rate": 0.3},
+             "r1": {"pairs": 40, "win_rate": 0.9}}
+    v = lineage_verdict(rates, ["r3", "r2", "r1"], 30)
+    assert v["models"] == ["r3", "r2"] and v["pairs"] == 35  # r1, good, is not in the window
+    assert v["win_rate"] == pytest.approx((10 * 0.2 + 25 * 0.3) / 35)
+    assert v["ci95"] == pytest.approx(list(wilson_interval(10 * 0.2 + 25 * 0.3, 35))) and v["worse"]
+    assert not lineage_verdict(rates, ["r3", "r2", "r1"], 60)["worse"]  # r1 joins the window: 64 %
+    assert lineage_verdict(rates, ["r3", "r2"], 36) is None  # too few pairs on the whole line: no verdict
+    # a model without answered pairs (just promoted) joins the window and adds nothing
+    assert lineage_verdict(rates, ["r4", "r3", "r2"], 30)["models"] == ["r4", "r3", "r2"]
+    # 40 % of 35 pairs: worse than 50 % is not shown, so no veto
+    assert not lineage_verdict({"r1": {"pairs": 35, "win_rate": 0.4}}, ["r1"], 30)["worse"]
 
 
 def test_pushed_evaluation_pairs_are_registered_shuffled_in_and_look_like_any_other(store, tmp_path):

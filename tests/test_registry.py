@@ -67,6 +67,22 @@ def test_rollback_walks_back_the_promotion_chain(tmp_path, reg):
     assert reg.current == "base"
 
 
+def test_revert_goes_back_past_several_models_in_one_event(tmp_path, reg):
+    for i, parent in ((1, "base"), (2, "m1"), (3, "m2")):
+        reg.add_model(_ckpt(tmp_path, f"m{i}"), f"m{i}", parent=parent, round_index=i)
+        reg.promote(f"m{i}")
+    events = len(reg.load().history)
+    assert reg.revert_to("m1", ["m3", "m2"], "annotators' veto") is True
+    state = reg.load()
+    assert state.current == "m1" and len(state.history) == events + 1
+    assert state.history[-1].action == "rollback" and state.history[-1].previous == "m3"
+    assert [state.models[m].status for m in ("m1", "m2", "m3")] == ["promoted", "rolled_back", "rolled_back"]
+    assert reg.revert_to("m1", ["m3", "m2"], "again") is False and len(reg.load().history) == events + 1
+    with pytest.raises(RegistryError, match="unknown model"):
+        reg.revert_to("m9", [], "no such model")
+    assert reg.rollback() == "base"  # the plain rollback is the same event, one step back
+
+
 def test_rejected_candidate_does_not_move_current(tmp_path, reg):
     reg.add_model(_ckpt(tmp_path, "m1"), "m1", parent="base", round_index=1)
     assert reg.reject("m1", "gate failed: worse") is True
