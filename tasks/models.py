@@ -51,10 +51,8 @@ def base_model(registry_dir: str, model_id: str) -> str:
 
 def original_base(reg: Registry, model_id: str) -> str:
     """Follow ``parent`` links from ``model_id`` to the base model it descends from."""
-    entry = reg.get(model_id)
-    while entry.parent is not None:
-        entry = reg.get(entry.parent)
-    return entry.id
+    line = lineage(reg, model_id)
+    return reg.get(line[-1]).parent if line else model_id
 
 
 @task
