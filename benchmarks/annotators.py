@@ -186,6 +186,18 @@ def answer(annotator: Annotator, beziers_a: np.ndarray, beziers_b: np.ndarray, l
                               noise=noise, tie_margin=annotator.tie_margin, tie_rate=tie_rate)
 
 
+OUTCOME = {"a": 1.0, "b": 0.0, "tie": 0.5}  # an answer as a win of side a's sketch (a tie counts half)
+
+
+def answer_or_random(annotator: Annotator | None, beziers_a: np.ndarray, beziers_b: np.ndarray, labels: np.ndarray,
+                     rng: np.random.Generator, noise: float = 0.1, tie_rate: float = 0.05) -> list[str]:
+    """:func:`answer`, or for the shuffled-label control (``annotator`` None) answers with no taste: a and b 45 %
+    each, a tie 10 %."""
+    if annotator is None:
+        return [["a", "b", "tie"][k] for k in rng.choice(3, len(labels), p=[0.45, 0.45, 0.10])]
+    return answer(annotator, beziers_a, beziers_b, labels, rng, noise=noise, tie_rate=tie_rate)
+
+
 def _zscore(fn, ref_x: np.ndarray, ref_y: np.ndarray):
     v = fn(ref_x, ref_y)
     mu, sd = float(v.mean()), float(v.std() + 1e-9)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from annotators import answer  # noqa: E402
+from annotators import OUTCOME, answer  # noqa: E402
 from preference_suite import base_eval, data_arg, eval_labels, prepare, sample, setup_arguments, stable_int  # noqa: E402
 
 from dpo.human_eval import lineage_verdict, mean_interval  # noqa: E402
@@ -43,7 +43,6 @@ from driftsketch.registry import PromotionGate  # noqa: E402
 SUBSETS = (10, 30, 100, 240)  # 240: all of a run's evaluation pairs
 VETO_ROUNDS = (5, 10, 24)  # rounds of --veto-per-round answered pairs (24 x 10: all 240)
 DRAWS = 400
-OUTCOME = {"a": 1.0, "b": 0.0, "tie": 0.5}
 
 
 def newest_evaluated(run: Path) -> dict | None:

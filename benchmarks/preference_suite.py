@@ -45,7 +45,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from annotators import (  # noqa: E402
     Annotator,
-    answer,
+    answer_or_random,
     build_annotators,
     foreign_proba,
     load_foreign,
@@ -59,7 +59,8 @@ from dpo.selection import select_from_store  # noqa: E402
 from dpo.store import PreferenceStore  # noqa: E402
 from dpo.trainer import DPOError, train_dpo  # noqa: E402
 from oracle_reward import oracle_reward  # noqa: E402
-from suite_gate import SuiteGate  # noqa: E402
+from suite_gate import SUITE_GATE_KEYS, SuiteGate  # noqa: E402
+from suite_veto import LineOfDescent, eval_answers  # noqa: E402
 from driftsketch.checkpoint import load_model  # noqa: E402
 from driftsketch.config import yaml_defaults  # noqa: E402
 from driftsketch.data import load_dataset  # noqa: E402
@@ -282,10 +283,7 @@ def label_round(setup: Setup, ann: Annotator | None, model, store: PreferenceSto
     appended to ``store``; with how the pairs were selected."""
     labels, (a, na, b, nb), asked = round_pairs(setup, model, store, cell, seed, r, cfg, args)
     rng = np.random.default_rng(stable_int(cell, seed, r, "answers"))
-    if ann is None:
-        choices = [["a", "b", "tie"][k] for k in rng.choice(3, len(labels), p=[0.45, 0.45, 0.10])]
-    else:
-        choices = answer(ann, a, b, labels, rng, noise=args.label_noise, tie_rate=args.tie_rate)
+    choices = answer_or_random(ann, a, b, labels, rng, noise=args.label_noise, tie_rate=args.tie_rate)
     recs = []
     for i, (c, y) in enumerate(zip(choices, labels)):
         pa = store.save_sample(f"r{r:02d}-{i:03d}a", a[i], na[i])
@@ -338,7 +336,8 @@ def check_resume(done: Path, args) -> dict:
         raise SystemExit(f"{done}: made with {per_class} gate samples per class, not {args.gate_per_class}; "
                          f"pass --gate-per-class {per_class} or use another --out")
     settings = row["gate"].get("settings", GATE_BEFORE) if made_with else None
-    shipped = PromotionGate().model_dump()
+    settings = None if settings is None else {k: v for k, v in settings.items() if k in SUITE_GATE_KEYS}
+    shipped = PromotionGate().model_dump(include=SUITE_GATE_KEYS)
     if settings is not None and settings != shipped:
         changed = {k: v for k, v in settings.items() if shipped.get(k) != v}
         raise SystemExit(f"{done}: made with other gate limits ({changed}; configs/round.yaml gate); use another --out")
@@ -357,6 +356,10 @@ def check_resume(done: Path, args) -> dict:
     if reward != ("oracle" if args.oracle_reward else "fitted"):
         raise SystemExit(f"{done}: made with the {reward} reward; {'drop' if reward == 'fitted' else 'pass'} "
                          "--oracle-reward or use another --out")
+    veto = (row.get("human_veto") or {}).get("min_pairs")  # earlier rows do not say (no veto)
+    if veto != args.human_veto:
+        raise SystemExit(f"{done}: made {'without the veto' if veto is None else f'with the veto at {veto} pairs'}; "
+                         f"{'drop' if veto is None else 'pass'} --human-veto or use another --out")
     measured = row.get("eval", {}).get("quality_per_class", QUALITY_PER_CLASS_BEFORE) if "eval" in row else None
     if measured is not None and measured != args.quality_per_class:
         raise SystemExit(f"{done}: quality metrics on {measured} samples per class, not {args.quality_per_class}; "
@@ -372,13 +375,22 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
     store = PreferenceStore(root / "prefs")
     base_x, labels = base_eval(setup, seed, args), eval_labels(setup, args)
     gate = promotion_gate(setup, seed, args)
+    line = LineOfDescent(args.human_veto) if args.human_veto else None
     current = setup.base_path
     for r in range(rounds):
         done = root / f"round_{r:02d}.json"
         if done.is_file():
-            current = check_resume(done, args)["checkpoint"]
+            kept = check_resume(done, args)
+            current = kept["checkpoint"]
+            if line is not None:
+                line.replay(kept["human_veto"])
             continue
         t0 = time.perf_counter()
+        verdict = line.judge() if line is not None else None
+        if verdict and verdict["worse"]:
+            current = line.current or setup.base_path
+            print(f"[{setup.name}/{cell}/s{seed}] annotators' veto before round {r + 1}: "
+                  f"{100 * verdict['win_rate']:.1f} % of {verdict['pairs']} pairs; back to {current}", flush=True)
         model = load_model(current)
         rdir = root / f"r{r:02d}"
         cfg = load_dpo_config(overrides=dpo_overrides(setup, current, store.root, rdir, seed,
@@ -396,6 +408,9 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
         if gate is not None:
             row["gate"] = gate.decide(load_model(res.checkpoint_path), model, load_model(setup.base_path), recs, cfg, r)
             row["checkpoint"] = row["checkpoint"] if row["gate"]["promoted"] else current
+        if line is not None:
+            row["human_veto"] = veto_round(line, verdict, setup, ann, row["checkpoint"] != current, row["checkpoint"],
+                                           cell, seed, r, args)
         if r + 1 in EVAL_AT:
             tuned_model = load_model(row["checkpoint"])
             tuned = sample(tuned_model, labels, 10_000 + seed, args)[0]
@@ -408,8 +423,8 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
         shutil.rmtree(rdir / "amplified", ignore_errors=True)  # thousands of small files; the reward model stays
         (rdir / "last.pt").unlink(missing_ok=True)
         dropped = current if row["checkpoint"] != current else str(res.checkpoint_path)
-        if dropped != setup.base_path:
-            Path(dropped).unlink(missing_ok=True)  # only the newest promoted model is needed to go on
+        if dropped != setup.base_path and (line is None or dropped not in line.line):
+            Path(dropped).unlink(missing_ok=True)  # only the newest promoted model (and the veto's line) goes on
         write_json(done, row)
         current = row["checkpoint"]
         ev = row.get("eval", {})
@@ -418,6 +433,25 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
               f"{row['amplify'].get('cv_accuracy', float('nan')):.3f} used {row['amplify'].get('used')}"
               + (f", win {win:.3f}" if win is not None else "")
               + (f", {'promoted' if row['gate']['promoted'] else 'refused'}" if gate is not None else ""), flush=True)
+
+
+def veto_round(line: LineOfDescent, verdict: dict | None, setup: Setup, ann: Annotator | None, promoted: bool,
+               checkpoint: str, cell: str, seed: int, r: int, args) -> dict:
+    """After round ``r``: the promoted model joins the line, and the model now current (not the base) gets the
+    round's evaluation pairs against the base, one noise, answered by ``ann``; returns the row's record."""
+    if promoted:
+        line.promoted(checkpoint)
+    if checkpoint == setup.base_path:
+        return line.record(verdict, None, [])
+    n = args.veto_pairs
+    labels = (np.arange(n) + r * n) % len(setup.class_names)
+    key = stable_int(setup.name, cell, seed, r, "evaluation pairs")
+    current_x = sample(load_model(checkpoint), labels, key, args)[0]
+    base_x = sample(load_model(setup.base_path), labels, key, args)[0]
+    rng = np.random.default_rng(stable_int(cell, seed, r, "evaluation answers"))
+    outcomes = eval_answers(ann, current_x, base_x, labels, rng, args.label_noise, args.tie_rate)
+    line.answered(checkpoint, outcomes)
+    return line.record(verdict, checkpoint, outcomes)
 
 
 def _amp_summary(amp: dict | None) -> dict:
@@ -776,6 +810,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="rank amplification groups by the annotator's own noise-free score instead of a reward model "
                         "fit on the answers (a perfect reward; always passes the gate; needs --no-control): what the "
                         "loop could reach if the reward saw the taste exactly (benchmarks/oracle_reward.py)")
+    p.add_argument("--human-veto", action="store_const", const=PromotionGate().human_veto_min_pairs, default=None,
+                   help="the round's annotators' veto (configs/round.yaml gate.human_veto_min_pairs): evaluation "
+                        "pairs of the current model against the base after every round, and the verdict on the "
+                        "newest models before the next (benchmarks/suite_veto.py); off by default")
+    p.add_argument("--veto-pairs", type=int, default=None,
+                   help="evaluation pairs answered per round with --human-veto (default: configs/labelstudio.yaml's "
+                        "human_eval.share of --pairs-per-round)")
     p.add_argument("--shard", default="0/1", help="i/n: run every n-th cell starting at i")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--promotion-gate", action=argparse.BooleanOptionalAction, default=True,
@@ -790,7 +831,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--plot", default=None, help="also copy the learning-curve PNG here (e.g. docs/img/...)")
     p.add_argument("--json", default=None, help="also write the summary without the raw rounds here (e.g. docs/...)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.veto_pairs is None:
+        args.veto_pairs = round(yaml_defaults("labelstudio.yaml:human_eval")["share"] * args.pairs_per_round)
+    return args
 
 
 def main(argv=None) -> None:

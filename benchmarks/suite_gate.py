@@ -27,6 +27,11 @@ from driftsketch.registry import PromotionGate, apply_gate
 from driftsketch.sampling import generate_beziers
 
 
+# the limits the suite's gate applies; the annotators' veto (human_veto_min_pairs) is --human-veto (suite_veto.py)
+SUITE_GATE_KEYS = {"min_heldout_accuracy", "max_recognizability_drop", "max_fd_ratio",
+                   "max_recognizability_drop_from_base", "max_fd_ratio_to_base", "min_win_rate"}
+
+
 @dataclass
 class SuiteGate:
     """Gate metrics of a model from fixed noise (``noise_seed``), its own, not the evaluation's."""
@@ -59,4 +64,4 @@ class SuiteGate:
         promoted, reason = apply_gate(self.gate, cand, cur, anchor)
         return {"promoted": promoted, "reason": reason, "candidate": cand, "current": cur, "base": anchor,
                 "noise_seed": self.noise_seed + round_index, "per_class": int(np.bincount(self.labels).max()),
-                "settings": self.gate.model_dump()}
+                "settings": self.gate.model_dump(include=SUITE_GATE_KEYS)}
