@@ -492,6 +492,8 @@ def collect(out: Path) -> dict:
         entry[str(row["labels"])] = {k: row[k] for k in keys if k in row}
         if "gate" in row:
             entry[str(row["labels"])]["promoted"] = row["gate"]["promoted"]
+        if "human_veto" in row:  # did the annotators' veto go back before this round (--human-veto)
+            entry[str(row["labels"])]["vetoed"] = bool((row["human_veto"]["verdict"] or {}).get("worse"))
     return res
 
 
@@ -509,6 +511,12 @@ def promoted_share(rounds: dict, labels: int) -> float | None:
     """Share of a run's rounds up to ``labels`` whose candidate the promotion gate let through (None: no gate)."""
     flags = [r["promoted"] for k, r in rounds.items() if int(k) <= labels and "promoted" in r]
     return float(np.mean(flags)) if flags else None
+
+
+def veto_count(rounds: dict, labels: int) -> int | None:
+    """How often the annotators' veto went back in a run's rounds up to ``labels`` (None: run without it)."""
+    flags = [r["vetoed"] for k, r in rounds.items() if int(k) <= labels and "vetoed" in r]
+    return sum(flags) if flags else None
 
 
 def amplification_groups(by_cell: dict, n_classes: int) -> list[int]:
@@ -564,6 +572,8 @@ def summarize(out: Path) -> dict:
                 row.update(_stats("fd_ratio", [t["fd"] / b["fd"] for t, b in paired]))
                 shares = [v for v in (promoted_share(by_seed[seed], labels) for seed in done) if v is not None]
                 row.update(_stats("promoted", shares))
+                row.update(_stats("vetoes", [v for v in (veto_count(by_seed[seed], labels) for seed in done)
+                                             if v is not None]))
                 if labels == 500:
                     ctl = [s["500"]["eval"]["annotators"][cell] for s in control.values() if "eval" in s.get("500", {})]
                     row.update(_stats("control_win", [c["win_rate"] for c in ctl]))
@@ -690,6 +700,10 @@ def markdown(summary: dict) -> str:
     if gated:
         lines += ["", "Rounds the promotion gate let through (share of the rounds so far, mean over seeds): " + "; ".join(
             f"{r['data']}/{r['annotator']}@{r['labels']} {r['promoted']:.2f}" for r in gated)]
+    vetoed = [r for r in summary["table"] if r.get("vetoes") is not None]
+    if vetoed:
+        lines += ["", "Times the annotators' veto went back to an earlier model (so far, mean over seeds): " + "; ".join(
+            f"{r['data']}/{r['annotator']}@{r['labels']} {r['vetoes']:.2f}" for r in vetoed)]
     if summary.get("failed"):
         lines += ["", "Cells not measured: " + "; ".join(f"{k}: {v}" for k, v in summary["failed"].items())]
     lines += ["", "Labels at which the mean win rate first reaches 65 %: " + ", ".join(

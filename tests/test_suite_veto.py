@@ -73,3 +73,23 @@ def test_each_round_asks_the_current_model_against_the_base_on_one_noise(tmp_pat
     assert again["outcomes"] == kept["outcomes"]  # seeded by (data, cell, seed, round)
     same = ps.veto_round(LineOfDescent(30), None, setup, left, True, str(paths[0]), "left", 0, 1, args)
     assert same["eval_model"] is None and same["outcomes"] == []  # the base is never judged against itself
+
+
+def test_the_report_counts_the_rounds_the_veto_went_back_before(tmp_path):
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "setup_info.json").write_text(json.dumps({"annotators": {"smooth": {"kind": "per-sketch"}}}))
+    for seed, fired in enumerate([(False, False, False, True, True), (False, False, False, False, True)]):
+        d = tmp_path / "toy" / "smooth" / f"s{seed}"
+        d.mkdir(parents=True)
+        for r, worse in enumerate(fired):
+            row = {"labels": 100 * (r + 1), "checkpoint": "x",
+                   "human_veto": {"min_pairs": 30, "verdict": {"worse": worse} if r >= 3 else None, "line": [],
+                                  "eval_model": None, "outcomes": []}}
+            if r + 1 in (1, 5):
+                row["eval"] = {"metrics": {"recognizability": 0.7, "fd": 5.0, "continuity": 0.9},
+                               "annotators": {"smooth": {"win_rate": 0.4, "shift_std": -0.1}}}
+            (d / f"round_{r:02d}.json").write_text(json.dumps(row))
+    rows = {r["labels"]: r for r in ps.summarize(tmp_path)["table"]}
+    assert rows[100]["vetoes"] == 0 and rows[500]["vetoes"] == 1.5  # 2 and 1 vetoes by 500 labels
+    assert "went back to an earlier model (so far, mean over seeds): toy/smooth@100 0.00; toy/smooth@500 1.50" in \
+        ps.markdown(ps.summarize(tmp_path))
