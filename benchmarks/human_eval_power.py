@@ -42,6 +42,7 @@ from driftsketch.registry import PromotionGate  # noqa: E402
 
 SUBSETS = (10, 30, 100, 240)  # 240: all of a run's evaluation pairs
 VETO_ROUNDS = (5, 10, 24)  # rounds of --veto-per-round answered pairs (24 x 10: all 240)
+POWER_READS = (0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50)  # the annotators' read of a model, for the power curve
 DRAWS = 400
 
 
@@ -62,22 +63,39 @@ def verdicts(outcomes: np.ndarray, k: int, rng: np.random.Generator) -> dict:
     return {"better": better / DRAWS, "worse": worse / DRAWS}
 
 
-def veto_rounds(outcomes: np.ndarray, per_round: int, min_pairs: int, rng: np.random.Generator) -> dict:
-    """The veto asked after every round of ``per_round`` answered pairs, over ``DRAWS`` random orders: the share
-    of orders in which it fired by each of ``VETO_ROUNDS``, and the median round it fired (None: never)."""
-    first = []
-    for _ in range(DRAWS):
-        order, fired = rng.permutation(outcomes), None
-        for r in range(1, min(VETO_ROUNDS[-1], len(outcomes) // per_round) + 1):
-            seen = order[:r * per_round]
-            verdict = lineage_verdict({"m": {"pairs": len(seen), "win_rate": float(seen.mean())}}, ["m"], min_pairs)
-            if verdict and verdict["worse"]:
-                fired = r
-                break
-        first.append(fired)
+def first_veto(order: np.ndarray, per_round: int, min_pairs: int) -> int | None:
+    """The first round after which the veto fires on answers arriving ``per_round`` at a time, or None."""
+    for r in range(1, min(VETO_ROUNDS[-1], len(order) // per_round) + 1):
+        seen = order[:r * per_round]
+        verdict = lineage_verdict({"m": {"pairs": len(seen), "win_rate": float(seen.mean())}}, ["m"], min_pairs)
+        if verdict and verdict["worse"]:
+            return r
+    return None
+
+
+def fired_by(first: list[int | None]) -> dict:
+    """Share of orders in which the veto fired by each of ``VETO_ROUNDS``, and the median round it fired."""
     done = [r for r in first if r is not None]
-    return {**{f"by{n}": sum(r <= n for r in done) / DRAWS for n in VETO_ROUNDS},
+    return {**{f"by{n}": sum(r <= n for r in done) / len(first) for n in VETO_ROUNDS},
             "median_round": float(np.median(done)) if done else None}
+
+
+def veto_rounds(outcomes: np.ndarray, per_round: int, min_pairs: int, rng: np.random.Generator) -> dict:
+    """The veto asked after every round of ``per_round`` of a case's answered pairs, over ``DRAWS`` random orders
+    (:func:`fired_by`)."""
+    return fired_by([first_veto(rng.permutation(outcomes), per_round, min_pairs) for _ in range(DRAWS)])
+
+
+def power_curve(ties: float, per_round: int, min_pairs: int) -> list[dict]:
+    """The veto's power against how the annotators read a model (``POWER_READS``): ``DRAWS`` runs of independent
+    answers, ``ties`` of them ties and the rest wins and losses in the proportion that gives that read."""
+    rows, n = [], VETO_ROUNDS[-1] * per_round
+    for read in POWER_READS:
+        win = float(np.clip((read - 0.5 * ties) / (1 - ties), 0.0, 1.0))
+        rng = np.random.default_rng(stable_int("power", read, ties, per_round, min_pairs))
+        draws = rng.choice([1.0, 0.5, 0.0], size=(DRAWS, n), p=[(1 - ties) * win, ties, (1 - ties) * (1 - win)])
+        rows.append({"read": float(draws.mean()), **fired_by([first_veto(d, per_round, min_pairs) for d in draws])})
+    return rows
 
 
 def measure_case(ann, tuned: np.ndarray, base: np.ndarray, labels: np.ndarray, key: tuple, args) -> dict:
@@ -86,7 +104,7 @@ def measure_case(ann, tuned: np.ndarray, base: np.ndarray, labels: np.ndarray, k
     exact = float(((d > 0) + 0.5 * (d == 0)).mean())
     rng = np.random.default_rng(stable_int(*key, "answers"))
     outcomes = np.array([OUTCOME[c] for c in answer(ann, tuned, base, labels, rng, args.label_noise, args.tie_rate)])
-    row = {"exact": exact, "annotators": float(outcomes.mean()),
+    row = {"exact": exact, "annotators": float(outcomes.mean()), "ties": float((outcomes == 0.5).mean()),
            "ci95_all": mean_interval(list(outcomes))["ci95"], "pairs": len(outcomes)}
     for k in SUBSETS:
         row[f"k{k}"] = verdicts(outcomes, k, np.random.default_rng(stable_int(*key, k)))
@@ -188,9 +206,19 @@ def main(argv=None) -> None:
     for item in args.data:
         cases += measure(prepare(*data_arg(item), out, args), out, args)
     rows = summarize(cases)
+    ties = float(np.mean([c["ties"] for c in cases if c["run"] != "control"]))
+    power = power_curve(ties, args.veto_per_round, args.veto_min_pairs)
     print(markdown(rows, cases))
+    print(f"\nThe veto's power against the annotators' read of a model ({100 * ties:.0f} % ties, the taste runs' "
+          f"mean; {args.veto_per_round} pairs a round, {args.veto_min_pairs} to decide):\n\n"
+          "| annotators' read | " + " | ".join(f"by round {n}" for n in VETO_ROUNDS) + " | median round |\n"
+          + "|---" * (2 + len(VETO_ROUNDS)) + "|")
+    for r in power:
+        print(f"| {100 * r['read']:.1f} % | " + " | ".join(f"{100 * r[f'by{n}']:.1f} %" for n in VETO_ROUNDS)
+              + f" | {'-' if r['median_round'] is None else r['median_round']} |")
     if args.json:
-        atomic_write_text(args.json, json.dumps({"summary": rows, "cases": cases}, indent=1) + "\n")
+        atomic_write_text(args.json, json.dumps({"summary": rows, "cases": cases, "power": power,
+                                                 "power_ties": ties}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -22,3 +22,11 @@ def test_the_veto_fires_once_enough_pairs_say_worse_and_never_for_a_model_people
     # a third of the pairs for the model: called worse later than a clean loss, and in nearly every order by 240
     third = hep.veto_rounds(np.r_[np.ones(80), np.zeros(160)], per_round=10, min_pairs=30, rng=rng)
     assert third["median_round"] > 3 and third["by24"] == 1.0 and third["by5"] < third["by10"] <= third["by24"]
+
+
+def test_the_power_curve_falls_from_a_clear_loss_to_a_model_as_good_as_the_base():
+    rows = {round(r["read"], 1): r for r in hep.power_curve(ties=0.3, per_round=10, min_pairs=30)}
+    assert len(rows) == len(hep.POWER_READS)
+    assert rows[0.2]["by5"] > 0.95 and rows[0.2]["median_round"] == 3.0  # a clear loss: at the first verdict
+    assert rows[0.4]["by5"] < rows[0.4]["by10"] < rows[0.4]["by24"]  # a smaller one takes more rounds
+    assert rows[0.5]["by24"] < 0.1  # as good as the base: rarely, though the verdict is asked 22 times
