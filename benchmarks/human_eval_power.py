@@ -87,11 +87,12 @@ def veto_rounds(outcomes: np.ndarray, per_round: int, min_pairs: int, rng: np.ra
 
 
 def power_curve(ties: float, per_round: int, min_pairs: int) -> list[dict]:
-    """The veto's power against how the annotators read a model (``POWER_READS``): ``DRAWS`` runs of independent
-    answers, ``ties`` of them ties and the rest wins and losses in the proportion that gives that read."""
+    """The veto's power against how the annotators read a model (``POWER_READS`` that ``ties`` allow): ``DRAWS``
+    runs of independent answers, ``ties`` of them ties and the rest wins and losses in the proportion that gives
+    that read."""
     rows, n = [], VETO_ROUNDS[-1] * per_round
-    for read in POWER_READS:
-        win = float(np.clip((read - 0.5 * ties) / (1 - ties), 0.0, 1.0))
+    for read in (r for r in POWER_READS if ties / 2 <= r <= 1 - ties / 2):  # reads these ties allow
+        win = (read - 0.5 * ties) / (1 - ties)
         rng = np.random.default_rng(stable_int("power", read, ties, per_round, min_pairs))
         draws = rng.choice([1.0, 0.5, 0.0], size=(DRAWS, n), p=[(1 - ties) * win, ties, (1 - ties) * (1 - win)])
         rows.append({"read": float(draws.mean()), **fired_by([first_veto(d, per_round, min_pairs) for d in draws])})

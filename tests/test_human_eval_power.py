@@ -31,3 +31,4 @@ def test_the_power_curve_falls_from_a_clear_loss_to_a_model_as_good_as_the_base(
     assert rows[0.2]["by5"] > 0.95 and rows[0.2]["median_round"] == 3.0  # a clear loss: at the first verdict
     assert rows[0.4]["by5"] < rows[0.4]["by10"] < rows[0.4]["by24"]  # a smaller one takes more rounds
     assert rows[0.5]["by24"] < 0.1  # as good as the base: rarely, though the verdict is asked 22 times
+    assert [r["read"] for r in hep.power_curve(ties=0.5, per_round=10, min_pairs=30)][0] > 0.24  # 50 % ties: >= 25 %
