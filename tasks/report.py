@@ -130,6 +130,7 @@ def publish_report(summary: dict, out_dir: str, wandb_enabled: bool = True, wand
     for who in ("base", "current", "candidate"):
         flat.update({f"{who}/{k}": v for k, v in (summary.get(f"metrics_{who}") or {}).items()})
     flat["round/promoted"] = float(bool((summary.get("decision") or {}).get("promoted")))
+    flat["round/vetoed"] = float(bool((summary.get("human_veto") or {}).get("rolled_back_to")))  # went back
     flat.update(annotator_figures(summary))
     human = ((summary.get("human_eval") or {}).get("models") or {}).get(summary.get("current"))
     if human:  # the current model's win over its base, as the annotators judged it
