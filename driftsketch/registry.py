@@ -143,6 +143,14 @@ class Registry:
         cur = self.current
         return None if cur is None else self.path_of(cur)
 
+    def ancestry(self, model_id: str) -> list[str]:
+        """``model_id`` and its ancestors by ``parent``, newest first, without the base they descend from."""
+        out, entry = [], self.get(model_id)
+        while entry.parent is not None:
+            out.append(entry.id)
+            entry = self.get(entry.parent)
+        return out
+
     def checkpoint_path_for(self, model_id: str) -> Path:
         """Where :meth:`add_model` stores ``model_id``; a trainer may write there directly (atomically)."""
         _check_id(model_id)

@@ -51,7 +51,7 @@ def base_model(registry_dir: str, model_id: str) -> str:
 
 def original_base(reg: Registry, model_id: str) -> str:
     """Follow ``parent`` links from ``model_id`` to the base model it descends from."""
-    line = lineage(reg, model_id)
+    line = reg.ancestry(model_id)
     return reg.get(line[-1]).parent if line else model_id
 
 
@@ -73,15 +73,6 @@ def decide_promotion(registry_dir: str, round_id: str, gate: PromotionGate, cand
     return {"promoted": promote, "reason": reason, "current": reg.current}
 
 
-def lineage(reg: Registry, model_id: str) -> list[str]:
-    """``model_id`` and its ancestors, newest first, without the base model they descend from."""
-    out, entry = [], reg.get(model_id)
-    while entry.parent is not None:
-        out.append(entry.id)
-        entry = reg.get(entry.parent)
-    return out
-
-
 @task
 def human_veto(registry_dir: str, gate: PromotionGate, win_rates: dict[str, dict]) -> dict | None:
     """The annotators' veto (``gate.human_veto_min_pairs``): when the evaluation pairs of the current model and its
@@ -95,8 +86,7 @@ def human_veto(registry_dir: str, gate: PromotionGate, win_rates: dict[str, dict
     current = reg.current
     if gate.human_veto_min_pairs is None or current is None:
         return None
-    line = lineage(reg, current)
-    verdict = lineage_verdict(win_rates, line, gate.human_veto_min_pairs)
+    verdict = lineage_verdict(win_rates, reg.ancestry(current), gate.human_veto_min_pairs)
     if verdict is None:
         return None
     verdict["rolled_back_to"] = None

@@ -72,6 +72,7 @@ def test_revert_goes_back_past_several_models_in_one_event(tmp_path, reg):
         reg.add_model(_ckpt(tmp_path, f"m{i}"), f"m{i}", parent=parent, round_index=i)
         reg.promote(f"m{i}")
     events = len(reg.load().history)
+    assert reg.ancestry("m3") == ["m3", "m2", "m1"] and reg.ancestry("base") == []
     assert reg.revert_to("m1", ["m3", "m2"], "annotators' veto") is True
     state = reg.load()
     assert state.current == "m1" and len(state.history) == events + 1
