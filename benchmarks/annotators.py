@@ -22,7 +22,7 @@ project code used is the labeling judge of the ``quality`` annotator and the noi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -184,6 +184,13 @@ def answer(annotator: Annotator, beziers_a: np.ndarray, beziers_b: np.ndarray, l
     better one, flipped with probability ``noise`` (the project's noisy-human rule)."""
     return prefer_from_scores(annotator.score(beziers_a, labels), annotator.score(beziers_b, labels), rng,
                               noise=noise, tie_margin=annotator.tie_margin, tie_rate=tie_rate)
+
+
+def reversed_taste(ann: Annotator) -> Annotator:
+    """The same annotator after its taste turned around (``preference_suite.py --taste-change``): it now prefers
+    what it disliked, with the same name, noise and tie margin."""
+    return replace(ann, score_fn=lambda x, y: -ann.score_fn(x, y), description=f"{ann.description}; reversed",
+                   info={**ann.info, "reversed": True})
 
 
 OUTCOME = {"a": 1.0, "b": 0.0, "tie": 0.5}  # an answer as a win of side a's sketch (a tie counts half)

@@ -49,6 +49,7 @@ from annotators import (  # noqa: E402
     build_annotators,
     foreign_proba,
     load_foreign,
+    reversed_taste,
     save_foreign,
     train_foreign_classifier,
 )
@@ -360,6 +361,10 @@ def check_resume(done: Path, args) -> dict:
     if veto != args.human_veto:
         raise SystemExit(f"{done}: made {'without the veto' if veto is None else f'with the veto at {veto} pairs'}; "
                          f"{'drop' if veto is None else 'pass'} --human-veto or use another --out")
+    change = row.get("taste_change")  # earlier rows do not say (the taste never changed)
+    if change != args.taste_change:
+        raise SystemExit(f"{done}: made {'with no taste change' if change is None else f'with --taste-change {change}'}; "
+                         "pass the same or use another --out")
     measured = row.get("eval", {}).get("quality_per_class", QUALITY_PER_CLASS_BEFORE) if "eval" in row else None
     if measured is not None and measured != args.quality_per_class:
         raise SystemExit(f"{done}: quality metrics on {measured} samples per class, not {args.quality_per_class}; "
@@ -386,6 +391,7 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
                 line.replay(kept["human_veto"])
             continue
         t0 = time.perf_counter()
+        taste = taste_in_force(ann, r, args)
         verdict = line.judge() if line is not None else None
         if verdict and verdict["worse"]:
             current = line.current or setup.base_path
@@ -395,26 +401,27 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
         rdir = root / f"r{r:02d}"
         cfg = load_dpo_config(overrides=dpo_overrides(setup, current, store.root, rdir, seed,
                                                        stable_int(setup.name, cell, seed, r, "amplify"), args))
-        recs, asked = label_round(setup, ann, model, store, cell, seed, r, cfg, args)
-        with oracle_reward(ann) if args.oracle_reward else contextlib.nullcontext():
+        recs, asked = label_round(setup, taste, model, store, cell, seed, r, cfg, args)
+        with oracle_reward(taste) if args.oracle_reward else contextlib.nullcontext():
             res = train_dpo(cfg, records=recs, progress=False)
         row = {"round": r, "labels": (r + 1) * args.pairs_per_round, "checkpoint": str(res.checkpoint_path),
                "answers": {c: sum(x.preference == c for x in recs) for c in ("a", "b", "tie")},
                "best_epoch": res.best_epoch, "amplify": _amp_summary(res.data_summary.get("amplify")),
                "promotion_gate": gate is not None, "groups_per_class": args.groups_per_class,
                "reference": args.reference, "selection": args.selection, "pairs_asked": asked,
-               "reward": "oracle" if args.oracle_reward else "fitted",
+               "reward": "oracle" if args.oracle_reward else "fitted", "taste_change": args.taste_change,
+               "taste": "reversed" if taste is not ann else "as set",
                "machine": numerics_fingerprint()}  # the same seed gives other digits on other kernels
         if gate is not None:
             row["gate"] = gate.decide(load_model(res.checkpoint_path), model, load_model(setup.base_path), recs, cfg, r)
             row["checkpoint"] = row["checkpoint"] if row["gate"]["promoted"] else current
         if line is not None:
-            row["human_veto"] = veto_round(line, verdict, setup, ann, row["checkpoint"] != current, row["checkpoint"],
+            row["human_veto"] = veto_round(line, verdict, setup, taste, row["checkpoint"] != current, row["checkpoint"],
                                            cell, seed, r, args)
-        if r + 1 in EVAL_AT:
+        if evaluated(r, args):
             tuned_model = load_model(row["checkpoint"])
             tuned = sample(tuned_model, labels, 10_000 + seed, args)[0]
-            row["eval"] = compare(setup, tuned, base_x, labels, setup.annotators if ann is None else [ann])
+            row["eval"] = compare(setup, tuned, base_x, labels, setup.annotators if ann is None else [taste])
             q_labels = quality_labels(setup, args)  # a 2-point recognizability target needs more than 24 per class
             row["eval"]["metrics"] = quality_metrics(setup, sample(tuned_model, q_labels, QUALITY_NOISE + seed, args)[0],
                                                      q_labels)
@@ -433,6 +440,21 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
               f"{row['amplify'].get('cv_accuracy', float('nan')):.3f} used {row['amplify'].get('used')}"
               + (f", win {win:.3f}" if win is not None else "")
               + (f", {'promoted' if row['gate']['promoted'] else 'refused'}" if gate is not None else ""), flush=True)
+
+
+def taste_in_force(ann: Annotator | None, r: int, args) -> Annotator | None:
+    """The annotator as it answers and judges in round ``r``: with ``--taste-change N`` its taste is reversed in
+    every round after the first N labels (the control has no taste to change)."""
+    if ann is None or args.taste_change is None or r * args.pairs_per_round < args.taste_change:
+        return ann
+    return reversed_taste(ann)
+
+
+def evaluated(r: int, args) -> bool:
+    """Whether round ``r`` ends with an evaluation: after 100, 200, 500 and 1,000 labels, and with
+    ``--taste-change`` after every round past the change, to show how the loop follows it."""
+    changed = args.taste_change is not None and r * args.pairs_per_round >= args.taste_change
+    return r + 1 in EVAL_AT or changed
 
 
 def veto_round(line: LineOfDescent, verdict: dict | None, setup: Setup, ann: Annotator | None, promoted: bool,
@@ -828,6 +850,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the round's annotators' veto (configs/round.yaml gate.human_veto_min_pairs): evaluation "
                         "pairs of the current model against the base after every round, and the verdict on the "
                         "newest models before the next (benchmarks/suite_veto.py); off by default")
+    p.add_argument("--taste-change", type=int, default=None, metavar="LABELS",
+                   help="after this many labels (a multiple of --pairs-per-round) the annotators' taste turns around: "
+                        "they prefer what they disliked, in training, evaluation and veto answers alike, and the win "
+                        "is measured under the new taste after every later round")
     p.add_argument("--veto-pairs", type=int, default=None,
                    help="evaluation pairs answered per round with --human-veto (default: configs/labelstudio.yaml's "
                         "human_eval.share of --pairs-per-round)")
@@ -846,6 +872,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--plot", default=None, help="also copy the learning-curve PNG here (e.g. docs/img/...)")
     p.add_argument("--json", default=None, help="also write the summary without the raw rounds here (e.g. docs/...)")
     args = p.parse_args(argv)
+    if args.taste_change is not None and (args.taste_change <= 0 or args.taste_change % args.pairs_per_round):
+        p.error(f"--taste-change {args.taste_change}: a positive multiple of --pairs-per-round {args.pairs_per_round}")
     if args.veto_pairs is None:
         args.veto_pairs = round(yaml_defaults("labelstudio.yaml:human_eval")["share"] * args.pairs_per_round)
     return args
