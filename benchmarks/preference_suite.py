@@ -427,12 +427,9 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
                                                      q_labels)
             row["eval"]["quality_per_class"] = args.quality_per_class
         row["seconds"] = round(time.perf_counter() - t0, 1)
-        shutil.rmtree(rdir / "amplified", ignore_errors=True)  # thousands of small files; the reward model stays
-        (rdir / "last.pt").unlink(missing_ok=True)
         dropped = current if row["checkpoint"] != current else str(res.checkpoint_path)
-        if dropped != setup.base_path and (line is None or dropped not in line.line):
-            Path(dropped).unlink(missing_ok=True)  # only the newest promoted model (and the veto's line) goes on
-        write_json(done, row)
+        keep = dropped == setup.base_path or (line is not None and dropped in line.line)
+        finish_round(done, row, rdir, None if keep else Path(dropped))
         current = row["checkpoint"]
         ev = row.get("eval", {})
         win = next(iter(ev.get("annotators", {}).values()), {}).get("win_rate")
@@ -440,6 +437,18 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
               f"{row['amplify'].get('cv_accuracy', float('nan')):.3f} used {row['amplify'].get('used')}"
               + (f", win {win:.3f}" if win is not None else "")
               + (f", {'promoted' if row['gate']['promoted'] else 'refused'}" if gate is not None else ""), flush=True)
+
+
+def finish_round(done: Path, row: dict, rdir: Path, dropped: Path | None) -> None:
+    """Write the round's row, then clear what the next rounds do not need: the amplified pairs (thousands of small
+    files; the reward model stays), ``last.pt`` and the ``dropped`` model (only the newest promoted model and the
+    veto's line go on). In this order a kill during the clean-up leaves a finished round, never a rerun that finds
+    amplified records without their arrays."""
+    write_json(done, row)
+    shutil.rmtree(rdir / "amplified", ignore_errors=True)
+    (rdir / "last.pt").unlink(missing_ok=True)
+    if dropped is not None:
+        dropped.unlink(missing_ok=True)
 
 
 def taste_in_force(ann: Annotator | None, r: int, args) -> Annotator | None:

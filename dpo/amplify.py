@@ -19,6 +19,7 @@ fit on the same 500 pairs gives a far stronger and on-policy signal (docs/dpo.md
 from __future__ import annotations
 
 import hashlib
+import warnings
 
 import numpy as np
 from tqdm import tqdm
@@ -27,7 +28,7 @@ from dpo.config import AmplifyConfig, RewardConfig
 from dpo.dataset import PreferenceDataset
 from dpo.records import PreferenceRecord
 from dpo.reward import RewardModel, fit_reward_model
-from dpo.store import PreferenceStore
+from dpo.store import PreferenceStore, StoreError, StoreWarning
 from driftsketch.config import replace_config
 from driftsketch.evaluation.classifier import SketchClassifier
 from driftsketch.sampling import generate_beziers
@@ -89,13 +90,27 @@ def best_probability(member_rewards: np.ndarray, best: int, other: int) -> float
     return float(np.mean(1.0 / (1.0 + np.exp(-diff))))
 
 
+def _whole(store: PreferenceStore, records: list[PreferenceRecord]) -> bool:
+    """Whether every array ``records`` refer to is in ``store`` and readable."""
+    try:
+        for rec in records:
+            store.check_record(rec)
+    except StoreError:
+        return False
+    return True
+
+
 def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, session: str,
             progress: bool = True) -> list[PreferenceRecord]:
     """Sample groups from ``model``, rank each with ``rm``, append best-vs-rest pairs to ``store``
-    as session ``session`` and return the records. Re-running with the same arguments reuses them."""
+    as session ``session`` and return the records. Re-running with the same arguments reuses them, or, when
+    some of their arrays are gone, draws the same groups again and rewrites the missing arrays."""
     existing = [r for r in store.records() if r.source.get("session") == session]
-    if existing:
+    if existing and _whole(store, existing):
         return existing
+    if existing:  # e.g. a folder cleaned while the run was killed: the same seeds draw the same arrays again
+        warnings.warn(f"{store.root}: amplified session {session!r} has records whose arrays are missing or "
+                      "unreadable; drawing its groups again", StoreWarning, stacklevel=2)
     n_cls, k = len(model.class_names), cfg.group_size
     labels = np.repeat(np.arange(n_cls), cfg.groups_per_class)
     tag = f"reward-model:{rm.digest()}"

@@ -10,6 +10,7 @@ import torch
 from sketch_factories import scattered, toy_shape
 
 from dpo import PreferenceDataset, PreferenceRecord, PreferenceStore
+from dpo.store import StoreWarning
 from dpo.amplify import amplify, best_of_n
 from dpo.config import AmplifyConfig, RewardConfig, load_dpo_config
 from dpo.reward import (
@@ -137,6 +138,24 @@ def test_amplify_stores_best_of_group_pairs_once(rm, tiny_model, tmp_path):
         assert (rm.score(winner, y)[0] >= rm.score(losers, np.repeat(y, len(losers)))).all()
     again = amplify(tiny_model, rm, store, cfg, session="amp-test", progress=False)
     assert [r.id for r in again] == [r.id for r in recs] and len(store.records()) == len(recs)
+
+
+def test_amplify_draws_a_session_again_when_its_arrays_are_gone(rm, tiny_model, tmp_path):
+    """A session whose folder was half cleaned (a kill during clean-up) is not reused as it stands: its records
+    would point at missing arrays and train on nothing. The same draws are made again; no record is duplicated."""
+    cfg = AmplifyConfig(enabled=True, groups_per_class=2, group_size=3, num_steps=2)
+    store = PreferenceStore(tmp_path / "amp")
+    recs = amplify(tiny_model, rm, store, cfg, session="s", progress=False)
+    kept = store.load_beziers(recs[0], "a")
+    for sub in ("beziers", "noise"):
+        for path in sorted((store.root / sub).glob("*.npy"))[::2]:
+            path.unlink()
+    with pytest.warns(StoreWarning, match="drawing its groups again"):
+        again = amplify(tiny_model, rm, store, cfg, session="s", progress=False)
+    assert [r.id for r in again] == [r.id for r in recs] and len(store.records()) == len(recs)
+    for rec in again:
+        store.check_record(rec)
+    assert np.array_equal(store.load_beziers(recs[0], "a"), kept)
 
 
 def test_amplified_pairs_carry_the_ensembles_probability_as_filter_and_soft_target(rm, tiny_model, tmp_path):
