@@ -492,7 +492,8 @@ def checkpoint_meta(draw) -> dict:
             else:
                 ckpt[key] = draw(META_VALUES)
         elif where == "model" and isinstance(ckpt.get("config"), dict):
-            ckpt["config"]["model"][draw(st.sampled_from(MODEL_FIELDS))] = draw(META_VALUES)
+            if isinstance(ckpt["config"].get("model"), dict):  # "top" may have put any JSON value at "config"
+                ckpt["config"]["model"][draw(st.sampled_from(MODEL_FIELDS))] = draw(META_VALUES)
         elif where == "class_names" and isinstance(ckpt.get("config"), dict):
             ckpt["config"]["class_names"] = draw(st.lists(st.text(max_size=5), max_size=4) | META_VALUES)
         elif isinstance(ckpt.get("model_state_dict"), dict) and ckpt["model_state_dict"]:
