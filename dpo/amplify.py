@@ -28,7 +28,7 @@ from dpo.config import AmplifyConfig, RewardConfig
 from dpo.dataset import PreferenceDataset
 from dpo.records import PreferenceRecord
 from dpo.reward import RewardModel, fit_reward_model
-from dpo.store import PreferenceStore, StoreError, StoreWarning
+from dpo.store import PreferenceStore, StoreWarning
 from driftsketch.config import replace_config
 from driftsketch.evaluation.classifier import SketchClassifier
 from driftsketch.sampling import generate_beziers
@@ -91,13 +91,10 @@ def best_probability(member_rewards: np.ndarray, best: int, other: int) -> float
 
 
 def _whole(store: PreferenceStore, records: list[PreferenceRecord]) -> bool:
-    """Whether every array ``records`` refer to is in ``store`` and readable."""
-    try:
-        for rec in records:
-            store.check_record(rec)
-    except StoreError:
-        return False
-    return True
+    """Whether every array ``records`` refer to is on disk. Only presence: an unreadable array is one bad pair,
+    which the trainer skips with a warning; drawing the session again could not replace it."""
+    return all((store.root / rel).is_file() for rec in records
+               for rel in (rec.beziers_a, rec.beziers_b, rec.noise_a, rec.noise_b) if rel)
 
 
 def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, session: str,
@@ -109,8 +106,8 @@ def amplify(model, rm: RewardModel, store: PreferenceStore, cfg: AmplifyConfig, 
     if existing and _whole(store, existing):
         return existing
     if existing:  # e.g. a folder cleaned while the run was killed: the same seeds draw the same arrays again
-        warnings.warn(f"{store.root}: amplified session {session!r} has records whose arrays are missing or "
-                      "unreadable; drawing its groups again", StoreWarning, stacklevel=2)
+        warnings.warn(f"{store.root}: amplified session {session!r} has records whose arrays are missing; "
+                      "drawing its groups again", StoreWarning, stacklevel=2)
     n_cls, k = len(model.class_names), cfg.group_size
     labels = np.repeat(np.arange(n_cls), cfg.groups_per_class)
     tag = f"reward-model:{rm.digest()}"

@@ -156,6 +156,8 @@ def test_amplify_draws_a_session_again_when_its_arrays_are_gone(rm, tiny_model, 
     for rec in again:
         store.check_record(rec)
     assert np.array_equal(store.load_beziers(recs[0], "a"), kept)
+    (store.root / recs[0].beziers_b).write_bytes(b"not an array")  # one bad array: reused, the trainer skips its pair
+    assert [r.id for r in amplify(tiny_model, rm, store, cfg, session="s", progress=False)] == [r.id for r in recs]
 
 
 def test_amplified_pairs_carry_the_ensembles_probability_as_filter_and_soft_target(rm, tiny_model, tmp_path):
