@@ -58,6 +58,7 @@ from dpo.config import load_dpo_config  # noqa: E402
 from dpo.records import PreferenceRecord  # noqa: E402
 from dpo.selection import select_from_store  # noqa: E402
 from dpo.store import PreferenceStore  # noqa: E402
+from dpo.taste import TasteMarks  # noqa: E402
 from dpo.trainer import DPOError, train_dpo  # noqa: E402
 from oracle_reward import oracle_reward  # noqa: E402
 from suite_gate import SUITE_GATE_KEYS, SuiteGate  # noqa: E402
@@ -365,6 +366,10 @@ def check_resume(done: Path, args) -> dict:
     if change != args.taste_change:
         raise SystemExit(f"{done}: made {'with no taste change' if change is None else f'with --taste-change {change}'}; "
                          "pass the same or use another --out")
+    marked = bool(row.get("taste_mark"))  # earlier rows do not say (no mark); rounds before the change have none
+    if row.get("taste") == "reversed" and marked != args.taste_mark:
+        raise SystemExit(f"{done}: made {'with' if marked else 'without'} a taste mark at the change; "
+                         f"{'pass' if marked else 'drop'} --taste-mark or use another --out")
     measured = row.get("eval", {}).get("quality_per_class", QUALITY_PER_CLASS_BEFORE) if "eval" in row else None
     if measured is not None and measured != args.quality_per_class:
         raise SystemExit(f"{done}: quality metrics on {measured} samples per class, not {args.quality_per_class}; "
@@ -383,6 +388,8 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
     line = LineOfDescent(args.human_veto) if args.human_veto else None
     current = setup.base_path
     for r in range(rounds):
+        if args.taste_mark and r * args.pairs_per_round == args.taste_change:
+            mark_taste(store, line, args)
         done = root / f"round_{r:02d}.json"
         if done.is_file():
             kept = check_resume(done, args)
@@ -410,7 +417,7 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
                "promotion_gate": gate is not None, "groups_per_class": args.groups_per_class,
                "reference": args.reference, "selection": args.selection, "pairs_asked": asked,
                "reward": "oracle" if args.oracle_reward else "fitted", "taste_change": args.taste_change,
-               "taste": "reversed" if taste is not ann else "as set",
+               "taste": "reversed" if taste is not ann else "as set", "taste_mark": args.taste_mark,
                "machine": numerics_fingerprint()}  # the same seed gives other digits on other kernels
         if gate is not None:
             row["gate"] = gate.decide(load_model(res.checkpoint_path), model, load_model(setup.base_path), recs, cfg, r)
@@ -457,6 +464,17 @@ def taste_in_force(ann: Annotator | None, r: int, args) -> Annotator | None:
     if ann is None or args.taste_change is None or r * args.pairs_per_round < args.taste_change:
         return ann
     return reversed_taste(ann)
+
+
+def mark_taste(store: PreferenceStore, line: LineOfDescent | None, args) -> None:
+    """``--taste-mark``: at the change, the lab tells the loop (``driftsketch-labelstudio taste-mark``): a mark in the
+    store, so training and the reward read only later answers (:mod:`dpo.taste`), and the veto's line forgets the
+    answers and approvals before it. A resumed run finds the mark already stored and adds none."""
+    marks = TasteMarks(store)
+    if marks.since() is None:
+        marks.add(f"preference suite: the taste turns around after {args.taste_change} labels")
+    if line is not None:
+        line.mark()
 
 
 def evaluated(r: int, args) -> bool:
@@ -863,6 +881,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="after this many labels (a multiple of --pairs-per-round) the annotators' taste turns around: "
                         "they prefer what they disliked, in training, evaluation and veto answers alike, and the win "
                         "is measured under the new taste after every later round")
+    p.add_argument("--taste-mark", action="store_true",
+                   help="with --taste-change: the lab marks the change (driftsketch-labelstudio taste-mark), so the "
+                        "reward, training and the veto read only the answers given since, and the veto goes back past "
+                        "models promoted only before the mark")
     p.add_argument("--veto-pairs", type=int, default=None,
                    help="evaluation pairs answered per round with --human-veto (default: configs/labelstudio.yaml's "
                         "human_eval.share of --pairs-per-round)")
@@ -883,6 +905,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.taste_change is not None and (args.taste_change <= 0 or args.taste_change % args.pairs_per_round):
         p.error(f"--taste-change {args.taste_change}: a positive multiple of --pairs-per-round {args.pairs_per_round}")
+    if args.taste_mark and args.taste_change is None:
+        p.error("--taste-mark marks the change of --taste-change; pass both")
     if args.veto_pairs is None:
         args.veto_pairs = round(yaml_defaults("labelstudio.yaml:human_eval")["share"] * args.pairs_per_round)
     return args

@@ -18,16 +18,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from annotators import OUTCOME, Annotator, answer_or_random
-from dpo.human_eval import lineage_verdict
+from dpo.human_eval import lineage_verdict, veto_target
 
 
 @dataclass
 class LineOfDescent:
-    """The promoted models of one run, newest first, without the base, and their evaluation answers."""
+    """The promoted models of one run, newest first, without the base, and their evaluation answers; after a taste
+    mark (:meth:`mark`) only the answers given since, and ``approved`` the models promoted since."""
 
     min_pairs: int
     line: list[str] = field(default_factory=list)
     outcomes: dict[str, list[float]] = field(default_factory=dict)
+    approved: set[str] | None = None
 
     def figures(self) -> dict[str, dict]:
         """Per model: answered pairs and win rate, as :func:`dpo.human_eval.human_win_rates` gives them."""
@@ -38,8 +40,14 @@ class LineOfDescent:
         :attr:`current` is the model before them (None: the base)."""
         verdict = lineage_verdict(self.figures(), self.line, self.min_pairs)
         if verdict and verdict["worse"]:
-            self.line = self.line[len(verdict["models"]):]
+            target = veto_target(self.line, verdict["models"], self.approved)
+            verdict["passed"] = self.line[len(verdict["models"]):self.line.index(target) if target else len(self.line)]
+            self.line = self.line[self.line.index(target):] if target else []
         return verdict
+
+    def mark(self) -> None:
+        """A taste mark (:mod:`dpo.taste`): the answers given so far no longer count, nor the approvals."""
+        self.outcomes, self.approved = {}, set()
 
     @property
     def current(self) -> str | None:
@@ -47,6 +55,8 @@ class LineOfDescent:
 
     def promoted(self, checkpoint: str) -> None:
         self.line.insert(0, checkpoint)
+        if self.approved is not None:
+            self.approved.add(checkpoint)
 
     def answered(self, checkpoint: str, outcomes: list[float]) -> None:
         self.outcomes.setdefault(checkpoint, []).extend(outcomes)
@@ -54,11 +64,15 @@ class LineOfDescent:
     def record(self, verdict: dict | None, checkpoint: str | None, outcomes: list[float]) -> dict:
         """What a round's row keeps: enough to rebuild the state on resume (:meth:`replay`)."""
         return {"min_pairs": self.min_pairs, "verdict": verdict, "line": list(self.line),
-                "eval_model": checkpoint, "outcomes": outcomes}
+                "eval_model": checkpoint, "outcomes": outcomes,
+                "approved": None if self.approved is None else sorted(self.approved)}
 
     def replay(self, kept: dict) -> None:
-        """Resume: the state after a finished round, from its row's :meth:`record`."""
+        """Resume: the state after a finished round, from its row's :meth:`record` (after :meth:`mark` where the
+        run marked the taste before that round)."""
         self.line = list(kept["line"])
+        if kept.get("approved") is not None:  # earlier rows do not say (no mark)
+            self.approved = set(kept["approved"])
         if kept["eval_model"] is not None:
             self.answered(kept["eval_model"], kept["outcomes"])
 

@@ -40,6 +40,7 @@ from dpo.gold import GoldSet, pair_key
 from dpo.human_eval import EvalSet
 from dpo.records import PreferenceRecord, latest_of_chains
 from dpo.store import PreferenceStore, StoreError, StoreWarning
+from dpo.taste import TasteMarks, answered_since
 from driftsketch.split import holdout_mask
 
 
@@ -107,6 +108,7 @@ class PreferenceDataset(Dataset):
             pool = self.records if everything is not None else self._select_quiet(self.store.scan().records)
             assessment = assess_annotators(collect_answers(pool), self.gold, self.annotators)
         self.assessment = assessment
+        self.records = self._since_taste_mark(self.records)
         self.pairs = self._pairwise() + self._synthesise()
         self._arrays: dict[tuple[str, str], torch.Tensor] = {}
         self.pairs = [p for p in self.pairs if self._load_pair(p)]
@@ -125,6 +127,14 @@ class PreferenceDataset(Dataset):
         kept, dropped = latest_of_chains(unique)
         self.stats["superseded"] = dropped
         return self._known_classes(kept)
+
+    def _since_taste_mark(self, records: list[PreferenceRecord]) -> list[PreferenceRecord]:
+        """The records answered at or after the store's taste mark in force (:mod:`dpo.taste`); the older ones are
+        counted (``before_taste_mark``), not trained on. Annotators are assessed before this, on every answer."""
+        self.taste_since = TasteMarks(self.store).since()
+        kept = answered_since(records, self.taste_since)
+        self.stats["before_taste_mark"] += len(records) - len(kept)
+        return kept
 
     @staticmethod
     def _select_quiet(records: list[PreferenceRecord]) -> list[PreferenceRecord]:
@@ -305,7 +315,9 @@ class PreferenceDataset(Dataset):
                 "answers": self.stats["answers"], "multi_answer_pairs": self.stats["multi_answer_pairs"],
                 "gold_answers": self.stats["gold_answers"],
                 "evaluation_answers": self.stats["evaluation_answers"], "excluded_answers": self.stats["excluded_answers"],
-                "zero_weight": self.stats["zero_weight"], "aggregate": self.annotators.aggregate,
+                "zero_weight": self.stats["zero_weight"], "before_taste_mark": self.stats["before_taste_mark"],
+                "taste_since": None if self.taste_since is None else self.taste_since.isoformat(),
+                "aggregate": self.annotators.aggregate,
                 "excluded_annotators": self.assessment.excluded}
 
 

@@ -140,6 +140,19 @@ def lineage_verdict(rates: dict[str, dict], lineage: list[str], min_pairs: int) 
     return None
 
 
+def veto_target(lineage: list[str], window: list[str], approved: set[str] | None = None) -> str | None:
+    """Where the veto goes back to when it calls ``window`` (the newest models of ``lineage``, :func:`lineage_verdict`)
+    worse: the newest older model of the line, or with a taste mark in force (:mod:`dpo.taste`) the newest older one
+    in ``approved`` (the models promoted since the mark; those approved only before it were judged by the old
+    taste). None: the base."""
+    return next((m for m in lineage[len(window):] if approved is None or m in approved), None)
+
+
+def answers_since(answers: list[Answer], since) -> list[Answer]:
+    """The answers given at or after ``since`` (a datetime; None: all), e.g. the taste mark in force."""
+    return answers if since is None else [a for a in answers if a.record.timestamp >= since]
+
+
 def mean_interval(values: list[float]) -> dict:
     """``win_rate`` (the mean of per-pair outcomes in [0, 1]) and its 95 % Wilson interval ``ci95`` with one
     observation per pair. Outcomes in [0, 1] with mean p vary at most p(1 - p), so the interval is conservative

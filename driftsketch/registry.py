@@ -151,6 +151,12 @@ class Registry:
             entry = self.get(entry.parent)
         return out
 
+    def promoted_since(self, since: datetime) -> set[str]:
+        """The models promoted after ``since`` (an aware datetime). Events keep whole seconds, so a promotion in the
+        second of ``since`` counts as before it."""
+        return {e.model for e in self.load().history
+                if e.action == "promote" and datetime.fromisoformat(e.at) > since}
+
     def checkpoint_path_for(self, model_id: str) -> Path:
         """Where :meth:`add_model` stores ``model_id``; a trainer may write there directly (atomically)."""
         _check_id(model_id)

@@ -262,7 +262,8 @@ def run_round(params: RoundParams, timer: StepTimer, summary: dict) -> dict:
         summary["human_eval"] = human_evaluation(prefs, params.dpo.config, dpo_overrides(params),
                                                  lb.human_eval_pool(ls, prefs, work),
                                                  md.base_model(params.registry_dir, current))
-        summary["human_veto"] = md.human_veto(params.registry_dir, params.gate, summary["human_eval"]["models"])
+        summary["human_veto"] = md.human_veto(params.registry_dir, params.gate, summary["human_eval"]["models"],
+                                              summary["human_eval"]["since"])
         if summary["human_veto"] and summary["human_veto"]["rolled_back_to"]:
             log.warning("%s; current model is now %s", summary["human_veto"]["reason"],
                         summary["human_veto"]["rolled_back_to"])

@@ -9,6 +9,7 @@
     driftsketch-labelstudio pull             # new annotations -> data/preferences (exactly once)
     driftsketch-labelstudio quarantine       # annotations a pull held back, and why (retried by every pull)
     driftsketch-labelstudio annotators       # per-annotator quality, agreement, training weights
+    driftsketch-labelstudio taste-mark --reason "new instructions"   # answers from now on are the taste in force
     driftsketch-labelstudio queue            # open tasks per project
     driftsketch-labelstudio retire --keep-checkpoint <id>
     driftsketch-labelstudio status | stop
@@ -208,24 +209,51 @@ def cmd_annotators(cfg: LabelStudioConfig, args) -> int:
     from dpo.annotators import assess_annotators, collect_answers, format_table
     from dpo.config import DEFAULT_DPO_CONFIG, load_dpo_config
     from dpo.gold import GoldSet
-    from dpo.human_eval import EvalSet, bases_in_order, judgement
+    from dpo.human_eval import EvalSet, answers_since, bases_in_order, judgement
     from dpo.store import PreferenceStore
+    from dpo.taste import TasteMarks
 
     store = PreferenceStore(cfg.pull.store_root)
     overrides = [f"annotators.{o}" for o in args.annotators_set]
     annotators = load_dpo_config(args.dpo_config or DEFAULT_DPO_CONFIG, overrides).annotators
     answers = collect_answers(store.records())
     report = assess_annotators(answers, GoldSet(store).entries(), annotators)
-    entries = EvalSet(store).entries()
-    human = {base: judgement(answers, entries, cfg.human_eval.pool, set(report.excluded), base)
+    entries, since = EvalSet(store).entries(), TasteMarks(store).since()
+    current = answers_since(answers, since)  # the models are judged by the taste in force
+    human = {base: judgement(current, entries, cfg.human_eval.pool, set(report.excluded), base)
              for base in bases_in_order(entries)}  # each base its own comparison (push --against names others)
     if args.json:
         print(json.dumps({**report.to_dict(), "human_eval": {b: h["models"] for b, h in human.items()},
                           "human_eval_recent": {b: h["recent"] for b, h in human.items()}}, indent=1))
         return 0
     print(format_table(report, markdown=args.markdown))
+    if since is not None and entries:
+        print(f"human evaluation: answers since the taste mark of {since.isoformat()} "
+              f"({len(answers) - len(current)} older answers not counted)")
     for line in (line for h in human.values() for line in h["lines"]):  # each model against its base, as judged
         print(f"human evaluation: {line}")
+    return 0
+
+
+def cmd_taste_mark(cfg: LabelStudioConfig, args) -> int:
+    """Add a taste mark (``--reason``), or list the store's marks and the one in force."""
+    from dpo.store import PreferenceStore
+    from dpo.taste import TasteMarks, parse_time
+
+    marks = TasteMarks(PreferenceStore(cfg.pull.store_root))
+    if args.reason is None:
+        for m in marks.marks():
+            print(f"{m['at'].isoformat()}  {m.get('reason', '')}")
+        since = marks.since()
+        print(f"in force: {since.isoformat()}" if since else f"no taste mark in {marks.path}")
+        return 0
+    try:
+        at = None if args.at is None else parse_time(args.at)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--at {args.at!r}: not an ISO 8601 time ({exc})") from None
+    mark = marks.add(args.reason, at)
+    print(f"taste mark at {mark['at'].isoformat()} in {marks.path}: training, the reward model and the annotators' "
+          "veto now read only answers given since")
     return 0
 
 
@@ -247,7 +275,7 @@ def cmd_retire(cfg: LabelStudioConfig, args) -> int:
 
 COMMANDS = {"start": cmd_start, "stop": cmd_stop, "status": cmd_status, "setup": cmd_setup, "push": cmd_push,
             "pull": cmd_pull, "bot": cmd_bot, "queue": cmd_queue, "retire": cmd_retire,
-            "annotators": cmd_annotators, "quarantine": cmd_quarantine}
+            "annotators": cmd_annotators, "quarantine": cmd_quarantine, "taste-mark": cmd_taste_mark}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -302,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="annotations a pull held back (missing arrays, foreign tasks, ...) and why")
     quar.add_argument("--all", action="store_true", help="also those released (stored later) or dropped")
     quar.add_argument("--json", action="store_true", help="print JSON")
+    taste = sub.add_parser("taste-mark", parents=[common],
+                           help="mark that the annotators' taste changed (new instructions, new people): training, the "
+                                "reward model and the veto read only answers given since; without --reason, list marks")
+    taste.add_argument("--reason", default=None, help="what changed (kept with the mark)")
+    taste.add_argument("--at", default=None, help="when it changed, ISO 8601 (default: now; no zone = UTC)")
     retire = sub.add_parser("retire", parents=[common], help="delete open tasks of superseded checkpoints")
     retire.add_argument("--keep-checkpoint", required=True)
     return parser

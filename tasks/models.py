@@ -5,6 +5,7 @@ Tasks (units of retry and observation) are the steps that change something; the 
 """
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from prefect import task
@@ -74,29 +75,36 @@ def decide_promotion(registry_dir: str, round_id: str, gate: PromotionGate, cand
 
 
 @task
-def human_veto(registry_dir: str, gate: PromotionGate, win_rates: dict[str, dict]) -> dict | None:
+def human_veto(registry_dir: str, gate: PromotionGate, win_rates: dict[str, dict], since: str | None = None) -> dict | None:
     """The annotators' veto (``gate.human_veto_min_pairs``): when the evaluation pairs of the current model and its
     newest ancestors call them worse than the base (:func:`dpo.human_eval.lineage_verdict`), make the model before
     them current again, so the round trains from there. ``win_rates``: per model, against the round's base
-    (:func:`dpo.human_eval.human_win_rates`). Returns the verdict with ``rolled_back_to`` set when it acted, or
-    None (off, the base is current, or too few pairs). A re-run after the roll-back judges the new current model."""
-    from dpo.human_eval import lineage_verdict
+    (:func:`dpo.human_eval.human_win_rates`), from the answers since the taste mark ``since`` (ISO time; None: no
+    mark); with a mark the veto goes back past models promoted only before it, to the base if need be
+    (:func:`dpo.human_eval.veto_target`). Returns the verdict with ``rolled_back_to`` set when it acted, or None
+    (off, the base is current, or too few pairs). A re-run after the roll-back judges the new current model."""
+    from dpo.human_eval import lineage_verdict, veto_target
 
     reg = Registry(registry_dir)
     current = reg.current
     if gate.human_veto_min_pairs is None or current is None:
         return None
-    verdict = lineage_verdict(win_rates, reg.ancestry(current), gate.human_veto_min_pairs)
+    line = reg.ancestry(current)
+    verdict = lineage_verdict(win_rates, line, gate.human_veto_min_pairs)
     if verdict is None:
         return None
     verdict["rolled_back_to"] = None
     if verdict["worse"]:
-        target = reg.get(verdict["models"][-1]).parent
+        approved = None if since is None else reg.promoted_since(datetime.fromisoformat(since))
+        target = veto_target(line, verdict["models"], approved) or original_base(reg, current)
+        passed = line[len(verdict["models"]):line.index(target) if target in line else len(line)]
         reason = (f"annotators' veto: {len(verdict['models'])} newest model(s) won {100 * verdict['win_rate']:.1f} % "
                   f"of {verdict['pairs']} evaluation pairs against the base (95 % interval up to "
                   f"{100 * verdict['ci95'][1]:.1f} %)")
+        if passed:
+            reason += f"; past {', '.join(passed)}, promoted only before the taste mark of {since}"
         reg.revert_to(target, verdict["models"], reason)
-        verdict.update(rolled_back_to=target, reason=reason)
+        verdict.update(rolled_back_to=target, reason=reason, passed=passed)
     return verdict
 
 

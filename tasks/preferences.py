@@ -79,18 +79,20 @@ def human_evaluation(preference_dir: str, dpo_config: str, overrides: list[str],
                      base: str | None = None) -> dict:
     """How often the annotators preferred each model to ``base`` (the round's original base; None: every pair's) on
     the evaluation pairs (:mod:`dpo.human_eval`), and the newest ``pool`` models' pairs pooled, leaving out the
-    annotators training excludes:
-    ``{"models": {model_id: {...}}, "recent": {...} | None, "lines": [...]}``."""
+    annotators training excludes and the answers given before the store's taste mark (:mod:`dpo.taste`):
+    ``{"models": {model_id: {...}}, "recent": {...} | None, "lines": [...], "since": ISO time of the mark | None}``."""
     from dpo.annotators import assess_annotators as assess
     from dpo.annotators import collect_answers
     from dpo.gold import GoldSet
-    from dpo.human_eval import EvalSet, judgement
+    from dpo.human_eval import EvalSet, answers_since, judgement
     from dpo.store import PreferenceStore
+    from dpo.taste import TasteMarks
 
     store = PreferenceStore(preference_dir)
-    entries = EvalSet(store).entries()
+    entries, since = EvalSet(store).entries(), TasteMarks(store).since()
+    out = {"since": None if since is None else since.isoformat()}
     if not entries:
-        return {"models": {}, "recent": None, "lines": []}
+        return {"models": {}, "recent": None, "lines": [], **out}
     answers = collect_answers(store.records())
     excluded = set(assess(answers, GoldSet(store).entries(), annotators_config(dpo_config, overrides)).excluded)
-    return judgement(answers, entries, pool, excluded, base)
+    return {**judgement(answers_since(answers, since), entries, pool, excluded, base), **out}

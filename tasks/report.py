@@ -66,11 +66,13 @@ def metric_lines(summary: dict) -> list[str]:
 
 def human_eval_lines(summary: dict) -> list[str]:
     """How often people preferred each model to its base on its evaluation pairs (same noise, sides at random)."""
-    lines = (summary.get("human_eval") or {}).get("lines") or []
-    if not lines:
+    human = summary.get("human_eval") or {}
+    lines, since = human.get("lines") or [], human.get("since")
+    if not lines and not since:
         return []
-    out = ["Judged by the annotators, against the base from the same noise (evaluation pairs; a tie counts half):",
-           "", *[f"- {line}" for line in lines], ""]
+    out = ["Judged by the annotators, against the base from the same noise (evaluation pairs; a tie counts half)"
+           + (f", answers since the taste mark of {since}" if since else "") + ":",
+           "", *[f"- {line}" for line in lines or ["no answers yet"]], ""]
     veto = summary.get("human_veto")
     if veto and veto.get("rolled_back_to"):
         out += [f"**Annotators' veto:** {veto['reason']}; the round went back to `{veto['rolled_back_to']}` "

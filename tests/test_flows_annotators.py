@@ -54,6 +54,7 @@ def test_assessment_report_and_figures(tmp_path):
 
 def test_the_round_reports_how_people_judged_the_model_against_the_base(tmp_path):
     from dpo.human_eval import EvalSet
+    from dpo.taste import TasteMarks
     from tasks.preferences import human_evaluation
 
     store = panel_store(tmp_path / "prefs")
@@ -80,7 +81,13 @@ def test_the_round_reports_how_people_judged_the_model_against_the_base(tmp_path
     args = (str(store.root), DPO_CONFIG, ["annotators.min_gold_answers=5"])
     assert human_evaluation.fn(*args, base="base-0")["models"] == human["models"]  # the round names its base
     assert human_evaluation.fn(*args, base="m0")["models"] == {}  # pairs against another model (push --against)
-    assert human_evaluation.fn(str(tmp_path / "empty"), DPO_CONFIG, []) == {"models": {}, "recent": None, "lines": []}
+    assert human_evaluation.fn(str(tmp_path / "empty"), DPO_CONFIG, []) == {"models": {}, "recent": None, "lines": [],
+                                                                            "since": None}
+    TasteMarks(store).add("new instructions")  # now: every answer above was given before it
+    marked = human_evaluation.fn(*args)
+    assert marked["models"] == {} and marked["since"] == TasteMarks(store).since().isoformat()
+    text = round_markdown({"current": "m1", "decision": {"promoted": False, "reason": "x"}, "human_eval": marked})
+    assert f"answers since the taste mark of {marked['since']}" in text and "- no answers yet" in text
 
 
 def test_a_round_does_not_start_a_fine_tune_that_min_pairs_would_stop(tmp_path):

@@ -46,3 +46,53 @@ def test_a_change_must_fall_between_rounds_and_a_run_cannot_resume_with_another(
     with pytest.raises(SystemExit, match="made with --taste-change 500"):
         ps.check_resume(done, ps.parse_args(["--no-promotion-gate", "--taste-change", "300"]))
     assert ps.check_resume(done, ps.parse_args(["--no-promotion-gate", "--taste-change", "500"]))["checkpoint"] == "x"
+
+
+def test_a_marked_change_forgets_old_answers_and_approvals_and_survives_a_resume(tmp_path):
+    from suite_veto import LineOfDescent
+
+    line = LineOfDescent(min_pairs=30)
+    for m in ("m1", "m2"):
+        line.promoted(m)
+    line.answered("m2", [1.0] * 10)  # liked under the old taste
+    line.mark()  # the taste turns around here
+    assert line.figures() == {} and line.approved == set()
+    line.promoted("m3")
+    line.answered("m3", [0.0] * 30)  # disliked under the new one
+    kept = json.loads(json.dumps(line.record(None, "m3", [0.0] * 30)))
+    verdict = line.judge()  # m3 alone is worse; m2 and m1 were approved only before the mark: back to the base
+    assert verdict["worse"] and verdict["models"] == ["m3"] and verdict["passed"] == ["m2", "m1"]
+    assert line.current is None
+    again = LineOfDescent(min_pairs=30)  # a resumed run: the earlier rows, the mark, then the later rows
+    again.replay({"line": ["m2", "m1"], "eval_model": "m2", "outcomes": [1.0] * 10})
+    again.mark()
+    again.replay(kept)
+    assert again.line == ["m3", "m2", "m1"] and again.approved == {"m3"} and again.figures() == {
+        "m3": {"pairs": 30, "win_rate": 0.0}}
+    plain = LineOfDescent(min_pairs=30, line=["m3", "m2", "m1"], outcomes={"m3": [0.0] * 30})
+    assert plain.judge()["passed"] == [] and plain.current == "m2"  # no mark: one step back, as before
+
+
+def test_the_mark_goes_into_the_store_once_and_a_run_cannot_resume_without_it(tmp_path, capsys):
+    from dpo.store import PreferenceStore
+    from dpo.taste import TasteMarks
+
+    with pytest.raises(SystemExit):
+        ps.parse_args(["--taste-mark"])
+    assert "pass both" in capsys.readouterr().err
+    args = ps.parse_args(["--no-promotion-gate", "--taste-change", "500", "--taste-mark"])
+    store = PreferenceStore(tmp_path / "prefs")
+    ps.mark_taste(store, None, args)
+    ps.mark_taste(store, None, args)  # a resumed run finds it
+    assert len(TasteMarks(store).marks()) == 1 and "after 500 labels" in TasteMarks(store).marks()[0]["reason"]
+    done = tmp_path / "round_05.json"
+    row = {"labels": 600, "checkpoint": "x", "reference": "base", "taste_change": 500, "taste": "reversed"}
+    done.write_text(json.dumps(row))
+    with pytest.raises(SystemExit, match="without a taste mark"):
+        ps.check_resume(done, args)
+    done.write_text(json.dumps({**row, "taste": "as set"}))  # before the change a mark changes nothing
+    assert ps.check_resume(done, args)["checkpoint"] == "x"
+    done.write_text(json.dumps({**row, "taste_mark": True}))
+    assert ps.check_resume(done, args)["checkpoint"] == "x"
+    with pytest.raises(SystemExit, match="with a taste mark"):
+        ps.check_resume(done, ps.parse_args(["--no-promotion-gate", "--taste-change", "500"]))

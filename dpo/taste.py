@@ -1,0 +1,93 @@
+"""Taste marks: the moments a lab tells the loop that its annotators' taste changed.
+
+A lab rewrites its instructions, or new people replace the first ones. The preference store keeps every answer
+(append-only), but the answers given before the change no longer say what the annotators want now. Measured on a
+reversed taste (docs/online_loop.md): a reward fitted on every stored pair remembers the old taste, and the
+annotators' veto, pooling old and new answers, went back to the model the old taste liked best.
+
+``taste/marks.jsonl`` in the store (append-only, one JSON line per mark) records such moments; the newest ``at``
+is in force. From it on, training pairs, the reward model's pairs, the uncertainty ensemble's pairs and the
+human evaluation (with the veto built on it) read only the answers given at or after it; the veto also goes back
+past models approved only before it (:func:`dpo.human_eval.veto_target`).
+
+    marks = TasteMarks(store)
+    marks.add("new instructions: neat lines count more than likeness")   # now, or at=datetime(..., tzinfo=...)
+    marks.since()                     # the mark in force (a datetime), or None
+    answered_since(records, since)    # the records answered at or after it
+
+What counts is when an answer was given (its record's ``timestamp``: Label Studio's time of the annotation), not
+when it was pulled: a task pushed before the mark and answered after it was answered under the new taste. Nothing
+is deleted: the older answers stay in the store, and gold answers still measure every annotator over the whole
+store (a careless annotator stays careless whatever the instructions say).
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterable
+
+from dpo.records import PreferenceRecord
+from dpo.store import PreferenceStore, StoreError, StoreWarning, _append_bytes
+
+MARKS_FILE = "taste/marks.jsonl"
+CLOCK_SLACK = timedelta(minutes=5)  # a mark further ahead of this machine's clock is refused
+
+
+class TasteMarks:
+    """The taste marks of one preference store (``taste/marks.jsonl``)."""
+
+    def __init__(self, store: PreferenceStore | str | Path):
+        self.store = store if isinstance(store, PreferenceStore) else PreferenceStore(store)
+        self.path = self.store.root / MARKS_FILE
+
+    def marks(self) -> list[dict]:
+        """Every well-formed mark in file order, ``at`` as an aware datetime; a malformed line is skipped with a
+        warning naming ``file:line`` (one bad line never hides the others)."""
+        out = []
+        if not self.path.is_file():
+            return out
+        for i, line in enumerate(self.path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                out.append({**entry, "at": parse_time(entry["at"])})
+            except (ValueError, KeyError, TypeError) as exc:
+                warnings.warn(f"{self.path}:{i}: malformed taste mark skipped: {exc}", StoreWarning, stacklevel=2)
+        return out
+
+    def since(self) -> datetime | None:
+        """The mark in force (the latest ``at``), or None when the store has none."""
+        return max((m["at"] for m in self.marks()), default=None)
+
+    def add(self, reason: str, at: datetime | None = None) -> dict:
+        """Append a mark at ``at`` (default: now); StoreError for an empty reason or a time in the future.
+        The same ``at`` and reason again append nothing (a re-run of the same command); returns the mark."""
+        reason = " ".join(reason.split())
+        if not reason:
+            raise StoreError("a taste mark needs a reason (what changed: new instructions, new annotators)")
+        now = datetime.now(timezone.utc)
+        at = now if at is None else (at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc))
+        if at > now + CLOCK_SLACK:
+            raise StoreError(f"taste mark at {at.isoformat()}: in the future (now {now.isoformat(timespec='seconds')})")
+        entry = {"at": at.isoformat(), "reason": reason, "marked_at": now.isoformat()}
+        if any(m["at"] == at and m.get("reason") == reason for m in self.marks()):
+            return {**entry, "at": at}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _append_bytes(self.path, (json.dumps(entry, sort_keys=True) + "\n").encode())
+        return {**entry, "at": at}
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time (``Z`` allowed) as an aware datetime; a time without a zone is UTC. ValueError otherwise."""
+    if not isinstance(text, str):
+        raise TypeError(f"a time must be ISO 8601 text, not {type(text).__name__}")
+    at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+
+
+def answered_since(records: Iterable[PreferenceRecord], since: datetime | None) -> list[PreferenceRecord]:
+    """The records answered at or after ``since`` (all of them when None)."""
+    return list(records) if since is None else [r for r in records if r.timestamp >= since]
