@@ -75,7 +75,8 @@ def decide_promotion(registry_dir: str, round_id: str, gate: PromotionGate, cand
 
 
 @task
-def human_veto(registry_dir: str, gate: PromotionGate, win_rates: dict[str, dict], since: str | None = None) -> dict | None:
+def human_veto(registry_dir: str, gate: PromotionGate, win_rates: dict[str, dict],
+               since: str | None = None) -> dict | None:
     """The annotators' veto (``gate.human_veto_min_pairs``): when the evaluation pairs of the current model and its
     newest ancestors call them worse than the base (:func:`dpo.human_eval.lineage_verdict`), make the model before
     them current again, so the round trains from there. ``win_rates``: per model, against the round's base
