@@ -193,6 +193,18 @@ def reversed_taste(ann: Annotator) -> Annotator:
                    info={**ann.info, "reversed": True})
 
 
+def added_taste(ann: Annotator, other: Annotator, ref_x: np.ndarray, ref_y: np.ndarray,
+                tie_std: float = 0.1) -> Annotator:
+    """The same annotator after a criterion joined its taste (``preference_suite.py --new-taste plus-<name>``): equal
+    parts its own score and ``other``'s, each z-scored on the base samples ``ref_x, ref_y``; the tie margin is
+    ``tie_std`` of the new score's spread on them, as every non-quality annotator's."""
+    own, added = _zscore(ann.score, ref_x, ref_y), _zscore(other.score, ref_x, ref_y)
+    new = replace(ann, score_fn=lambda x, y: own(x, y) + added(x, y),
+                  description=f"{ann.description}; plus {other.description}", info={**ann.info, "added": other.name})
+    new.tie_margin = tie_std * float(new.score(ref_x, ref_y).std())
+    return new
+
+
 OUTCOME = {"a": 1.0, "b": 0.0, "tie": 0.5}  # an answer as a win of side a's sketch (a tie counts half)
 
 

@@ -45,6 +45,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from annotators import (  # noqa: E402
     Annotator,
+    added_taste,
     answer_or_random,
     build_annotators,
     foreign_proba,
@@ -116,6 +117,7 @@ class Setup:
     real_feats: np.ndarray
     info: dict
     holdout: np.ndarray  # real sketches the base never trained on (FD's reference)
+    calibration: tuple[np.ndarray, np.ndarray] | None = None  # base samples and classes the annotators are scaled on
 
 
 def classifier_on(part, path: Path, cfg) -> SketchClassifier:
@@ -164,7 +166,7 @@ def prepare(name: str, spec: str, base_path: str, out: Path, args) -> Setup:
             "annotators": {a.name: {"kind": a.kind, "description": a.description, "tie_margin": a.tie_margin}
                            for a in anns}}
     return Setup(name, base_path, list(data.class_names), str(d / "reward_classifier.pt"), anns, evaluation,
-                 evaluation.features(holdout.beziers), info, holdout.beziers)
+                 evaluation.features(holdout.beziers), info, holdout.beziers, (calib_x, calib_y))
 
 
 def write_base_metrics(path: Path, per_seed: dict[str, dict], per_class: int) -> None:
@@ -366,8 +368,11 @@ def check_resume(done: Path, args) -> dict:
     if change != args.taste_change:
         raise SystemExit(f"{done}: made {'with no taste change' if change is None else f'with --taste-change {change}'}; "
                          "pass the same or use another --out")
+    taste = row.get("taste", "as set")  # earlier rows do not say (the taste never changed)
+    if taste != "as set" and taste != args.new_taste:
+        raise SystemExit(f"{done}: made with --new-taste {taste}; pass the same or use another --out")
     marked = bool(row.get("taste_mark"))  # earlier rows do not say (no mark); rounds before the change have none
-    if row.get("taste") == "reversed" and marked != args.taste_mark:
+    if taste != "as set" and marked != args.taste_mark:
         raise SystemExit(f"{done}: made {'with' if marked else 'without'} a taste mark at the change; "
                          f"{'pass' if marked else 'drop'} --taste-mark or use another --out")
     measured = row.get("eval", {}).get("quality_per_class", QUALITY_PER_CLASS_BEFORE) if "eval" in row else None
@@ -398,7 +403,7 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
                 line.replay(kept["human_veto"])
             continue
         t0 = time.perf_counter()
-        taste = taste_in_force(ann, r, args)
+        taste = taste_in_force(ann, r, args, setup)
         verdict = line.judge() if line is not None else None
         if verdict and verdict["worse"]:
             current = line.current or setup.base_path
@@ -417,7 +422,7 @@ def run_cell(setup: Setup, ann: Annotator | None, seed: int, rounds: int, args) 
                "promotion_gate": gate is not None, "groups_per_class": args.groups_per_class,
                "reference": args.reference, "selection": args.selection, "pairs_asked": asked,
                "reward": "oracle" if args.oracle_reward else "fitted", "taste_change": args.taste_change,
-               "taste": "reversed" if taste is not ann else "as set", "taste_mark": args.taste_mark,
+               "taste": args.new_taste if taste is not ann else "as set", "taste_mark": args.taste_mark,
                "machine": numerics_fingerprint()}  # the same seed gives other digits on other kernels
         if gate is not None:
             row["gate"] = gate.decide(load_model(res.checkpoint_path), model, load_model(setup.base_path), recs, cfg, r)
@@ -458,12 +463,16 @@ def finish_round(done: Path, row: dict, rdir: Path, dropped: Path | None) -> Non
         dropped.unlink(missing_ok=True)
 
 
-def taste_in_force(ann: Annotator | None, r: int, args) -> Annotator | None:
-    """The annotator as it answers and judges in round ``r``: with ``--taste-change N`` its taste is reversed in
-    every round after the first N labels (the control has no taste to change)."""
+def taste_in_force(ann: Annotator | None, r: int, args, setup: Setup | None = None) -> Annotator | None:
+    """The annotator as it answers and judges in round ``r``: with ``--taste-change N`` its taste is ``--new-taste`` in
+    every round after the first N labels, reversed or with another annotator's criterion added (that one's from
+    ``setup``; the control has no taste to change)."""
     if ann is None or args.taste_change is None or r * args.pairs_per_round < args.taste_change:
         return ann
-    return reversed_taste(ann)
+    if args.new_taste == "reversed":
+        return reversed_taste(ann)
+    other = next(a for a in setup.annotators if a.name == args.new_taste.removeprefix("plus-"))
+    return added_taste(ann, other, *setup.calibration)
 
 
 def mark_taste(store: PreferenceStore, line: LineOfDescent | None, args) -> None:
@@ -472,7 +481,7 @@ def mark_taste(store: PreferenceStore, line: LineOfDescent | None, args) -> None
     answers and approvals before it. A resumed run finds the mark already stored and adds none."""
     marks = TasteMarks(store)
     if marks.since() is None:
-        marks.add(f"preference suite: the taste turns around after {args.taste_change} labels")
+        marks.add(f"preference suite: the taste becomes {args.new_taste} after {args.taste_change} labels")
     if line is not None:
         line.mark()
 
@@ -881,6 +890,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="after this many labels (a multiple of --pairs-per-round) the annotators' taste turns around: "
                         "they prefer what they disliked, in training, evaluation and veto answers alike, and the win "
                         "is measured under the new taste after every later round")
+    p.add_argument("--new-taste", default="reversed", metavar="reversed|plus-NAME",
+                   help="the taste after --taste-change: reversed (they prefer what they disliked), or plus-NAME (equal "
+                        "parts the old taste and annotator NAME's criterion, e.g. plus-smooth, each z-scored on base "
+                        "samples)")
     p.add_argument("--taste-mark", action="store_true",
                    help="with --taste-change: the lab marks the change (driftsketch-labelstudio taste-mark), so the "
                         "reward, training and the veto read only the answers given since, and the veto goes back past "
@@ -905,6 +918,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.taste_change is not None and (args.taste_change <= 0 or args.taste_change % args.pairs_per_round):
         p.error(f"--taste-change {args.taste_change}: a positive multiple of --pairs-per-round {args.pairs_per_round}")
+    if args.new_taste != "reversed" and not args.new_taste.startswith("plus-"):
+        p.error(f"--new-taste {args.new_taste}: reversed or plus-<annotator name>")
     if args.taste_mark and args.taste_change is None:
         p.error("--taste-mark marks the change of --taste-change; pass both")
     if args.veto_pairs is None:
@@ -930,6 +945,10 @@ def main(argv=None) -> None:
                            {str(seed): quality_metrics(s, base_quality(s, seed, args), quality_labels(s, args))
                             for seed in args.seeds}, args.quality_per_class)
         setups.append(s)
+    added = args.new_taste.removeprefix("plus-") if args.new_taste != "reversed" else None
+    if added is not None and not all(added in {a.name for a in s.annotators} for s in setups):
+        raise SystemExit(f"--new-taste {args.new_taste}: no annotator named {added} "
+                         f"(known: {', '.join(a.name for a in setups[0].annotators)})")
     shard, nshard = (int(v) for v in args.shard.split("/"))
     todo = cells(setups, args)
     t0 = time.perf_counter()

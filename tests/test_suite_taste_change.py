@@ -87,6 +87,10 @@ def test_the_mark_goes_into_the_store_once_and_a_run_cannot_resume_without_it(tm
     assert len(TasteMarks(store).marks()) == 1 and "after 500 labels" in TasteMarks(store).marks()[0]["reason"]
     done = tmp_path / "round_05.json"
     row = {"labels": 600, "checkpoint": "x", "reference": "base", "taste_change": 500, "taste": "reversed"}
+    done_plus = tmp_path / "round_06.json"
+    done_plus.write_text(json.dumps({**row, "taste": "plus-smooth", "taste_mark": True}))
+    with pytest.raises(SystemExit, match="made with --new-taste plus-smooth"):
+        ps.check_resume(done_plus, args)
     done.write_text(json.dumps(row))
     with pytest.raises(SystemExit, match="without a taste mark"):
         ps.check_resume(done, args)
@@ -96,3 +100,24 @@ def test_the_mark_goes_into_the_store_once_and_a_run_cannot_resume_without_it(tm
     assert ps.check_resume(done, args)["checkpoint"] == "x"
     with pytest.raises(SystemExit, match="with a taste mark"):
         ps.check_resume(done, ps.parse_args(["--no-promotion-gate", "--taste-change", "500"]))
+
+
+def test_a_criterion_can_join_the_taste_instead_of_reversing_it(capsys):
+    from annotators import added_taste
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(0, 0.2, (64, 32, 4, 2)).astype(np.float32)
+    y = np.zeros(64, np.int64)
+    lean = _leaning()
+    tall = Annotator("tall", "style", lambda x, y: x[:, :, :, 1].std(axis=(1, 2)), "tall ink", 0.0)
+    setup = ps.Setup("d", "base.pt", ["c"], "r.pt", [lean, tall], None, None, {}, ref, (ref, y))
+    args = ps.parse_args(["--taste-change", "300", "--new-taste", "plus-tall"])
+    assert ps.taste_in_force(lean, 2, args, setup) is lean
+    both = ps.taste_in_force(lean, 3, args, setup)
+    assert both.name == "lean" and both.info["added"] == "tall" and both.tie_margin > 0
+    z = lambda a: (a.score(ref, y) - a.score(ref, y).mean()) / a.score(ref, y).std()  # noqa: E731
+    assert np.allclose(both.score(ref, y), z(lean) + z(tall), atol=1e-6)  # equal parts, each z-scored on the base
+    assert added_taste(lean, tall, ref, y).score(ref, y).std() > 1.0  # the sum of two unit parts, not their mean
+    with pytest.raises(SystemExit):
+        ps.parse_args(["--taste-change", "300", "--new-taste", "smooth"])
+    assert "reversed or plus-<annotator name>" in capsys.readouterr().err
