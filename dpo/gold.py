@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dpo.records import PreferenceRecord, check_relpath
-from dpo.store import PreferenceStore, StoreWarning, _append_bytes
+from dpo.store import PreferenceStore, _append_bytes, read_jsonl
 from driftsketch.errors import DriftSketchError
 
 GOLD_KINDS = ("scrambled", "wrong_class", "noise")
@@ -149,22 +148,14 @@ class PairRegistry:
     def lines(self) -> list[tuple[tuple[str, str], dict]]:
         """``(pair_key, entry)`` of every well-formed line in file order, a pair registered twice included (what a
         crash test counts); a malformed line is skipped with a warning naming ``file:line``."""
-        out: list[tuple[tuple[str, str], dict]] = []
-        if not self.path.is_file():
-            return out
-        for i, line in enumerate(self.path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                e = json.loads(line)
-                first, second = (check_relpath(e[f]) for f in self.fields)
-                missing = [k for k in self.required if not isinstance(e.get(k), str)]
-                if missing:
-                    raise KeyError(f"no {', '.join(missing)}")
-                out.append((pair_key(first, second), e))
-            except (ValueError, KeyError, TypeError) as exc:
-                warnings.warn(f"{self.path}:{i}: malformed {self.kind} entry skipped: {exc}", StoreWarning, stacklevel=3)
-        return out
+        return read_jsonl(self.path, self._parse, f"{self.kind} entry")
+
+    def _parse(self, e: dict) -> tuple[tuple[str, str], dict]:
+        first, second = (check_relpath(e[f]) for f in self.fields)
+        missing = [k for k in self.required if not isinstance(e.get(k), str)]
+        if missing:
+            raise KeyError(f"no {', '.join(missing)}")
+        return pair_key(first, second), e
 
     def register(self, pairs: list[dict]) -> int:
         """Append the entries not yet registered (by their pair of paths); returns how many."""

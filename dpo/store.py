@@ -25,7 +25,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Callable, Iterator, Literal, TypeVar
 
 import numpy as np
 from pydantic import ValidationError
@@ -34,6 +34,8 @@ from dpo.records import PreferenceRecord, check_safe_name
 from driftsketch.errors import DriftSketchError
 from driftsketch.fileio import atomic_write_bytes, exclusive_lock, flush_to_disk, fsync_dir
 from driftsketch.sketch import FLAT_SHAPE, SketchError, validate_sketch
+
+T = TypeVar("T")
 
 DEFAULT_ROOT = Path("data/preferences")
 QUARANTINE_FILE = "quarantine.jsonl"  # annotations a pull could not store, and why (see labeling/pull.py)
@@ -284,6 +286,23 @@ def _append_bytes(path: Path, payload: bytes) -> None:
         os.close(fd)
     if new:
         fsync_dir(path.parent)
+
+
+def read_jsonl(path: Path, parse: Callable[[dict], T], kind: str) -> list[T]:
+    """``parse(entry)`` of every well-formed line of an append-only JSON-lines file, in file order (none when the
+    file does not exist); a line that is not JSON, or that ``parse`` refuses (ValueError, KeyError, TypeError), is
+    skipped with a :class:`StoreWarning` naming ``file:line`` (one bad line never hides the others)."""
+    out: list[T] = []
+    if not path.is_file():
+        return out
+    for i, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(parse(json.loads(line)))
+        except (ValueError, KeyError, TypeError) as exc:
+            warnings.warn(f"{path}:{i}: malformed {kind} skipped: {exc}", StoreWarning, stacklevel=3)
+    return out
 
 
 def _read_session(path: Path) -> tuple[list[PreferenceRecord], list[str]]:

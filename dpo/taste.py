@@ -23,13 +23,12 @@ store (a careless annotator stays careless whatever the instructions say).
 from __future__ import annotations
 
 import json
-import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable
 
 from dpo.records import PreferenceRecord
-from dpo.store import PreferenceStore, StoreError, StoreWarning, _append_bytes
+from dpo.store import PreferenceStore, StoreError, _append_bytes, read_jsonl
 
 MARKS_FILE = "taste/marks.jsonl"
 CLOCK_SLACK = timedelta(minutes=5)  # a mark further ahead of this machine's clock is refused
@@ -45,18 +44,7 @@ class TasteMarks:
     def marks(self) -> list[dict]:
         """Every well-formed mark in file order, ``at`` as an aware datetime; a malformed line is skipped with a
         warning naming ``file:line`` (one bad line never hides the others)."""
-        out = []
-        if not self.path.is_file():
-            return out
-        for i, line in enumerate(self.path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-                out.append({**entry, "at": parse_time(entry["at"])})
-            except (ValueError, KeyError, TypeError) as exc:
-                warnings.warn(f"{self.path}:{i}: malformed taste mark skipped: {exc}", StoreWarning, stacklevel=2)
-        return out
+        return read_jsonl(self.path, lambda entry: {**entry, "at": parse_time(entry["at"])}, "taste mark")
 
     def since(self) -> datetime | None:
         """The mark in force (the latest ``at``), or None when the store has none."""
