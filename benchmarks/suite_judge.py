@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import preference_suite as ps  # noqa: E402
+from suite_rounds import add_run_args, run_names  # noqa: E402
 
 
 def judge_run(setup: ps.Setup, folder: Path, cell: str, seed: int, rounds: list[int], names: list[str],
@@ -43,18 +44,13 @@ def judge_run(setup: ps.Setup, folder: Path, cell: str, seed: int, rounds: list[
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("outs", nargs="+", type=Path, help="suite folders (--out of preference_suite.py)")
-    p.add_argument("--names", nargs="+", default=None, help="a name per folder (default: the folder names)")
+    add_run_args(p)
     p.add_argument("--cell", default="slant", help="the annotator whose runs to judge")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--rounds", type=int, nargs="+", default=[5, 10], help="after these rounds (1-based)")
     p.add_argument("--annotators", nargs="+", required=True, help="judge under these suite annotators")
     p.add_argument("--data", required=True, help="NAME=SPEC:BASE.pt, as for preference_suite.py")
-    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args(argv)
-    names = args.names or [o.name for o in args.outs]
-    if len(names) != len(args.outs):
-        p.error(f"--names: {len(names)} names for {len(args.outs)} folders")
+    names = run_names(p, args)
     out: dict = {}
     for name, folder in zip(names, args.outs):
         suite_args = ps.parse_args(["--data", args.data, "--out", str(folder)])

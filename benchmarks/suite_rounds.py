@@ -65,17 +65,28 @@ def table(runs: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """The suite folders to read side by side, their names, the seeds and ``--json`` (shared with suite_judge.py)."""
     p.add_argument("outs", nargs="+", type=Path, help="suite folders (--out of preference_suite.py)")
-    p.add_argument("--names", nargs="+", default=None, help="a column name per folder (default: the folder names)")
-    p.add_argument("--cell", default="mnist/slant", help="data set / annotator")
+    p.add_argument("--names", nargs="+", default=None, help="a name per folder (default: the folder names)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    args = p.parse_args(argv)
+
+
+def run_names(p: argparse.ArgumentParser, args) -> list[str]:
+    """``--names``, or the folder names; a usage error when their count is not the folders'."""
     names = args.names or [o.name for o in args.outs]
     if len(names) != len(args.outs):
         p.error(f"--names: {len(names)} names for {len(args.outs)} folders")
+    return names
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_run_args(p)
+    p.add_argument("--cell", default="mnist/slant", help="data set / annotator")
+    args = p.parse_args(argv)
+    names = run_names(p, args)
     out = {str(s): {n: run_rounds(o, args.cell, s) for n, o in zip(names, args.outs)} for s in args.seeds}
     for seed, runs in out.items():
         print(f"\n{args.cell}, seed {seed}\n")
