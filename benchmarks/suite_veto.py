@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from annotators import OUTCOME, Annotator, answer_or_random
-from dpo.human_eval import lineage_verdict, veto_target
+from dpo.human_eval import lineage_verdict, passed_over, veto_target
 
 
 @dataclass
@@ -41,7 +41,7 @@ class LineOfDescent:
         verdict = lineage_verdict(self.figures(), self.line, self.min_pairs)
         if verdict and verdict["worse"]:
             target = veto_target(self.line, verdict["models"], self.approved)
-            verdict["passed"] = self.line[len(verdict["models"]):self.line.index(target) if target else len(self.line)]
+            verdict["passed"] = passed_over(self.line, verdict["models"], target)
             self.line = self.line[self.line.index(target):] if target else []
         return verdict
 

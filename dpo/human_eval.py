@@ -148,6 +148,12 @@ def veto_target(lineage: list[str], window: list[str], approved: set[str] | None
     return next((m for m in lineage[len(window):] if approved is None or m in approved), None)
 
 
+def passed_over(lineage: list[str], window: list[str], target: str | None) -> list[str]:
+    """The models of ``lineage`` between the condemned ``window`` and the veto's ``target`` (None: the base): those
+    it went back past without judging them (:func:`veto_target`)."""
+    return lineage[len(window):lineage.index(target) if target is not None else len(lineage)]
+
+
 def answers_since(answers: list[Answer], since) -> list[Answer]:
     """The answers given at or after ``since`` (a datetime; None: all), e.g. the taste mark in force."""
     return answers if since is None else [a for a in answers if a.record.timestamp >= since]

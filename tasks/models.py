@@ -84,7 +84,7 @@ def human_veto(registry_dir: str, gate: PromotionGate, win_rates: dict[str, dict
     mark); with a mark the veto goes back past models promoted only before it, to the base if need be
     (:func:`dpo.human_eval.veto_target`). Returns the verdict with ``rolled_back_to`` set when it acted, or None
     (off, the base is current, or too few pairs). A re-run after the roll-back judges the new current model."""
-    from dpo.human_eval import lineage_verdict, veto_target
+    from dpo.human_eval import lineage_verdict, passed_over, veto_target
 
     reg = Registry(registry_dir)
     current = reg.current
@@ -98,7 +98,7 @@ def human_veto(registry_dir: str, gate: PromotionGate, win_rates: dict[str, dict
     if verdict["worse"]:
         approved = None if since is None else reg.promoted_since(datetime.fromisoformat(since))
         target = veto_target(line, verdict["models"], approved) or original_base(reg, current)
-        passed = line[len(verdict["models"]):line.index(target) if target in line else len(line)]
+        passed = passed_over(line, verdict["models"], target if target in line else None)
         reason = (f"annotators' veto: {len(verdict['models'])} newest model(s) won {100 * verdict['win_rate']:.1f} % "
                   f"of {verdict['pairs']} evaluation pairs against the base (95 % interval up to "
                   f"{100 * verdict['ci95'][1]:.1f} %)")
