@@ -93,6 +93,17 @@ class AnchorConfig(Config):
     batch_size: Count
 
 
+class TasteDriftConfig(Config):
+    """``taste_drift`` in configs/dpo.yaml: the round's check that the newest answers still agree with a reward
+    fitted on the answers before them (dpo/taste_drift.py)."""
+
+    defaults_from: ClassVar[str] = "dpo.yaml:taste_drift"
+    enabled: bool
+    newest_pairs: Count  # the newest this many answered pairs are checked ...
+    min_older_pairs: Count  # ... against a reward fitted on at least this many pairs answered before them
+    alpha: Fraction  # flagged when P(agreement this low | the taste is unchanged) is below this
+
+
 class DPOConfig(Config):
     """Every knob of ``train_dpo``; see configs/dpo.yaml for what each does and why it has its value."""
 
@@ -126,6 +137,7 @@ class DPOConfig(Config):
     max_synthesised: NonNegativeInt | None
     amplify: AmplifyConfig  # reward-model amplification (dpo/amplify.py)
     annotators: AnnotatorsConfig  # several answers per pair, weights
+    taste_drift: TasteDriftConfig  # did the annotators' taste change? (dpo/taste_drift.py)
     shuffle_labels: bool  # control run: winner/loser swapped at random (fixed per pair)
     seed: int
     eval_seed_offset: int  # held-out evaluation noise and times: seed + eval_seed_offset

@@ -29,6 +29,7 @@ import random
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -298,6 +299,21 @@ class PreferenceDataset(Dataset):
         what the reward model may fit on when ``other`` is the trainer's held-out part."""
         groups = {_group(r) for r in other.records}
         return self._with([r for r in self.records if _group(r) not in groups])
+
+    def split_newest(self, n: int) -> tuple["PreferenceDataset", "PreferenceDataset"]:
+        """(older, newest): the ``n`` pairs of sketches answered last (by the latest answer to each) with every
+        rating given since the first of them, and the rest. A group's answers stay together. Everything is
+        older when there are ``n`` or fewer pairs of sketches."""
+        latest: dict[tuple, datetime] = {}
+        for r in self.records:
+            g = _group(r)
+            latest[g] = max(latest.get(g, r.timestamp), r.timestamp)
+        paired = sorted(t for g, t in latest.items() if len(g) > 1)  # pair keys; a rating's group is (id,)
+        if len(paired) <= n:
+            return self._with(self.records), self._with([])
+        cut = paired[-n]
+        return (self._with([r for r in self.records if latest[_group(r)] < cut]),
+                self._with([r for r in self.records if latest[_group(r)] >= cut]))
 
     def _with(self, records: list[PreferenceRecord]) -> "PreferenceDataset":
         return PreferenceDataset(self.store, self.class_names, records=records, assessment=self.assessment,

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from dpo.amplify import amplify, fit_on_dataset
 from dpo.anchor import load_anchor
-from dpo.config import DPOConfig
+from dpo.config import DPOConfig, RewardConfig
 from dpo.dataset import PreferenceDataset
 from driftsketch.split import unit_hash
 from dpo.loss import flow_dpo_loss
@@ -373,6 +373,14 @@ def reward_encoder(path: str, model, model_path: str):
     return _frozen(built), path
 
 
+def reward_inputs(reward: RewardConfig, model, model_path: str) -> tuple[SketchClassifier | None, object, str]:
+    """(classifier, encoder, encoder path) behind ``reward``'s features for tuning ``model`` (saved at
+    ``model_path``): the classifier only when the hand-made features are on (:func:`reward_classifier`), the
+    encoder as :func:`reward_encoder` picks it."""
+    classifier = reward_classifier(reward.classifier, model.class_names) if reward.hand_features else None
+    return (classifier, *reward_encoder(reward.encoder, model, model_path))
+
+
 def amplified_pairs(cfg: DPOConfig, model, train: PreferenceDataset, held: PreferenceDataset, out: Path,
                     progress: bool) -> tuple[Dataset, PreferenceDataset, dict]:
     """Reward amplification (dpo/amplify.py): fit a reward model on the human pairs, check its
@@ -384,9 +392,8 @@ def amplified_pairs(cfg: DPOConfig, model, train: PreferenceDataset, held: Prefe
     The reward model is checked on the same held-out pairs as the tuned model and never fits on them.
     """
     amp = cfg.amplify
-    classifier = reward_classifier(amp.reward.classifier, model.class_names) if amp.reward.hand_features else None
     t0 = time.perf_counter()
-    encoder, encoder_path = reward_encoder(amp.reward.encoder, model, cfg.base_checkpoint)
+    classifier, encoder, encoder_path = reward_inputs(amp.reward, model, cfg.base_checkpoint)
     rm_train, rm_held = reward_datasets(cfg, model.class_names, train, held)
     rm = fit_on_dataset(classifier, rm_train, rm_held, amp.reward, encoder, encoder_path)
     rm.save(out / "reward_model.json")

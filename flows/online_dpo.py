@@ -37,7 +37,7 @@ from tasks import models as md
 from tasks.generate import (batch_round_id, generate_eval_pairs, generate_pairs, mark_pushed, next_batch_key,
                             select_pairs, weak_class_weights)
 from tasks.preferences import (assess_annotators, human_evaluation, human_pair_count, no_training_reason,
-                               select_new_preferences)
+                               select_new_preferences, taste_drift_check)
 from tasks.report import publish_report
 from tasks.train import finetune_round, finetune_timings
 
@@ -267,6 +267,10 @@ def run_round(params: RoundParams, timer: StepTimer, summary: dict) -> dict:
         if summary["human_veto"] and summary["human_veto"]["rolled_back_to"]:
             log.warning("%s; current model is now %s", summary["human_veto"]["reason"],
                         summary["human_veto"]["rolled_back_to"])
+    with timer("taste_drift"):
+        summary["taste_drift"] = taste_drift_check(prefs, params.dpo.config, dpo_overrides(params), reward_classifier,
+                                                   md.model_path(params.registry_dir, md.current_model(params.registry_dir)))
+        (log.warning if summary["taste_drift"].get("flagged") else log.info)(summary["taste_drift"]["line"])
     summary["pulled"], summary["usable_pairs"] = summary["pull"]["new_records"], sel["usable_pairs"]
     skip = no_training_reason(sel, params.dpo.min_new_preferences)
     if skip is None:

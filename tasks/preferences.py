@@ -96,3 +96,23 @@ def human_evaluation(preference_dir: str, dpo_config: str, overrides: list[str],
     answers = collect_answers(store.records())
     excluded = set(assess(answers, GoldSet(store).entries(), annotators_config(dpo_config, overrides)).excluded)
     return {**judgement(answers_since(answers, since), entries, pool, excluded, base), **out}
+
+
+@task
+def taste_drift_check(preference_dir: str, dpo_config: str, overrides: list[str], reward_classifier: str,
+                      model_path: str) -> dict:
+    """Do the newest answers still agree with the older ones? (:mod:`dpo.taste_drift`, the DPO config's
+    ``taste_drift``), with the inputs of the round's reward (``reward_classifier`` unless the overrides name
+    another; the embedding of ``model_path``, the current model): the check's figures and ``line`` for the report.
+    A check that cannot run (a store whose pairs the reward cannot fit) says why; it never stops the round."""
+    from dpo.config import load_dpo_config
+    from dpo.taste_drift import check_store, drift_line
+    from driftsketch.errors import DriftSketchError
+
+    cfg = load_dpo_config(dpo_config, [f"amplify.reward.classifier={reward_classifier}", *overrides,
+                                       f"preference_dir={preference_dir}"])
+    try:
+        check = check_store(cfg, model_path)
+    except DriftSketchError as e:
+        check = {"checked": False, "reason": f"failed: {e}"}
+    return {**check, "line": drift_line(check)}

@@ -33,6 +33,9 @@ def round_markdown(summary: dict) -> str:
                         "(`driftsketch-labelstudio quarantine` lists them and why).", ""]
     lines += metric_lines(summary)
     lines += human_eval_lines(summary)
+    drift = summary.get("taste_drift") or {}
+    if drift.get("line"):
+        lines += [("**" + drift["line"] + "**") if drift.get("flagged") else drift["line"], ""]
     grids = summary.get("grids") or {}
     if grids:
         lines += ["Sample grids (same noise for both models):", ""]

@@ -110,6 +110,8 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     assert {r["annotator"] for r in r1["annotators"]["annotators"]} == {"bot@driftsketch.local"}
     assert r1["annotators"]["annotators"][0]["gold_answers"] == GOLD
     assert "## Annotators" in Path(r1["report"]).read_text()
+    assert r1["taste_drift"]["reason"].startswith(f"{r1['usable_pairs']} pairs before the newest 0")  # too few yet
+    assert r1["taste_drift"]["line"] in Path(r1["report"]).read_text()
     assert reg.get(first).extra["machine"] == numerics_fingerprint()  # the same seeds give other digits elsewhere
     assert f"fine-tuned from `{base}` on torch {torch.__version__}, " in Path(r1["report"]).read_text()
     reward = json.loads((Path(params.work_dir) / "rounds" / r1["round_id"] / "dpo" / "reward_model.json").read_text())
