@@ -6,7 +6,7 @@ reversed taste (docs/online_loop.md): a reward fitted on every stored pair remem
 annotators' veto, pooling old and new answers, went back to the model the old taste liked best.
 
 ``taste/marks.jsonl`` in the store (append-only, one JSON line per mark) records such moments; the newest ``at``
-is in force. From it on, training pairs, the reward model's pairs, the uncertainty ensemble's pairs and the
+is in force. A mark set by mistake is withdrawn by another line (``withdraws``: its ``at``), never by an edit. From it on, training pairs, the reward model's pairs, the uncertainty ensemble's pairs and the
 human evaluation (with the veto built on it) read only the answers given at or after it; the veto also goes back
 past models approved only before it (:func:`dpo.human_eval.veto_target`).
 
@@ -41,31 +41,70 @@ class TasteMarks:
         self.store = store if isinstance(store, PreferenceStore) else PreferenceStore(store)
         self.path = self.store.root / MARKS_FILE
 
+    def entries(self) -> list[dict]:
+        """Every well-formed line in file order: marks (``at``) and withdrawals (``withdraws``), times as aware
+        datetimes; a malformed line is skipped with a warning naming ``file:line`` (one bad line never hides the
+        others)."""
+        return read_jsonl(self.path, _parse_entry, "taste mark")
+
     def marks(self) -> list[dict]:
-        """Every well-formed mark in file order, ``at`` as an aware datetime; a malformed line is skipped with a
-        warning naming ``file:line`` (one bad line never hides the others)."""
-        return read_jsonl(self.path, lambda entry: {**entry, "at": parse_time(entry["at"])}, "taste mark")
+        """The marks not withdrawn, in file order."""
+        entries = self.entries()
+        gone = {e["withdraws"] for e in entries if "withdraws" in e}
+        return [e for e in entries if "at" in e and e["at"] not in gone]
 
     def since(self) -> datetime | None:
-        """The mark in force (the latest ``at``), or None when the store has none."""
+        """The mark in force (the latest ``at`` not withdrawn), or None when the store has none."""
         return max((m["at"] for m in self.marks()), default=None)
 
     def add(self, reason: str, at: datetime | None = None) -> dict:
         """Append a mark at ``at`` (default: now); StoreError for an empty reason or a time in the future.
         The same ``at`` and reason again append nothing (a re-run of the same command); returns the mark."""
-        reason = " ".join(reason.split())
-        if not reason:
-            raise StoreError("a taste mark needs a reason (what changed: new instructions, new annotators)")
-        now = datetime.now(timezone.utc)
+        reason, now = _reason(reason, "a taste mark needs a reason (what changed: new instructions, new annotators)"), _now()
         at = now if at is None else (at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc))
         if at > now + CLOCK_SLACK:
             raise StoreError(f"taste mark at {at.isoformat()}: in the future (now {now.isoformat(timespec='seconds')})")
         entry = {"at": at.isoformat(), "reason": reason, "marked_at": now.isoformat()}
-        if any(m["at"] == at and m.get("reason") == reason for m in self.marks()):
-            return {**entry, "at": at}
+        if not any(m.get("at") == at and m.get("reason") == reason for m in self.entries()):
+            self._append(entry)
+        return {**entry, "at": at}
+
+    def withdraw(self, at: datetime, reason: str) -> dict:
+        """Withdraw the mark at ``at`` (set by mistake): it counts for nothing from now on and the newest mark left is
+        in force. StoreError for an empty reason or when no mark is at ``at``; a mark already withdrawn appends
+        nothing (a re-run of the same command). Returns the withdrawal."""
+        reason = _reason(reason, "withdrawing a taste mark needs a reason (why it was wrong)")
+        at = at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+        entries = self.entries()
+        entry = {"withdraws": at.isoformat(), "reason": reason, "marked_at": _now().isoformat()}
+        if not any(e.get("at") == at for e in entries):
+            known = ", ".join(e["at"].isoformat() for e in entries if "at" in e) or "none"
+            raise StoreError(f"no taste mark at {at.isoformat()} in {self.path} (marks: {known})")
+        if not any(e.get("withdraws") == at for e in entries):
+            self._append(entry)
+        return {**entry, "withdraws": at}
+
+    def _append(self, entry: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _append_bytes(self.path, (json.dumps(entry, sort_keys=True) + "\n").encode())
-        return {**entry, "at": at}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _reason(text: str, missing: str) -> str:
+    """``text`` with its whitespace folded; StoreError(``missing``) when nothing is left."""
+    reason = " ".join(text.split())
+    if not reason:
+        raise StoreError(missing)
+    return reason
+
+
+def _parse_entry(entry: dict) -> dict:
+    if "withdraws" in entry:
+        return {**entry, "withdraws": parse_time(entry["withdraws"])}
+    return {**entry, "at": parse_time(entry["at"])}
 
 
 def parse_time(text: str) -> datetime:

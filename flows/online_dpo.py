@@ -37,7 +37,7 @@ from tasks import models as md
 from tasks.generate import (batch_round_id, generate_eval_pairs, generate_pairs, mark_pushed, next_batch_key,
                             select_pairs, weak_class_weights)
 from tasks.preferences import (assess_annotators, human_evaluation, human_pair_count, no_training_reason,
-                               select_new_preferences, taste_drift_check)
+                               mark_taste, select_new_preferences, taste_drift_check)
 from tasks.report import publish_report
 from tasks.train import finetune_round, finetune_timings
 
@@ -249,6 +249,8 @@ def run_round(params: RoundParams, timer: StepTimer, summary: dict) -> dict:
     log = get_run_logger()
     ls, prefs, work = params.labelstudio, params.preference_dir, params.work_dir
     with timer("bootstrap"):
+        if params.taste_mark.reason.strip():  # before the pull: this round already reads only answers since
+            summary["taste_mark"] = mark_taste(prefs, params.taste_mark.reason, params.taste_mark.at)
         current = ensure_current_model(params)
         classifier = ev.ensure_classifier(params.data, params.eval.config, params.eval.overrides, f"{work}/classifiers")
         reward_classifier = ev.ensure_classifier(params.data, params.eval.config, params.eval.overrides,

@@ -8,6 +8,7 @@ the file and the field.
 """
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -61,6 +62,12 @@ class GenerateParams(Config):
     min_labeled_pairs: int = Field(ge=1, description="uncertain: fewer human pairs in the store: random")
 
 
+class TasteMarkParams(Config):
+    defaults_from: ClassVar[str] = "round.yaml:taste_mark"
+    reason: str = Field(description="mark a change of the annotators' taste at the start of this round; '' = no mark")
+    at: datetime | None = Field(description="when the taste changed (ISO 8601); null = the flow run's scheduled start")
+
+
 class RoundParams(Config):
     """Everything one round of online DPO needs; defaults from ``configs/round.yaml``."""
 
@@ -78,6 +85,7 @@ class RoundParams(Config):
     gate: PromotionGate
     eval: EvalParams
     generate: GenerateParams
+    taste_mark: TasteMarkParams
 
 
 def dpo_overrides(params: RoundParams) -> list[str]:

@@ -236,25 +236,39 @@ def cmd_annotators(cfg: LabelStudioConfig, args) -> int:
 
 
 def cmd_taste_mark(cfg: LabelStudioConfig, args) -> int:
-    """Add a taste mark (``--reason``), or list the store's marks and the one in force."""
+    """Add a taste mark (``--reason``), withdraw one (``--withdraw AT --reason``), or list them and the one in force."""
     from dpo.store import PreferenceStore
-    from dpo.taste import TasteMarks, parse_time
+    from dpo.taste import TasteMarks
 
     marks = TasteMarks(PreferenceStore(cfg.pull.store_root))
     if args.reason is None:
-        for m in marks.marks():
-            print(f"{m['at'].isoformat()}  {m.get('reason', '')}")
+        if args.withdraw is not None:
+            raise UsageError("--withdraw: give --reason too (why the mark was wrong)")
+        gone = {e["withdraws"]: e.get("reason", "") for e in marks.entries() if "withdraws" in e}
+        for m in (e for e in marks.entries() if "at" in e):
+            print(f"{m['at'].isoformat()}  {m.get('reason', '')}"
+                  + (f"  (withdrawn: {gone[m['at']]})" if m["at"] in gone else ""))
         since = marks.since()
-        print(f"in force: {since.isoformat()}" if since else f"no taste mark in {marks.path}")
+        print(f"in force: {since.isoformat()}" if since else f"no taste mark in force in {marks.path}")
         return 0
-    try:
-        at = None if args.at is None else parse_time(args.at)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"--at {args.at!r}: not an ISO 8601 time ({exc})") from None
-    mark = marks.add(args.reason, at)
+    if args.withdraw is not None:
+        marks.withdraw(_time_arg("--withdraw", args.withdraw), args.reason)
+        since = marks.since()
+        print(f"taste mark at {args.withdraw} withdrawn; in force now: {since.isoformat() if since else 'none'}")
+        return 0
+    mark = marks.add(args.reason, None if args.at is None else _time_arg("--at", args.at))
     print(f"taste mark at {mark['at'].isoformat()} in {marks.path}: training, the reward model and the annotators' "
           "veto now read only answers given since")
     return 0
+
+
+def _time_arg(flag: str, text: str):
+    from dpo.taste import parse_time
+
+    try:
+        return parse_time(text)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{flag} {text!r}: not an ISO 8601 time ({exc})") from None
 
 
 def cmd_queue(cfg: LabelStudioConfig, args) -> int:
@@ -335,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "reward model and the veto read only answers given since; without --reason, list marks")
     taste.add_argument("--reason", default=None, help="what changed (kept with the mark)")
     taste.add_argument("--at", default=None, help="when it changed, ISO 8601 (default: now; no zone = UTC)")
+    taste.add_argument("--withdraw", default=None, metavar="AT",
+                       help="withdraw the mark at AT (as listed), set by mistake; --reason says why")
     retire = sub.add_parser("retire", parents=[common], help="delete open tasks of superseded checkpoints")
     retire.add_argument("--keep-checkpoint", required=True)
     return parser

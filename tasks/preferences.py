@@ -1,6 +1,8 @@
 """Select the preferences a round trains on, and assess the annotators who gave them."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from prefect import task
 
 from driftsketch.registry import Registry
@@ -116,3 +118,23 @@ def taste_drift_check(preference_dir: str, dpo_config: str, overrides: list[str]
     except DriftSketchError as e:
         check = {"checked": False, "reason": f"failed: {e}"}
     return {**check, "line": drift_line(check)}
+
+
+@task
+def mark_taste(preference_dir: str, reason: str, at: datetime | None) -> dict:
+    """The round's ``taste_mark`` parameter: add a taste mark (:mod:`dpo.taste`) at ``at``, or at the flow run's
+    scheduled start (the same moment when a run is retried). Nothing is added when the mark in force has the same
+    reason (a reason left in a deployment's defaults must not mark again every night); StoreError for a time in the
+    future. Returns ``{"added", "at", "reason"}``."""
+    from prefect.runtime import flow_run
+
+    from dpo.taste import TasteMarks
+
+    marks = TasteMarks(preference_dir)
+    since, wanted = marks.since(), " ".join(reason.split())
+    same = [m for m in marks.marks() if m["at"] == since and m.get("reason") == wanted]
+    if same:
+        return {"added": False, "at": since.isoformat(), "reason": wanted}
+    when = at or datetime.fromisoformat(flow_run.scheduled_start_time.isoformat())
+    mark = marks.add(reason, when)
+    return {"added": True, "at": mark["at"].isoformat(), "reason": mark["reason"]}

@@ -32,6 +32,10 @@ def round_markdown(summary: dict) -> str:
                         f"{pull.get('released', 0)} released, {pull.get('quarantine_open', 0)} still held "
                         "(`driftsketch-labelstudio quarantine` lists them and why).", ""]
     lines += metric_lines(summary)
+    mark = summary.get("taste_mark")
+    if mark:
+        lines += [f"Taste mark at {mark['at']} ({mark['reason']}): " + ("added by this round" if mark["added"] else
+                  "already in force, nothing added") + "; the round reads only answers given since.", ""]
     lines += human_eval_lines(summary)
     drift = summary.get("taste_drift") or {}
     if drift.get("line"):

@@ -135,3 +135,51 @@ def test_the_command_adds_and_lists_marks_and_refuses_a_bad_time(tmp_path, capsy
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a well-formed file warns of nothing
         assert TasteMarks(prefs).since() == parse_time("2026-01-01T03:00:00Z")
+
+
+def test_a_mark_set_by_mistake_is_withdrawn_by_a_line_of_its_own(store):
+    marks = TasteMarks(store)
+    first, second = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
+    marks.add("new instructions", first)
+    marks.add("false alarm of the drift check", second)
+    with pytest.raises(StoreError, match="needs a reason"):
+        marks.withdraw(second, " ")
+    with pytest.raises(StoreError, match=r"no taste mark at 2026-01-01T05:00:00\+00:00 .*marks: 2026-01-01T01"):
+        marks.withdraw(T0 + timedelta(hours=5), "typo")
+    marks.withdraw(second, "the taste had not changed")
+    marks.withdraw(second, "the taste had not changed")  # a re-run appends nothing
+    assert marks.since() == first and [m["at"] for m in marks.marks()] == [first]
+    lines = marks.path.read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[0])["at"] == first.isoformat()  # the marks' lines are never edited
+    marks.withdraw(first, "no change at all")
+    assert marks.since() is None
+
+
+def test_the_command_withdraws_a_mark_and_lists_it_as_withdrawn(tmp_path, capsys):
+    prefs = tmp_path / "prefs"
+    args = ["taste-mark", "--set", f"pull.store_root={prefs}", "--set", f"push.store_root={prefs}"]
+    assert labelstudio_main([*args, "--reason", "new people", "--at", "2026-01-01T03:00:00Z"]) == 0
+    assert labelstudio_main([*args, "--withdraw", "2026-01-01T03:00:00Z"]) == 2  # no reason
+    assert labelstudio_main([*args, "--withdraw", "2026-01-01T04:00:00Z", "--reason", "x"]) == 2  # no such mark
+    err = capsys.readouterr().err
+    assert "no taste mark at 2026-01-01T04:00:00+00:00" in err and "Traceback" not in err
+    assert labelstudio_main([*args, "--withdraw", "2026-01-01T03:00:00Z", "--reason", "same people"]) == 0
+    assert labelstudio_main(args) == 0
+    out = capsys.readouterr().out
+    assert "new people  (withdrawn: same people)" in out and "no taste mark in force" in out
+    assert TasteMarks(prefs).since() is None
+
+
+def test_the_rounds_taste_mark_parameter_marks_once(tmp_path):
+    from tasks.preferences import mark_taste
+
+    prefs = str(tmp_path / "prefs")
+    first = mark_taste.fn(prefs, "new  instructions", T0)
+    assert first == {"added": True, "at": T0.isoformat(), "reason": "new instructions"}
+    assert mark_taste.fn(prefs, "new instructions", None)["added"] is False  # left in the defaults: not again
+    before = datetime.now(timezone.utc)
+    later = mark_taste.fn(prefs, "new people", None)  # outside a flow run: the scheduled start is now
+    assert later["added"] and parse_time(later["at"]) >= before - timedelta(seconds=1)
+    assert TasteMarks(prefs).since() == parse_time(later["at"]) and len(TasteMarks(prefs).marks()) == 2
+    with pytest.raises(StoreError, match="in the future"):
+        mark_taste.fn(prefs, "soon", datetime.now(timezone.utc) + timedelta(days=1))

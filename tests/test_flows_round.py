@@ -16,6 +16,7 @@ import torch
 from dpo.gold import GoldSet, pair_key
 from dpo.human_eval import EvalSet
 from dpo.store import PreferenceStore
+from dpo.taste import TasteMarks
 from driftsketch.config import replace_config
 from driftsketch.device import numerics_fingerprint
 from driftsketch.registry import Registry
@@ -63,6 +64,7 @@ def annotator_classifier(params) -> Path:
 
 def _bot(server, params, limit=None) -> int:
     from dpo.store import PreferenceStore
+from dpo.taste import TasteMarks
     from labeling.bot import load_judge, run_bot
     from labeling.config import load_labelstudio_config
     from labeling.projects import find_project
@@ -146,9 +148,14 @@ def test_two_rounds_with_the_bot(prefect_harness, labelstudio, tiny_base_checkpo
     assert "gate passed" in Path(r2["report"]).read_text()
 
     state = reg.load().model_dump()
-    again = online_dpo(params)  # nothing new: no training, no promotion, no extra tasks
+    marked = replace_config(params, taste_mark={"reason": "new instructions", "at": None})  # the Prefect parameter
+    again = online_dpo(marked)  # nothing new: no training, no promotion, no extra tasks
     assert again["pulled"] == 0 and again["pushed"] == 0 and "no training" in again["decision"]["reason"]
     assert reg.load().model_dump() == state
+    assert again["taste_mark"]["added"] and TasteMarks(store).since().isoformat() == again["taste_mark"]["at"]
+    assert again["human_eval"]["since"] == again["taste_mark"]["at"]  # the round read only answers since
+    assert "Taste mark at " in Path(again["report"]).read_text()
+    assert online_dpo(marked)["taste_mark"]["added"] is False  # left in the defaults: not marked again
 
 
 @pytest.mark.slow
