@@ -12,8 +12,14 @@ as in the round (``amplify.reward.encoder: ""``).
         --data mnist=data/mnist1000.npz:runs/research/base-mnist/model.pt --json docs/taste_drift_reversal.json
 
 ``--taste-change K``: the answers of round K on were given under the new taste (the suite's ``--taste-change 500``
-with 100 pairs a round is K = 5); rows before it count as "no change", the others as "changed". Prints one row per
-check and the share flagged on each side.
+with 100 pairs a round is K = 5); rows before it count as "no change", the others as "changed". ``--reverse-newest``
+also checks every round with its own answers turned around: a reversal of the taste just before that round, exact
+for the first round after a change (its pairs came from the model of the old taste), on runs of any annotator:
+
+    python benchmarks/taste_drift_probe.py runs/research/suite-nochange --cell smooth --reverse-newest \
+        --data mnist=data/mnist1000.npz:runs/research/base-mnist/model.pt
+
+Prints one row per check and the share flagged on each side.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ import preference_suite as ps  # noqa: E402
 from suite_rounds import add_run_args, run_names  # noqa: E402
 
 from dpo.config import load_dpo_config  # noqa: E402
+from dpo.records import PreferenceRecord  # noqa: E402
 from dpo.store import PreferenceStore  # noqa: E402
 from dpo.taste_drift import check_store  # noqa: E402
 
@@ -43,10 +50,19 @@ def current_at(run: Path, rows: Path, k: int, base: str) -> str:
     return str(local if local.is_file() else recorded)
 
 
-def check_round(setup: ps.Setup, run: Path, rows: Path, k: int) -> dict:
-    """The round's check as round k ran it (answers of rounds 0..k)."""
+def reversed_answer(rec: PreferenceRecord) -> PreferenceRecord:
+    """``rec`` answered the other way (a tie stays a tie)."""
+    return rec.model_copy(update={"preference": {"a": "b", "b": "a"}.get(rec.preference, rec.preference)})
+
+
+def check_round(setup: ps.Setup, run: Path, rows: Path, k: int, reverse_newest: bool = False) -> dict:
+    """The round's check as round k ran it (answers of rounds 0..k); ``reverse_newest``: round k's answers turned
+    around, as if the taste reversed just before them (exact for that round: its pairs came from the model of the
+    unchanged taste)."""
     store = PreferenceStore(rows / "prefs")
     records = [r for r in store.records() if int(r.source.get("round", -1)) <= k]
+    if reverse_newest:
+        records = [reversed_answer(r) if int(r.source["round"]) == k else r for r in records]
     cfg = load_dpo_config(overrides=[f"amplify.reward.classifier={setup.reward_classifier}",
                                      f"preference_dir={store.root}"])
     return check_store(cfg, current_at(run, rows, k, setup.base_path), records)
@@ -59,6 +75,8 @@ def main(argv=None) -> dict:
     p.add_argument("--rounds", type=int, nargs="+", default=list(range(1, 10)), help="rounds k to check (0-based)")
     p.add_argument("--taste-change", type=int, default=None, help="first round answered under the new taste")
     p.add_argument("--data", required=True, help="NAME=SPEC:BASE.pt, as for preference_suite.py")
+    p.add_argument("--reverse-newest", action="store_true",
+                   help="also check every round with its own answers turned around (a reversal just before it)")
     args = p.parse_args(argv)
     names = run_names(p, args)
     out: dict = {}
@@ -71,23 +89,30 @@ def main(argv=None) -> dict:
             for k in args.rounds:
                 if not (rows / "prefs" / "sessions" / f"round{k:02d}.jsonl").is_file():
                     continue
-                check = check_round(setup, folder, rows, k)
                 side = "changed" if args.taste_change is not None and k >= args.taste_change else "unchanged"
-                out.setdefault(name, {}).setdefault(str(s), {})[str(k)] = {**check, "answers": side}
-                print(f"| {name} | {s} | {k} | {side} | " + (
-                    f"{check['older_pairs']} | {check['agree']}/{check['newest_pairs']} | "
-                    f"{check['older_cv_accuracy']:.2f} | {check['p_value']:.2g} | {'**yes**' if check['flagged'] else 'no'} |"
-                    if check["checked"] else f"not checked: {check['reason']} | | | | |"), flush=True)
+                for reverse in (False, True) if args.reverse_newest else (False,):
+                    check = check_round(setup, folder, rows, k, reverse)
+                    kind = "reversed just before" if reverse else side
+                    key = f"{k}r" if reverse else str(k)
+                    out.setdefault(name, {}).setdefault(str(s), {})[key] = {**check, "answers": kind}
+                    print_row(name, s, k, kind, check)
     summarise(out)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1, default=str) + "\n")
     return out
 
 
+def print_row(name: str, s: int, k: int, kind: str, check: dict) -> None:
+    figures = (f"{check['older_pairs']} | {check['agree']}/{check['newest_pairs']} | {check['older_cv_accuracy']:.2f} | "
+               f"{check['p_value']:.2g} | {'**yes**' if check['flagged'] else 'no'} |" if check["checked"] else
+               f"not checked: {check['reason']} | | | | |")
+    print(f"| {name} | {s} | {k} | {kind} | {figures}", flush=True)
+
+
 def summarise(out: dict) -> None:
     """The share of checks flagged, per run, on answers given under an unchanged and under a changed taste."""
     for name, seeds in out.items():
-        for side in ("unchanged", "changed"):
+        for side in ("unchanged", "changed", "reversed just before"):
             checks = [c for by_round in seeds.values() for c in by_round.values() if c["answers"] == side and c["checked"]]
             if checks:
                 print(f"{name}: {side} taste: {sum(c['flagged'] for c in checks)} of {len(checks)} checks flagged")

@@ -84,4 +84,5 @@ def drift_line(check: dict) -> str:
     if not check["flagged"]:
         return head + ": no sign of a change"
     return (head + ". The newest answers contradict the older ones: if the annotators' taste changed, mark it "
-            f"(driftsketch-labelstudio taste-mark --reason \"...\" --at {check['newest_since']})")
+            f"(driftsketch-labelstudio taste-mark --reason \"...\" --at {check['newest_since']}, or the round's "
+            "taste_mark parameter with that time)")

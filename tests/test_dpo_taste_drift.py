@@ -22,12 +22,16 @@ REWARD = RewardConfig(hand_features=False, embedding_t=[], local_features=256, e
 CHECK = TasteDriftConfig(enabled=True, newest_pairs=60, min_older_pairs=100, alpha=0.01)
 
 
-def steadiness_store(root, older: int, newest: int, newest_prefers: str, seed: int = 0) -> PreferenceStore:
-    """``older`` pairs answered first, preferring the steadier of two wiggly copies of a sketch; then ``newest``
-    pairs preferring the ``newest_prefers`` one ("steady" or "wiggly"). Sides alternate; one answer a minute."""
+def steadiness_store(root, older: int, newest: int, newest_prefers: str, seed: int = 0,
+                     newest_wiggle: tuple[float, float] = (0.01, 0.06)) -> PreferenceStore:
+    """``older`` pairs answered first, preferring the steadier of two wiggly copies of a sketch (handle noise 0.01 vs
+    0.06); then ``newest`` pairs (handle noise ``newest_wiggle``) preferring the ``newest_prefers`` one ("steady" or
+    "wiggly"). Sides alternate; one answer a minute."""
     store, recs = PreferenceStore(root), []
     x, y = sketches(older + newest, seed)
     steady, wiggly = wiggled(x, 0.01, seed + 1), wiggled(x, 0.06, seed + 2)
+    steady[older:] = wiggled(x[older:], newest_wiggle[0], seed + 3)
+    wiggly[older:] = wiggled(x[older:], newest_wiggle[1], seed + 4)
     for i in range(older + newest):
         ra, _ = store.save_sample(f"p{i}a", steady[i] if i % 2 == 0 else wiggly[i])
         rb, _ = store.save_sample(f"p{i}b", wiggly[i] if i % 2 == 0 else steady[i])
@@ -49,6 +53,13 @@ def test_an_unchanged_taste_is_not_flagged(tmp_path):
     assert got["checked"] and not got["flagged"]
     assert got["older_pairs"] == 120 and got["newest_pairs"] == 60 and got["agreement"] > 0.9
     assert "no sign of a change" in drift_line(got)
+
+
+def test_a_model_that_got_worse_under_an_unchanged_taste_is_not_flagged(tmp_path):
+    """The newest pairs are both wigglier than any before (a harmful step of the model): the veto would call the
+    model worse, but the annotators still prefer the steadier sketch, and the check sees no change of taste."""
+    got = check(steadiness_store(tmp_path / "s", 120, 60, "steady", newest_wiggle=(0.06, 0.12)))
+    assert got["checked"] and not got["flagged"] and got["agreement"] > 0.8
 
 
 def test_a_reversed_taste_is_flagged_with_the_time_a_mark_would_go(tmp_path):

@@ -64,7 +64,6 @@ def annotator_classifier(params) -> Path:
 
 def _bot(server, params, limit=None) -> int:
     from dpo.store import PreferenceStore
-from dpo.taste import TasteMarks
     from labeling.bot import load_judge, run_bot
     from labeling.config import load_labelstudio_config
     from labeling.projects import find_project
