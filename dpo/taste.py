@@ -6,13 +6,15 @@ reversed taste (docs/online_loop.md): a reward fitted on every stored pair remem
 annotators' veto, pooling old and new answers, went back to the model the old taste liked best.
 
 ``taste/marks.jsonl`` in the store (append-only, one JSON line per mark) records such moments; the newest ``at``
-is in force. A mark set by mistake is withdrawn by another line (``withdraws``: its ``at``), never by an edit. From it on, training pairs, the reward model's pairs, the uncertainty ensemble's pairs and the
+is in force. From it on, training pairs, the reward model's pairs, the uncertainty ensemble's pairs and the
 human evaluation (with the veto built on it) read only the answers given at or after it; the veto also goes back
-past models approved only before it (:func:`dpo.human_eval.veto_target`).
+past models approved only before it (:func:`dpo.human_eval.veto_target`). A mark set by mistake is withdrawn by a
+line of its own (``withdraws``: the mark's ``at``), never by an edit.
 
     marks = TasteMarks(store)
     marks.add("new instructions: neat lines count more than likeness")   # now, or at=datetime(..., tzinfo=...)
     marks.since()                     # the mark in force (a datetime), or None
+    marks.withdraw(at, "the taste had not changed")   # a mark set by mistake
     answered_since(records, since)    # the records answered at or after it
 
 What counts is when an answer was given (its record's ``timestamp``: Label Studio's time of the annotation), not
@@ -60,7 +62,8 @@ class TasteMarks:
     def add(self, reason: str, at: datetime | None = None) -> dict:
         """Append a mark at ``at`` (default: now); StoreError for an empty reason or a time in the future.
         The same ``at`` and reason again append nothing (a re-run of the same command); returns the mark."""
-        reason, now = _reason(reason, "a taste mark needs a reason (what changed: new instructions, new annotators)"), _now()
+        reason = _reason(reason, "a taste mark needs a reason (what changed: new instructions, new annotators)")
+        now = _now()
         at = now if at is None else (at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc))
         if at > now + CLOCK_SLACK:
             raise StoreError(f"taste mark at {at.isoformat()}: in the future (now {now.isoformat(timespec='seconds')})")

@@ -18,7 +18,7 @@ from tasks.report import round_markdown
 from tests.test_dpo_reward import CLASSES, sketches, tiny_model, wiggled  # noqa: F401 (fixture)
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
-REWARD = RewardConfig(hand_features=False, embedding_t=[], local_features=256, ensemble=3)
+REWARD = RewardConfig(hand_features=False, embedding_t=[], local_features=128, ensemble=2)
 CHECK = TasteDriftConfig(enabled=True, newest_pairs=60, min_older_pairs=100, alpha=0.01)
 
 
@@ -111,8 +111,8 @@ def test_agreement_p_value_is_the_binomial_tail():
 
 def test_the_rounds_task_checks_the_store_and_never_stops_the_round(tmp_path, tiny_model):  # noqa: F811
     store = steadiness_store(tmp_path / "s", 120, 60, "wiggly")
-    local = ["amplify.reward.hand_features=false", "amplify.reward.embedding_t=[]", "amplify.reward.local_features=256",
-             "amplify.reward.ensemble=3", "taste_drift.newest_pairs=60"]
+    local = ["amplify.reward.hand_features=false", "amplify.reward.embedding_t=[]", "amplify.reward.local_features=128",
+             "amplify.reward.ensemble=2", "taste_drift.newest_pairs=60"]
     got = taste_drift_check.fn(str(store.root), "configs/dpo.yaml", local, "unused.pt", str(tiny_model.checkpoint_path))
     assert got["flagged"] and got["older_pairs"] == 120 and "taste-mark" in got["line"]
     missing = taste_drift_check.fn(str(store.root), "configs/dpo.yaml", [], str(tmp_path / "no-classifier.pt"),
