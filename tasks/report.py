@@ -32,14 +32,7 @@ def round_markdown(summary: dict) -> str:
                         f"{pull.get('released', 0)} released, {pull.get('quarantine_open', 0)} still held "
                         "(`driftsketch-labelstudio quarantine` lists them and why).", ""]
     lines += metric_lines(summary)
-    mark = summary.get("taste_mark")
-    if mark:
-        lines += [f"Taste mark at {mark['at']} ({mark['reason']}): " + ("added by this round" if mark["added"] else
-                  "already in force, nothing added") + "; the round reads only answers given since.", ""]
-    lines += human_eval_lines(summary)
-    drift = summary.get("taste_drift") or {}
-    if drift.get("line"):
-        lines += [("**" + drift["line"] + "**") if drift.get("flagged") else drift["line"], ""]
+    lines += taste_lines(summary)
     grids = summary.get("grids") or {}
     if grids:
         lines += ["Sample grids (same noise for both models):", ""]
@@ -69,6 +62,19 @@ def metric_lines(summary: dict) -> list[str]:
     rows = [f"| {k} | " + " | ".join(_fmt(m.get(k)) for _, m in cols) + " |" for k in METRIC_ROWS
             if any(k in m for _, m in cols)]
     return ["| metric | " + " | ".join(name for name, _ in cols) + " |", "|---" * (len(cols) + 1) + "|", *rows, ""]
+
+
+def taste_lines(summary: dict) -> list[str]:
+    """The taste mark this round added (its ``taste_mark`` parameter), the people's verdict on the evaluation pairs,
+    and the taste-drift check (in bold when it suspects a change)."""
+    mark, drift, out = summary.get("taste_mark"), summary.get("taste_drift") or {}, []
+    if mark:
+        out += [f"Taste mark at {mark['at']} ({mark['reason']}): " + ("added by this round" if mark["added"] else
+                "already in force, nothing added") + "; the round reads only answers given since.", ""]
+    out += human_eval_lines(summary)
+    if drift.get("line"):
+        out += [f"**{drift['line']}**" if drift.get("flagged") else drift["line"], ""]
+    return out
 
 
 def human_eval_lines(summary: dict) -> list[str]:
