@@ -19,15 +19,18 @@ re-registers the webhook with it at every start).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import secrets
 import sys
 import uuid
+from pathlib import Path
 
 from labeling.webhook import NewAnnotation, WebhookReceiver, register_webhook
 
 EVENT = "driftsketch.annotation.created"
+DRIFT_EVENT = "driftsketch.taste.drift-suspected"  # emitted by the round when its taste-drift check flags
 SECRET_ENV = "DRIFTSKETCH_WEBHOOK_SECRET"
 
 
@@ -43,6 +46,19 @@ def annotation_event(ls_url: str, ann: NewAnnotation) -> dict:
             "resource": {"prefect.resource.id": f"driftsketch.labelstudio.project.{ann.project}",
                          "labelstudio.url": ls_url, "labelstudio.annotation": str(ann.annotation),
                          "labelstudio.task": str(ann.task)}}
+
+
+def taste_drift_event(preference_dir: str, check: dict) -> dict:
+    """The keyword arguments of ``prefect.events.emit_event`` for a flagged taste-drift check (dpo/taste_drift.py):
+    event ``driftsketch.taste.drift-suspected`` on the preference store, id from the store and the time of its
+    first newest answer (a retried round emits the same event), the check's figures as payload. A Prefect
+    automation on it can notify the lab."""
+    root = str(Path(preference_dir).resolve())
+    figures = ("older_pairs", "newest_pairs", "agree", "agreement", "older_cv_accuracy", "p_value", "newest_since")
+    return {"event": DRIFT_EVENT, "id": uuid.uuid5(uuid.NAMESPACE_URL, f"file://{root}#taste-drift@{check['newest_since']}"),
+            "resource": {"prefect.resource.id": f"driftsketch.preferences.{hashlib.sha256(root.encode()).hexdigest()[:16]}",
+                         "driftsketch.preference_dir": root},
+            "payload": {k: check[k] for k in figures}}
 
 
 def prefect_emitter(ls_url: str):

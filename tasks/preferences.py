@@ -106,7 +106,8 @@ def taste_drift_check(preference_dir: str, dpo_config: str, overrides: list[str]
     """Do the newest answers still agree with the older ones? (:mod:`dpo.taste_drift`, the DPO config's
     ``taste_drift``), with the inputs of the round's reward (``reward_classifier`` unless the overrides name
     another; the embedding of ``model_path``, the current model): the check's figures and ``line`` for the report.
-    A check that cannot run (a store whose pairs the reward cannot fit) says why; it never stops the round."""
+    A check that cannot run (a store whose pairs the reward cannot fit) says why; it never stops the round. A flagged
+    check also emits a Prefect event (:func:`tasks.events.taste_drift_event`) that an automation can notify on."""
     from dpo.config import load_dpo_config
     from dpo.taste_drift import check_store, drift_line
     from driftsketch.errors import DriftSketchError
@@ -117,6 +118,12 @@ def taste_drift_check(preference_dir: str, dpo_config: str, overrides: list[str]
         check = check_store(cfg, model_path)
     except DriftSketchError as e:
         check = {"checked": False, "reason": f"failed: {e}"}
+    if check.get("flagged"):
+        from prefect.events import emit_event
+
+        from tasks.events import taste_drift_event
+
+        emit_event(**taste_drift_event(preference_dir, check))
     return {**check, "line": drift_line(check)}
 
 

@@ -2,6 +2,7 @@
 than half agreeing, beyond chance, is flagged as a likely change of taste."""
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -109,13 +110,43 @@ def test_agreement_p_value_is_the_binomial_tail():
     assert np.isclose(agreement_p_value(20, 90), 6.0e-8, rtol=0.2)
 
 
+LOCAL = ["amplify.reward.hand_features=false", "amplify.reward.embedding_t=[]", "amplify.reward.local_features=128",
+         "amplify.reward.ensemble=2", "taste_drift.newest_pairs=60"]
+
+
 def test_the_rounds_task_checks_the_store_and_never_stops_the_round(tmp_path, tiny_model):  # noqa: F811
-    store = steadiness_store(tmp_path / "s", 120, 60, "wiggly")
-    local = ["amplify.reward.hand_features=false", "amplify.reward.embedding_t=[]", "amplify.reward.local_features=128",
-             "amplify.reward.ensemble=2", "taste_drift.newest_pairs=60"]
-    got = taste_drift_check.fn(str(store.root), "configs/dpo.yaml", local, "unused.pt", str(tiny_model.checkpoint_path))
-    assert got["flagged"] and got["older_pairs"] == 120 and "taste-mark" in got["line"]
+    store = steadiness_store(tmp_path / "s", 120, 60, "steady")
+    got = taste_drift_check.fn(str(store.root), "configs/dpo.yaml", LOCAL, "unused.pt", str(tiny_model.checkpoint_path))
+    assert got["checked"] and not got["flagged"] and got["older_pairs"] == 120 and "no sign" in got["line"]
     missing = taste_drift_check.fn(str(store.root), "configs/dpo.yaml", [], str(tmp_path / "no-classifier.pt"),
                                    str(tiny_model.checkpoint_path))  # hand-made features need a classifier
     assert not missing["checked"] and missing["reason"].startswith("failed: amplify.reward.classifier: no classifier")
-    assert round_markdown({"current": "m", "taste_drift": got}).count("**taste drift: a reward fitted on the 120") == 1
+    assert round_markdown({"current": "m", "taste_drift": got}).count(got["line"]) == 1
+
+
+@pytest.mark.slow
+def test_a_flagged_check_emits_one_prefect_event_a_lab_can_be_notified_by(tmp_path, tiny_model,  # noqa: F811
+                                                                        prefect_harness):
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    from tasks.events import DRIFT_EVENT, flush_events, taste_drift_event
+
+    store = steadiness_store(tmp_path / "s", 120, 60, "wiggly")
+    for _ in range(2):  # a retried round emits the same event
+        got = taste_drift_check.fn(str(store.root), "configs/dpo.yaml", LOCAL, "unused.pt",
+                                   str(tiny_model.checkpoint_path))
+    flush_events()
+    assert got["flagged"] and "taste-mark" in got["line"]
+    assert round_markdown({"current": "m", "taste_drift": got}).count(f"**{got['line']}**") == 1
+    want = taste_drift_event(str(store.root), got)
+    body = {"filter": {"event": {"name": [DRIFT_EVENT]}, "resource": {"id": [want["resource"]["prefect.resource.id"]]}},
+            "limit": 10}
+    for _ in range(60):  # the server stores events in batches, a few seconds after they arrive
+        events = httpx.post(f"{PREFECT_API_URL.value()}/events/filter", json=body, timeout=30).raise_for_status()
+        if events.json()["events"]:
+            break
+        time.sleep(1)
+    found = events.json()["events"]
+    assert {e["id"] for e in found} == {str(want["id"])} and len(found) == 1
+    assert found[0]["payload"]["agree"] == got["agree"] < 10
