@@ -49,15 +49,23 @@ class TasteMarks:
         others)."""
         return read_jsonl(self.path, _parse_entry, "taste mark")
 
+    def withdrawn(self) -> dict[datetime, str]:
+        """The withdrawn marks' times, each with the reason it was withdrawn."""
+        return {e["withdraws"]: e.get("reason", "") for e in self.entries() if "withdraws" in e}
+
     def marks(self) -> list[dict]:
         """The marks not withdrawn, in file order."""
-        entries = self.entries()
-        gone = {e["withdraws"] for e in entries if "withdraws" in e}
-        return [e for e in entries if "at" in e and e["at"] not in gone]
+        gone = self.withdrawn()
+        return [e for e in self.entries() if "at" in e and e["at"] not in gone]
+
+    def in_force(self) -> dict | None:
+        """The mark in force (the latest ``at`` not withdrawn; the first line of that time), or None."""
+        return max(reversed(self.marks()), key=lambda m: m["at"], default=None)
 
     def since(self) -> datetime | None:
-        """The mark in force (the latest ``at`` not withdrawn), or None when the store has none."""
-        return max((m["at"] for m in self.marks()), default=None)
+        """The time of the mark in force, or None when the store has none."""
+        mark = self.in_force()
+        return None if mark is None else mark["at"]
 
     def add(self, reason: str, at: datetime | None = None) -> dict:
         """Append a mark at ``at`` (default: now); StoreError for an empty reason or a time in the future.
@@ -96,9 +104,14 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def fold_reason(text: str) -> str:
+    """A reason as marks store it: whitespace folded to single spaces."""
+    return " ".join(text.split())
+
+
 def _reason(text: str, missing: str) -> str:
     """``text`` with its whitespace folded; StoreError(``missing``) when nothing is left."""
-    reason = " ".join(text.split())
+    reason = fold_reason(text)
     if not reason:
         raise StoreError(missing)
     return reason

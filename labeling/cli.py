@@ -244,7 +244,7 @@ def cmd_taste_mark(cfg: LabelStudioConfig, args) -> int:
     if args.reason is None:
         if args.withdraw is not None:
             raise UsageError("--withdraw: give --reason too (why the mark was wrong)")
-        gone = {e["withdraws"]: e.get("reason", "") for e in marks.entries() if "withdraws" in e}
+        gone = marks.withdrawn()
         for m in (e for e in marks.entries() if "at" in e):
             print(f"{m['at'].isoformat()}  {m.get('reason', '')}"
                   + (f"  (withdrawn: {gone[m['at']]})" if m["at"] in gone else ""))

@@ -135,13 +135,12 @@ def mark_taste(preference_dir: str, reason: str, at: datetime | None) -> dict:
     future. Returns ``{"added", "at", "reason"}``."""
     from prefect.runtime import flow_run
 
-    from dpo.taste import TasteMarks
+    from dpo.taste import TasteMarks, fold_reason
 
     marks = TasteMarks(preference_dir)
-    since, wanted = marks.since(), " ".join(reason.split())
-    same = [m for m in marks.marks() if m["at"] == since and m.get("reason") == wanted]
-    if same:
-        return {"added": False, "at": since.isoformat(), "reason": wanted}
+    current = marks.in_force()
+    if current is not None and current.get("reason") == fold_reason(reason):
+        return {"added": False, "at": current["at"].isoformat(), "reason": current["reason"]}
     when = at or datetime.fromisoformat(flow_run.scheduled_start_time.isoformat())
     mark = marks.add(reason, when)
     return {"added": True, "at": mark["at"].isoformat(), "reason": mark["reason"]}
