@@ -49,14 +49,15 @@ class TasteMarks:
         others)."""
         return read_jsonl(self.path, _parse_entry, "taste mark")
 
-    def withdrawn(self) -> dict[datetime, str]:
-        """The withdrawn marks' times, each with the reason it was withdrawn."""
-        return {e["withdraws"]: e.get("reason", "") for e in self.entries() if "withdraws" in e}
+    def withdrawn(self, entries: list[dict] | None = None) -> dict[datetime, str]:
+        """The withdrawn marks' times, each with the reason it was withdrawn (of ``entries``, default the file's)."""
+        return {e["withdraws"]: e.get("reason", "") for e in entries or self.entries() if "withdraws" in e}
 
     def marks(self) -> list[dict]:
-        """The marks not withdrawn, in file order."""
-        gone = self.withdrawn()
-        return [e for e in self.entries() if "at" in e and e["at"] not in gone]
+        """The marks not withdrawn, in file order (the file read once: a bad line warns once)."""
+        entries = self.entries()
+        gone = self.withdrawn(entries)
+        return [e for e in entries if "at" in e and e["at"] not in gone]
 
     def in_force(self) -> dict | None:
         """The mark in force (the latest ``at`` not withdrawn; the first line of that time), or None."""
