@@ -80,7 +80,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     names = run_names(p, args)
     out: dict = {}
-    print("| run | seed | round | answers | older pairs | agree | cv | p | flagged |\n|---|---|---|---|---|---|---|---|---|")
+    print("| run | seed | round | answers | older pairs | agree | loo | p | flagged |\n|---|---|---|---|---|---|---|---|---|")
     for name, folder in zip(names, args.outs):
         suite_args = ps.parse_args(["--data", args.data, "--out", str(folder)])
         setup = ps.prepare(*ps.data_arg(args.data), folder, suite_args)
@@ -103,7 +103,7 @@ def main(argv=None) -> dict:
 
 
 def print_row(name: str, s: int, k: int, kind: str, check: dict) -> None:
-    figures = (f"{check['older_pairs']} | {check['agree']}/{check['newest_pairs']} | {check['older_cv_accuracy']:.2f} | "
+    figures = (f"{check['older_pairs']} | {check['agree']}/{check['newest_pairs']} | {check['older_loo_accuracy']:.2f} | "
                f"{check['p_value']:.2g} | {'**yes**' if check['flagged'] else 'no'} |" if check["checked"] else
                f"not checked: {check['reason']} | | | | |")
     print(f"| {name} | {s} | {k} | {kind} | {figures}", flush=True)

@@ -46,10 +46,12 @@ def dataset_arrays(data: PreferenceDataset) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def fit_on_dataset(classifier: SketchClassifier | None, train: PreferenceDataset, held: PreferenceDataset,
-                   cfg: RewardConfig, encoder=None, encoder_path: str = "") -> RewardModel:
+                   cfg: RewardConfig, encoder=None, encoder_path: str = "", cross_validate: bool = True) -> RewardModel:
     """Fit a reward model on ``train``'s pairs; ``metrics['heldout_accuracy']`` on ``held``'s (NaN if none).
-    ``encoder`` (the flow model saved at ``encoder_path``) embeds sketches when ``cfg.embedding_t`` is set."""
-    rm = fit_reward_model(classifier, *dataset_arrays(train), cfg, encoder=encoder, encoder_path=encoder_path)
+    ``encoder`` (the flow model saved at ``encoder_path``) embeds sketches when ``cfg.embedding_t`` is set;
+    ``cross_validate`` as for :func:`dpo.reward.fit_reward_model`."""
+    rm = fit_reward_model(classifier, *dataset_arrays(train), cfg, encoder=encoder, encoder_path=encoder_path,
+                          cross_validate=cross_validate)
     w, l, y = dataset_arrays(held)
     rm.metrics["heldout_pairs"] = len(y)
     rm.metrics["heldout_accuracy"] = rm.pair_accuracy(w, l, y) if len(y) else float("nan")

@@ -101,7 +101,9 @@ class TasteDriftConfig(Config):
     enabled: bool
     newest_pairs: Count  # the newest this many answered pairs are checked ...
     min_older_pairs: Count  # ... against a reward fitted on at least this many pairs answered before them
-    alpha: Fraction  # flagged when P(agreement this low | the taste is unchanged) is below this
+    splits: Count  # the newest newest_pairs, then 2x, 4x ... as many: this many splits (alpha shared among them)
+    max_older_pairs: Count  # each split's reward is fitted on at most this many pairs answered just before it
+    alpha: Fraction  # flagged when P(agreement this low | the taste is unchanged) is below alpha / splits tested
 
 
 class DPOConfig(Config):

@@ -595,11 +595,13 @@ def fit_ensemble(diff: np.ndarray, l2: float, members: int, mask: np.ndarray | N
 
 
 def fit_reward_model(classifier: SketchClassifier | None, winners: np.ndarray, losers: np.ndarray,
-                     labels: np.ndarray, cfg: RewardConfig, encoder=None, encoder_path: str = "") -> RewardModel:
+                     labels: np.ndarray, cfg: RewardConfig, encoder=None, encoder_path: str = "",
+                     cross_validate: bool = True) -> RewardModel:
     """Fit on (winner, loser) sketch pairs ``(P, 32, 4, 2)`` of classes ``labels`` ``(P,)``; ``encoder``
     (a flow model, saved at ``encoder_path``) is needed when ``cfg.embedding_t`` is set. The input set
     (every combination of the input blocks), the L2 strength and the per-class heads' weight
-    (``cfg.class_heads``) are chosen by leave-one-out accuracy."""
+    (``cfg.class_heads``) are chosen by leave-one-out accuracy. ``cross_validate``: also measure
+    ``metrics['cv_accuracy']`` (the choice repeated in every fold: about as costly again as the fit)."""
     featurizer = SketchFeaturizer(cfg, classifier, encoder, encoder_path)
     diff = featurizer(winners, labels) - featurizer(losers, labels)
     if not np.isfinite(diff).all():
@@ -616,9 +618,10 @@ def fit_reward_model(classifier: SketchClassifier | None, winners: np.ndarray, l
     train = row_scores(diff, heads.mean(axis=0), None if devs is None else devs.mean(axis=0), classes)
     rm.metrics.update(train_pairs=len(labels), inputs=pick.inputs, l2=pick.l2, class_weight=pick.class_weight,
                       loo_accuracy=pick.loo, ensemble=cfg.ensemble, features=len(featurizer.names),
-                      train_accuracy=_hits(train) / len(diff),
-                      cv_accuracy=cross_validated_accuracy(diff, cfg.l2, cfg.cv_folds, sets, classes=classes,
-                                                           class_grid=class_grid))
+                      train_accuracy=_hits(train) / len(diff))
+    if cross_validate:
+        rm.metrics["cv_accuracy"] = cross_validated_accuracy(diff, cfg.l2, cfg.cv_folds, sets, classes=classes,
+                                                             class_grid=class_grid)
     return rm
 
 

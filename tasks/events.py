@@ -54,7 +54,7 @@ def taste_drift_event(preference_dir: str, check: dict) -> dict:
     first newest answer (a retried round emits the same event), the check's figures as payload. A Prefect
     automation on it can notify the lab."""
     root = str(Path(preference_dir).resolve())
-    figures = ("older_pairs", "newest_pairs", "agree", "agreement", "older_cv_accuracy", "p_value", "newest_since")
+    figures = ("older_pairs", "newest_pairs", "agree", "agreement", "older_loo_accuracy", "p_value", "newest_since")
     return {"event": DRIFT_EVENT, "id": uuid.uuid5(uuid.NAMESPACE_URL, f"file://{root}#taste-drift@{check['newest_since']}"),
             "resource": {"prefect.resource.id": f"driftsketch.preferences.{hashlib.sha256(root.encode()).hexdigest()[:16]}",
                          "driftsketch.preference_dir": root},

@@ -20,7 +20,7 @@ from tests.test_dpo_reward import CLASSES, sketches, tiny_model, wiggled  # noqa
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 REWARD = RewardConfig(hand_features=False, embedding_t=[], local_features=128, ensemble=2)
-CHECK = TasteDriftConfig(enabled=True, newest_pairs=60, min_older_pairs=100, alpha=0.01)
+CHECK = TasteDriftConfig(enabled=True, newest_pairs=60, min_older_pairs=100, alpha=0.01, splits=1, max_older_pairs=2000)
 
 
 def steadiness_store(root, older: int, newest: int, newest_prefers: str, seed: int = 0,
@@ -53,6 +53,7 @@ def test_an_unchanged_taste_is_not_flagged(tmp_path):
     got = check(steadiness_store(tmp_path / "s", 120, 60, "steady"))
     assert got["checked"] and not got["flagged"]
     assert got["older_pairs"] == 120 and got["newest_pairs"] == 60 and got["agreement"] > 0.9
+    assert got["older_loo_accuracy"] > 0.9 and got["splits"] == [{k: got[k] for k in got["splits"][0]}]
     assert "no sign of a change" in drift_line(got)
 
 
@@ -68,6 +69,29 @@ def test_a_reversed_taste_is_flagged_with_the_time_a_mark_would_go(tmp_path):
     assert got["checked"] and got["flagged"] and got["agree"] < 6 and got["p_value"] < 1e-10
     assert got["newest_since"] == (T0 + timedelta(minutes=120)).isoformat()
     assert f"taste-mark --reason \"...\" --at {got['newest_since']}" in drift_line(got)
+
+
+def test_a_change_some_rounds_back_is_found_at_the_split_nearest_it(tmp_path):
+    """100 steady answers, then 200 wiggly ones: a reward fitted before the newest 50 has seen more of the new taste
+    than the old and agrees with the newest, so one split goes quiet; the split before the newest 200 is fitted on
+    the old taste alone and flags the change, at its time."""
+    data = PreferenceDataset(steadiness_store(tmp_path / "s", 100, 200, "wiggly"), CLASSES, use_noise=False)
+    scan = CHECK.model_copy(update={"newest_pairs": 50, "min_older_pairs": 50})
+    newest_only = taste_drift(data, REWARD, scan, None)
+    assert newest_only["checked"] and not newest_only["flagged"] and newest_only["agreement"] > 0.5
+    got = taste_drift(data, REWARD, scan.model_copy(update={"splits": 3}), None)
+    assert [s["newest_pairs"] for s in got["splits"]] == [50, 100, 200] and got["alpha_each"] == pytest.approx(0.01 / 3)
+    assert got["flagged"] and got["newest_pairs"] == 200 and got["older_pairs"] == 100 and got["agreement"] < 0.2
+    assert got["newest_since"] == (T0 + timedelta(minutes=100)).isoformat()
+    assert "the most contradicted of 3 splits, each tested at 0.0033" in drift_line(got)
+
+
+def test_more_splits_on_an_unchanged_taste_flag_nothing_and_each_fit_is_capped(tmp_path):
+    data = PreferenceDataset(steadiness_store(tmp_path / "s", 240, 60, "steady"), CLASSES, use_noise=False)
+    got = taste_drift(data, REWARD, CHECK.model_copy(update={"splits": 4, "max_older_pairs": 90}), None)
+    # 60, 120 and 240 newest leave 240, 180 and 60 older pairs: the third has too few (100); each fit takes 90
+    assert got["checked"] and not got["flagged"] and len(got["splits"]) == 2
+    assert [s["older_pairs"] for s in got["splits"]] == [90, 90] and min(s["agreement"] for s in got["splits"]) > 0.9
 
 
 def test_after_the_mark_the_check_waits_for_enough_answers_of_the_new_taste(tmp_path):
