@@ -19,6 +19,12 @@ for the first round after a change (its pairs came from the model of the old tas
     python benchmarks/taste_drift_probe.py runs/research/suite-nochange --cell smooth --reverse-newest \
         --data mnist=data/mnist1000.npz:runs/research/base-mnist/model.pt
 
+``--reverse-from K`` turns around every answer from round K on: a reversal that lasts, to count the rounds a lab
+that does not mark it stays warned (later rounds' pairs came from models that never learned the new taste):
+
+    python benchmarks/taste_drift_probe.py runs/research/suite-nochange --cell smooth --reverse-from 3 \
+        --data mnist=data/mnist1000.npz:runs/research/base-mnist/model.pt
+
 Prints one row per check and the share flagged on each side.
 """
 from __future__ import annotations
@@ -55,16 +61,18 @@ def reversed_answer(rec: PreferenceRecord) -> PreferenceRecord:
     return rec.model_copy(update={"preference": {"a": "b", "b": "a"}.get(rec.preference, rec.preference)})
 
 
-def check_round(setup: ps.Setup, run: Path, rows: Path, k: int, reverse_newest: bool = False) -> dict:
-    """The round's check as round k ran it (answers of rounds 0..k); ``reverse_newest``: round k's answers turned
-    around, as if the taste reversed just before them (exact for that round: its pairs came from the model of the
-    unchanged taste)."""
+def check_round(setup: ps.Setup, run: Path, rows: Path, k: int, reverse_from: int | None = None,
+                overrides: list[str] = ()) -> dict:
+    """The round's check as round k ran it (answers of rounds 0..k); ``reverse_from``: the answers of that round on
+    turned around, as if the taste reversed just before it (exact for that round, whose pairs came from the model of
+    the unchanged taste; later rounds' pairs came from models that never learned the new taste); ``overrides`` of
+    configs/dpo.yaml (``taste_drift.splits=1``)."""
     store = PreferenceStore(rows / "prefs")
     records = [r for r in store.records() if int(r.source.get("round", -1)) <= k]
-    if reverse_newest:
-        records = [reversed_answer(r) if int(r.source["round"]) == k else r for r in records]
+    if reverse_from is not None:
+        records = [reversed_answer(r) if int(r.source["round"]) >= reverse_from else r for r in records]
     cfg = load_dpo_config(overrides=[f"amplify.reward.classifier={setup.reward_classifier}",
-                                     f"preference_dir={store.root}"])
+                                     f"preference_dir={store.root}", *overrides])
     return check_store(cfg, current_at(run, rows, k, setup.base_path), records)
 
 
@@ -77,8 +85,14 @@ def main(argv=None) -> dict:
     p.add_argument("--data", required=True, help="NAME=SPEC:BASE.pt, as for preference_suite.py")
     p.add_argument("--reverse-newest", action="store_true",
                    help="also check every round with its own answers turned around (a reversal just before it)")
+    p.add_argument("--reverse-from", type=int, default=None,
+                   help="turn around the answers of this round on (a lasting reversal there; sets --taste-change)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override configs/dpo.yaml for the check, e.g. taste_drift.splits=1 (repeatable)")
     args = p.parse_args(argv)
     names = run_names(p, args)
+    if args.reverse_from is not None:
+        args.taste_change = args.reverse_from
     out: dict = {}
     print("| run | seed | round | answers | older pairs | agree | loo | p | flagged |\n|---|---|---|---|---|---|---|---|---|")
     for name, folder in zip(names, args.outs):
@@ -91,7 +105,7 @@ def main(argv=None) -> dict:
                     continue
                 side = "changed" if args.taste_change is not None and k >= args.taste_change else "unchanged"
                 for reverse in (False, True) if args.reverse_newest else (False,):
-                    check = check_round(setup, folder, rows, k, reverse)
+                    check = check_round(setup, folder, rows, k, k if reverse else args.reverse_from, args.overrides)
                     kind = "reversed just before" if reverse else side
                     key = f"{k}r" if reverse else str(k)
                     out.setdefault(name, {}).setdefault(str(s), {})[key] = {**check, "answers": kind}

@@ -59,6 +59,7 @@ def taste_drift(data: PreferenceDataset, reward: RewardConfig, cfg: TasteDriftCo
     ``flagged``, ``alpha_each`` and ``splits`` (every split's figures, newest first)."""
     if not cfg.enabled:
         return {"checked": False, "reason": "taste_drift.enabled is false"}
+    data = newest_at_most(data, cfg.max_older_pairs + cfg.newest_pairs * 2 ** (cfg.splits - 1))  # all any split reads
     splits = []
     for j in range(cfg.splits):
         older, newest = data.split_newest(cfg.newest_pairs * 2 ** j)
@@ -123,6 +124,6 @@ def drift_line(check: dict) -> str:
             f"leave-one-out accuracy {check['older_loo_accuracy']:.2f}; p = {check['p_value']:.2g}{scanned(check)})")
     if not check["flagged"]:
         return head + ": no sign of a change"
-    return (head + ". The newest answers contradict the older ones: if the annotators' taste changed, mark it "
-            f"(driftsketch-labelstudio taste-mark --reason \"...\" --at {check['newest_since']}, or the round's "
-            "taste_mark parameter with that time)")
+    return (head + f". The answers given since {check['newest_since']} contradict the ones before: if the annotators' "
+            f"taste changed, mark it (driftsketch-labelstudio taste-mark --reason \"...\" --at {check['newest_since']}, "
+            "or the round's taste_mark parameter with that time)")
