@@ -79,6 +79,17 @@ def test_bradley_terry_recovers_the_direction_of_known_weights():
     assert abs(cross_validated_accuracy(rng.normal(size=(300, 4)), l2=1e-2, folds=5) - 0.5) < 0.1  # pure noise
 
 
+def test_a_fit_without_cross_validation_is_the_same_reward(rm, classifier_path):
+    """The taste-drift check skips the cross-validation (dpo/taste_drift.py): the reward it fits must be the one the
+    round would fit on the same pairs, less the ``cv_accuracy`` figure."""
+    x, y = sketches(90, 1)
+    quick = fit_reward_model(SketchClassifier.load(classifier_path), x, half_broken(x, 1), y, rm.cfg,
+                             cross_validate=False)
+    assert "cv_accuracy" not in quick.metrics and quick.metrics == {k: v for k, v in rm.metrics.items()
+                                                                    if k != "cv_accuracy"}
+    assert np.array_equal(quick.member_scores(x, y), rm.member_scores(x, y))
+
+
 def test_reward_prefers_connected_sketches_on_new_pairs(rm):
     assert rm.metrics["train_accuracy"] > 0.95 and rm.metrics["cv_accuracy"] > 0.9
     x, y = sketches(60, 2)
