@@ -51,17 +51,20 @@ class TasteMarks:
 
     def withdrawn(self, entries: list[dict] | None = None) -> dict[datetime, str]:
         """The withdrawn marks' times, each with the reason it was withdrawn (of ``entries``, default the file's)."""
-        return {e["withdraws"]: e.get("reason", "") for e in entries or self.entries() if "withdraws" in e}
+        entries = self.entries() if entries is None else entries
+        return {e["withdraws"]: e.get("reason", "") for e in entries if "withdraws" in e}
 
-    def marks(self) -> list[dict]:
-        """The marks not withdrawn, in file order (the file read once: a bad line warns once)."""
-        entries = self.entries()
+    def marks(self, entries: list[dict] | None = None) -> list[dict]:
+        """The marks not withdrawn, in file order (of ``entries``, default the file's, read once: a bad line warns
+        once)."""
+        entries = self.entries() if entries is None else entries
         gone = self.withdrawn(entries)
         return [e for e in entries if "at" in e and e["at"] not in gone]
 
-    def in_force(self) -> dict | None:
-        """The mark in force (the latest ``at`` not withdrawn; the first line of that time), or None."""
-        return max(reversed(self.marks()), key=lambda m: m["at"], default=None)
+    def in_force(self, entries: list[dict] | None = None) -> dict | None:
+        """The mark in force (the latest ``at`` not withdrawn; the first line of that time), or None (of ``entries``,
+        default the file's)."""
+        return max(reversed(self.marks(entries)), key=lambda m: m["at"], default=None)
 
     def since(self) -> datetime | None:
         """The time of the mark in force, or None when the store has none."""

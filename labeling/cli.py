@@ -244,12 +244,12 @@ def cmd_taste_mark(cfg: LabelStudioConfig, args) -> int:
     if args.reason is None:
         if args.withdraw is not None:
             raise UsageError("--withdraw: give --reason too (why the mark was wrong)")
-        gone = marks.withdrawn()
-        for m in (e for e in marks.entries() if "at" in e):
+        entries = marks.entries()  # the file read once: a bad line warns once
+        gone, current = marks.withdrawn(entries), marks.in_force(entries)
+        for m in (e for e in entries if "at" in e):
             print(f"{m['at'].isoformat()}  {m.get('reason', '')}"
                   + (f"  (withdrawn: {gone[m['at']]})" if m["at"] in gone else ""))
-        since = marks.since()
-        print(f"in force: {since.isoformat()}" if since else f"no taste mark in force in {marks.path}")
+        print(f"in force: {current['at'].isoformat()}" if current else f"no taste mark in force in {marks.path}")
         return 0
     if args.withdraw is not None:
         marks.withdraw(_time_arg("--withdraw", args.withdraw), args.reason)
