@@ -31,6 +31,7 @@ from typing import Iterable
 
 from dpo.records import PreferenceRecord
 from dpo.store import PreferenceStore, StoreError, _append_bytes, read_jsonl
+from driftsketch.fileio import exclusive_lock
 
 MARKS_FILE = "taste/marks.jsonl"
 CLOCK_SLACK = timedelta(minutes=5)  # a mark further ahead of this machine's clock is refused
@@ -80,8 +81,9 @@ class TasteMarks:
         if at > now + CLOCK_SLACK:
             raise StoreError(f"taste mark at {at.isoformat()}: in the future (now {now.isoformat(timespec='seconds')})")
         entry = {"at": at.isoformat(), "reason": reason, "marked_at": now.isoformat()}
-        if not any(m.get("at") == at and m.get("reason") == reason for m in self.entries()):
-            self._append(entry)
+        with self._writing():
+            if not any(m.get("at") == at and m.get("reason") == reason for m in self.entries()):
+                self._append(entry)
         return {**entry, "at": at}
 
     def withdraw(self, at: datetime, reason: str) -> dict:
@@ -90,14 +92,20 @@ class TasteMarks:
         nothing (a re-run of the same command). Returns the withdrawal."""
         reason = _reason(reason, "withdrawing a taste mark needs a reason (why it was wrong)")
         at = at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
-        entries = self.entries()
         entry = {"withdraws": at.isoformat(), "reason": reason, "marked_at": _now().isoformat()}
-        if not any(e.get("at") == at for e in entries):
-            known = ", ".join(e["at"].isoformat() for e in entries if "at" in e) or "none"
-            raise StoreError(f"no taste mark at {at.isoformat()} in {self.path} (marks: {known})")
-        if not any(e.get("withdraws") == at for e in entries):
-            self._append(entry)
+        with self._writing():
+            entries = self.entries()
+            if not any(e.get("at") == at for e in entries):
+                known = ", ".join(e["at"].isoformat() for e in entries if "at" in e) or "none"
+                raise StoreError(f"no taste mark at {at.isoformat()} in {self.path} (marks: {known})")
+            if not any(e.get("withdraws") == at for e in entries):
+                self._append(entry)
         return {**entry, "withdraws": at}
+
+    def _writing(self):
+        """One writer at a time: the check that a line is not there yet and its append happen under one lock (two
+        commands at once appended the same withdrawal twice)."""
+        return exclusive_lock(self.path.with_name(self.path.name + ".lock"))
 
     def _append(self, entry: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
