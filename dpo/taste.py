@@ -89,7 +89,8 @@ class TasteMarks:
     def withdraw(self, at: datetime, reason: str) -> dict:
         """Withdraw the mark at ``at`` (set by mistake): it counts for nothing from now on and the newest mark left is
         in force. StoreError for an empty reason or when no mark is at ``at``; a mark already withdrawn appends
-        nothing (a re-run of the same command). Returns the withdrawal."""
+        nothing (a re-run of the same command). Returns the withdrawal, with ``in_force``: the mark in force after it
+        (or None), from the same read of the file (a bad line warns once)."""
         reason = _reason(reason, "withdrawing a taste mark needs a reason (why it was wrong)")
         at = at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
         entry = {"withdraws": at.isoformat(), "reason": reason, "marked_at": _now().isoformat()}
@@ -100,7 +101,8 @@ class TasteMarks:
                 raise StoreError(f"no taste mark at {at.isoformat()} in {self.path} (marks: {known})")
             if not any(e.get("withdraws") == at for e in entries):
                 self._append(entry)
-        return {**entry, "withdraws": at}
+                entries.append({**entry, "withdraws": at})
+        return {**entry, "withdraws": at, "in_force": self.in_force(entries)}
 
     def _writing(self):
         """One writer at a time: the check that a line is not there yet and its append happen under one lock (two

@@ -252,9 +252,8 @@ def cmd_taste_mark(cfg: LabelStudioConfig, args) -> int:
         print(f"in force: {current['at'].isoformat()}" if current else f"no taste mark in force in {marks.path}")
         return 0
     if args.withdraw is not None:
-        marks.withdraw(_time_arg("--withdraw", args.withdraw), args.reason)
-        since = marks.since()
-        print(f"taste mark at {args.withdraw} withdrawn; in force now: {since.isoformat() if since else 'none'}")
+        current = marks.withdraw(_time_arg("--withdraw", args.withdraw), args.reason)["in_force"]
+        print(f"taste mark at {args.withdraw} withdrawn; in force now: {current['at'].isoformat() if current else 'none'}")
         return 0
     mark = marks.add(args.reason, None if args.at is None else _time_arg("--at", args.at))
     print(f"taste mark at {mark['at'].isoformat()} in {marks.path}: training, the reward model and the annotators' "

@@ -146,13 +146,24 @@ def test_a_mark_set_by_mistake_is_withdrawn_by_a_line_of_its_own(store):
         marks.withdraw(second, " ")
     with pytest.raises(StoreError, match=r"no taste mark at 2026-01-01T05:00:00\+00:00 .*marks: 2026-01-01T01"):
         marks.withdraw(T0 + timedelta(hours=5), "typo")
-    marks.withdraw(second, "the taste had not changed")
-    marks.withdraw(second, "the taste had not changed")  # a re-run appends nothing
+    assert marks.withdraw(second, "the taste had not changed")["in_force"]["at"] == first
+    assert marks.withdraw(second, "the taste had not changed")["in_force"]["at"] == first  # a re-run appends nothing
     assert marks.since() == first and [m["at"] for m in marks.marks()] == [first]
     lines = marks.path.read_text().splitlines()
     assert len(lines) == 3 and json.loads(lines[0])["at"] == first.isoformat()  # the marks' lines are never edited
-    marks.withdraw(first, "no change at all")
+    assert marks.withdraw(first, "no change at all")["in_force"] is None
     assert marks.since() is None
+
+
+def test_withdrawing_beside_a_bad_line_warns_of_it_once(store):
+    marks = TasteMarks(store)
+    marks.add("new instructions", T0 + timedelta(hours=1))
+    marks.add("new annotators", T0 + timedelta(hours=2))
+    with open(marks.path, "a") as f:
+        f.write('{"at": "yesterday"}\n')
+    with pytest.warns(StoreWarning) as caught:
+        assert marks.withdraw(T0 + timedelta(hours=2), "a mistake")["in_force"]["at"] == T0 + timedelta(hours=1)
+    assert len(caught) == 1 and f"{MARKS_FILE}:3" in str(caught[0].message)
 
 
 def test_the_command_withdraws_a_mark_and_lists_it_as_withdrawn(tmp_path, capsys):
