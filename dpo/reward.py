@@ -394,16 +394,9 @@ class RidgePairs:
     Per-class heads (``class_weight`` s > 0, ``classes`` the class of every row): the weights of class c are
     a shared head plus a deviation of its own, ``w + d_c``, both under the same ridge penalty with the
     deviation's inputs scaled by sqrt(s), i.e. the kernel ``Z Z^T * (1 + s [same class])``. s = 0 is one
-    shared head; a large s fits every class on its own pairs.
+    shared head; a large s fits every class on its own pairs."""
 
-    ``mask`` (an input set's column weights): the fit is on ``Z * mask``, reading only the columns it keeps, so
-    a set of a few inputs costs what they cost, not what all the columns would; weights come back full width."""
-
-    def __init__(self, z: np.ndarray, classes: np.ndarray | None = None, class_weight: float = 0.0,
-                 mask: np.ndarray | None = None):
-        self.width, self.cols = z.shape[1], None if mask is None else np.flatnonzero(mask)
-        if self.cols is not None:
-            z = z[:, self.cols] * mask[self.cols]
+    def __init__(self, z: np.ndarray, classes: np.ndarray | None = None, class_weight: float = 0.0):
         self.z, n, f = z, z.shape[0], z.shape[1]
         self.class_weight = float(class_weight) if classes is not None else 0.0
         self.classes = None if classes is None else np.asarray(classes, dtype=np.int64)
@@ -427,8 +420,8 @@ class RidgePairs:
     def weights(self, l2: float) -> np.ndarray:
         """The shared head ``(F,)``."""
         if self.primal:
-            return _full_width(self.vecs @ (self.c / (self.s + l2 * self.lam_unit)), self.cols, self.width)
-        return _full_width(self.z.T @ self._dual(l2), self.cols, self.width)
+            return self.vecs @ (self.c / (self.s + l2 * self.lam_unit))
+        return self.z.T @ self._dual(l2)
 
     def class_deviations(self, l2: float, n_cls: int) -> np.ndarray:
         """``(n_cls, F)``: every class's deviation from the shared head (zeros without per-class heads)."""
@@ -438,7 +431,7 @@ class RidgePairs:
             for c in np.unique(self.classes):
                 rows = self.classes == c
                 dev[c] = self.class_weight * (self.z[rows].T @ alpha[rows])
-        return _full_width(dev, self.cols, self.width)
+        return dev
 
     def loo_scores(self, l2: float) -> np.ndarray:
         """``z_i . w`` of each row under the fit without that row (exact leave-one-out)."""
@@ -450,27 +443,15 @@ class RidgePairs:
         return _hits(self.loo_scores(l2)) / len(self.z)
 
 
-def _full_width(w: np.ndarray, cols: np.ndarray | None, width: int) -> np.ndarray:
-    """Weights ``(..., len(cols))`` of the kept columns ``cols`` as ``(..., width)``, zero elsewhere."""
-    if cols is None:
-        return w
-    out = np.zeros(w.shape[:-1] + (width,))
-    out[..., cols] = w
-    return out
-
-
-def shared_head(z: np.ndarray, l2: float, mask: np.ndarray | None = None) -> np.ndarray:
-    """``RidgePairs(z, mask=mask).weights(l2)`` by one Cholesky solve of the smaller of ``Z^T Z`` and ``Z Z^T``,
-    without the eigendecomposition that leave-one-out at every strength needs (7x cheaper at 4,000 pairs): for fits
-    at one strength (the ensemble's bootstrap heads, the cross-validation's fold heads)."""
-    width, cols = z.shape[1], None if mask is None else np.flatnonzero(mask)
-    if cols is not None:
-        z = z[:, cols] * mask[cols]
+def shared_head(z: np.ndarray, l2: float) -> np.ndarray:
+    """``RidgePairs(z).weights(l2)`` by one Cholesky solve of the smaller of ``Z^T Z`` and ``Z Z^T``, without the
+    eigendecomposition that leave-one-out at every strength needs (7x cheaper at 4,000 pairs): for fits at one
+    strength (the ensemble's bootstrap heads, the cross-validation's fold heads)."""
     n, f = z.shape
     lam = l2 * max(float(np.einsum("ij,ij->", z, z)) / max(n, 1), 1e-12)
     if f < n:
-        return _full_width(linalg.solve(z.T @ z + lam * np.eye(f), z.sum(axis=0), assume_a="pos"), cols, width)
-    return _full_width(z.T @ linalg.solve(z @ z.T + lam * np.eye(n), np.ones(n), assume_a="pos"), cols, width)
+        return linalg.solve(z.T @ z + lam * np.eye(f), z.sum(axis=0), assume_a="pos")
+    return z.T @ linalg.solve(z @ z.T + lam * np.eye(n), np.ones(n), assume_a="pos")
 
 
 def standardise(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -516,7 +497,7 @@ def select(z: np.ndarray, sets: dict[str, np.ndarray], grid: Sequence[float], cl
     best = Choice("", 0.0, 0.0, -1.0)
     weights = sorted(class_grid) if classes is not None else [0.0]
     for name, mask in sets.items():
-        ridges = [RidgePairs(z, classes, weight, mask) for weight in weights]
+        ridges = [RidgePairs(z * mask, classes, weight) for weight in weights]
         for l2 in sorted(grid, reverse=True):
             for weight, ridge in zip(weights, ridges):
                 acc = ridge.loo_accuracy(l2)
@@ -594,10 +575,10 @@ def cross_validated_accuracy(diff: np.ndarray, l2: float | Sequence[float], fold
         pick = select(z, sets, grid, cls, class_grid)
         mask, dev = sets[pick.inputs], None
         if pick.class_weight:
-            ridge = RidgePairs(z, cls, pick.class_weight, mask)
+            ridge = RidgePairs(z * mask, cls, pick.class_weight)
             head, dev = ridge.weights(pick.l2), ridge.class_deviations(pick.l2, n_cls) * mask / scale
         else:
-            head = shared_head(z, pick.l2, mask)
+            head = shared_head(z * mask, pick.l2)
         hits += _hits(row_scores(diff[test], head * mask / scale, dev, None if classes is None else classes[test]))
     return hits / len(diff)
 
@@ -618,10 +599,10 @@ def fit_ensemble(diff: np.ndarray, l2: float, members: int, mask: np.ndarray | N
         idx = np.arange(len(diff)) if m == 0 else rng.integers(0, len(diff), len(diff))
         z, scale = standardise(diff[idx])
         if m == 0 or per_class:  # member 0's scale needs the leave-one-out scores
-            ridge = RidgePairs(z, classes[idx] if per_class else None, class_weight, mask)
+            ridge = RidgePairs(z * mask, classes[idx] if per_class else None, class_weight)
             w = ridge.weights(l2) * mask / scale
         else:
-            w = shared_head(z, l2, mask) * mask / scale
+            w = shared_head(z * mask, l2) * mask / scale
         dev = ridge.class_deviations(l2, n_cls) * mask / scale if per_class else None
         oob = np.setdiff1d(np.arange(len(diff)), idx)
         held = ridge.loo_scores(l2) if m == 0 else row_scores(diff[oob], w, dev, classes[oob] if per_class else None)

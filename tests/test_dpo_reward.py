@@ -529,26 +529,3 @@ def test_the_one_strength_solve_gives_the_eigendecomposition_s_head(rows, cols):
         ref = RidgePairs(z).weights(l2)
         np.testing.assert_allclose(shared_head(z, l2), ref, rtol=1e-8, atol=1e-10 * np.abs(ref).max())
     assert shared_head(z, 1.0)[3] == 0.0
-
-
-@pytest.mark.parametrize("rows", [300, 60])
-def test_an_input_set_fits_on_its_own_columns_as_on_the_masked_matrix(rows):
-    """A set of few inputs fits on its kept columns alone (the primal when fewer than the pairs): the same
-    weights, class deviations and leave-one-out scores as a fit on every column with the others zeroed."""
-    from dpo.reward import RidgePairs, input_sets, shared_head, standardise
-
-    rng = np.random.default_rng(rows)
-    z, _ = standardise(rng.normal(size=(rows, 400)) + 0.05)
-    classes = rng.integers(0, 3, rows)
-    for name, mask in input_sets({"hand": 7, "flow": 93, "local": 300}).items():
-        for weight in (0.0, 2.0):
-            cls = classes if weight else None
-            masked, kept = RidgePairs(z * mask, cls, weight), RidgePairs(z, cls, weight, mask)
-            assert kept.z.shape[1] == np.count_nonzero(mask), name
-            for l2 in (0.1, 3.0):
-                ref = masked.weights(l2)
-                np.testing.assert_allclose(kept.weights(l2), ref, atol=1e-9 * np.abs(ref).max())
-                if not weight:  # the one-strength solve is of the shared head alone
-                    np.testing.assert_allclose(shared_head(z, l2, mask), ref, atol=1e-9 * np.abs(ref).max())
-                np.testing.assert_allclose(kept.loo_scores(l2), masked.loo_scores(l2), atol=1e-9)
-                np.testing.assert_allclose(kept.class_deviations(l2, 3), masked.class_deviations(l2, 3), atol=1e-9)
