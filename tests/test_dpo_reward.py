@@ -514,18 +514,3 @@ def test_reward_model_with_class_heads_scores_each_class_with_its_own_head_and_r
     (tmp_path / "rm.json").write_text(json.dumps(blob))
     with pytest.raises(RewardError, match=r"rm\.json: reward model: class weights of shape"):
         RewardModel.load(tmp_path / "rm.json")
-
-
-@pytest.mark.parametrize("rows, cols", [(300, 50), (120, 900)])
-def test_the_one_strength_solve_gives_the_eigendecomposition_s_head(rows, cols):
-    """The bootstrap and fold heads come from a Cholesky solve; they equal the leave-one-out path's weights, in
-    the primal (more pairs than inputs) and the dual."""
-    from dpo.reward import RidgePairs, shared_head, standardise
-
-    diff = np.random.default_rng(rows).normal(size=(rows, cols)) + 0.2
-    diff[:, 3] = 0.0  # a constant input: weight 0 both ways
-    z, _ = standardise(diff)
-    for l2 in (0.01, 1.0, 30.0):
-        ref = RidgePairs(z).weights(l2)
-        np.testing.assert_allclose(shared_head(z, l2), ref, rtol=1e-8, atol=1e-10 * np.abs(ref).max())
-    assert shared_head(z, 1.0)[3] == 0.0
