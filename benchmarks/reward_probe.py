@@ -103,6 +103,8 @@ def main(argv=None) -> None:
     p.add_argument("--pairs", type=int, nargs="+", default=[100, 300, 1000])
     p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="amplify.reward overrides")
+    p.add_argument("--cv-up-to", type=int, default=10**9, metavar="N",
+                   help="cross-validate only fits of at most N answers (the gate's figure costs about the fit again)")
     args = p.parse_args(argv)
     name, setup, base, tr, te = probe_setup(args, max(args.pairs))
     reward_cfg = load_dpo_config(overrides=[f"amplify.reward.{kv}" for kv in args.set]).amplify.reward
@@ -129,11 +131,12 @@ def main(argv=None) -> None:
                                            class_weight=pick.class_weight)
                 scores = row_scores(test, heads.mean(axis=0), None if devs is None else devs.mean(axis=0), te[2][clear])
                 agree = float(((scores > 0) == (ts[clear] > tt[clear])).mean())
-                cv = cross_validated_accuracy(diff[:n], reward_cfg.l2, reward_cfg.cv_folds, sets, classes=y[:n],
-                                              class_grid=grid)
+                fit_s, t0 = time.perf_counter() - t0, time.perf_counter()
+                cv = (cross_validated_accuracy(diff[:n], reward_cfg.l2, reward_cfg.cv_folds, sets, classes=y[:n],
+                                               class_grid=grid) if n <= args.cv_up_to else float("nan"))
                 row[f"{var}@{n}"] = {"cv": round(cv, 3), "agree": round(agree, 3), "inputs": pick.inputs,
-                                     "l2": pick.l2, "class_weight": pick.class_weight,
-                                     "seconds": round(time.perf_counter() - t0, 1)}
+                                     "l2": pick.l2, "class_weight": pick.class_weight, "pairs": len(diff[:n]),
+                                     "fit_seconds": round(fit_s, 1), "cv_seconds": round(time.perf_counter() - t0, 1)}
         results[ann.name] = row
         print(f"{ann.name:13s} " + "  ".join(f"{k}: cv {v['cv']:.2f} agree {v['agree']:.2f}" for k, v in row.items()),
               flush=True)

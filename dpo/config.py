@@ -30,6 +30,7 @@ class RewardConfig(Config):
     ensemble: Count  # Bradley-Terry heads on bootstrap resamples (uncertainty)
     cv_folds: Count  # folds of the gate's nested cross-validation
     fit_on: Literal["all", "training"]  # every stored human pair, or only this run's training pairs
+    max_pairs: Count | None  # fit on at most this many pairs of sketches, those answered last (None: all)
 
 
 class AmplifyConfig(Config):

@@ -315,6 +315,14 @@ class PreferenceDataset(Dataset):
         return (self._with([r for r in self.records if latest[_group(r)] < cut]),
                 self._with([r for r in self.records if latest[_group(r)] >= cut]))
 
+    def newest(self, n: int | None) -> "PreferenceDataset":
+        """The ``n`` pairs of sketches answered last, as :meth:`split_newest` counts them (all of them when there are
+        no more, or ``n`` is None): a fit on them stays the same size however large the store grows."""
+        if n is None:
+            return self
+        older, newest = self.split_newest(n)
+        return newest if len(newest) else self
+
     def _with(self, records: list[PreferenceRecord]) -> "PreferenceDataset":
         return PreferenceDataset(self.store, self.class_names, records=records, assessment=self.assessment,
                                  **self.options)

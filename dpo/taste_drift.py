@@ -59,7 +59,7 @@ def taste_drift(data: PreferenceDataset, reward: RewardConfig, cfg: TasteDriftCo
     ``flagged``, ``alpha_each`` and ``splits`` (every split's figures, newest first)."""
     if not cfg.enabled:
         return {"checked": False, "reason": "taste_drift.enabled is false"}
-    data = newest_at_most(data, cfg.max_older_pairs + cfg.newest_pairs * 2 ** (cfg.splits - 1))  # all any split reads
+    data = data.newest(cfg.max_older_pairs + cfg.newest_pairs * 2 ** (cfg.splits - 1))  # all any split reads
     splits = []
     for j in range(cfg.splits):
         older, newest = data.split_newest(cfg.newest_pairs * 2 ** j)
@@ -69,19 +69,12 @@ def taste_drift(data: PreferenceDataset, reward: RewardConfig, cfg: TasteDriftCo
                                                     f"needs {cfg.min_older_pairs} before the newest {cfg.newest_pairs} "
                                                     "(taste_drift)"}
             break
-        splits.append(split_agreement(newest_at_most(older, cfg.max_older_pairs), newest, reward, classifier,
+        splits.append(split_agreement(older.newest(cfg.max_older_pairs), newest, reward, classifier,
                                       encoder, encoder_path))
     worst = min(splits, key=lambda c: (c["p_value"], c["agreement"]))
     alpha_each = cfg.alpha / len(splits)
     return {"checked": True, **worst, "flagged": bool(worst["agreement"] < 0.5 and worst["p_value"] < alpha_each),
             "alpha_each": alpha_each, "splits": splits}
-
-
-def newest_at_most(data: PreferenceDataset, n: int) -> PreferenceDataset:
-    """The ``n`` pairs of ``data`` answered last (all of them when there are no more): the reward's fit stays the
-    same size however large the store grows."""
-    older, newest = data.split_newest(n)
-    return newest if len(newest) else older
 
 
 def split_agreement(older: PreferenceDataset, newest: PreferenceDataset, reward: RewardConfig,

@@ -355,10 +355,11 @@ def reward_datasets(cfg: DPOConfig, class_names: list[str], train: PreferenceDat
                     held: PreferenceDataset) -> tuple[PreferenceDataset, PreferenceDataset]:
     """(fit, held-out) human pairs of the reward model: ``amplify.reward.fit_on: all`` fits on every pair in
     the store except the groups of the trainer's held-out pairs (the reward does not depend on the model,
-    so every other stored pair helps); ``training`` fits on this run's training pairs."""
-    if cfg.amplify.reward.fit_on == "all":
-        return preference_dataset(cfg, class_names).excluding(held), held
-    return train, held
+    so every other stored pair helps); ``training`` fits on this run's training pairs. Either way at most
+    ``amplify.reward.max_pairs`` of them, those answered last."""
+    reward = cfg.amplify.reward
+    fit = preference_dataset(cfg, class_names).excluding(held) if reward.fit_on == "all" else train
+    return fit.newest(reward.max_pairs), held
 
 
 def reward_encoder(path: str, model, model_path: str):

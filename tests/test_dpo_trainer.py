@@ -220,3 +220,21 @@ def test_reward_model_never_fits_on_a_pair_the_trainer_holds_out(tmp_path, seed)
         *[([k], getattr(cfg, k)) for k in ("preference_dir", "seed", "holdout_fraction")],
         (["amplify", "reward", "fit_on"], "training")]), CLASSES, train, held)
     assert fit_training == (train, held)
+
+
+def test_reward_fits_on_the_newest_max_pairs_and_still_never_on_a_held_out_pair(tmp_path):
+    """``amplify.reward.max_pairs`` bounds the reward's fit: the pairs answered last, held-out ones left out."""
+    from dpo.trainer import build_datasets, reward_datasets
+
+    store = make_store(tmp_path / "prefs", 40)
+    cfg = cfg_for("base.pt", store, tmp_path / "run", holdout_fraction=0.3, min_pairs=1)
+    train, held = build_datasets(cfg, CLASSES, store.records())
+    every, _ = reward_datasets(cfg, CLASSES, train, held)
+    capped_cfg = load_dpo_config(overrides=[*[([k], getattr(cfg, k)) for k in ("preference_dir", "seed",
+                                                                               "holdout_fraction")],
+                                            (["amplify", "reward", "max_pairs"], 10)])
+    capped, capped_held = reward_datasets(capped_cfg, CLASSES, train, held)
+    cut = sorted(r.timestamp for r in every.records)[-10]
+    assert {r.id for r in capped.records} == {r.id for r in every.records if r.timestamp >= cut}
+    assert len(capped.records) >= 10 and len(every.records) == 40 - len(held.records) > 10
+    assert capped_held is held
