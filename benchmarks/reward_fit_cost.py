@@ -17,19 +17,16 @@ pairs").
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from taste_drift_cost import grow  # noqa: E402
+from taste_drift_cost import grown_stores, growth_parser  # noqa: E402
 
 from dpo.amplify import fit_on_dataset  # noqa: E402
 from dpo.config import load_dpo_config  # noqa: E402
-from dpo.store import PreferenceStore  # noqa: E402
 from dpo.trainer import build_datasets, reward_datasets, reward_inputs  # noqa: E402
 from driftsketch.checkpoint import load_model  # noqa: E402
 
@@ -46,31 +43,22 @@ def timed_fit(cfg, model, model_path: str) -> tuple[float, int]:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("store", type=Path, help="a preference store whose answered pairs are copied")
-    p.add_argument("--model", required=True, help="the current model (the reward's embedding)")
-    p.add_argument("--reward-classifier", required=True, help="amplify.reward.classifier")
-    p.add_argument("--pairs", type=int, nargs="+", default=[1000, 2000, 4000, 8000, 16000])
+    p = growth_parser(__doc__, [1000, 2000, 4000, 8000, 16000])
     p.add_argument("--uncapped-up-to", type=int, default=4000, metavar="N",
                    help="also time the uncapped fit (max_pairs=null) on stores of at most N answered pairs")
     args = p.parse_args(argv)
     warnings.simplefilter("ignore")
     model = load_model(args.model)
-    src = PreferenceStore(args.store)
     print("| answered pairs | setting | pairs fitted | seconds |\n|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as tmp:
-        dst = PreferenceStore(Path(tmp) / "prefs")
-        for pairs in sorted(args.pairs):
-            grow(src, dst, pairs)
-            settings = {"defaults": []}
-            if pairs <= args.uncapped_up_to:
-                settings["uncapped"] = ["amplify.reward.max_pairs=null"]
-            for name, overrides in settings.items():
-                cfg = load_dpo_config(overrides=[f"amplify.reward.classifier={args.reward_classifier}",
-                                                 f"preference_dir={dst.root}", f"base_checkpoint={args.model}",
-                                                 *overrides])
-                seconds, fitted = timed_fit(cfg, model, args.model)
-                print(f"| {pairs} | {name} | {fitted} | {seconds:.1f} |", flush=True)
+    for pairs, dst in grown_stores(args.store, args.pairs):
+        settings = {"defaults": []}
+        if pairs <= args.uncapped_up_to:
+            settings["uncapped"] = ["amplify.reward.max_pairs=null"]
+        for name, overrides in settings.items():
+            cfg = load_dpo_config(overrides=[f"amplify.reward.classifier={args.reward_classifier}",
+                                             f"preference_dir={dst.root}", f"base_checkpoint={args.model}", *overrides])
+            seconds, fitted = timed_fit(cfg, model, args.model)
+            print(f"| {pairs} | {name} | {fitted} | {seconds:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import time
 import warnings
 from datetime import timedelta
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -64,30 +65,41 @@ def copied(src: PreferenceStore, dst: PreferenceStore, rec: PreferenceRecord, co
     return rec.model_copy(update=update)
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def growth_parser(doc: str, pairs: list[int]) -> argparse.ArgumentParser:
+    """The arguments of a cost benchmark on a grown store: the store to copy, the model, the classifier, the sizes."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
     p.add_argument("store", type=Path, help="a preference store whose answered pairs are copied")
     p.add_argument("--model", required=True, help="the current model (the reward's embedding)")
     p.add_argument("--reward-classifier", required=True, help="amplify.reward.classifier")
-    p.add_argument("--pairs", type=int, nargs="+", default=[1000, 2000, 4000, 8000])
+    p.add_argument("--pairs", type=int, nargs="+", default=pairs)
+    return p
+
+
+def grown_stores(store: Path, sizes: list[int]) -> Iterator[tuple[int, PreferenceStore]]:
+    """One store, in a temporary folder, grown from ``store``'s answered pairs to each of ``sizes`` in turn."""
+    src = PreferenceStore(store)
+    with tempfile.TemporaryDirectory() as tmp:
+        dst = PreferenceStore(Path(tmp) / "prefs")
+        for pairs in sorted(sizes):
+            grow(src, dst, pairs)
+            yield pairs, dst
+
+
+def main(argv=None) -> None:
+    p = growth_parser(__doc__, [1000, 2000, 4000, 8000])
     p.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     args = p.parse_args(argv)
     warnings.simplefilter("ignore")
-    src = PreferenceStore(args.store)
     print("| answered pairs | setting | splits | pairs per fit | seconds |\n|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as tmp:
-        dst = PreferenceStore(Path(tmp) / "prefs")
-        for pairs in sorted(args.pairs):
-            grow(src, dst, pairs)
-            for name in args.settings:
-                overrides = SETTINGS[name]
-                cfg = load_dpo_config(overrides=[f"amplify.reward.classifier={args.reward_classifier}",
-                                                 f"preference_dir={dst.root}", *overrides])
-                t0 = time.perf_counter()
-                check = check_store(cfg, args.model)
-                fits = ", ".join(str(s["older_pairs"]) for s in check.get("splits", []))
-                print(f"| {pairs} | {name} | {len(check.get('splits', []))} | {fits} | "
-                      f"{time.perf_counter() - t0:.1f} |", flush=True)
+    for pairs, dst in grown_stores(args.store, args.pairs):
+        for name in args.settings:
+            cfg = load_dpo_config(overrides=[f"amplify.reward.classifier={args.reward_classifier}",
+                                             f"preference_dir={dst.root}", *SETTINGS[name]])
+            t0 = time.perf_counter()
+            check = check_store(cfg, args.model)
+            fits = ", ".join(str(s["older_pairs"]) for s in check.get("splits", []))
+            print(f"| {pairs} | {name} | {len(check.get('splits', []))} | {fits} | "
+                  f"{time.perf_counter() - t0:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
