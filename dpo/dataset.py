@@ -320,7 +320,7 @@ class PreferenceDataset(Dataset):
         no more, or ``n`` is None): a fit on them stays the same size however large the store grows."""
         if n is None:
             return self
-        older, newest = self.split_newest(n)
+        newest = self.split_newest(n)[1]
         return newest if len(newest) else self
 
     def _with(self, records: list[PreferenceRecord]) -> "PreferenceDataset":
