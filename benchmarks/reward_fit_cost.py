@@ -25,21 +25,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from taste_drift_cost import grown_stores, growth_parser  # noqa: E402
 
-from dpo.amplify import fit_on_dataset  # noqa: E402
 from dpo.config import load_dpo_config  # noqa: E402
-from dpo.trainer import build_datasets, reward_datasets, reward_inputs  # noqa: E402
+from dpo.trainer import build_datasets, fit_round_reward  # noqa: E402
 from driftsketch.checkpoint import load_model  # noqa: E402
 
 
-def timed_fit(cfg, model, model_path: str) -> tuple[float, int]:
+def timed_fit(cfg, model) -> tuple[float, int]:
     """(seconds, pairs fitted) of the round's reward fit under ``cfg``, its cross-validation included (whose
     accuracy means nothing here: the copies of a pair fall into other folds)."""
     t0 = time.perf_counter()
-    train, held = build_datasets(cfg, model.class_names)
-    classifier, encoder, encoder_path = reward_inputs(cfg.amplify.reward, model, model_path)
-    fit, held = reward_datasets(cfg, model.class_names, train, held)
-    fit_on_dataset(classifier, fit, held, cfg.amplify.reward, encoder, encoder_path)
-    return time.perf_counter() - t0, len(fit)
+    rm = fit_round_reward(cfg, model, *build_datasets(cfg, model.class_names))
+    return time.perf_counter() - t0, rm.metrics["train_pairs"]
 
 
 def main(argv=None) -> None:
@@ -57,7 +53,7 @@ def main(argv=None) -> None:
         for name, overrides in settings.items():
             cfg = load_dpo_config(overrides=[f"amplify.reward.classifier={args.reward_classifier}",
                                              f"preference_dir={dst.root}", f"base_checkpoint={args.model}", *overrides])
-            seconds, fitted = timed_fit(cfg, model, args.model)
+            seconds, fitted = timed_fit(cfg, model)
             print(f"| {pairs} | {name} | {fitted} | {seconds:.1f} |", flush=True)
 
 

@@ -30,6 +30,7 @@ from dpo.dataset import PreferenceDataset
 from driftsketch.split import unit_hash
 from dpo.loss import flow_dpo_loss
 from dpo.records import PreferenceRecord
+from dpo.reward import RewardModel
 from dpo.store import PreferenceStore
 from driftsketch.augment import AugmentConfig, shared_random_affine
 from driftsketch.checkpoint import (
@@ -382,6 +383,15 @@ def reward_inputs(reward: RewardConfig, model, model_path: str) -> tuple[SketchC
     return (classifier, *reward_encoder(reward.encoder, model, model_path))
 
 
+def fit_round_reward(cfg: DPOConfig, model, train: PreferenceDataset, held: PreferenceDataset) -> RewardModel:
+    """The round's reward model for tuning ``model``: fitted on :func:`reward_datasets`' pairs, reading
+    :func:`reward_inputs`' classifier and encoder, with its cross-validated accuracy (``metrics['cv_accuracy']``)
+    and its accuracy on the held-out pairs."""
+    classifier, encoder, encoder_path = reward_inputs(cfg.amplify.reward, model, cfg.base_checkpoint)
+    fit, held = reward_datasets(cfg, model.class_names, train, held)
+    return fit_on_dataset(classifier, fit, held, cfg.amplify.reward, encoder, encoder_path)
+
+
 def amplified_pairs(cfg: DPOConfig, model, train: PreferenceDataset, held: PreferenceDataset, out: Path,
                     progress: bool) -> tuple[Dataset, PreferenceDataset, dict]:
     """Reward amplification (dpo/amplify.py): fit a reward model on the human pairs, check its
@@ -394,15 +404,14 @@ def amplified_pairs(cfg: DPOConfig, model, train: PreferenceDataset, held: Prefe
     """
     amp = cfg.amplify
     t0 = time.perf_counter()
-    classifier, encoder, encoder_path = reward_inputs(amp.reward, model, cfg.base_checkpoint)
-    rm_train, rm_held = reward_datasets(cfg, model.class_names, train, held)
-    rm = fit_on_dataset(classifier, rm_train, rm_held, amp.reward, encoder, encoder_path)
+    rm = fit_round_reward(cfg, model, train, held)
     rm.save(out / "reward_model.json")
     info = {"reward_model": str(out / "reward_model.json"), "weights": rm.describe(), **rm.metrics,
             "reward_fit_s": time.perf_counter() - t0}
     acc = rm.metrics["cv_accuracy"]
-    tqdm.write(f"flow-dpo: reward model on {len(rm_train)} human pairs: cross-validated accuracy {acc:.3f}, "
-               f"held-out {rm.metrics['heldout_accuracy']:.3f} on {len(rm_held)} pairs; weights {rm.describe()}")
+    tqdm.write(f"flow-dpo: reward model on {rm.metrics['train_pairs']} human pairs: cross-validated accuracy "
+               f"{acc:.3f}, held-out {rm.metrics['heldout_accuracy']:.3f} on {rm.metrics['heldout_pairs']} pairs; "
+               f"weights {rm.describe()}")
     if not acc >= amp.min_accuracy:  # NaN (too few pairs) fails too
         tqdm.write(f"flow-dpo: reward model accuracy {acc:.3f} < amplify.min_accuracy {amp.min_accuracy}: "
                    "training on the human pairs only")
